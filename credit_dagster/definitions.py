@@ -1,0 +1,18 @@
+"""The Dagster code location: wiring only (assets, checks, jobs and resources meet here)."""
+
+import dagster as dg
+
+from credit_dagster.assets.ingest import raw_assets, raw_data_profile
+from credit_dagster.checks.raw_checks import raw_checks
+from credit_dagster.jobs import build_all
+from credit_dagster.resources import SourceData, Warehouse
+
+defs = dg.Definitions(
+    assets=[*raw_assets, raw_data_profile],
+    asset_checks=raw_checks,
+    jobs=[build_all],
+    resources={"warehouse": Warehouse(), "source": SourceData()},
+    # One process writes the warehouse: DuckDB allows a single writer. Runs launched from the
+    # UI are further serialized by the `duckdb_writer` pool (limit 1 in DAGSTER_HOME/dagster.yaml).
+    executor=dg.in_process_executor,
+)
