@@ -194,7 +194,10 @@ def load_table(
                 f"{max_reject_share:.1%} allowed; they are in {schema}.quarantine (load_id {load_id}). First: {where}"
             )
         null_shares = _null_shares(con, staging, list(declared), rows)
-        reasons = dict(con.execute(f"select split_part(reason, ':', 1), count(*) from held_{load_id} group by 1").fetchall())
+        reasons = dict(con.execute(f"""
+            select case when reason like 'duplicate %' then 'duplicate ' || split_part(reason, ' ', 2)
+                        else split_part(reason, ':', 1) end, count(*)
+            from held_{load_id} group by 1""").fetchall())
         hasher.join()
         con.execute("begin transaction")
         swapping = True

@@ -81,8 +81,9 @@ def _plain(value):
 
 
 def _frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
-    # Arrow with dictionary-encoded strings keeps millions of codes small in pandas.
-    table = con.execute(sql).to_arrow_table()
+    # Arrow with dictionary-encoded strings keeps millions of codes small in pandas. A fresh
+    # cursor, because DuckDB 2 refuses a relation while an execute() result is still open.
+    table = con.cursor().sql(sql).to_arrow_table()
     return table.to_pandas(strings_to_categorical=True)
 
 
