@@ -2,14 +2,15 @@
 
 import dagster as dg
 
+from credit_dagster.assets.features import feature_checks, feature_dictionary, sql_assets
 from credit_dagster.assets.ingest import raw_assets, raw_data_profile
 from credit_dagster.checks.raw_checks import raw_checks
 from credit_dagster.jobs import build_all
 from credit_dagster.resources import SourceData, Warehouse
 
 defs = dg.Definitions(
-    assets=[*raw_assets, raw_data_profile],
-    asset_checks=raw_checks,
+    assets=[*raw_assets, raw_data_profile, *sql_assets, feature_dictionary],
+    asset_checks=[*raw_checks, *feature_checks],
     jobs=[build_all],
     resources={"warehouse": Warehouse(), "source": SourceData()},
     # One process writes the warehouse: DuckDB allows a single writer. Runs launched from the

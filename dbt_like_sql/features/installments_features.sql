@@ -1,0 +1,61 @@
+-- grain: one row per SK_ID_CURR with at least one instalment on an earlier Home Credit loan
+-- description: Instalments due on earlier Home Credit loans and how they were paid. An instalment paid in several parts is first summed (one row per loan, version and number); days past due and days early are floored at 0; a missing payment counts as unpaid.
+-- INST_COUNT (-): Number of instalments due on earlier Home Credit loans
+-- INST_PAID_RATIO_MEAN (-): Share of each instalment you paid, on average
+-- INST_DPD_MAX (+): Longest delay on an instalment of an earlier Home Credit loan
+-- INST_DPD_MEAN (+): Average delay on instalments of earlier Home Credit loans
+-- INST_DAYS_EARLY_MEAN (-): How early, on average, you paid instalments
+-- INST_LATE_SHARE (+): Share of instalments paid late on earlier Home Credit loans
+-- INST_UNDERPAID_SHARE (+): Share of instalments not paid in full
+-- INST_UNDERPAID_SUM (+): Total amount left unpaid on instalments
+-- INST_LATE_SHARE_LAST10 (+): Share of your last ten instalments paid late
+-- INST_DPD_MEAN_LAST10 (+): Average delay on your last ten instalments
+with
+
+payments as (
+    select * from {{ source('raw', 'installments_payments') }}
+),
+
+instalments as (
+    select
+        SK_ID_CURR,
+        SK_ID_PREV,
+        NUM_INSTALMENT_VERSION,
+        NUM_INSTALMENT_NUMBER,
+        max(DAYS_INSTALMENT) as due_day,
+        max(AMT_INSTALMENT) as amount_due,
+        coalesce(sum(AMT_PAYMENT), 0) as amount_paid,
+        max(DAYS_ENTRY_PAYMENT) as last_payment_day
+    from payments
+    group by all
+),
+
+scored as (
+    select
+        *,
+        amount_paid / nullif(amount_due, 0) as paid_ratio,
+        greatest(last_payment_day - due_day, 0) as days_past_due,
+        greatest(due_day - last_payment_day, 0) as days_early,
+        greatest(amount_due - amount_paid, 0) as underpaid,
+        row_number() over (partition by SK_ID_CURR order by due_day desc, SK_ID_PREV, NUM_INSTALMENT_NUMBER) as recency
+    from instalments
+),
+
+final as (
+    select
+        SK_ID_CURR,
+        count(*) as INST_COUNT,
+        avg(paid_ratio) as INST_PAID_RATIO_MEAN,
+        max(days_past_due) as INST_DPD_MAX,
+        avg(days_past_due) as INST_DPD_MEAN,
+        avg(days_early) as INST_DAYS_EARLY_MEAN,
+        avg((days_past_due > 0)::int) as INST_LATE_SHARE,
+        avg((underpaid > 0)::int) as INST_UNDERPAID_SHARE,
+        sum(underpaid) as INST_UNDERPAID_SUM,
+        avg((days_past_due > 0)::int) filter (where recency <= 10) as INST_LATE_SHARE_LAST10,
+        avg(days_past_due) filter (where recency <= 10) as INST_DPD_MEAN_LAST10
+    from scored
+    group by SK_ID_CURR
+)
+
+select * from final
