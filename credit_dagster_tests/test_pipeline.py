@@ -80,3 +80,22 @@ def test_real_sample_loads_and_reports_orphans(credit_home, real_dir):
     fk = checks["previous_application:foreign_keys"]
     assert not fk.passed and fk.severity == dg.AssetCheckSeverity.WARN  # scattered rows: orphans are reported, not fatal
     assert checks["application_train:keys"].passed and checks["bureau_balance:value_sets"].passed
+
+
+@pytest.mark.real_sample
+def test_real_sample_features_have_the_grain_and_carry_information(credit_home, real_dir):
+    run_all(real_dir, raise_on_error=True)
+    with duckdb.connect(str(credit_home / "warehouse.duckdb"), read_only=True) as con:
+        rows, ids = con.execute("select count(*), count(distinct SK_ID_CURR) from features.application_features").fetchone()
+        assert rows == ids == 7000 + 48744
+        columns = [r[0] for r in con.execute("describe features.application_features").fetchall()]
+        stats = con.execute(
+            "select " + ", ".join(f'count(distinct "{c}"), count("{c}")' for c in columns) + " from features.application_features"
+        ).fetchone()
+        dictionary = con.execute("select count(*) from features.feature_dictionary").fetchone()[0]
+    distinct, present = dict(zip(columns, stats[0::2], strict=True)), dict(zip(columns, stats[1::2], strict=True))
+    # Kaggle's FLAG_DOCUMENT_* and housing flags can be constant in a sample; every aggregate must vary.
+    aggregates = [c for c in columns if c.split("_")[0] in {"BUR", "PREV", "POS", "INST", "CC", "APP"}]
+    dead = [c for c in aggregates if present[c] == 0 or distinct[c] < 2]
+    assert not dead, f"constant or empty aggregate features on the real sample: {dead}"
+    assert dictionary == len(columns) - 1

@@ -1,5 +1,5 @@
 -- grain: one row per SK_ID_CURR with at least one instalment on an earlier Home Credit loan
--- description: Instalments due on earlier Home Credit loans and how they were paid. An instalment paid in several parts is first summed (one row per loan, version and number); days past due and days early are floored at 0; a missing payment counts as unpaid.
+-- description: Instalments due on earlier Home Credit loans and how they were paid. An instalment paid in several parts is first summed (one row per loan, version and number); days past due and days early are floored at 0; an instalment never paid counts as unpaid and has no payment delay.
 -- INST_COUNT (-): Number of instalments due on earlier Home Credit loans
 -- INST_PAID_RATIO_MEAN (-): Share of each instalment you paid, on average
 -- INST_DPD_MAX (+): Longest delay on an instalment of an earlier Home Credit loan
@@ -34,8 +34,9 @@ scored as (
     select
         *,
         amount_paid / nullif(amount_due, 0) as paid_ratio,
-        greatest(last_payment_day - due_day, 0) as days_past_due,
-        greatest(due_day - last_payment_day, 0) as days_early,
+        -- greatest() skips NULLs: guard so an instalment never paid has no delay rather than 0
+        case when last_payment_day is not null then greatest(last_payment_day - due_day, 0) end as days_past_due,
+        case when last_payment_day is not null then greatest(due_day - last_payment_day, 0) end as days_early,
         greatest(amount_due - amount_paid, 0) as underpaid,
         row_number() over (partition by SK_ID_CURR order by due_day desc, SK_ID_PREV, NUM_INSTALMENT_NUMBER) as recency
     from instalments
