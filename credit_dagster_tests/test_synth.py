@@ -50,7 +50,8 @@ def test_keys_link_across_tables(synthetic_dir):
     for spec in SOURCE_TABLES.values():
         con.execute(f"create view {spec.name} as select * from read_csv('{synthetic_dir / spec.file_stem}.csv')")
     orphans = {
-        "bureau": "select count(*) from bureau where SK_ID_CURR not in (select SK_ID_CURR from application_train union all select SK_ID_CURR from application_test)",
+        "bureau": "select count(*) from bureau where SK_ID_CURR not in "
+        "(select SK_ID_CURR from application_train union all select SK_ID_CURR from application_test)",
         "bureau_balance": "select count(*) from bureau_balance where SK_ID_BUREAU not in (select SK_ID_BUREAU from bureau)",
         "pos": "select count(*) from pos_cash_balance p join previous_application a using (SK_ID_PREV) where p.SK_ID_CURR <> a.SK_ID_CURR",
         "pos_prev": "select count(*) from pos_cash_balance where SK_ID_PREV not in (select SK_ID_PREV from previous_application)",
