@@ -75,10 +75,14 @@ def _run(args: argparse.Namespace) -> int:
 def _ui(args: argparse.Namespace) -> int:
     from credit_dagster.instance import prepare_dagster_home
 
+    # Runs launched from the UI read the same data as `run` would: export it for dagster dev.
+    os.environ["CREDIT_DATA_DIR"] = str(resolve_data_dir(args.data_dir))
     prepare_dagster_home()
     workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
     target = ["-w", str(workspace)] if workspace.exists() else ["-m", "credit_dagster.definitions"]
-    os.execvp("dagster", ["dagster", "dev", *target, "-p", str(args.port)])
+    # The dagster command installed beside this Python, so an unactivated venv works too.
+    dagster = Path(sys.executable).with_name("dagster")
+    os.execv(dagster, [str(dagster), "dev", *target, "-p", str(args.port)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     run.set_defaults(func=_run)
     ui = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on the persistent DAGSTER_HOME")
     ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--data-dir", help="folder with the Kaggle CSV files (default: CREDIT_DATA_DIR or synthetic)")
     ui.set_defaults(func=_ui)
     args = parser.parse_args(argv)
     return args.func(args)
