@@ -44,3 +44,14 @@ class SourceData(dg.ConfigurableResource):
 
     def folder(self) -> Path:
         return Path(self.data_dir) if self.data_dir else settings.data_dir()
+
+
+class ModelStore(dg.ConfigurableResource):
+    """The model registry folder (empty: CREDIT_HOME/models)."""
+
+    path: str = ""
+
+    def registry(self):
+        from credit_dagster.ml.registry import Registry
+
+        return Registry(Path(self.path) if self.path else settings.models_dir())

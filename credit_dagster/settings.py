@@ -33,3 +33,7 @@ def data_dir() -> Path:
     """The folder of source CSVs: CREDIT_DATA_DIR, or the generated synthetic default."""
     configured = os.environ.get("CREDIT_DATA_DIR")
     return Path(configured).expanduser().resolve() if configured else synthetic_default_dir()
+
+
+def models_dir() -> Path:
+    return credit_home() / "models"

@@ -7,6 +7,7 @@ import duckdb
 import pytest
 
 from credit_dagster.definitions import defs
+from credit_dagster.resources import ModelStore, SourceData, Warehouse
 from credit_dagster.sources import SOURCE_TABLES
 
 
@@ -46,6 +47,11 @@ def test_full_run_on_synthetic_data(credit_home, synthetic_dir):
     assert "SYNTHETIC" in report and "Default rate by NAME_INCOME_TYPE" in report
     meta = result.asset_materializations_for_node("raw__application_train")[0].metadata
     assert meta["synthetic"].value is True and len(meta["sha256"].value) == 64
+    card = (credit_home / "reports" / "model_card.html").read_text()
+    assert "SYNTHETIC DATA" in card and "Fairness audit" in card and "data:image/png;base64" in card
+    registry = ModelStore().registry()
+    champion = registry.load("champion")
+    assert champion.metadata["cv_metrics"]["roc_auc"] > 0.6 and champion.metadata["threshold"] > 0
 
 
 def test_bad_label_blocks_downstream_and_duplicates_warn(credit_home, synthetic_dir, tmp_path):
@@ -67,10 +73,21 @@ def test_bad_label_blocks_downstream_and_duplicates_warn(credit_home, synthetic_
     assert "raw__raw_data_profile" not in {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
 
 
+@pytest.fixture(scope="module")
+def real_run(real_dir, tmp_path_factory):
+    """One full run on the real sample, shared by the real-sample tests (it trains a model)."""
+    home = tmp_path_factory.mktemp("real_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CREDIT_HOME", str(home))
+        mp.delenv("DAGSTER_HOME", raising=False)
+        result = run_all(real_dir, raise_on_error=True)
+        yield home, result
+
+
 @pytest.mark.real_sample
-def test_real_sample_loads_and_reports_orphans(credit_home, real_dir):
-    result = run_all(real_dir, raise_on_error=True)
-    with duckdb.connect(str(credit_home / "warehouse.duckdb"), read_only=True) as con:
+def test_real_sample_loads_and_reports_orphans(real_run):
+    home, result = real_run
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         counts = {t: con.execute(f"select count(*) from raw.{t}").fetchone()[0] for t in SOURCE_TABLES}
         assert con.execute("select count(*) from raw.columns_description").fetchone()[0] == 219
         assert con.execute("select count(*) from raw.application_train where DAYS_EMPLOYED = 365243").fetchone()[0] > 1000
@@ -83,9 +100,9 @@ def test_real_sample_loads_and_reports_orphans(credit_home, real_dir):
 
 
 @pytest.mark.real_sample
-def test_real_sample_features_have_the_grain_and_carry_information(credit_home, real_dir):
-    run_all(real_dir, raise_on_error=True)
-    with duckdb.connect(str(credit_home / "warehouse.duckdb"), read_only=True) as con:
+def test_real_sample_features_have_the_grain_and_carry_information(real_run):
+    home, _ = real_run
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         rows, ids = con.execute("select count(*), count(distinct SK_ID_CURR) from features.application_features").fetchone()
         assert rows == ids == 7000 + 48744
         columns = [r[0] for r in con.execute("describe features.application_features").fetchall()]
@@ -99,3 +116,36 @@ def test_real_sample_features_have_the_grain_and_carry_information(credit_home, 
     dead = [c for c in aggregates if present[c] == 0 or distinct[c] < 2]
     assert not dead, f"constant or empty aggregate features on the real sample: {dead}"
     assert dictionary == len(columns) - 1
+
+
+@pytest.mark.real_sample
+def test_real_sample_model_beats_application_only(real_run):
+    home, result = real_run
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        auc = dict(con.execute("select candidate, roc_auc from model.candidate_comparison").fetchall())
+    print("real-sample CV ROC AUC:", auc)
+    assert auc["lightgbm_all_tables"] > auc["lightgbm_application_only"]
+    assert auc["lightgbm_all_tables"] > 0.65 and auc["dummy_prior"] == 0.5
+    assert all(c.passed for k, c in check_results(result).items() if k.startswith("credit_model:"))
+
+
+def test_planted_leak_fails_the_blocking_check_and_keeps_the_champion(credit_home, synthetic_dir):
+    run_all(synthetic_dir, raise_on_error=True)
+    registry = ModelStore().registry()
+    champion = registry.alias("champion")
+    with duckdb.connect(str(credit_home / "warehouse.duckdb")) as con:
+        con.execute("""create or replace table features.application_features as
+            select f.*, l.TARGET * 1.0 as REPAYMENT_FLAG from features.application_features f
+            left join features.application_labels l using (SK_ID_CURR)""")
+    model_group = [a for a in defs.assets if a.keys and next(iter(a.keys)).path[0] == "model"]
+    model_checks = [c for c in defs.asset_checks if next(iter(c.check_keys)).asset_key.path[0] == "model"]
+    result = dg.materialize(
+        [*model_group, *model_checks],
+        instance=dg.DagsterInstance.ephemeral(),
+        resources={"warehouse": Warehouse(), "source": SourceData(data_dir=str(synthetic_dir)), "models": ModelStore()},
+        raise_on_error=False,
+    )
+    leak = check_results(result)["credit_model:no_leakage"]
+    assert not leak.passed and "REPAYMENT_FLAG" in leak.description
+    assert registry.alias("champion") == champion  # the leaking model was registered but never promoted
+    assert len(registry.versions()) == 2

@@ -127,7 +127,7 @@ def build_population(scale: float, seed: int) -> Population:
     cc_months = allocate(rng, rows["credit_card_balance"], (approved & revolving) * rng.gamma(3.0, 1.0, n_prev), cap=MAX_MONTHS)
 
     # The label: both hidden factors, plus the observable burden of the new credit.
-    logit = 0.85 * z_app + 0.85 * z_hist
+    logit = 1.0 * z_app + 1.0 * z_hist
     intercept = _intercept_for_rate(logit, TARGET_RATE)
     target = (rng.random(n_app) < sigmoid(intercept + logit)).astype(np.int64)
     return Population(
@@ -171,11 +171,11 @@ def applications(rng: np.random.Generator, pop: Population, idx: np.ndarray) -> 
     cols["TARGET"] = pop.target[idx]
 
     def correlated_u(loading: np.ndarray) -> np.ndarray:
-        return ndtr(loading + np.sqrt(1 - 0.5**2) * rng.standard_normal(n))
+        return ndtr(loading + 0.8 * rng.standard_normal(n))
 
     # External scores: lower for riskier clients; they see a little of the history too.
-    for col, w_hist in (("EXT_SOURCE_1", 0.15), ("EXT_SOURCE_2", 0.2), ("EXT_SOURCE_3", 0.2)):
-        values = from_quantiles(cat[col], correlated_u(-(0.5 - w_hist) * z_app - w_hist * z_hist))
+    for col, w_app, w_hist in (("EXT_SOURCE_1", 0.6, 0.1), ("EXT_SOURCE_2", 0.7, 0.2), ("EXT_SOURCE_3", 0.6, 0.25)):
+        values = from_quantiles(cat[col], correlated_u(-w_app * z_app - w_hist * z_hist))
         values[rng.random(n) < cat[col]["null"]] = np.nan
         cols[col] = values
     # Younger applicants are riskier: DAYS_BIRTH is less negative.

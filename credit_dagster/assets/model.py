@@ -1,0 +1,213 @@
+"""Model group: train and compare candidates, validate, promote a champion, write the model card."""
+
+import os
+
+import dagster as dg
+import pandas as pd
+
+from credit_dagster.assets.ingest import POOL, is_synthetic
+from credit_dagster.feature_dictionary import PROTECTED
+from credit_dagster.ml import build, charts, metrics, model_card, promotion, training
+from credit_dagster.ml.scorecard import Scorecard
+from credit_dagster.resources import ModelStore, SourceData, Warehouse
+from credit_dagster.settings import reports_dir
+
+GROUP = "model"
+FEATURES = dg.AssetKey(["features", "application_features"])
+LABELS = dg.AssetKey(["features", "application_labels"])
+CREDIT_MODEL = dg.AssetKey([GROUP, "credit_model"])
+CHAMPION = dg.AssetKey([GROUP, "champion_model"])
+
+
+class TrainingConfig(dg.Config):
+    n_folds: int = 5
+    seed: int = 42
+    learning_rate: float = 0.02
+    num_leaves: int = 7  # shallow trees and strong regularisation: judged on applicants never seen
+    min_child_samples: int = 100
+    feature_fraction: float = 0.5
+    bagging_fraction: float = 0.8
+    reg_lambda: float = 10.0
+    max_rounds: int = 3000
+    early_stopping_rounds: int = 200
+    logreg_c: float = 0.05
+    cost_false_negative: float = 10.0  # a missed defaulter costs ten wrongly refused good clients
+    cost_false_positive: float = 1.0
+    refer_margin: float = 0.02  # refer to an advisor when |PD - threshold| < margin
+    exclude_sensitive: bool = True
+    base_points: float = 600.0
+    base_odds: float = 50.0
+    points_to_double: float = 20.0
+
+
+class PromotionConfig(dg.Config):
+    force: bool = False
+    tolerance: float = 0.005  # ROC AUC the candidate may lose against the champion and still be promoted
+
+
+def load_training_frames(con) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    features = con.execute("select * from features.application_features").df()
+    labels = con.execute("select * from features.application_labels").df()
+    app_columns = [r[0] for r in con.execute("describe features.application_clean").fetchall()]
+    return features, labels, app_columns
+
+
+@dg.asset(key=CREDIT_MODEL, group_name=GROUP, deps=[FEATURES, LABELS], kinds={"lightgbm", "sklearn"}, pool=POOL)
+def credit_model(context: dg.AssetExecutionContext, config: TrainingConfig, warehouse: Warehouse,
+                 models: ModelStore, source: SourceData) -> dg.MaterializeResult:
+    """Candidates compared on the same folds; the multi-table LightGBM calibrated, thresholded and registered."""
+    params = training.TrainingParams(
+        n_folds=config.n_folds, seed=config.seed, learning_rate=config.learning_rate, num_leaves=config.num_leaves,
+        min_child_samples=config.min_child_samples, feature_fraction=config.feature_fraction,
+        bagging_fraction=config.bagging_fraction, reg_lambda=config.reg_lambda, max_rounds=config.max_rounds,
+        early_stopping_rounds=config.early_stopping_rounds, logreg_c=config.logreg_c,
+        costs=metrics.Costs(config.cost_false_negative, config.cost_false_positive),
+    )
+    with warehouse.connect() as con:
+        features, labels, app_columns = load_training_frames(con)
+    result = build.build_model(
+        features, labels, excluded=PROTECTED if config.exclude_sensitive else (), app_columns=app_columns,
+        params=params, refer_margin=config.refer_margin,
+        scorecard=Scorecard(config.base_points, config.base_odds, config.points_to_double),
+    )
+    result.metadata["synthetic"] = is_synthetic(source.folder())
+    registry = models.registry()
+    version = registry.register(result.booster, result.metadata)
+    folder = registry.root / version
+    for name, png in result.charts.items():
+        (folder / f"{name}.png").write_bytes(png)
+    oof, comparison = result.oof.assign(model_version=version), result.comparison.assign(model_version=version)
+    with warehouse.connect() as con:
+        con.execute("create schema if not exists model")
+        con.execute("create or replace table model.oof_predictions as select * from oof")
+        con.execute("create or replace table model.candidate_comparison as select * from comparison")
+    m = result.metadata
+    context.log.info(f"registered {version}: CV ROC AUC {m['cv_metrics']['roc_auc']:.4f}, threshold {m['threshold']:.3f}")
+    return dg.MaterializeResult(metadata={
+        "model_version": version,
+        "cv_roc_auc": m["cv_metrics"]["roc_auc"],
+        "threshold": m["threshold"],
+        "refer_band": m["refer_band"],
+        "calibration": m["calibration"]["method"],
+        "calibration_error": m["calibration_error"],
+        "final_rounds": m["final_rounds"],
+        "training_rows": m["training_rows"],
+        "synthetic": m["synthetic"],
+        "comparison": dg.MetadataValue.md(result.comparison.round(4).to_markdown(index=False)),
+        "cost_curve": dg.MetadataValue.md(f"![cost curve]({charts.data_uri(result.charts['cost_curve'])})"),
+        "reliability": dg.MetadataValue.md(f"![reliability]({charts.data_uri(result.charts['reliability'])})"),
+        "artefact": dg.MetadataValue.path(str(folder)),
+    })
+
+
+def _latest(models: ModelStore):
+    registry = models.registry()
+    return registry.load(registry.versions()[-1])
+
+
+@dg.asset_check(asset=CREDIT_MODEL, blocking=True, description="Cross-validated ROC AUC above a floor (CREDIT_MIN_AUC, default 0.60).")
+def auc_above_floor(models: ModelStore) -> dg.AssetCheckResult:
+    model = _latest(models)
+    floor = float(os.environ.get("CREDIT_MIN_AUC", "0.60"))
+    auc = model.metadata["cv_metrics"]["roc_auc"]
+    return dg.AssetCheckResult(passed=auc > floor, severity=dg.AssetCheckSeverity.ERROR,
+                               description=f"{model.version}: CV ROC AUC {auc:.4f} vs floor {floor}",
+                               metadata={"roc_auc": auc, "floor": floor})
+
+
+@dg.asset_check(asset=CREDIT_MODEL, blocking=True, description="No identifier or label among the features, and no single feature that alone predicts the label.")
+def no_leakage(models: ModelStore, warehouse: Warehouse) -> dg.AssetCheckResult:
+    model = _latest(models)
+    with warehouse.connect() as con:
+        features, labels, app_columns = load_training_frames(con)
+    named = [f for f in model.features if "TARGET" in f.upper() or f.upper().startswith("SK_ID")]
+    data = training.make_dataset(features[["SK_ID_CURR", *model.features]], labels, (), app_columns)
+    leaks = training.single_feature_leaks(data)
+    problems = [f"{f} is an identifier or label" for f in named] + [f"{f} alone has ROC AUC {a}" for f, a in leaks]
+    return dg.AssetCheckResult(passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
+                               description="; ".join(problems) or "no leaking feature",
+                               metadata={"suspicious": problems})
+
+
+@dg.asset_check(asset=CREDIT_MODEL, blocking=True, description="Expected calibration error of out-of-fold PDs under a bound (CREDIT_MAX_ECE, default 0.03).")
+def calibration_error_bounded(models: ModelStore) -> dg.AssetCheckResult:
+    model = _latest(models)
+    bound = float(os.environ.get("CREDIT_MAX_ECE", "0.03"))
+    ece = model.metadata["calibration_error"]
+    return dg.AssetCheckResult(passed=ece < bound, severity=dg.AssetCheckSeverity.ERROR,
+                               description=f"{model.version}: ECE {ece:.4f} vs bound {bound}", metadata={"ece": ece, "bound": bound})
+
+
+@dg.asset_check(asset=CREDIT_MODEL, blocking=True, description="Every model feature exists in features.application_features.")
+def features_match_feature_table(models: ModelStore, warehouse: Warehouse) -> dg.AssetCheckResult:
+    model = _latest(models)
+    with warehouse.connect() as con:
+        columns = {r[0] for r in con.execute("describe features.application_features").fetchall()}
+    missing = [f for f in model.features if f not in columns]
+    return dg.AssetCheckResult(passed=not missing, severity=dg.AssetCheckSeverity.ERROR,
+                               description=f"missing from the feature table: {missing}" if missing else "all features present",
+                               metadata={"missing": missing, "model_features": len(model.features)})
+
+
+@dg.asset(key=CHAMPION, group_name=GROUP, deps=[CREDIT_MODEL], pool=POOL)
+def champion_model(context: dg.AssetExecutionContext, config: PromotionConfig, models: ModelStore,
+                   warehouse: Warehouse) -> dg.MaterializeResult:
+    """The `champion` alias: the new model replaces it only if it passed the blocking checks
+    (this asset does not run otherwise) and is not worse on the same data."""
+    registry = models.registry()
+    candidate = _latest(models)
+    current = registry.alias("champion")
+    champion_auc = None
+    basis = "no champion yet"
+    if current and current != candidate.version:
+        champion = registry.load(current)
+        if champion.metadata["data_fingerprint"] == candidate.metadata["data_fingerprint"]:
+            champion_auc, basis = champion.metadata["cv_metrics"]["roc_auc"], "cross-validated AUC on identical data"
+        else:
+            # the champion may have trained on some of these rows: its AUC is optimistic, which
+            # makes promotion conservative
+            with warehouse.connect() as con:
+                oof = con.execute("select SK_ID_CURR, TARGET from model.oof_predictions").df()
+                features = con.execute("select * from features.application_features").df()
+            scored = oof.merge(features, on="SK_ID_CURR")
+            from sklearn.metrics import roc_auc_score
+
+            champion_auc = float(roc_auc_score(scored["TARGET"], champion.raw_score(scored)))
+            basis = "champion re-scored on the candidate's labelled rows"
+    promote, reason = promotion.decide(candidate.metadata["cv_metrics"]["roc_auc"], champion_auc,
+                                       tolerance=config.tolerance, force=config.force, checks_passed=True)
+    if current == candidate.version:
+        promote, reason = True, "already champion"
+    elif promote:
+        registry.promote(candidate.version, reason)
+    context.log.info(f"{candidate.version}: {'promoted' if promote else 'not promoted'} ({reason})")
+    return dg.MaterializeResult(metadata={
+        "candidate": candidate.version, "champion": registry.alias("champion") or "none",
+        "promoted": promote, "reason": reason, "comparison_basis": basis,
+    })
+
+
+@dg.asset(group_name=GROUP, key=dg.AssetKey([GROUP, "model_card"]), deps=[CHAMPION], kinds={"html"})
+def model_card_report(models: ModelStore) -> dg.MaterializeResult:
+    """The model card of the latest model (Markdown and HTML, readable offline)."""
+    registry = models.registry()
+    model = _latest(models)
+    folder = registry.root / model.version
+    events = [e for e in registry.history() if e["version"] == model.version and e["event"].startswith("promoted")]
+    champion = {"promoted": bool(events), "reason": events[-1]["reason"] if events else "not promoted; see champion_model"}
+    chart_png = {name: (folder / f"{name}.png").read_bytes() for name in ("cost_curve", "reliability")}
+    text = model_card.render_markdown(model.metadata, champion=champion, charts=chart_png, synthetic=model.metadata.get("synthetic", False))
+    html = model_card.render_html(text, f"Model card {model.version}")
+    (folder / "model_card.md").write_text(text)
+    (folder / "model_card.html").write_text(html)
+    latest = reports_dir() / "model_card.html"
+    latest.parent.mkdir(parents=True, exist_ok=True)
+    latest.write_text(html)
+    return dg.MaterializeResult(metadata={
+        "model_version": model.version, "html": dg.MetadataValue.path(str(latest)),
+        "markdown": dg.MetadataValue.path(str(folder / "model_card.md")),
+        "fairness_flags": [f"{a}={r['group']}" for a, rows in model.metadata["fairness"].items() for r in rows if r["four_fifths_flag"]],
+    })
+
+
+model_checks = [auc_above_floor, no_leakage, calibration_error_bounded, features_match_feature_table]
