@@ -76,9 +76,10 @@ def credit_model(context: dg.AssetExecutionContext, config: TrainingConfig, ware
     folder = registry.root / version
     for name, png in result.charts.items():
         (folder / f"{name}.png").write_bytes(png)
-    oof, comparison = result.oof.assign(model_version=version), result.comparison.assign(model_version=version)
     with warehouse.connect() as con:
         con.execute("create schema if not exists model")
+        con.register("oof", result.oof.assign(model_version=version))
+        con.register("comparison", result.comparison.assign(model_version=version))
         con.execute("create or replace table model.oof_predictions as select * from oof")
         con.execute("create or replace table model.candidate_comparison as select * from comparison")
     m = result.metadata
@@ -115,7 +116,8 @@ def auc_above_floor(models: ModelStore) -> dg.AssetCheckResult:
                                metadata={"roc_auc": auc, "floor": floor})
 
 
-@dg.asset_check(asset=CREDIT_MODEL, blocking=True, description="No identifier or label among the features, and no single feature that alone predicts the label.")
+@dg.asset_check(asset=CREDIT_MODEL, blocking=True,
+                description="No identifier or label among the features, and no single feature that alone predicts the label.")
 def no_leakage(models: ModelStore, warehouse: Warehouse) -> dg.AssetCheckResult:
     model = _latest(models)
     with warehouse.connect() as con:
@@ -129,7 +131,8 @@ def no_leakage(models: ModelStore, warehouse: Warehouse) -> dg.AssetCheckResult:
                                metadata={"suspicious": problems})
 
 
-@dg.asset_check(asset=CREDIT_MODEL, blocking=True, description="Expected calibration error of out-of-fold PDs under a bound (CREDIT_MAX_ECE, default 0.03).")
+@dg.asset_check(asset=CREDIT_MODEL, blocking=True,
+                description="Expected calibration error of out-of-fold PDs under a bound (CREDIT_MAX_ECE, default 0.03).")
 def calibration_error_bounded(models: ModelStore) -> dg.AssetCheckResult:
     model = _latest(models)
     bound = float(os.environ.get("CREDIT_MAX_ECE", "0.03"))
