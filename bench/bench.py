@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-STAGES = ("synth", "ingest", "features", "features_pandas", "nightly_batch")
+STAGES = ("synth", "ingest", "features", "features_pandas", "nightly_batch", "train")
 
 
 def stage_synth(workdir: Path, scale: float) -> dict:
@@ -122,6 +122,25 @@ def stage_nightly_batch(workdir: Path, scale: float) -> dict:
     sql_models.build_all(con, sql_models.discover(), schemas={"raw": "batch_raw", "features": "batch_features"})
     rows = con.execute("select count(*) from batch_features.application_features").fetchall()[0][0]
     return {"rows": rows, "batch_seconds": round(time.perf_counter() - started, 2)}
+
+
+def stage_train(workdir: Path, scale: float) -> dict:
+    """Cross-validation of all candidates plus the final fit; parameters from BENCH_TRAIN_PARAMS (JSON)."""
+    from credit_dagster.assets.model import load_training_frames
+    from credit_dagster.feature_dictionary import PROTECTED
+    from credit_dagster.ml import build, training
+    from credit_dagster.ml.scorecard import Scorecard
+
+    overrides = json.loads(os.environ.get("BENCH_TRAIN_PARAMS", "{}"))
+    con = _warehouse(workdir)
+    features, labels, app_columns = load_training_frames(con)
+    con.close()
+    result = build.build_model(features, labels, excluded=PROTECTED, app_columns=app_columns,
+                               params=training.TrainingParams(**overrides), refer_margin=0.02, scorecard=Scorecard())
+    auc = result.comparison.set_index("candidate")["roc_auc"].round(4).to_dict()
+    seconds = result.comparison.set_index("candidate")["train_seconds"].to_dict()
+    return {"rows": result.metadata["training_rows"], "params": overrides, "cv_roc_auc": auc, "cv_seconds": seconds,
+            "final_rounds": result.metadata["final_rounds"]}
 
 
 def run_stage(name: str, workdir: Path, scale: float) -> dict:

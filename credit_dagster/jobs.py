@@ -1,9 +1,54 @@
-"""Jobs: the end-to-end build that `credit-dagster run` and the UI launch."""
+"""Jobs, the nightly schedule, and the sensors that watch for late drops and severe drift."""
 
 import dagster as dg
 
+from credit_dagster import drops
+from credit_dagster.assets.scoring import DRIFT, SCORED, daily
+
 build_all = dg.define_asset_job(
     "build_all",
-    selection=dg.AssetSelection.all(),
-    description="Ingest the source files, check them, and build everything downstream, in dependency order.",
+    selection=dg.AssetSelection.groups("raw", "features", "model"),
+    description="Ingest the source files, check them, build features, train, validate and promote the model.",
 )
+train_model = dg.define_asset_job(
+    "train_model", selection=dg.AssetSelection.groups("model"), description="Retrain, validate and maybe promote the model."
+)
+nightly_scoring = dg.define_asset_job(
+    "nightly_scoring",
+    selection=dg.AssetSelection.groups("scoring", "monitoring", "serving"),
+    partitions_def=daily,
+    description="Load the day's drop, build its features, score it with the champion, watch drift, publish the snapshot.",
+)
+
+# 02:00 Europe/Paris every day, for the day that just ended (the partition of yesterday).
+nightly_schedule = dg.build_schedule_from_partitioned_job(
+    nightly_scoring, hour_of_day=2, minute_of_hour=0, default_status=dg.DefaultScheduleStatus.RUNNING
+)
+
+
+@dg.sensor(job=nightly_scoring, minimum_interval_seconds=600, default_status=dg.DefaultSensorStatus.RUNNING)
+def late_drop_sensor(context: dg.SensorEvaluationContext):
+    """Scores a drop that arrived after its night's run: a past day with a drop folder but no scores."""
+    inbox = drops.inbox_dir()
+    if not inbox.is_dir():
+        return dg.SkipReason(f"no inbox at {inbox}")
+    keys = set(daily.get_partition_keys(dynamic_partitions_store=context.instance))
+    scored = context.instance.get_materialized_partitions(SCORED)
+    requests = []
+    for folder in sorted(inbox.iterdir()):
+        day = folder.name
+        if day in keys and day not in scored and any(folder.glob("application_test.csv*")):
+            latest = max(p.stat().st_mtime for p in folder.iterdir())
+            requests.append(dg.RunRequest(partition_key=day, run_key=f"late-drop-{day}-{int(latest)}"))
+    return requests or dg.SkipReason("every drop in the inbox is scored")
+
+
+@dg.sensor(job=train_model, minimum_interval_seconds=3600, default_status=dg.DefaultSensorStatus.STOPPED)
+def drift_retraining_sensor(context: dg.SensorEvaluationContext):
+    """Requests retraining when the last three scored nights all had a PSI of 0.25 or more (off by default)."""
+    events = context.instance.fetch_materializations(DRIFT, limit=3).records
+    severe = [e for e in events if e.asset_materialization and
+              max(e.asset_materialization.metadata["max_feature_psi"].value, e.asset_materialization.metadata["score_psi"].value) >= 0.25]
+    if len(events) == 3 and len(severe) == 3:
+        return dg.RunRequest(run_key=f"drift-{events[0].storage_id}")
+    return dg.SkipReason(f"{len(severe)} of the last {len(events)} nights with PSI >= 0.25")

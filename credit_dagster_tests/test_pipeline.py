@@ -31,7 +31,12 @@ def check_results(result):
 def test_definitions_load_and_job_resolves():
     dg.Definitions.validate_loadable(defs)
     job = defs.resolve_job_def("build_all")
-    assert {k.path[-1] for k in job.asset_layer.executable_asset_keys} >= set(SOURCE_TABLES) | {"raw_data_profile"}
+    assert {k.path[-1] for k in job.asset_layer.executable_asset_keys} >= set(SOURCE_TABLES) | {"raw_data_profile", "credit_model"}
+    nightly = defs.resolve_job_def("nightly_scoring")
+    assert {k.path[-1] for k in nightly.asset_layer.executable_asset_keys} == {
+        "daily_drop", "daily_features", "scored_applications", "drift_report", "serving_snapshot"}
+    assert defs.resolve_schedule_def("nightly_scoring_schedule").job_name == "nightly_scoring"
+    assert defs.resolve_sensor_def("late_drop_sensor") and defs.resolve_sensor_def("drift_retraining_sensor")
 
 
 def test_full_run_on_synthetic_data(credit_home, synthetic_dir):
@@ -149,3 +154,25 @@ def test_planted_leak_fails_the_blocking_check_and_keeps_the_champion(credit_hom
     assert not leak.passed and "REPAYMENT_FLAG" in leak.description
     assert registry.alias("champion") == champion  # the leaking model was registered but never promoted
     assert len(registry.versions()) == 2
+
+
+@pytest.mark.real_sample
+def test_real_sample_drop_is_scored(real_run, real_dir):
+    home, _ = real_run
+    from datetime import date
+
+    from credit_dagster import drops
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CREDIT_HOME", str(home))
+        mp.delenv("CREDIT_INBOX", raising=False)
+        counts = drops.replay(real_dir, drops.inbox_dir(), 20, date(2026, 10, 1))
+        result = defs.resolve_job_def("nightly_scoring").execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(), partition_key="2026-10-01", raise_on_error=True
+        )
+    assert result.success and sum(counts.values()) == 48744
+    with duckdb.connect(str(home / "serving" / "serving.duckdb"), read_only=True) as con:
+        scored = con.execute("select decision, count(*) from scored_applications group by 1").fetchall()
+        reasons = con.execute("select count(*) from scored_applications where reason_1 is null").fetchone()[0]
+    assert sum(n for _, n in scored) == counts["2026-10-01"]
+    assert {d for d, _ in scored} <= {"granted", "refused", "refer to an advisor"} and reasons < counts["2026-10-01"]

@@ -87,6 +87,8 @@ def build_model(
         "scorecard": vars(scorecard),
         "reliability": reliability,
         "importance_top": importance.head(30).to_dict(orient="records"),
+        # typical values of the training population, to word a reason ("higher than most applicants")
+        "feature_medians": {c: float(v) for c, v in data.X.select_dtypes("number").median().items() if pd.notna(v)},
         "fairness": {k: v.to_dict(orient="records") for k, v in audits.items()},
     }
     return ModelBuild(

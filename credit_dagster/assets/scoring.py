@@ -1,0 +1,233 @@
+"""Nightly scoring: one daily partition (Europe/Paris) per drop of new applications.
+
+drop -> features (same SQL as training, on that day's rows) -> scores with reasons and
+counterfactuals (champion model) -> drift report -> serving snapshot.
+"""
+
+import os
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+
+from credit_dagster import drops, monitoring, scoring, snapshot, sql_models
+from credit_dagster.assets.ingest import POOL, IngestConfig
+from credit_dagster.resources import ModelStore, Warehouse
+from credit_dagster.settings import reports_dir
+
+PARTITIONS_START = os.environ.get("CREDIT_PARTITIONS_START", "2024-01-01")
+daily = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="Europe/Paris")
+
+DROP = dg.AssetKey(["scoring", "daily_drop"])
+DAILY_FEATURES = dg.AssetKey(["scoring", "daily_features"])
+SCORED = dg.AssetKey(["scoring", "scored_applications"])
+DRIFT = dg.AssetKey(["monitoring", "drift_report"])
+SNAPSHOT = dg.AssetKey(["serving", "serving_snapshot"])
+CHAMPION = dg.AssetKey(["model", "champion_model"])
+DICTIONARY = dg.AssetKey(["features", "feature_dictionary"])
+
+SCORED_DDL = """
+create table if not exists scoring.{name} (
+    partition_date varchar, SK_ID_CURR bigint, probability_of_default double, points integer, grade varchar,
+    decision varchar, reason_1 varchar, reason_2 varchar, reason_3 varchar, reason_4 varchar, reason_features varchar,
+    counterfactual varchar, raw_score double, features_fingerprint varchar, model_version varchar, threshold double,
+    refer_low double, refer_high double, calibration varchar, scored_at timestamp, run_id varchar
+)"""
+DETAIL_COLUMNS = [
+    "NAME_CONTRACT_TYPE", "AMT_CREDIT", "AMT_ANNUITY", "AMT_GOODS_PRICE", "AMT_INCOME_TOTAL", "NAME_INCOME_TYPE",
+    "NAME_EDUCATION_TYPE", "OCCUPATION_TYPE", "NAME_HOUSING_TYPE", "CNT_FAM_MEMBERS", "APP_AGE_YEARS", "APP_YEARS_EMPLOYED",
+]
+
+
+@dg.asset(key=DROP, group_name="scoring", partitions_def=daily, pool=POOL, kinds={"duckdb", "csv"})
+def daily_drop(context: dg.AssetExecutionContext, config: IngestConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+    """The day's drop loaded into drop_<YYYYMMDD> with the raw-ingestion gates and quarantine."""
+    day = context.partition_key
+    with warehouse.connect() as con:
+        loaded = drops.load_drop(con, drops.inbox_dir(), day, config.max_reject_share)
+        applications = con.execute(f"select count(*) from {loaded.schema}.application_test").fetchall()[0][0]
+        quarantined = con.execute(f"select count(*) from {loaded.schema}.quarantine").fetchall()[0][0]
+    if loaded.already_scored:
+        context.log.warning(f"{len(loaded.already_scored)} applicants were already scored on another day and are not scored again")
+    return dg.MaterializeResult(metadata={
+        "applications": applications, "rows_quarantined": quarantined,
+        "already_scored_elsewhere": loaded.already_scored[:50], "missing_side_files": loaded.missing_files,
+        "rows": {name: r.rows for name, r in loaded.reports.items()}, "schema": loaded.schema,
+        "inbox": dg.MetadataValue.path(str(drops.inbox_dir() / day)),
+    })
+
+
+@dg.asset_check(asset=DROP, description="Warns when rows of the drop were held back (unparsable, duplicate, already scored).")
+def drop_nothing_quarantined(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+    schema = drops.drop_schema(context.partition_key) if context.has_partition_key else None
+    with warehouse.connect() as con:
+        rows = con.execute(f"select table_name, line, reason from {schema}.quarantine limit 10").fetchall()
+        total = con.execute(f"select count(*) from {schema}.quarantine").fetchall()[0][0]
+    return dg.AssetCheckResult(passed=total == 0, severity=dg.AssetCheckSeverity.WARN,
+                               description=f"{total} rows held back in {schema}.quarantine" if total else "no row held back",
+                               metadata={"examples": [f"{t} line {line}: {r}" for t, line, r in rows]})
+
+
+@dg.asset(key=DAILY_FEATURES, group_name="scoring", partitions_def=daily, deps=[DROP], pool=POOL, kinds={"duckdb", "sql"})
+def daily_features(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    """The night's features: the training SQL models run on the drop's rows only."""
+    schema = drops.drop_schema(context.partition_key)
+    with warehouse.connect() as con:
+        counts = sql_models.build_all(con, sql_models.discover(), schemas={"raw": schema, "features": f"{schema}_features"})
+    return dg.MaterializeResult(metadata={"dagster/row_count": counts["application_features"], "schema": f"{schema}_features"})
+
+
+@dg.asset(key=SCORED, group_name="scoring", partitions_def=daily, deps=[DAILY_FEATURES, CHAMPION, DICTIONARY], pool=POOL,
+          kinds={"lightgbm", "duckdb"})
+def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
+    """Each application scored by the champion: PD, points, grade, decision, four reasons,
+    and for refusals and referrals the smallest change that would grant it. Re-running a day
+    replaces exactly that day's rows; every run is appended to scoring.decision_audit."""
+    day = context.partition_key
+    schema = drops.drop_schema(day)
+    model = models.registry().load("champion")
+    with warehouse.connect() as con:
+        features = con.execute(f"select * from {schema}_features.application_features").df()
+        dictionary = con.execute("select * from features.feature_dictionary").df()
+        if features.empty:
+            raise ValueError(f"drop {day} has no application left to score (empty, or all quarantined): see {schema}.quarantine")
+        scored = scoring.score_frame(model, features, dictionary)
+        to_search = scored.loc[scored["decision"] != scoring.GRANTED, "SK_ID_CURR"].tolist()
+        cf = scoring.counterfactuals(con, model, schema, to_search, work_schema=f"cf_{schema}")
+        scored = scored.merge(cf[["SK_ID_CURR", "counterfactual"]], on="SK_ID_CURR", how="left")
+        low, high = model.metadata["refer_band"]
+        scored = scored.assign(
+            partition_date=day, model_version=model.version, threshold=model.threshold, refer_low=low, refer_high=high,
+            calibration=model.metadata["calibration"]["method"], scored_at=datetime.now(UTC).replace(tzinfo=None),
+            run_id=context.run.run_id,
+        )
+        details = features[["SK_ID_CURR", *[c for c in DETAIL_COLUMNS if c in features]]].assign(partition_date=day)
+        top = [r["feature"] for r in model.metadata["importance_top"][:15] if r["feature"] in model.metadata.get("feature_medians", {})]
+        values = features.melt(id_vars="SK_ID_CURR", value_vars=top, var_name="feature", value_name="value").assign(partition_date=day)
+        con.execute("create schema if not exists scoring")
+        for name in ("scored_applications", "decision_audit"):
+            con.execute(SCORED_DDL.format(name=name))
+        columns = [r[0] for r in con.execute("describe scoring.scored_applications").fetchall()]
+        con.register("scored_df", scored[columns])
+        con.register("details_df", details)
+        con.register("values_df", values)
+        # one transaction: the day's rows are replaced whole, the audit only grows
+        con.execute("begin transaction")
+        con.execute("delete from scoring.scored_applications where partition_date = ?", [day])
+        con.execute("insert into scoring.scored_applications select * from scored_df")
+        con.execute("insert into scoring.decision_audit select * from scored_df")
+        con.execute("create table if not exists scoring.applicant_details as select * from details_df where false")
+        con.execute("delete from scoring.applicant_details where partition_date = ?", [day])
+        con.execute("insert into scoring.applicant_details by name select * from details_df")
+        con.execute("create table if not exists scoring.applicant_features as select * from values_df where false")
+        con.execute("delete from scoring.applicant_features where partition_date = ?", [day])
+        con.execute("insert into scoring.applicant_features by name select * from values_df")
+        con.execute("commit")
+    counts = scored["decision"].value_counts().to_dict()
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(scored), "decisions": counts, "model_version": model.version,
+        "mean_pd": float(scored["probability_of_default"].mean()),
+        "counterfactuals_found": int(cf["cf_amount"].notna().sum()) if len(cf) else 0,
+        "counterfactuals_searched": len(to_search),
+    })
+
+
+@dg.asset(key=DRIFT, group_name="monitoring", partitions_def=daily, deps=[SCORED], pool=POOL, kinds={"evidently", "html"})
+def drift_report(context: dg.AssetExecutionContext, warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
+    """The night's most important features and score against the training population: PSI per
+    feature (0.10 investigate, 0.25 act) in monitoring.psi, and an Evidently data-drift report."""
+    day = context.partition_key
+    schema = drops.drop_schema(day)
+    model = models.registry().load("champion")
+    top = [r["feature"] for r in model.metadata["importance_top"][:15]]
+    with warehouse.connect() as con:
+        columns = ", ".join(f'"{c}"' for c in top)
+        reference = con.execute(f"""select {columns} from features.application_features
+                                    where SK_ID_CURR in (select SK_ID_CURR from features.application_labels)""").df()
+        current = con.execute(f"select {columns} from {schema}_features.application_features").df()
+        ref_score = con.execute("select pd as score from model.oof_predictions").df()
+        cur_score = con.execute("select probability_of_default as score from scoring.scored_applications where partition_date = ?",
+                                [day]).df()
+        table = monitoring.psi_table(reference, current, top)
+        score_psi = monitoring.psi(ref_score["score"], cur_score["score"])
+        table = pd.concat([table, pd.DataFrame([{"feature": "(score)", "psi": score_psi, "status": monitoring.status(score_psi)}])])
+        table = table.assign(partition_date=day, model_version=model.version, computed_at=datetime.now(UTC).replace(tzinfo=None))
+        con.register("psi_df", table)
+        con.execute("create schema if not exists monitoring")
+        con.execute("create table if not exists monitoring.psi as select * from psi_df where false")
+        con.execute("begin transaction")
+        con.execute("delete from monitoring.psi where partition_date = ?", [day])
+        con.execute("insert into monitoring.psi by name select * from psi_df")
+        con.execute("commit")
+    synthetic = model.metadata.get("synthetic", False)
+    path = reports_dir() / "drift" / f"drift_{day}.html"
+    banner = f"Drift of {day} against the training population of model {model.version}" + (" (SYNTHETIC data)" if synthetic else "")
+    summary = monitoring.evidently_report(reference, current, path, banner)
+    worst = table.sort_values("psi", ascending=False).head(10)
+    return dg.MaterializeResult(metadata={
+        "report": dg.MetadataValue.path(str(path)), "score_psi": score_psi, "max_feature_psi": float(table["psi"].max()),
+        "evidently_drifted_share": summary["drifted_share"], "label_drift": monitoring.LABEL_NOTE,
+        "evidently_columns_left_out_empty": summary["columns_left_out_empty"],
+        "psi_top10": dg.MetadataValue.md(worst[["feature", "psi", "status"]].round(4).to_markdown(index=False)),
+    })
+
+
+@dg.asset_check(asset=DRIFT, description="PSI of the score and top features: warns at 0.10, fails at 0.25.")
+def population_stable(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+    day = context.partition_key
+    with warehouse.connect() as con:
+        rows = con.execute("select feature, psi from monitoring.psi where partition_date = ? order by psi desc", [day]).fetchall()
+    act = [f"{f} {p:.3f}" for f, p in rows if p >= monitoring.ACT]
+    investigate = [f"{f} {p:.3f}" for f, p in rows if monitoring.INVESTIGATE <= p < monitoring.ACT]
+    severity = dg.AssetCheckSeverity.ERROR if act else dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckResult(
+        passed=not act and not investigate, severity=severity,
+        description=(f"act (PSI >= 0.25): {act}; " if act else "") + (f"investigate (PSI >= 0.10): {investigate}" if investigate else "")
+        or "all PSI below 0.10",
+        metadata={"act": act, "investigate": investigate},
+    )
+
+
+SERVING_TABLES = {
+    "scored_applications": "select * from scoring.scored_applications",
+    "applicant_details": "select * from scoring.applicant_details",
+    "applicant_features": "select * from scoring.applicant_features",
+    "feature_dictionary": "select feature, meaning, risk_direction, protected from features.feature_dictionary",
+    "monitoring_psi": "select * from monitoring.psi",
+}
+
+
+@dg.asset(key=SNAPSHOT, group_name="serving", partitions_def=daily, deps=[SCORED, DRIFT], pool=POOL, kinds={"duckdb"})
+def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
+    """The read-only DuckDB file the dashboard reads, swapped in atomically after a good night."""
+    model = models.registry().load("champion")
+    summary = pd.DataFrame([{
+        "model_version": model.version, "created_at": model.metadata["created_at"], "threshold": model.threshold,
+        "refer_low": model.metadata["refer_band"][0], "refer_high": model.metadata["refer_band"][1],
+        "cv_roc_auc": model.metadata["cv_metrics"]["roc_auc"], "calibration": model.metadata["calibration"]["method"],
+        "synthetic": bool(model.metadata.get("synthetic", False)), "published_for": context.partition_key,
+    }])
+    importance = pd.DataFrame(model.metadata["importance_top"])
+    with warehouse.connect() as con:
+        con.register("summary_df", summary)
+        con.register("importance_df", importance)
+        compared = [r[0] for r in con.execute("select distinct feature from scoring.applicant_features").fetchall()]
+        cols = ", ".join(f'"{c}"::double as "{c}"' for c in compared)
+        tables = {
+            **SERVING_TABLES,
+            "model_summary": "select * from summary_df",
+            "model_importance": "select * from importance_df",
+            # where the labelled population stands on each compared feature, for the dashboard
+            "feature_reference": f"""
+                select feature, median(value) as median_all, quantile_cont(value, 0.25) as p25, quantile_cont(value, 0.75) as p75
+                from (unpivot (select {cols} from features.application_features
+                               where SK_ID_CURR in (select SK_ID_CURR from features.application_labels))
+                      on columns(*) into name feature value value)
+                group by feature""",
+        }
+        counts = snapshot.publish(con, tables, snapshot.snapshot_path())
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(snapshot.snapshot_path())), "tables": counts})
+
+
+scoring_assets = [daily_drop, daily_features, scored_applications, drift_report, serving_snapshot]
+scoring_checks = [drop_nothing_quarantined, population_stable]
