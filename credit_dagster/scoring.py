@@ -94,6 +94,17 @@ def _qualifier(value, median: float | None) -> str:
     return " (a typical value)"
 
 
+def unknown_categories(model: RegisteredModel, features: pd.DataFrame) -> dict[str, list[str]]:
+    """Category values the model never saw in training, per column (they are scored as missing)."""
+    unknown = {}
+    for col, known in model.metadata["categories"].items():
+        if col in features:
+            values = set(features[col].dropna().astype(str)) - set(known)
+            if values:
+                unknown[col] = sorted(values)
+    return unknown
+
+
 def score_frame(model: RegisteredModel, features: pd.DataFrame, dictionary: pd.DataFrame) -> pd.DataFrame:
     """Score rows of application_features: PD, points, grade, decision, reasons, fingerprint."""
     matrix = model.matrix(features)

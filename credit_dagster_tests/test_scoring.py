@@ -213,3 +213,14 @@ def test_late_drop_sensor_requests_unscored_days(home):
         requests = sensor.evaluate_tick(context).run_requests
     # nothing is materialized in this fresh instance: every drop folder with applications is due
     assert {r.partition_key for r in requests} >= set(DAYS)
+
+
+def test_unknown_category_values_are_reported_and_scored_as_missing(home):
+    model = Registry(home / "models").load("champion")
+    with warehouse(home) as con:
+        features = con.execute("select * from drop_20261101_features.application_features limit 5").df()
+    column = next(iter(model.metadata["categories"]))
+    changed = features.assign(**{column: "Brand-new category"})
+    assert scoring.unknown_categories(model, changed) == {column: ["Brand-new category"]}
+    as_missing = features.assign(**{column: None})
+    np.testing.assert_allclose(model.raw_score(changed), model.raw_score(as_missing))

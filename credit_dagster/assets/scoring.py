@@ -92,6 +92,9 @@ def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse,
         if features.empty:
             raise ValueError(f"drop {day} has no application left to score (empty, or all quarantined): see {schema}.quarantine")
         scored = scoring.score_frame(model, features, dictionary)
+        unknown = scoring.unknown_categories(model, features)
+        if unknown:
+            context.log.warning(f"category values unseen in training, scored as missing: {unknown}")
         to_search = scored.loc[scored["decision"] != scoring.GRANTED, "SK_ID_CURR"].tolist()
         cf = scoring.counterfactuals(con, model, schema, to_search, work_schema=f"cf_{schema}")
         scored = scored.merge(cf[["SK_ID_CURR", "counterfactual"]], on="SK_ID_CURR", how="left")
@@ -129,7 +132,19 @@ def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse,
         "mean_pd": float(scored["probability_of_default"].mean()),
         "counterfactuals_found": int(cf["cf_amount"].notna().sum()) if len(cf) else 0,
         "counterfactuals_searched": len(to_search),
+        "unknown_category_values": unknown,
     })
+
+
+@dg.asset_check(asset=SCORED, description="Warns when the night has category values the model never saw (scored as missing).")
+def known_category_values(context: dg.AssetCheckExecutionContext, warehouse: Warehouse, models: ModelStore) -> dg.AssetCheckResult:
+    schema = drops.drop_schema(context.partition_key)
+    with warehouse.connect() as con:
+        features = con.execute(f"select * from {schema}_features.application_features").df()
+    unknown = scoring.unknown_categories(models.registry().load("champion"), features)
+    return dg.AssetCheckResult(passed=not unknown, severity=dg.AssetCheckSeverity.WARN,
+                               description=f"unseen values (scored as missing): {unknown}" if unknown else "every category value is known",
+                               metadata={"unknown": {k: v[:20] for k, v in unknown.items()}})
 
 
 @dg.asset(key=DRIFT, group_name="monitoring", partitions_def=daily, deps=[SCORED], pool=POOL, kinds={"evidently", "html"})
@@ -230,4 +245,4 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, mo
 
 
 scoring_assets = [daily_drop, daily_features, scored_applications, drift_report, serving_snapshot]
-scoring_checks = [drop_nothing_quarantined, population_stable]
+scoring_checks = [drop_nothing_quarantined, known_category_values, population_stable]
