@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-STAGES = ("synth", "ingest", "features", "features_pandas", "nightly_batch", "train")
+STAGES = ("synth", "ingest", "features", "features_pandas", "nightly_batch", "train", "score")
 
 
 def stage_synth(workdir: Path, scale: float) -> dict:
@@ -137,10 +137,55 @@ def stage_train(workdir: Path, scale: float) -> dict:
     con.close()
     result = build.build_model(features, labels, excluded=PROTECTED, app_columns=app_columns,
                                params=training.TrainingParams(**overrides), refer_margin=0.02, scorecard=Scorecard())
+    from credit_dagster.ml.registry import Registry
+
+    registry = Registry(workdir / "models")
+    version = registry.register(result.booster, {**result.metadata, "synthetic": True})
+    registry.promote(version, "benchmark")
+    con = _warehouse(workdir)
+    con.execute("create schema if not exists model")
+    con.register("oof", result.oof)
+    con.execute("create or replace table model.oof_predictions as select * from oof")
+    # the feature dictionary the scoring step words its reasons with
+    from credit_dagster import sql_models
+    from credit_dagster.feature_dictionary import build_dictionary
+
+    columns = [c for c in features.columns if c != "SK_ID_CURR"]
+    con.register("dictionary", build_dictionary(sql_models.discover(), columns))
+    con.execute("create or replace table features.feature_dictionary as select * from dictionary")
+    con.close()
     auc = result.comparison.set_index("candidate")["roc_auc"].round(4).to_dict()
     seconds = result.comparison.set_index("candidate")["train_seconds"].to_dict()
     return {"rows": result.metadata["training_rows"], "params": overrides, "cv_roc_auc": auc, "cv_seconds": seconds,
             "final_rounds": result.metadata["final_rounds"]}
+
+
+def stage_score(workdir: Path, scale: float) -> dict:
+    """The nightly job on one drop holding the whole application_test: load, features, scores with
+    reasons and counterfactuals, drift report, snapshot. Needs the train stage's champion."""
+    os.environ["CREDIT_HOME"] = str(workdir)
+    os.environ["CREDIT_INBOX"] = str(workdir / "inbox")
+    import shutil
+
+    import dagster as dg
+
+    from credit_dagster import drops
+    from credit_dagster.definitions import defs
+
+    day = "2026-01-01"
+    shutil.rmtree(workdir / "inbox", ignore_errors=True)
+    con = _warehouse(workdir)
+    for table in ("scored_applications", "decision_audit", "applicant_details", "applicant_features"):
+        con.execute(f"drop table if exists scoring.{table}")
+    con.close()
+    drops.replay(workdir / "data", workdir / "inbox", 1, __import__("datetime").date.fromisoformat(day))
+    result = defs.resolve_job_def("nightly_scoring").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), partition_key=day, raise_on_error=True)
+    steps = {e.step_key.split("__")[-1]: round(e.event_specific_data.duration_ms / 1000, 1)
+             for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
+    meta = result.asset_materializations_for_node("scoring__scored_applications")[0].metadata
+    return {"rows": meta["dagster/row_count"].value, "step_seconds": steps,
+            "counterfactuals_searched": meta["counterfactuals_searched"].value, "counterfactuals_found": meta["counterfactuals_found"].value}
 
 
 def run_stage(name: str, workdir: Path, scale: float) -> dict:

@@ -1,6 +1,7 @@
 """Shared fixtures: a small synthetic data set, the real sample when present, temporary homes."""
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,36 @@ def credit_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("CREDIT_HOME", str(home))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     return home
+
+
+@contextmanager
+def temporary_home(root: Path):
+    """CREDIT_HOME at `root` for fixtures wider than one test (monkeypatch is per test)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CREDIT_HOME", str(root))
+        mp.delenv("DAGSTER_HOME", raising=False)
+        mp.delenv("CREDIT_INBOX", raising=False)
+        yield root
+
+
+SCORED_DAYS = ["2026-11-01", "2026-11-02"]
+
+
+@pytest.fixture(scope="session")
+def scored_home(synthetic_dir, tmp_path_factory):
+    """A trained CREDIT_HOME with two replayed drops, the first one scored (training is the slow part)."""
+    from datetime import date
+
+    import dagster as dg
+
+    from credit_dagster import drops
+    from credit_dagster.definitions import defs
+    from credit_dagster_tests.test_pipeline import run_all
+
+    with temporary_home(tmp_path_factory.mktemp("scored_home")) as root:
+        run_all(synthetic_dir, raise_on_error=True)
+        drops.replay(synthetic_dir, drops.inbox_dir(), 2, date.fromisoformat(SCORED_DAYS[0]))
+        defs.resolve_job_def("nightly_scoring").execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(), partition_key=SCORED_DAYS[0], raise_on_error=True
+        )
+        yield root

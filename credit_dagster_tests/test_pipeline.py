@@ -9,6 +9,7 @@ import pytest
 from credit_dagster.definitions import defs
 from credit_dagster.resources import ModelStore, SourceData, Warehouse
 from credit_dagster.sources import SOURCE_TABLES
+from credit_dagster_tests.conftest import temporary_home
 
 
 def run_all(data_dir, raise_on_error=False):
@@ -81,12 +82,8 @@ def test_bad_label_blocks_downstream_and_duplicates_warn(credit_home, synthetic_
 @pytest.fixture(scope="module")
 def real_run(real_dir, tmp_path_factory):
     """One full run on the real sample, shared by the real-sample tests (it trains a model)."""
-    home = tmp_path_factory.mktemp("real_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CREDIT_HOME", str(home))
-        mp.delenv("DAGSTER_HOME", raising=False)
-        result = run_all(real_dir, raise_on_error=True)
-        yield home, result
+    with temporary_home(tmp_path_factory.mktemp("real_home")) as home:
+        yield home, run_all(real_dir, raise_on_error=True)
 
 
 @pytest.mark.real_sample
@@ -163,9 +160,7 @@ def test_real_sample_drop_is_scored(real_run, real_dir):
 
     from credit_dagster import drops
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CREDIT_HOME", str(home))
-        mp.delenv("CREDIT_INBOX", raising=False)
+    with temporary_home(home):
         counts = drops.replay(real_dir, drops.inbox_dir(), 20, date(2026, 10, 1))
         result = defs.resolve_job_def("nightly_scoring").execute_in_process(
             instance=dg.DagsterInstance.ephemeral(), partition_key="2026-10-01", raise_on_error=True

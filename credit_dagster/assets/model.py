@@ -56,11 +56,9 @@ def load_training_frames(con) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
 def credit_model(context: dg.AssetExecutionContext, config: TrainingConfig, warehouse: Warehouse,
                  models: ModelStore, source: SourceData) -> dg.MaterializeResult:
     """Candidates compared on the same folds; the multi-table LightGBM calibrated, thresholded and registered."""
+    settings = config.model_dump()
     params = training.TrainingParams(
-        n_folds=config.n_folds, seed=config.seed, learning_rate=config.learning_rate, num_leaves=config.num_leaves,
-        min_child_samples=config.min_child_samples, feature_fraction=config.feature_fraction,
-        bagging_fraction=config.bagging_fraction, reg_lambda=config.reg_lambda, max_rounds=config.max_rounds,
-        early_stopping_rounds=config.early_stopping_rounds, logreg_c=config.logreg_c,
+        **{k: v for k, v in settings.items() if k in training.TrainingParams.__dataclass_fields__ and k != "costs"},
         costs=metrics.Costs(config.cost_false_negative, config.cost_false_positive),
     )
     with warehouse.connect() as con:
