@@ -18,6 +18,7 @@ import pandas as pd
 from credit_dagster import sql_models
 from credit_dagster.ml.registry import RegisteredModel
 from credit_dagster.ml.scorecard import Scorecard
+from credit_dagster.sources import SOURCE_TABLES
 
 GRANTED, REFUSED, REFER = "granted", "refused", "refer to an advisor"
 N_REASONS = 4
@@ -59,24 +60,28 @@ def reason_texts(
     """For each row, up to k features that raised the risk most, as (texts, feature names)."""
     features = list(matrix.columns)
     info = dictionary.set_index("feature")
+    meanings = [info["meaning"].get(f, f) for f in features]
+    medians_row = [medians.get(f) for f in features]
+    groups_of = [next((g for key, g in REASON_GROUPS.items() if key in f), f) for f in features]
     protected = np.array([bool(info["protected"].get(f, False)) for f in features])
     contrib = contributions[:, : len(features)].copy()
     contrib[:, protected] = -np.inf  # a protected attribute is never given as a reason
-    order_full = np.argsort(-contrib, axis=1)
+    # only the strongest few per row can be among the reasons (groups may skip some)
+    width = min(len(features), 4 * k)
+    top = np.argpartition(-contrib, width - 1, axis=1)[:, :width]
+    columns = [matrix[c].to_numpy(dtype=object) for c in features]
     texts, names = [], []
     for row in range(len(contrib)):
+        candidates = top[row][np.argsort(-contrib[row, top[row]])]
         row_texts, row_names, groups = [], [], set()
-        for j in order_full[row]:
+        for j in candidates:
             if contrib[row, j] <= 0 or len(row_texts) == k:
                 break
-            feature = features[j]
-            group = next((g for key, g in REASON_GROUPS.items() if key in feature), feature)
-            if group in groups:
+            if groups_of[j] in groups:
                 continue
-            groups.add(group)
-            meaning = info["meaning"].get(feature, feature)
-            row_texts.append(meaning + _qualifier(matrix.iat[row, j], medians.get(feature)))
-            row_names.append(feature)
+            groups.add(groups_of[j])
+            row_texts.append(meanings[j] + _qualifier(columns[j][row], medians_row[j]))
+            row_names.append(features[j])
         texts.append(row_texts)
         names.append(row_names)
     return texts, names
@@ -125,45 +130,65 @@ def score_frame(model: RegisteredModel, features: pd.DataFrame, dictionary: pd.D
     return out
 
 
+def models_reading(models: list[sql_models.SqlModel], table: str) -> set[str]:
+    """Names of the models that read raw `table`, directly or through other models."""
+    affected = {m.name for m in models if ("raw", table) in m.sources}
+    for model in models:  # build order: a model comes after everything it refs
+        if affected & set(model.refs):
+            affected.add(model.name)
+    return affected
+
+
 def counterfactuals(
     con: duckdb.DuckDBPyConnection,
     model: RegisteredModel,
     drop_schema: str,
     ids: list[int],
     work_schema: str = "cf",
+    chunk: int = 5_000,
 ) -> pd.DataFrame:
     """For each applicant id, the smallest change of amount and term that makes it granted.
 
-    Variants of the raw application are scored through the same SQL models and model; the
-    change ranked smallest is the one closest to what the client asked for (amount first)."""
+    Variants of the raw application go through the same SQL models and model. Only the models
+    that read the application are rebuilt; the history features are the night's own tables,
+    since changing the amount asked changes no history. Applicants are searched in chunks, so
+    memory stays bounded on a large night."""
     if not ids:
         return pd.DataFrame(columns=["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "counterfactual"])
     steps = pd.DataFrame([(a, t) for a in AMOUNT_STEPS for t in TERM_STEPS if (a, t) != (1.0, 1.0)], columns=["amount", "term"])
     raw, feats = f"{work_schema}_raw", f"{work_schema}_features"
+    models = sql_models.discover()
+    rebuilt = models_reading(models, "application_test")
     con.execute(f"create schema if not exists {raw}")
-    con.register("cf_ids", pd.DataFrame({"SK_ID_CURR": ids}))
+    con.execute(f"create schema if not exists {feats}")
+    for name in ("application_train", *[t for t in SOURCE_TABLES if t not in ("application_train", "application_test")]):
+        con.execute(f"create or replace view {raw}.{name} as select * from {drop_schema}.{name}")
+    for m in models:
+        if m.name not in rebuilt:
+            con.execute(f"create or replace view {feats}.{m.name} as select * from {drop_schema}_features.{m.name}")
     con.register("cf_steps", steps)
-    con.execute(f"""create or replace table {raw}.application_test as
-        select a.* replace (a.AMT_CREDIT * s.amount as AMT_CREDIT, a.AMT_ANNUITY * s.amount / s.term as AMT_ANNUITY),
-               s.amount as cf_amount, s.term as cf_term
-        from {drop_schema}.application_test a join cf_ids using (SK_ID_CURR) cross join cf_steps s""")
-    tables = [r[0] for r in con.execute(
-        "select table_name from information_schema.tables where table_schema = ?", [drop_schema]).fetchall()]
-    for table in tables:
-        if table not in ("application_test", "quarantine", "load_log"):
-            con.execute(f"create or replace view {raw}.{table} as select * from {drop_schema}.{table}")
-    sql_models.build_all(con, sql_models.discover(), schemas={"raw": raw, "features": feats})
-    variants = con.execute(f"select * from {feats}.application_features").df()
-    variants["cf_pd"] = model.probability(variants)
-    variants["decision"] = policy_of(model).decide(variants["cf_pd"].to_numpy())
-    # smallest change: least amount given up, then least term stretch
-    variants["change"] = (1 - variants["cf_amount"]) + 0.1 * (variants["cf_term"] - 1)
-    granted = variants[variants["decision"] == GRANTED].sort_values(["SK_ID_CURR", "change"]).groupby("SK_ID_CURR").head(1)
-    result = pd.DataFrame({"SK_ID_CURR": ids}).merge(
-        granted[["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "AMT_CREDIT", "AMT_ANNUITY"]], on="SK_ID_CURR", how="left")
-    result["counterfactual"] = [_describe(r) for r in result.itertuples()]
+    columns = ", ".join(f'"{c}"' for c in ["SK_ID_CURR", "cf_amount", "cf_term", "AMT_CREDIT", "AMT_ANNUITY", *model.features])
+    best = []
+    for start in range(0, len(ids), chunk):
+        con.register("cf_ids", pd.DataFrame({"SK_ID_CURR": ids[start : start + chunk]}))
+        con.execute(f"""create or replace table {raw}.application_test as
+            select a.* replace (a.AMT_CREDIT * s.amount as AMT_CREDIT, a.AMT_ANNUITY * s.amount / s.term as AMT_ANNUITY),
+                   s.amount as cf_amount, s.term as cf_term
+            from {drop_schema}.application_test a join cf_ids using (SK_ID_CURR) cross join cf_steps s""")
+        for m in models:
+            if m.name in rebuilt:
+                sql_models.build_model(con, m, schemas={"raw": raw, "features": feats})
+        variants = con.execute(f"select {columns} from {feats}.application_features").df()
+        variants["cf_pd"] = model.probability(variants)
+        variants = variants[policy_of(model).decide(variants["cf_pd"].to_numpy()) == GRANTED]
+        # smallest change: least amount given up, then least term stretch
+        variants = variants.assign(change=(1 - variants["cf_amount"]) + 0.1 * (variants["cf_term"] - 1))
+        best.append(variants.sort_values(["SK_ID_CURR", "change"]).groupby("SK_ID_CURR").head(1)
+                    [["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "AMT_CREDIT", "AMT_ANNUITY"]])
     con.execute(f"drop schema {raw} cascade")
     con.execute(f"drop schema {feats} cascade")
+    result = pd.DataFrame({"SK_ID_CURR": ids}).merge(pd.concat(best), on="SK_ID_CURR", how="left")
+    result["counterfactual"] = [_describe(r) for r in result.itertuples()]
     return result.drop(columns=["AMT_CREDIT", "AMT_ANNUITY"])
 
 
