@@ -139,6 +139,7 @@ def load_table(
     con.execute(QUARANTINE_DDL.format(schema=schema))
     con.execute(LOAD_LOG_DDL.format(schema=schema))
     swapping = False
+    scratch = tempfile.TemporaryDirectory(prefix="credit_ingest_")  # re-encoded copies, removed at the end
     try:
         header = read_header(path, spec.encoding)
         extra = check_header(spec, header, path)
@@ -147,7 +148,7 @@ def load_table(
         file_types = {c: declared.get(c, "VARCHAR") for c in header}
         columns_sql = "{" + ", ".join(f"{_sql_str(c)}: {_sql_str(t)}" for c, t in file_types.items()) + "}"
         rejects = f"rejects_{load_id}"
-        source = path if spec.encoding == "utf-8" else _utf8_copy(path, spec.encoding, Path(tempfile.mkdtemp()))
+        source = path if spec.encoding == "utf-8" else _utf8_copy(path, spec.encoding, Path(scratch.name))
         select = ", ".join(_ident(c) for c in declared)
         con.execute(f"drop table if exists {staging}")
         con.execute(
@@ -216,6 +217,8 @@ def load_table(
         if isinstance(exc, duckdb.Error):
             raise SourceFileError(f"{path}: DuckDB could not read the file: {exc}") from exc
         raise
+    finally:
+        scratch.cleanup()
     return LoadReport(
         table=spec.name, path=path, rows=rows, quarantined=held, seconds=seconds, sha256=checksum["sha"],
         columns=list(declared), extra_columns=extra, null_shares=null_shares, quarantine_reasons=reasons,

@@ -215,3 +215,18 @@ def test_unknown_category_values_are_reported_and_scored_as_missing(home):
     assert scoring.unknown_categories(model, changed) == {column: ["Brand-new category"]}
     as_missing = features.assign(**{column: None})
     np.testing.assert_allclose(model.raw_score(changed), model.raw_score(as_missing))
+
+
+def test_cli_backfills_a_range_of_days(home, synthetic_dir, capsys):
+    from credit_dagster import cli
+
+    with warehouse(home) as con:
+        before = con.execute("select count(distinct run_id) from scoring.decision_audit").fetchone()[0]
+    assert cli.main(["score", "--start", DAYS[0], "--end", DAYS[1], "--data-dir", str(synthetic_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"nightly_scoring [{DAYS[0]}]" in out and f"nightly_scoring [{DAYS[1]}]" in out
+    with warehouse(home) as con:
+        after = con.execute("select count(distinct run_id) from scoring.decision_audit").fetchone()[0]
+        days = {r[0] for r in con.execute("select distinct partition_date from scoring.scored_applications").fetchall()}
+    assert after == before + 2 and set(DAYS) <= days
+    assert (home / "dagster" / "dagster.yaml").read_text().count("enabled: false") == 1

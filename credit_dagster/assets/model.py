@@ -4,6 +4,7 @@ import os
 
 import dagster as dg
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from credit_dagster.assets.ingest import POOL, is_synthetic
 from credit_dagster.feature_dictionary import PROTECTED
@@ -171,8 +172,6 @@ def champion_model(context: dg.AssetExecutionContext, config: PromotionConfig, m
                 oof = con.execute("select SK_ID_CURR, TARGET from model.oof_predictions").df()
                 features = con.execute("select * from features.application_features").df()
             scored = oof.merge(features, on="SK_ID_CURR")
-            from sklearn.metrics import roc_auc_score
-
             champion_auc = float(roc_auc_score(scored["TARGET"], champion.raw_score(scored)))
             basis = "champion re-scored on the candidate's labelled rows"
     promote, reason = promotion.decide(candidate.metadata["cv_metrics"]["roc_auc"], champion_auc,

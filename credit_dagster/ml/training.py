@@ -16,6 +16,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.dummy import DummyClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -175,8 +176,6 @@ def global_importance(booster: lgb.Booster, X: pd.DataFrame, max_rows: int = 20_
 
 def single_feature_leaks(data: Dataset, max_auc: float = 0.95) -> list[tuple[str, float]]:
     """Features that alone separate defaulters almost perfectly: a sign the label leaked in."""
-    from sklearn.metrics import roc_auc_score
-
     leaks = []
     for col in data.features:
         values = data.X[col].cat.codes.astype(float) if data.X[col].dtype == "category" else data.X[col]
