@@ -151,6 +151,10 @@ def test_bad_drops_fail_clearly(home):
         drops.load_drop(con, inbox, "2026-11-05", 0.01)
     with pytest.raises(SourceFileError, match="no drop for 2026-11-06"):
         drops.load_drop(con, inbox, "2026-11-06", 0.01)
+    shutil.copy(inbox / DAYS[0] / "application_test.csv", bad / "application_test.csv")
+    (bad / "bureau.csv.gz").write_bytes(b"not gzip at all")  # a corrupt side table stops the night: scoring without it is unsafe
+    with pytest.raises(SourceFileError, match=r"bureau\.csv\.gz: cannot be read"):
+        drops.load_drop(con, inbox, "2026-11-05", 0.01)
 
 
 def test_snapshot_swap_while_a_reader_holds_the_old_one(tmp_path):
@@ -230,3 +234,17 @@ def test_cli_backfills_a_range_of_days(home, synthetic_dir, capsys):
         days = {r[0] for r in con.execute("select distinct partition_date from scoring.scored_applications").fetchall()}
     assert after == before + 2 and set(DAYS) <= days
     assert (home / "dagster" / "dagster.yaml").read_text().count("enabled: false") == 1
+
+
+@pytest.mark.parametrize("psi, expected", [(0.3, True), (0.05, False)])
+def test_retraining_sensor_after_three_severe_nights(psi, expected):
+    from credit_dagster.assets.scoring import DRIFT
+
+    sensor = defs.resolve_sensor_def("drift_retraining_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    with dg.DagsterInstance.ephemeral() as instance:
+        for _ in range(3):
+            instance.report_runless_asset_event(dg.AssetMaterialization(DRIFT, metadata={"max_feature_psi": psi, "score_psi": 0.01}))
+        with dg.build_sensor_context(instance=instance, definitions=defs) as context:
+            requests = sensor.evaluate_tick(context).run_requests
+    assert bool(requests) is expected
