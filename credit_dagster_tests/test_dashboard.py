@@ -54,11 +54,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served(snapshot_file):
+def served(snapshot_file, tmp_path_factory):
     port = free_port()
     env = {**os.environ, "CREDIT_SERVING_SNAPSHOT": str(snapshot_file)}
-    proc = subprocess.Popen([sys.executable, "-m", "panel_app.app", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = open(tmp_path_factory.mktemp("panel") / "server.log", "wb")  # noqa: SIM115 - closed in teardown
+    proc = subprocess.Popen([sys.executable, "-m", "panel_app.app", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -68,7 +68,12 @@ def served(snapshot_file):
             time.sleep(0.5)
     yield f"http://127.0.0.1:{port}/app"
     proc.terminate()
-    proc.wait(timeout=20)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # Tornado can linger on open websockets; the test is over
+        proc.kill()
+        proc.wait(timeout=10)
+    log.close()
 
 
 @pytest.mark.browser
