@@ -48,12 +48,14 @@ def late_drop_sensor(context: dg.SensorEvaluationContext):
 @dg.sensor(job=train_model, minimum_interval_seconds=3600, default_status=dg.DefaultSensorStatus.STOPPED)
 def drift_retraining_sensor(context: dg.SensorEvaluationContext):
     """Requests retraining when the last CREDIT_RETRAIN_NIGHTS (3) drift reports all had a PSI of
-    CREDIT_RETRAIN_PSI (0.25) or more, on a feature or the score. Off by default: start it in the UI."""
+    CREDIT_RETRAIN_PSI (0.25) or more above its noise floor, on a feature or the score. Off by
+    default: start it in the UI."""
     nights = int(os.environ.get("CREDIT_RETRAIN_NIGHTS", "3"))
     bound = float(os.environ.get("CREDIT_RETRAIN_PSI", "0.25"))
     events = context.instance.fetch_materializations(DRIFT, limit=nights).records
     severe = [e for e in events if e.asset_materialization and
-              max(e.asset_materialization.metadata["max_feature_psi"].value, e.asset_materialization.metadata["score_psi"].value) >= bound]
+              max(e.asset_materialization.metadata["max_feature_psi_excess"].value,
+                  e.asset_materialization.metadata["score_psi_excess"].value) >= bound]
     if len(events) == nights and len(severe) == nights:
         return dg.RunRequest(run_key=f"drift-{events[0].storage_id}")
     return dg.SkipReason(f"{len(severe)} of the last {len(events)} nights with PSI >= {bound}")

@@ -16,36 +16,63 @@ LABEL_NOTE = ("Label drift cannot be seen at scoring time: whether these applica
               "later, so this report covers the inputs and the score, not the outcome.")
 
 
-def psi(reference: pd.Series, current: pd.Series, bins: int = 10, eps: float = 1e-4) -> float:
-    """Population stability index; numeric columns binned at the reference deciles, missing as its own bin."""
+def _shares(reference: pd.Series, current: pd.Series, bins: int) -> tuple[pd.Series, pd.Series]:
+    """Share of each bin: categories as they are, numbers at the reference deciles; missing is a bin."""
     if reference.dtype == object or str(reference.dtype) == "category":
-        ref_share = reference.astype(object).fillna("(missing)").value_counts(normalize=True)
-        cur_share = current.astype(object).fillna("(missing)").value_counts(normalize=True)
-    else:
-        edges = np.unique(np.nanquantile(reference.astype(float), np.linspace(0, 1, bins + 1)))
-        edges[0], edges[-1] = -np.inf, np.inf
+        return (reference.astype(object).fillna("(missing)").value_counts(normalize=True),
+                current.astype(object).fillna("(missing)").value_counts(normalize=True))
+    edges = np.unique(np.nanquantile(reference.astype(float), np.linspace(0, 1, bins + 1)))
+    edges[0], edges[-1] = -np.inf, np.inf
 
-        def shares(values: pd.Series) -> pd.Series:
-            v = values.astype(float)
-            binned = pd.cut(v, edges, include_lowest=True).astype(object).where(v.notna(), "(missing)")
-            return binned.astype(str).value_counts(normalize=True)
+    def shares(values: pd.Series) -> pd.Series:
+        v = values.astype(float)
+        binned = pd.cut(v, edges, include_lowest=True).astype(object).where(v.notna(), "(missing)")
+        return binned.astype(str).value_counts(normalize=True)
 
-        ref_share, cur_share = shares(reference), shares(current)
-    keys = ref_share.index.union(cur_share.index)
-    r = ref_share.reindex(keys, fill_value=0).to_numpy() + eps
-    c = cur_share.reindex(keys, fill_value=0).to_numpy() + eps
+    return shares(reference), shares(current)
+
+
+def _psi_of_shares(r: np.ndarray, c: np.ndarray, eps: float = 1e-4) -> float:
+    r, c = r + eps, c + eps
     return float(np.sum((c - r) * np.log(c / r)))
+
+
+def _aligned(reference: pd.Series, current: pd.Series, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    ref_share, cur_share = _shares(reference, current, bins)
+    keys = ref_share.index.union(cur_share.index)
+    return ref_share.reindex(keys, fill_value=0).to_numpy(), cur_share.reindex(keys, fill_value=0).to_numpy()
+
+
+def psi(reference: pd.Series, current: pd.Series, bins: int = 10) -> float:
+    """Population stability index of `current` against `reference`."""
+    return _psi_of_shares(*_aligned(reference, current, bins))
+
+
+def noise_floor(reference: pd.Series, current: pd.Series, bins: int = 10, draws: int = 200) -> float:
+    """The PSI that sampling alone reaches 95 % of the time when nothing drifted: nights of
+    `len(current)` applicants drawn from the reference shares (seeded). A night of 300
+    applicants on a 58-value category reads 0.2-0.3 with no drift at all; 30,000 on ten deciles ~0.0006."""
+    r, _ = _aligned(reference, current, bins)
+    n = max(len(current), 1)
+    rng = np.random.default_rng(0)
+    samples = rng.multinomial(n, r / r.sum(), size=draws) / n
+    return float(np.quantile([_psi_of_shares(r, c) for c in samples], 0.95))
 
 
 def status(value: float) -> str:
     return "act" if value >= ACT else "investigate" if value >= INVESTIGATE else "stable"
 
 
+def psi_row(name: str, reference: pd.Series, current: pd.Series) -> dict:
+    """PSI, its sampling noise floor, and the status of what exceeds the floor."""
+    value, floor = psi(reference, current), noise_floor(reference, current)
+    excess = max(value - floor, 0.0)
+    return {"feature": name, "psi": value, "noise_floor": floor, "psi_excess": excess, "status": status(excess)}
+
+
 def psi_table(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    rows = [{"feature": c, "psi": psi(reference[c], current[c])} for c in columns]
-    table = pd.DataFrame(rows)
-    table["status"] = table["psi"].map(status)
-    return table.sort_values("psi", ascending=False).reset_index(drop=True)
+    table = pd.DataFrame([psi_row(c, reference[c], current[c]) for c in columns])
+    return table.sort_values("psi_excess", ascending=False).reset_index(drop=True)
 
 
 def evidently_report(reference: pd.DataFrame, current: pd.DataFrame, path: Path, banner: str) -> dict:

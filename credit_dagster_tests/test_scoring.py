@@ -192,6 +192,18 @@ def test_psi_identical_is_zero_and_shift_is_severe():
     assert monitoring.status(0.05) == "stable" and monitoring.status(0.12) == "investigate" and monitoring.status(0.3) == "act"
 
 
+def test_small_night_of_a_many_valued_category_is_noise_not_drift():
+    rng = np.random.default_rng(1)
+    values = [f"org {i}" for i in range(58)]
+    reference = pd.Series(rng.choice(values, 50_000), dtype=object)
+    night = pd.Series(rng.choice(values, 300), dtype=object)  # same distribution, a small sample
+    row = monitoring.psi_row("ORGANIZATION_TYPE", reference, night)
+    assert row["psi"] > monitoring.INVESTIGATE  # raw PSI alone would raise a false alarm
+    assert row["noise_floor"] > row["psi"] - monitoring.INVESTIGATE and row["status"] == "stable"
+    shifted = pd.Series(rng.choice(values[:10], 300), dtype=object)  # real drift: 10 of 58 values only
+    assert monitoring.psi_row("ORGANIZATION_TYPE", reference, shifted)["status"] == "act"
+
+
 def test_schedule_runs_at_two_in_paris_for_the_day_that_ended():
     schedule = defs.resolve_schedule_def("nightly_scoring_schedule")
     assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "Europe/Paris"
@@ -244,7 +256,7 @@ def test_retraining_sensor_after_three_severe_nights(psi, expected):
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
     with dg.DagsterInstance.ephemeral() as instance:
         for _ in range(3):
-            instance.report_runless_asset_event(dg.AssetMaterialization(DRIFT, metadata={"max_feature_psi": psi, "score_psi": 0.01}))
+            instance.report_runless_asset_event(dg.AssetMaterialization(DRIFT, metadata={"max_feature_psi_excess": psi, "score_psi_excess": 0.01}))
         with dg.build_sensor_context(instance=instance, definitions=defs) as context:
             requests = sensor.evaluate_tick(context).run_requests
     assert bool(requests) is expected

@@ -150,7 +150,8 @@ def known_category_values(context: dg.AssetCheckExecutionContext, warehouse: War
 @dg.asset(key=DRIFT, group_name="monitoring", partitions_def=daily, deps=[SCORED], pool=POOL, kinds={"evidently", "html"})
 def drift_report(context: dg.AssetExecutionContext, warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
     """The night's most important features and score against the training population: PSI per
-    feature (0.10 investigate, 0.25 act) in monitoring.psi, and an Evidently data-drift report."""
+    feature, its sampling noise floor and the excess over it (0.10 investigate, 0.25 act) in
+    monitoring.psi, and an Evidently data-drift report."""
     day = context.partition_key
     schema = drops.drop_schema(day)
     model = models.registry().load("champion")
@@ -164,8 +165,8 @@ def drift_report(context: dg.AssetExecutionContext, warehouse: Warehouse, models
         cur_score = con.execute("select probability_of_default as score from scoring.scored_applications where partition_date = ?",
                                 [day]).df()
         table = monitoring.psi_table(reference, current, top)
-        score_psi = monitoring.psi(ref_score["score"], cur_score["score"])
-        table = pd.concat([table, pd.DataFrame([{"feature": "(score)", "psi": score_psi, "status": monitoring.status(score_psi)}])])
+        score_row = monitoring.psi_row("(score)", ref_score["score"], cur_score["score"])
+        table = pd.concat([table, pd.DataFrame([score_row])])
         table = table.assign(partition_date=day, model_version=model.version, computed_at=datetime.now(UTC).replace(tzinfo=None))
         con.register("psi_df", table)
         con.execute("create schema if not exists monitoring")
@@ -178,27 +179,30 @@ def drift_report(context: dg.AssetExecutionContext, warehouse: Warehouse, models
     path = reports_dir() / "drift" / f"drift_{day}.html"
     banner = f"Drift of {day} against the training population of model {model.version}" + (" (SYNTHETIC data)" if synthetic else "")
     summary = monitoring.evidently_report(reference, current, path, banner)
-    worst = table.sort_values("psi", ascending=False).head(10)
+    worst = table.sort_values("psi_excess", ascending=False).head(10)
+    features_only = table[table["feature"] != "(score)"]
     return dg.MaterializeResult(metadata={
-        "report": dg.MetadataValue.path(str(path)), "score_psi": score_psi, "max_feature_psi": float(table["psi"].max()),
+        "report": dg.MetadataValue.path(str(path)),
+        "score_psi": score_row["psi"], "score_psi_excess": score_row["psi_excess"],
+        "max_feature_psi": float(features_only["psi"].max()), "max_feature_psi_excess": float(features_only["psi_excess"].max()),
         "evidently_drifted_share": summary["drifted_share"], "label_drift": monitoring.LABEL_NOTE,
         "evidently_columns_left_out_empty": summary["columns_left_out_empty"],
-        "psi_top10": dg.MetadataValue.md(worst[["feature", "psi", "status"]].round(4).to_markdown(index=False)),
+        "psi_top10": dg.MetadataValue.md(worst[["feature", "psi", "noise_floor", "psi_excess", "status"]].round(4).to_markdown(index=False)),
     })
 
 
-@dg.asset_check(asset=DRIFT, description="PSI of the score and top features: warns at 0.10, fails at 0.25.")
+@dg.asset_check(asset=DRIFT, description="PSI above its sampling noise floor, for the score and top features: warns at 0.10, fails at 0.25.")
 def population_stable(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
     day = context.partition_key
     with warehouse.connect() as con:
-        rows = con.execute("select feature, psi from monitoring.psi where partition_date = ? order by psi desc", [day]).fetchall()
+        rows = con.execute("select feature, psi_excess from monitoring.psi where partition_date = ? order by 2 desc", [day]).fetchall()
     act = [f"{f} {p:.3f}" for f, p in rows if p >= monitoring.ACT]
     investigate = [f"{f} {p:.3f}" for f, p in rows if monitoring.INVESTIGATE <= p < monitoring.ACT]
     severity = dg.AssetCheckSeverity.ERROR if act else dg.AssetCheckSeverity.WARN
     return dg.AssetCheckResult(
         passed=not act and not investigate, severity=severity,
         description=(f"act (PSI >= 0.25): {act}; " if act else "") + (f"investigate (PSI >= 0.10): {investigate}" if investigate else "")
-        or "all PSI below 0.10",
+        or "all PSI within 0.10 of their sampling noise floor",
         metadata={"act": act, "investigate": investigate},
     )
 
