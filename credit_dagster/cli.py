@@ -50,7 +50,11 @@ def _execute(job_name: str, data_dir: Path, partition_key: str | None = None) ->
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
             instance=instance,
-            run_config={"resources": {"source": {"config": {"data_dir": str(data_dir)}}}},
+            run_config={
+                "resources": {"source": {"config": {"data_dir": str(data_dir)}}},
+                # step-by-step DEBUG events stay in the run's event log (and the UI), not on the terminal
+                "loggers": {"console": {"config": {"log_level": os.environ.get("CREDIT_LOG_LEVEL", "INFO")}}},
+            },
             partition_key=partition_key,
             raise_on_error=False,
         )

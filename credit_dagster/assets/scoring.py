@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from credit_dagster import drops, monitoring, scoring, snapshot, sql_models
+from credit_dagster import drops, monitoring, partitions, scoring, snapshot, sql_models
 from credit_dagster.assets.ingest import POOL, IngestConfig
 from credit_dagster.resources import ModelStore, Warehouse
 from credit_dagster.settings import reports_dir
@@ -112,19 +112,12 @@ def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse,
             con.execute(SCORED_DDL.format(name=name))
         columns = [r[0] for r in con.execute("describe scoring.scored_applications").fetchall()]
         con.register("scored_df", scored[columns])
-        con.register("details_df", details)
-        con.register("values_df", values)
         # one transaction: the day's rows are replaced whole, the audit only grows
         con.execute("begin transaction")
-        con.execute("delete from scoring.scored_applications where partition_date = ?", [day])
-        con.execute("insert into scoring.scored_applications select * from scored_df")
+        partitions.replace_partition(con, "scoring.scored_applications", scored[columns], day, in_transaction=True)
         con.execute("insert into scoring.decision_audit select * from scored_df")
-        con.execute("create table if not exists scoring.applicant_details as select * from details_df where false")
-        con.execute("delete from scoring.applicant_details where partition_date = ?", [day])
-        con.execute("insert into scoring.applicant_details by name select * from details_df")
-        con.execute("create table if not exists scoring.applicant_features as select * from values_df where false")
-        con.execute("delete from scoring.applicant_features where partition_date = ?", [day])
-        con.execute("insert into scoring.applicant_features by name select * from values_df")
+        partitions.replace_partition(con, "scoring.applicant_details", details, day, in_transaction=True)
+        partitions.replace_partition(con, "scoring.applicant_features", values, day, in_transaction=True)
         con.execute("commit")
     counts = scored["decision"].value_counts().to_dict()
     return dg.MaterializeResult(metadata={
@@ -168,13 +161,8 @@ def drift_report(context: dg.AssetExecutionContext, warehouse: Warehouse, models
         score_row = monitoring.psi_row("(score)", ref_score["score"], cur_score["score"])
         table = pd.concat([table, pd.DataFrame([score_row])])
         table = table.assign(partition_date=day, model_version=model.version, computed_at=datetime.now(UTC).replace(tzinfo=None))
-        con.register("psi_df", table)
         con.execute("create schema if not exists monitoring")
-        con.execute("create table if not exists monitoring.psi as select * from psi_df where false")
-        con.execute("begin transaction")
-        con.execute("delete from monitoring.psi where partition_date = ?", [day])
-        con.execute("insert into monitoring.psi by name select * from psi_df")
-        con.execute("commit")
+        partitions.replace_partition(con, "monitoring.psi", table, day)
     synthetic = model.metadata.get("synthetic", False)
     path = reports_dir() / "drift" / f"drift_{day}.html"
     banner = f"Drift of {day} against the training population of model {model.version}" + (" (SYNTHETIC data)" if synthetic else "")
