@@ -260,3 +260,24 @@ def test_retraining_sensor_after_three_severe_nights(psi, expected):
         with dg.build_sensor_context(instance=instance, definitions=defs) as context:
             requests = sensor.evaluate_tick(context).run_requests
     assert bool(requests) is expected
+
+
+def test_drop_gates_block_a_bad_code_and_pass_a_clean_night(home):
+    day = "2026-11-07"
+    folder = home / "inbox" / day
+    source = home / "inbox" / DAYS[0]
+    folder.mkdir()
+    for path in source.glob("*.csv"):
+        table = pd.read_csv(path)
+        if "SK_ID_CURR" in table:
+            table = table.assign(SK_ID_CURR=table["SK_ID_CURR"] + 20_000_000)  # new applicants, same histories
+        if path.name == "bureau_balance.csv":
+            table.loc[table.index[:3], "STATUS"] = "Z"  # not a bureau status: warns, does not block
+        table.to_csv(folder / path.name, index=False)
+    result = score(day, raise_on_error=False)
+    checks = {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events
+              if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    gate = checks["drop_quality"]
+    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.WARN
+    assert "bureau_balance: expect_column_values_to_be_in_set on STATUS: 3 rows" in gate.description
+    assert result.success  # a warning: the night is still scored

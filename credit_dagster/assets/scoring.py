@@ -10,10 +10,12 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from credit_dagster import drops, monitoring, partitions, scoring, snapshot, sql_models
+from credit_dagster import drops, monitoring, partitions, quality, scoring, snapshot, sql_models
 from credit_dagster.assets.ingest import POOL, IngestConfig
+from credit_dagster.checks.raw_checks import check_result
 from credit_dagster.resources import ModelStore, Warehouse
 from credit_dagster.settings import reports_dir
+from credit_dagster.sources import SOURCE_TABLES
 
 PARTITIONS_START = os.environ.get("CREDIT_PARTITIONS_START", "2024-01-01")
 daily = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="Europe/Paris")
@@ -66,6 +68,21 @@ def drop_nothing_quarantined(context: dg.AssetCheckExecutionContext, warehouse: 
     return dg.AssetCheckResult(passed=total == 0, severity=dg.AssetCheckSeverity.WARN,
                                description=f"{total} rows held back in {schema}.quarantine" if total else "no row held back",
                                metadata={"examples": [f"{t} line {line}: {r}" for t, line, r in rows]})
+
+
+@dg.asset_check(asset=DROP, blocking=True,
+                description="The raw tables' data-quality gates (GX: keys, value sets, ranges, foreign keys) on the night's drop.")
+def drop_quality(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+    schema = drops.drop_schema(context.partition_key)
+    findings = []
+    with warehouse.connect() as con:
+        for name in drops.DROP_TABLES:
+            spec = SOURCE_TABLES[name]
+            for rule in quality.rules_for(spec):
+                for finding in quality.RULES[rule](con, spec, schema):
+                    finding.rule = f"{name}: {finding.rule}"
+                    findings.append(finding)
+    return check_result(findings)
 
 
 @dg.asset(key=DAILY_FEATURES, group_name="scoring", partitions_def=daily, deps=[DROP], pool=POOL, kinds={"duckdb", "sql"})
@@ -237,4 +254,4 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, mo
 
 
 scoring_assets = [daily_drop, daily_features, scored_applications, drift_report, serving_snapshot]
-scoring_checks = [drop_nothing_quarantined, known_category_values, population_stable]
+scoring_checks = [drop_quality, drop_nothing_quarantined, known_category_values, population_stable]

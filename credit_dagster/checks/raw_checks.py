@@ -14,7 +14,8 @@ from credit_dagster.sources import SOURCE_TABLES, SourceTable
 RAW = "raw"
 
 
-def _result(findings: list[quality.Finding]) -> dg.AssetCheckResult:
+def check_result(findings: list[quality.Finding]) -> dg.AssetCheckResult:
+    """One check result from GX findings: ERROR when a blocking rule failed, else WARN."""
     failed = [f for f in findings if not f.passed]
     severity = dg.AssetCheckSeverity.ERROR if any(f.blocking for f in failed) else dg.AssetCheckSeverity.WARN
     return dg.AssetCheckResult(
@@ -43,7 +44,7 @@ def _rule_check(spec: SourceTable, rule: str) -> dg.AssetChecksDefinition:
     )
     def _check(warehouse: Warehouse) -> dg.AssetCheckResult:
         with warehouse.connect(read_only=False) as con:
-            return _result(quality.RULES[rule](con, spec))
+            return check_result(quality.RULES[rule](con, spec))
 
     return _check
 
