@@ -125,6 +125,7 @@ def test_rerun_replaces_the_partition_and_the_audit_keeps_both_runs(home):
 
 
 def test_applicant_already_scored_is_quarantined_not_rescored(home):
+    score(DAYS[1])  # idempotent: makes sure every applicant of that drop is scored, whatever ran before
     day = "2026-11-04"
     folder = home / "inbox" / day
     shutil.copytree(home / "inbox" / DAYS[1], folder)

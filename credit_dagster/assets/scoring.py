@@ -61,7 +61,7 @@ def daily_drop(context: dg.AssetExecutionContext, config: IngestConfig, warehous
 
 @dg.asset_check(asset=DROP, description="Warns when rows of the drop were held back (unparsable, duplicate, already scored).")
 def drop_nothing_quarantined(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
-    schema = drops.drop_schema(context.partition_key) if context.has_partition_key else None
+    schema = drops.drop_schema(context.partition_key)
     with warehouse.connect() as con:
         rows = con.execute(f"select table_name, line, reason from {schema}.quarantine limit 10").fetchall()
         total = con.execute(f"select count(*) from {schema}.quarantine").fetchall()[0][0]
