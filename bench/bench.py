@@ -126,8 +126,9 @@ def stage_nightly_batch(workdir: Path, scale: float) -> dict:
 
 def stage_train(workdir: Path, scale: float) -> dict:
     """Cross-validation of all candidates plus the final fit; parameters from BENCH_TRAIN_PARAMS (JSON)."""
+    from credit_dagster import sql_models
     from credit_dagster.assets.model import load_training_frames
-    from credit_dagster.feature_dictionary import PROTECTED
+    from credit_dagster.feature_dictionary import PROTECTED, risk_directions
     from credit_dagster.ml import build, training
     from credit_dagster.ml.scorecard import Scorecard
 
@@ -136,18 +137,18 @@ def stage_train(workdir: Path, scale: float) -> dict:
     features, labels, app_columns = load_training_frames(con)
     con.close()
     result = build.build_model(features, labels, excluded=PROTECTED, app_columns=app_columns,
-                               params=training.TrainingParams(**overrides), refer_margin=0.02, scorecard=Scorecard())
+                               params=training.TrainingParams(**overrides), refer_margin=0.02, scorecard=Scorecard(),
+                               directions=risk_directions(sql_models.discover()), progress=print)
     from credit_dagster.ml.registry import Registry
 
     registry = Registry(workdir / "models")
-    version = registry.register(result.booster, {**result.metadata, "synthetic": True})
+    version = registry.register(result.model, {**result.metadata, "synthetic": True}, result.oof)
     registry.promote(version, "benchmark")
     con = _warehouse(workdir)
     con.execute("create schema if not exists model")
     con.register("oof", result.oof)
     con.execute("create or replace table model.oof_predictions as select * from oof")
     # the feature dictionary the scoring step words its reasons with
-    from credit_dagster import sql_models
     from credit_dagster.feature_dictionary import build_dictionary
 
     columns = [c for c in features.columns if c != "SK_ID_CURR"]
@@ -157,7 +158,7 @@ def stage_train(workdir: Path, scale: float) -> dict:
     auc = result.comparison.set_index("candidate")["roc_auc"].round(4).to_dict()
     seconds = result.comparison.set_index("candidate")["train_seconds"].to_dict()
     return {"rows": result.metadata["training_rows"], "params": overrides, "cv_roc_auc": auc, "cv_seconds": seconds,
-            "final_rounds": result.metadata["final_rounds"]}
+            "fold_rounds": result.metadata["fold_rounds"], "features_used": result.metadata["feature_selection"]["used_by_any_fold"]}
 
 
 def stage_score(workdir: Path, scale: float) -> dict:

@@ -39,3 +39,10 @@ def build_dictionary(
             "risk_direction": direction, "protected": col in PROTECTED, "documented": col in documented,
         })
     return pd.DataFrame(rows)
+
+
+def risk_directions(models: list[SqlModel]) -> dict[str, int]:
+    """+1 (higher value, higher risk) or -1 (higher value, lower risk) per feature whose SQL header
+    states it: the monotone constraints of the model. Features marked `?` are left free."""
+    sign = {"+": 1, "-": -1}
+    return {doc.name: sign[doc.direction] for m in models for doc in m.columns if doc.direction in sign}

@@ -113,7 +113,7 @@ def unknown_categories(model: RegisteredModel, features: pd.DataFrame) -> dict[s
 def score_frame(model: RegisteredModel, features: pd.DataFrame, dictionary: pd.DataFrame) -> pd.DataFrame:
     """Score rows of application_features: PD, points, grade, decision, reasons, fingerprint."""
     matrix = model.matrix(features)
-    contributions = model.booster.predict(matrix, pred_contrib=True)
+    contributions = model.ensemble.contributions(matrix)
     raw = contributions.sum(axis=1)
     pd_ = model.calibrator(raw)
     card = Scorecard(**{k: tuple(v) if isinstance(v, list) else v for k, v in model.metadata["scorecard"].items()})

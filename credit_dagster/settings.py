@@ -37,3 +37,27 @@ def data_dir() -> Path:
 
 def models_dir() -> Path:
     return credit_home() / "models"
+
+
+def physical_cores() -> int:
+    """Cores this process may use, counting hyper-threads once: LightGBM slows down several-fold
+    when its threads outnumber the physical cores and another process is busy."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        pairs, physical = set(), None
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "physical id":
+                physical = value.strip()
+            elif key.strip() == "core id":
+                pairs.add((physical, value.strip()))
+        cores = len(pairs) or usable
+    except OSError:
+        cores = usable
+    return max(1, min(cores, usable))
+
+
+def threads() -> int:
+    """CREDIT_THREADS (default: the physical cores) bounds LightGBM's and DuckDB's threads."""
+    configured = os.environ.get("CREDIT_THREADS")
+    return max(1, int(configured)) if configured else physical_cores()

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from credit_dagster.ml import calibration, fairness, metrics, promotion, training
+from credit_dagster.ml.ensemble import Ensemble
 from credit_dagster.ml.registry import Registry
 from credit_dagster.ml.scorecard import Scorecard
 
@@ -61,11 +62,48 @@ def test_fairness_audit_by_hand():
 
 
 def test_promotion_rules():
-    assert promotion.decide(0.70, None, tolerance=0.005, force=False, checks_passed=True)[0]
-    assert promotion.decide(0.698, 0.70, tolerance=0.005, force=False, checks_passed=True)[0]
-    assert not promotion.decide(0.69, 0.70, tolerance=0.005, force=False, checks_passed=True)[0]
-    assert not promotion.decide(0.80, 0.70, tolerance=0.005, force=False, checks_passed=False)[0]
-    assert promotion.decide(0.50, 0.70, tolerance=0.005, force=True, checks_passed=False)[0]
+    def diff(d, low, high):
+        return {"difference": d, "low": low, "high": high}
+
+    rules = {"tolerance": 0.005, "force": False, "checks_passed": True}
+    assert promotion.decide(None, same_data=False, **rules)[0]
+    # same data: only a gain beyond noise replaces the champion
+    assert promotion.decide(diff(0.02, 0.005, 0.035), same_data=True, **rules)[0]
+    assert not promotion.decide(diff(0.004, -0.006, 0.014), same_data=True, **rules)[0]
+    # new data: the retrain goes in unless it is credibly worse by more than the tolerance
+    assert promotion.decide(diff(-0.004, -0.012, 0.004), same_data=False, **rules)[0]
+    assert not promotion.decide(diff(-0.02, -0.03, -0.01), same_data=False, **rules)[0]
+    assert not promotion.decide(diff(0.05, 0.04, 0.06), same_data=False, **{**rules, "checks_passed": False})[0]
+    blocked, reason = promotion.decide(None, same_data=False, **rules, fairness_flags=["age_band = <25 (disparate impact 0.35)"])
+    assert not blocked and "credit-dagster promote" in reason and "<25" in reason
+    assert promotion.decide(diff(-0.5, -0.6, -0.4), same_data=True, **{**rules, "force": True, "checks_passed": False})[0]
+
+
+def test_bootstrap_interval_and_paired_difference():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 4000)
+    good = y + rng.normal(0, 1.0, 4000)
+    worse = y + rng.normal(0, 3.0, 4000)
+    low, high = metrics.bootstrap_auc_interval(y, good)
+    auc = metrics.summary(y, 1 / (1 + np.exp(-good)), metrics.Costs())["roc_auc"]
+    assert low < auc < high and high - low < 0.05
+    paired = metrics.paired_auc_difference(y, good, worse)
+    assert paired["low"] > 0 and paired["low"] < paired["difference"] < paired["high"]
+    same = metrics.paired_auc_difference(y, good, good + rng.normal(0, 0.01, 4000))
+    assert same["low"] < 0 < same["high"]
+
+
+def test_cross_fitted_calibration_never_sees_its_fold():
+    rng = np.random.default_rng(1)
+    raw = rng.normal(size=3000)
+    y = (rng.random(3000) < 1 / (1 + np.exp(-(raw - 2)))).astype(int)
+    fold_of = np.arange(3000) % 3
+    # fold 0's labels flipped: a calibrator that saw them would predict them; one fitted on the others cannot
+    y[fold_of == 0] = 1 - y[fold_of == 0]
+    pred, fitted = calibration.cross_fit(raw, y, fold_of)
+    expected = calibration.fit("sigmoid", raw[fold_of != 0], y[fold_of != 0])(raw[fold_of == 0])
+    np.testing.assert_allclose(pred[fold_of == 0], expected)
+    assert len(fitted) == 3 and pred[fold_of == 0].mean() < 0.3 < y[fold_of == 0].mean()
 
 
 @pytest.fixture
@@ -78,24 +116,59 @@ def small_data():
     })
     logit = -2.5 + 1.5 * frame["X1"] + (frame["CAT"] == "a")
     labels = pd.DataFrame({"SK_ID_CURR": frame["SK_ID_CURR"], "TARGET": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)})
-    return training.make_dataset(frame, labels, excluded=(), app_columns=["APP_ONLY", "CAT"])
+    return training.make_dataset(frame, labels, excluded=(), app_columns=["APP_ONLY", "CAT"], directions={"X1": 1, "X2": -1})
 
 
 def test_cross_validation_ranks_candidates(small_data):
     params = training.TrainingParams(n_folds=3, learning_rate=0.1, min_child_samples=20, max_rounds=300, early_stopping_rounds=30)
-    table, oof, rounds = training.cross_validate(small_data, params)
-    auc = table.set_index("candidate")["roc_auc"]
-    assert auc["dummy_prior"] == 0.5
+    cv = training.cross_validate(small_data, params)
+    table = cv.comparison.set_index("candidate")
+    auc = table["roc_auc_pooled"]
+    assert table.loc["dummy_prior", "roc_auc_fold_mean"] == 0.5  # pooled, the priors of the folds differ a little
     assert auc["lightgbm_all_tables"] > auc["lightgbm_application_only"] + 0.1  # X1 is not an application column here
-    assert auc["logistic_regression"] > 0.75 and rounds["lightgbm_all_tables"] >= 1
-    assert set(oof) == set(table["candidate"])
+    assert auc["logistic_regression"] > 0.75 and min(cv.rounds["lightgbm_all_tables"]) >= 1
+    assert set(cv.oof) == set(table.index) and len(cv.boosters["lightgbm_all_tables"]) == 3
+    assert (table["roc_auc_low"] < table["roc_auc_pooled"]).all() and (table["roc_auc_pooled"] < table["roc_auc_high"]).all()
+    assert all("X1" in s.kept for s in cv.selections["lightgbm_all_tables"])  # every fold keeps the signal
+
+
+def test_feature_selection_drops_empty_constant_duplicate_and_noise():
+    rng = np.random.default_rng(5)
+    n = 4000
+    signal = rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(-2 + 1.5 * signal)))).astype(int)
+    X = pd.DataFrame({
+        "SIGNAL": signal, "SIGNAL_IN_YEARS": signal * 365.25 + 3,  # same order as SIGNAL
+        "EMPTY": np.where(rng.random(n) < 0.002, 1.0, np.nan), "CONSTANT": np.where(rng.random(n) < 0.999, 1.0, 2.0),
+        **{f"NOISE_{i}": rng.normal(size=n) for i in range(10)},
+    })
+    selection = training.select_features(X, y, training.TrainingParams())
+    assert selection.kept[0] == "SIGNAL"
+    noise_dropped = [f for f, why in selection.dropped.items() if "shuffled copies" in why]
+    assert len(noise_dropped) >= 4 and all(f.startswith("NOISE") for f in noise_dropped)
+    assert selection.dropped["SIGNAL_IN_YEARS"].startswith("near-duplicate of SIGNAL")
+    assert selection.dropped["EMPTY"].startswith("near-empty") and selection.dropped["CONSTANT"].startswith("near-constant")
+
+
+def test_monotone_constraints_hold_along_each_constrained_feature(small_data):
+    params = training.TrainingParams(learning_rate=0.1, min_child_samples=20)
+    boosters, _ = training.fit_lightgbm(small_data.X, small_data.y, params, rounds=80, directions=small_data.directions)
+    model = Ensemble(boosters)
+    grid = np.linspace(-3, 3, 25)
+    rows = small_data.X.head(50)
+    for feature, sign in small_data.directions.items():
+        scores = np.array([model.raw_score(rows.assign(**{feature: value})) for value in grid])  # grid x rows
+        steps = np.diff(scores, axis=0) * sign
+        assert (steps >= -1e-12).all(), f"{feature} is not monotone ({sign:+d})"
+    assert small_data.directions == {"X1": 1, "X2": -1}
 
 
 def test_contributions_add_up_to_the_raw_score(tmp_path, small_data):
     params = training.TrainingParams(learning_rate=0.1, min_child_samples=20)
-    booster, _ = training.fit_lightgbm(small_data.X, small_data.y, params, rounds=50)
+    boosters = [training.fit_lightgbm(small_data.X[cols], small_data.y, params, rounds=50)[0][0]
+                for cols in (["X1", "CAT"], ["X1", "X2", "APP_ONLY"])]  # fold models with different selected features
     registry = Registry(tmp_path)
-    version = registry.register(booster, {"features": small_data.features, "categories": small_data.categories,
+    version = registry.register(Ensemble(boosters), {"features": small_data.features, "categories": small_data.categories,
                                           "calibration": {"method": "sigmoid", "params": {"a": 1.0, "b": 0.0}}, "threshold": 0.5})
     model = registry.load(version)
     frame = small_data.X.assign(CAT=small_data.X["CAT"].astype(object)).head(200)
@@ -109,11 +182,11 @@ def test_registry_versions_and_champion(tmp_path):
     registry = Registry(tmp_path)
     booster = lgb.train({"objective": "binary", "verbosity": -1}, lgb.Dataset(np.random.default_rng(0).normal(size=(100, 2)),
                                                                               np.arange(100) % 2), num_boost_round=2)
-    first = registry.register(booster, {"features": ["a", "b"]})
-    second = registry.register(booster, {"features": ["a", "b"]})
+    first = registry.register(Ensemble([booster]), {"features": ["a", "b"]})
+    second = registry.register(Ensemble([booster, booster]), {"features": ["a", "b"]})
     assert registry.versions() == [first, second] and registry.alias("champion") is None
     registry.promote(first, "first model")
-    assert registry.load("champion").version == first
+    assert registry.load("champion").version == first and len(registry.load(second).ensemble.boosters) == 2
     assert [e["event"] for e in registry.history()] == ["registered", "registered", "promoted to champion"]
     with pytest.raises(LookupError, match="no model 'v9999'"):
         registry.load("v9999")

@@ -4,10 +4,10 @@ import os
 
 import dagster as dg
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
+from credit_dagster import sql_models
 from credit_dagster.assets.ingest import POOL, is_synthetic
-from credit_dagster.feature_dictionary import PROTECTED
+from credit_dagster.feature_dictionary import PROTECTED, risk_directions
 from credit_dagster.ml import build, charts, metrics, model_card, promotion, training
 from credit_dagster.ml.scorecard import Scorecard
 from credit_dagster.resources import ModelStore, SourceData, Warehouse
@@ -32,6 +32,12 @@ class TrainingConfig(dg.Config):
     max_rounds: int = 3000
     early_stopping_rounds: int = 200
     logreg_c: float = 0.05
+    class_weight: bool = False  # unweighted: weights cost AUC and stability on real applicants (BENCHMARKS.md)
+    monotone: bool = True  # risk directions of the SQL headers as monotone constraints
+    select_features: bool = True  # drop empty, constant, duplicate and noise-level features inside each fold
+    selection_noise_quantile: float = 0.5  # kept features beat this quantile of the gains of shuffled copies
+    compare_unselected: bool = True  # also cross-validate without selection, to report what it buys
+    seeds_per_fold: int = 1
     cost_false_negative: float = 10.0  # a missed defaulter costs ten wrongly refused good clients
     cost_false_positive: float = 1.0
     refer_margin: float = 0.02  # refer to an advisor when |PD - threshold| < margin
@@ -43,7 +49,9 @@ class TrainingConfig(dg.Config):
 
 class PromotionConfig(dg.Config):
     force: bool = False
-    tolerance: float = 0.005  # ROC AUC the candidate may lose against the champion and still be promoted
+    # a retrained model (new data) replaces the champion unless it is worse by more than this
+    # ROC AUC with a 95 % interval below zero; on the same data it must be better beyond noise
+    tolerance: float = 0.005
 
 
 def load_training_frames(con) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
@@ -68,10 +76,11 @@ def credit_model(context: dg.AssetExecutionContext, config: TrainingConfig, ware
         features, labels, excluded=PROTECTED if config.exclude_sensitive else (), app_columns=app_columns,
         params=params, refer_margin=config.refer_margin,
         scorecard=Scorecard(config.base_points, config.base_odds, config.points_to_double),
+        directions=risk_directions(sql_models.discover()), progress=context.log.info,
     )
     result.metadata["synthetic"] = is_synthetic(source.folder())
     registry = models.registry()
-    version = registry.register(result.booster, result.metadata)
+    version = registry.register(result.model, result.metadata, result.oof)
     folder = registry.root / version
     for name, png in result.charts.items():
         (folder / f"{name}.png").write_bytes(png)
@@ -82,15 +91,22 @@ def credit_model(context: dg.AssetExecutionContext, config: TrainingConfig, ware
         con.execute("create or replace table model.oof_predictions as select * from oof")
         con.execute("create or replace table model.candidate_comparison as select * from comparison")
     m = result.metadata
-    context.log.info(f"registered {version}: CV ROC AUC {m['cv_metrics']['roc_auc']:.4f}, threshold {m['threshold']:.3f}")
+    cv = m["cv_metrics"]
+    context.log.info(f"registered {version}: CV ROC AUC {cv['roc_auc']:.4f} (95 % interval {cv['roc_auc_low']:.4f}-"
+                     f"{cv['roc_auc_high']:.4f}), threshold {m['threshold']:.3f}")
     return dg.MaterializeResult(metadata={
         "model_version": version,
-        "cv_roc_auc": m["cv_metrics"]["roc_auc"],
+        "cv_roc_auc": cv["roc_auc"],
+        "cv_roc_auc_interval": [round(cv["roc_auc_low"], 4), round(cv["roc_auc_high"], 4)],
+        "fold_roc_auc": [round(a, 4) for a in m["fold_auc"]],
+        "features_used": m["feature_selection"]["used_by_any_fold"],
+        "mean_predicted_pd": m["mean_predicted_pd"],
+        "default_rate": m["default_rate"],
         "threshold": m["threshold"],
         "refer_band": m["refer_band"],
         "calibration": m["calibration"]["method"],
         "calibration_error": m["calibration_error"],
-        "final_rounds": m["final_rounds"],
+        "fold_rounds": m["fold_rounds"],
         "training_rows": m["training_rows"],
         "synthetic": m["synthetic"],
         "comparison": dg.MetadataValue.md(result.comparison.round(4).to_markdown(index=False)),
@@ -140,6 +156,18 @@ def calibration_error_bounded(models: ModelStore) -> dg.AssetCheckResult:
                                description=f"{model.version}: ECE {ece:.4f} vs bound {bound}", metadata={"ece": ece, "bound": bound})
 
 
+@dg.asset_check(asset=CREDIT_MODEL, blocking=True,
+                description="Mean out-of-fold PD of the deployed model within CREDIT_MAX_MEAN_PD_GAP (default 0.01) of the observed default rate.")
+def mean_pd_matches_default_rate(models: ModelStore) -> dg.AssetCheckResult:
+    model = _latest(models)
+    bound = float(os.environ.get("CREDIT_MAX_MEAN_PD_GAP", "0.01"))
+    predicted, observed = model.metadata["mean_predicted_pd"], model.metadata["default_rate"]
+    return dg.AssetCheckResult(passed=abs(predicted - observed) <= bound, severity=dg.AssetCheckSeverity.ERROR,
+                               description=f"{model.version}: mean predicted PD {predicted:.4f} vs observed default rate {observed:.4f} "
+                                           f"(gap allowed {bound})",
+                               metadata={"mean_predicted_pd": predicted, "default_rate": observed, "bound": bound})
+
+
 @dg.asset_check(asset=CREDIT_MODEL, blocking=True, description="Every model feature exists in features.application_features.")
 def features_match_feature_table(models: ModelStore, warehouse: Warehouse) -> dg.AssetCheckResult:
     model = _latest(models)
@@ -151,31 +179,61 @@ def features_match_feature_table(models: ModelStore, warehouse: Warehouse) -> dg
                                metadata={"missing": missing, "model_features": len(model.features)})
 
 
+def fairness_flags(metadata: dict) -> list[str]:
+    """The groups the four-fifths rule flags in a model's fairness audit, in words."""
+    return [f"{attr} = {row['group']} (disparate impact {row['disparate_impact']:.2f})"
+            for attr, rows in metadata["fairness"].items() for row in rows if row["four_fifths_flag"]]
+
+
+@dg.asset_check(asset=CREDIT_MODEL, description="Four-fifths rule on approval rates by gender and age band (out-of-fold, at the "
+                "threshold). Warns by default and stops automatic promotion; CREDIT_FAIRNESS_SEVERITY=error makes it fail.")
+def fairness_four_fifths(models: ModelStore) -> dg.AssetCheckResult:
+    model = _latest(models)
+    flags = fairness_flags(model.metadata)
+    severity = dg.AssetCheckSeverity.ERROR if os.environ.get("CREDIT_FAIRNESS_SEVERITY", "warn") == "error" else dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckResult(
+        passed=not flags, severity=severity,
+        description=(f"{model.version}: " + "; ".join(flags) + f". Automatic promotion stops; after review: "
+                     f"credit-dagster promote {model.version} --reason \"...\"") if flags else f"{model.version}: no group flagged",
+        metadata={"flags": flags},
+    )
+
+
+def compare_with_champion(registry, candidate, champion, features: pd.DataFrame) -> tuple[dict, bool, str]:
+    """Challenger minus champion ROC AUC on the challenger's labelled applicants, paired bootstrap."""
+    oof = registry.out_of_fold(candidate.version)
+    champion_oof = registry.out_of_fold(champion.version)
+    same_data = champion.metadata["data_fingerprint"] == candidate.metadata["data_fingerprint"]
+    if same_data and champion_oof is not None:
+        paired = oof.merge(champion_oof[["SK_ID_CURR", "raw_score"]], on="SK_ID_CURR", suffixes=("", "_champion"))
+        basis = "out-of-fold scores of both models on the same applicants"
+    else:
+        # the champion may have trained on some of these rows: its AUC is optimistic, which
+        # makes promotion conservative
+        paired = oof.merge(features, on="SK_ID_CURR")
+        paired["raw_score_champion"] = champion.raw_score(paired)
+        basis = "champion re-scored on the challenger's labelled applicants"
+    difference = metrics.paired_auc_difference(paired["TARGET"].to_numpy(), paired["raw_score"].to_numpy(),
+                                               paired["raw_score_champion"].to_numpy())
+    return difference, same_data, basis
+
+
 @dg.asset(key=CHAMPION, group_name=GROUP, deps=[CREDIT_MODEL], pool=POOL)
 def champion_model(context: dg.AssetExecutionContext, config: PromotionConfig, models: ModelStore,
                    warehouse: Warehouse) -> dg.MaterializeResult:
     """The `champion` alias: the new model replaces it only if it passed the blocking checks
-    (this asset does not run otherwise) and is not worse on the same data."""
+    (this asset does not run otherwise), no fairness flag awaits a sign-off, and it is better
+    than the champion beyond noise (same data) or not credibly worse (new data)."""
     registry = models.registry()
     candidate = _latest(models)
     current = registry.alias("champion")
-    champion_auc = None
-    basis = "no champion yet"
+    difference, same_data, basis = None, False, "no champion yet"
     if current and current != candidate.version:
-        champion = registry.load(current)
-        if champion.metadata["data_fingerprint"] == candidate.metadata["data_fingerprint"]:
-            champion_auc, basis = champion.metadata["cv_metrics"]["roc_auc"], "cross-validated AUC on identical data"
-        else:
-            # the champion may have trained on some of these rows: its AUC is optimistic, which
-            # makes promotion conservative
-            with warehouse.connect() as con:
-                oof = con.execute("select SK_ID_CURR, TARGET from model.oof_predictions").df()
-                features = con.execute("select * from features.application_features").df()
-            scored = oof.merge(features, on="SK_ID_CURR")
-            champion_auc = float(roc_auc_score(scored["TARGET"], champion.raw_score(scored)))
-            basis = "champion re-scored on the candidate's labelled rows"
-    promote, reason = promotion.decide(candidate.metadata["cv_metrics"]["roc_auc"], champion_auc,
-                                       tolerance=config.tolerance, force=config.force, checks_passed=True)
+        with warehouse.connect(read_only=True) as con:
+            features = con.execute("select * from features.application_features").df()
+        difference, same_data, basis = compare_with_champion(registry, candidate, registry.load(current), features)
+    promote, reason = promotion.decide(difference, same_data=same_data, tolerance=config.tolerance, force=config.force,
+                                       checks_passed=True, fairness_flags=fairness_flags(candidate.metadata))
     if current == candidate.version:
         promote, reason = True, "already champion"
     elif promote:
@@ -184,6 +242,7 @@ def champion_model(context: dg.AssetExecutionContext, config: PromotionConfig, m
     return dg.MaterializeResult(metadata={
         "candidate": candidate.version, "champion": registry.alias("champion") or "none",
         "promoted": promote, "reason": reason, "comparison_basis": basis,
+        **({"auc_difference": difference} if difference else {}),
     })
 
 
@@ -210,4 +269,5 @@ def model_card_report(models: ModelStore) -> dg.MaterializeResult:
     })
 
 
-model_checks = [auc_above_floor, no_leakage, calibration_error_bounded, features_match_feature_table]
+model_checks = [auc_above_floor, no_leakage, calibration_error_bounded, mean_pd_matches_default_rate, features_match_feature_table,
+                fairness_four_fifths]

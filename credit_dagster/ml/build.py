@@ -5,19 +5,19 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from credit_dagster.ml import calibration, charts, fairness, metrics, training
+from credit_dagster.ml.ensemble import Ensemble
 from credit_dagster.ml.scorecard import Scorecard
-
-DEPLOYED = "lightgbm_all_tables"
+from credit_dagster.ml.training import DEPLOYED
 
 
 @dataclass
 class ModelBuild:
-    booster: lgb.Booster
+    model: Ensemble
     metadata: dict  # everything the registry stores beside the artefact
     comparison: pd.DataFrame
     oof: pd.DataFrame  # SK_ID_CURR, TARGET, raw score and calibrated PD of the deployed candidate
@@ -45,26 +45,34 @@ def build_model(
     params: training.TrainingParams,
     refer_margin: float,
     scorecard: Scorecard,
+    directions: dict[str, int] | None = None,
+    progress: training.Progress | None = None,
 ) -> ModelBuild:
-    data = training.make_dataset(features, labels, excluded, app_columns)
-    comparison, oof_raw, rounds = training.cross_validate(data, params)
-    raw = oof_raw[DEPLOYED]
-    calibrator, briers = calibration.choose(raw, data.y, params.seed)
-    pd_oof = calibrator(raw)
+    """Cross-validate the candidates, deploy the multi-table LightGBM's fold models with a
+    calibrator fitted on their out-of-fold scores, and audit it. `directions` (+1/-1 per feature,
+    from the feature dictionary) become monotone constraints."""
+    data = training.make_dataset(features, labels, excluded, app_columns, directions)
+    cv = training.cross_validate(data, params, progress)
+    raw = cv.oof[DEPLOYED]
+    model = Ensemble(cv.boosters[DEPLOYED])
+    calibrator, briers = calibration.choose(raw, data.y, cv.fold_of)
+    # every out-of-fold figure below (threshold, ECE, reliability, fairness, drift reference) uses
+    # PDs whose calibrator did not see the applicant's fold: what the deployed model does to new applicants
+    pd_oof = calibration.cross_fit(raw, data.y, cv.fold_of, calibrator.method)[0]
     threshold, cost = metrics.best_threshold(data.y, pd_oof, params.costs)
     thresholds, curve = metrics.cost_curve(data.y, pd_oof, params.costs)
-    # the final model: all labelled rows; the rounds the folds chose, scaled up a little
-    # because the final fit sees 1/(k-1) more data than each fold did
-    final_rounds = max(1, int(rounds[DEPLOYED] * (1 + 1 / (params.n_folds - 1))))
-    booster, _ = training.fit_lightgbm(data.X, data.y, params, rounds=final_rounds)
     reliability = calibration.reliability_table(data.y, pd_oof)
     audit_frame = features.set_index("SK_ID_CURR").loc[data.ids]
     audits = {
         "CODE_GENDER": fairness.audit(audit_frame["CODE_GENDER"], data.y, pd_oof, threshold, params.costs),
         "age_band": fairness.audit(fairness.age_band(audit_frame["DAYS_BIRTH"]), data.y, pd_oof, threshold, params.costs),
     }
-    importance = training.global_importance(booster, data.X)
+    importance = training.global_importance(model, data.X)
     refer = (max(threshold - refer_margin, 0.0), min(threshold + refer_margin, 1.0))
+    comparison = cv.comparison
+    deployed_row = comparison.set_index("candidate").loc[DEPLOYED]
+    selections = cv.selections[DEPLOYED]
+    dropped_everywhere = set.intersection(*(set(s.dropped) for s in selections)) if selections else set()
     metadata = {
         "candidate": DEPLOYED,
         "features": data.features,
@@ -72,15 +80,26 @@ def build_model(
         "excluded_features": list(excluded),
         "params": {k: v for k, v in vars(params).items() if k != "costs"},
         "costs": vars(params.costs),
-        "final_rounds": final_rounds,
+        "fold_rounds": cv.rounds[DEPLOYED],
+        "ensemble_size": len(model.boosters),
+        "features_used": model.used_features(),
+        "feature_selection": {
+            "candidates": len(data.features),
+            "kept_per_fold": [len(s.kept) for s in selections],
+            "used_by_any_fold": len(model.used_features()),
+            "dropped_in_every_fold": {f: selections[0].dropped[f] for f in sorted(dropped_everywhere)},
+        },
+        "monotone_constraints": {f: d for f, d in data.directions.items() if params.monotone},
         "training_rows": len(data.y),
         "default_rate": float(data.y.mean()),
         "data_fingerprint": fingerprint(data.ids, data.y, data.X),
-        "cv_metrics": comparison.set_index("candidate").loc[DEPLOYED].to_dict(),
+        "cv_metrics": deployed_row.to_dict(),
+        "fold_auc": [float(roc_auc_score(data.y[cv.fold_of == k], raw[cv.fold_of == k])) for k in range(params.n_folds)],
         "comparison": comparison.to_dict(orient="records"),
         "calibration": calibrator.to_json(),
         "calibration_briers": briers,
         "calibration_error": metrics.expected_calibration_error(data.y, pd_oof),
+        "mean_predicted_pd": float(np.mean(pd_oof)),
         "threshold": threshold,
         "expected_cost_per_applicant": cost,
         "refer_band": list(refer),
@@ -92,8 +111,8 @@ def build_model(
         "fairness": {k: v.to_dict(orient="records") for k, v in audits.items()},
     }
     return ModelBuild(
-        booster=booster, metadata=metadata, comparison=comparison,
-        oof=pd.DataFrame({"SK_ID_CURR": data.ids, "TARGET": data.y, "raw_score": raw, "pd": pd_oof}),
+        model=model, metadata=metadata, comparison=comparison,
+        oof=pd.DataFrame({"SK_ID_CURR": data.ids, "TARGET": data.y, "fold": cv.fold_of, "raw_score": raw, "pd": pd_oof}),
         importance=importance, fairness=audits,
         charts={
             "cost_curve": charts.cost_curve_png(thresholds, curve, threshold, refer, "Expected cost by threshold (out-of-fold)"),

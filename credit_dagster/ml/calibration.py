@@ -40,15 +40,26 @@ def fit(method: str, raw_logit: np.ndarray, y: np.ndarray) -> Calibrator:
     return Calibrator("isotonic", {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()})
 
 
-def choose(raw_logit: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[Calibrator, dict[str, float]]:
-    """Pick isotonic or sigmoid by cross-validated Brier score on the out-of-fold scores, refit on all."""
-    briers = {}
-    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
-    for method in ("isotonic", "sigmoid"):
-        pred = np.empty(len(y))
-        for train, test in folds.split(raw_logit, y):
-            pred[test] = fit(method, raw_logit[train], y[train])(raw_logit[test])
-        briers[method] = float(brier_score_loss(y, pred))
+def cross_fit(raw_logit: np.ndarray, y: np.ndarray, fold_of: np.ndarray, method: str = "sigmoid") -> tuple[np.ndarray, list[Calibrator]]:
+    """Probabilities for each fold from a calibrator fitted on the other folds' scores only."""
+    pred = np.empty(len(y))
+    fitted = []
+    for k in np.unique(fold_of):
+        test = fold_of == k
+        calibrator = fit(method, raw_logit[~test], y[~test])
+        pred[test] = calibrator(raw_logit[test])
+        fitted.append(calibrator)
+    return pred, fitted
+
+
+def choose(raw_logit: np.ndarray, y: np.ndarray, fold_of: np.ndarray | None = None, seed: int = 0) -> tuple[Calibrator, dict[str, float]]:
+    """Pick isotonic or sigmoid by Brier score on folds the calibrator was not fitted on (the
+    model's own outer folds when given), then refit the winner on all out-of-fold scores."""
+    if fold_of is None:
+        fold_of = np.empty(len(y), dtype=int)
+        for k, (_, test) in enumerate(StratifiedKFold(n_splits=5, shuffle=True, random_state=seed).split(raw_logit, y)):
+            fold_of[test] = k
+    briers = {method: float(brier_score_loss(y, cross_fit(raw_logit, y, fold_of, method)[0])) for method in ("isotonic", "sigmoid")}
     best = min(briers, key=briers.get)
     return fit(best, raw_logit, y), briers
 

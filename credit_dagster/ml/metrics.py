@@ -67,3 +67,32 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
         if len(chunk):
             error += len(chunk) * abs(np.mean(np.asarray(y)[chunk]) - np.mean(np.asarray(p)[chunk]))
     return float(error / len(p))
+
+
+def bootstrap_auc_interval(y: np.ndarray, p: np.ndarray, *, draws: int = 200, level: float = 0.95, seed: int = 0,
+                           max_rows: int = 100_000) -> tuple[float, float]:
+    """Percentile bootstrap interval of the ROC AUC (resampling applicants; seeded)."""
+    y, p = np.asarray(y), np.asarray(p)
+    rng = np.random.default_rng(seed)
+    size = min(len(y), max_rows)  # above max_rows, subsamples of that size (a slightly wider, cheaper interval)
+    aucs = []
+    for _ in range(draws):
+        idx = rng.integers(0, len(y), size=size)
+        if 0 < y[idx].sum() < size:
+            aucs.append(roc_auc_score(y[idx], p[idx]))
+    tail = (1 - level) / 2
+    return float(np.quantile(aucs, tail)), float(np.quantile(aucs, 1 - tail))
+
+
+def paired_auc_difference(y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, *, draws: int = 200,
+                          seed: int = 0) -> dict[str, float]:
+    """ROC AUC of challenger minus champion on the same applicants, with a paired bootstrap 95 % interval."""
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(draws):
+        idx = rng.integers(0, len(y), size=len(y))
+        if 0 < y[idx].sum() < len(y):
+            diffs.append(roc_auc_score(y[idx], challenger[idx]) - roc_auc_score(y[idx], champion[idx]))
+    return {"difference": float(roc_auc_score(y, challenger) - roc_auc_score(y, champion)),
+            "low": float(np.quantile(diffs, 0.025)), "high": float(np.quantile(diffs, 0.975))}

@@ -1,7 +1,8 @@
 """A file-based model registry: versioned artefacts, metadata, and a `champion` alias.
 
-Layout under `root` (CREDIT_HOME/models): `<version>/model.txt` (LightGBM's own text format,
-no pickle), `<version>/metadata.json` (features, categories, parameters, data fingerprint,
+Layout under `root` (CREDIT_HOME/models): `<version>/model_<k>.txt` (the fold models of the
+deployed ensemble, in LightGBM's own text format, no pickle), `<version>/oof.csv.gz` (its
+out-of-fold scores, to compare a challenger on the same applicants), `<version>/metadata.json` (features, categories, parameters, data fingerprint,
 metrics, threshold, calibration, code version) and `registry.json` (aliases and the history
 of promotions). Artefacts stay out of git: CREDIT_HOME is ignored.
 """
@@ -20,13 +21,14 @@ import numpy as np
 import pandas as pd
 
 from credit_dagster.ml.calibration import Calibrator
+from credit_dagster.ml.ensemble import Ensemble
 from credit_dagster.ml.training import to_model_frame
 
 
 @dataclass
 class RegisteredModel:
     version: str
-    booster: lgb.Booster
+    ensemble: Ensemble
     metadata: dict
 
     @property
@@ -45,14 +47,14 @@ class RegisteredModel:
         return to_model_frame(frame, self.features, self.metadata["categories"])
 
     def raw_score(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.booster.predict(self.matrix(frame), raw_score=True)
+        return self.ensemble.raw_score(self.matrix(frame))
 
     def probability(self, frame: pd.DataFrame) -> np.ndarray:
         return self.calibrator(self.raw_score(frame))
 
     def contributions(self, frame: pd.DataFrame) -> np.ndarray:
         """Per-feature log-odds contributions; the last column is the base value."""
-        return self.booster.predict(self.matrix(frame), pred_contrib=True)
+        return self.ensemble.contributions(self.matrix(frame))
 
 
 def code_version() -> str:
@@ -80,12 +82,15 @@ class Registry:
     def versions(self) -> list[str]:
         return sorted(p.name for p in self.root.glob("v*") if (p / "metadata.json").exists())
 
-    def register(self, booster: lgb.Booster, metadata: dict) -> str:
+    def register(self, model: Ensemble, metadata: dict, oof: pd.DataFrame | None = None) -> str:
         now = datetime.now(UTC)
         version = f"v{len(self.versions()) + 1:04d}-{now:%Y%m%dT%H%M%S}"
         folder = self.root / version
         folder.mkdir(parents=True)
-        booster.save_model(str(folder / "model.txt"))
+        for k, booster in enumerate(model.boosters):
+            booster.save_model(str(folder / f"model_{k:02d}.txt"))
+        if oof is not None:
+            oof.to_csv(folder / "oof.csv.gz", index=False)
         metadata = {**metadata, "version": version, "created_at": now.isoformat(), "code_version": code_version()}
         (folder / "metadata.json").write_text(json.dumps(metadata, indent=2, default=_json_default))
         state = self._read()
@@ -98,8 +103,14 @@ class Registry:
         folder = self.root / version
         if not (folder / "metadata.json").exists():
             raise LookupError(f"no model {version_or_alias!r} in {self.root} (versions: {self.versions()})")
-        booster = lgb.Booster(model_file=str(folder / "model.txt"))
-        return RegisteredModel(version, booster, json.loads((folder / "metadata.json").read_text()))
+        # metadata.json is written last: a version with it is complete
+        boosters = [lgb.Booster(model_file=str(f)) for f in sorted(folder.glob("model*.txt"))]
+        return RegisteredModel(version, Ensemble(boosters), json.loads((folder / "metadata.json").read_text()))
+
+    def out_of_fold(self, version: str) -> pd.DataFrame | None:
+        """The out-of-fold scores a version was validated on (None for versions saved without them)."""
+        path = self.root / version / "oof.csv.gz"
+        return pd.read_csv(path) if path.exists() else None
 
     def alias(self, name: str = "champion") -> str | None:
         return self._read()["aliases"].get(name)
