@@ -23,21 +23,56 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def resolve_data_dir(data_dir: str | None) -> Path:
-    """--data-dir, else CREDIT_DATA_DIR, else the synthetic default (generated once)."""
-    if data_dir:
-        return Path(data_dir).expanduser().resolve()
-    if os.environ.get("CREDIT_DATA_DIR"):
-        return settings.data_dir()
-    folder = settings.synthetic_default_dir()
-    if not (folder / "SYNTHETIC.txt").exists():
-        from credit_dagster.synth.generator import generate
+class CliError(Exception):
+    """A failure the user can act on: printed as one line (the traceback only with --verbose)."""
 
-        print(f"No --data-dir and no CREDIT_DATA_DIR: generating the SYNTHETIC default data set "
-              f"(scale {settings.DEFAULT_SYNTHETIC_SCALE}, seed {settings.DEFAULT_SYNTHETIC_SEED}) in {folder}")
-        generate(folder, settings.DEFAULT_SYNTHETIC_SCALE, settings.DEFAULT_SYNTHETIC_SEED)
-    print(f"Using SYNTHETIC default data in {folder} (set CREDIT_DATA_DIR or --data-dir for real data)")
+
+def _remembered() -> Path:
+    return settings.credit_home() / "data_dir.txt"
+
+
+def resolve_data_dir(data_dir: str | None, *, generate: bool = True) -> Path:
+    """--data-dir, else CREDIT_DATA_DIR, else the folder this CREDIT_HOME was built from, else
+    (for `run` only) the synthetic default, generated once."""
+    if data_dir:
+        folder = Path(data_dir).expanduser().resolve()
+    elif os.environ.get("CREDIT_DATA_DIR"):
+        folder = settings.data_dir()
+    elif _remembered().exists():
+        folder = Path(_remembered().read_text().strip())
+    elif not generate:
+        raise CliError(f"no data folder known for {settings.credit_home()}: run `credit-dagster run --data-dir DIR` "
+                       "first, or pass --data-dir")
+    else:
+        folder = settings.synthetic_default_dir()
+        if not (folder / "SYNTHETIC.txt").exists():
+            from credit_dagster.synth.generator import generate as make
+
+            print(f"No --data-dir and no CREDIT_DATA_DIR: generating the SYNTHETIC default data set "
+                  f"(scale {settings.DEFAULT_SYNTHETIC_SCALE}, seed {settings.DEFAULT_SYNTHETIC_SEED}) in {folder}")
+            make(folder, settings.DEFAULT_SYNTHETIC_SCALE, settings.DEFAULT_SYNTHETIC_SEED)
+    if not folder.is_dir():
+        raise CliError(f"data folder {folder} does not exist")
+    label = "SYNTHETIC " if (folder / "SYNTHETIC.txt").exists() else ""
+    print(f"Using {label}data in {folder}")
     return folder
+
+
+def _day(text: str) -> str:
+    """argparse type: a calendar day written YYYY-MM-DD."""
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day written YYYY-MM-DD (for example 2026-11-18)") from None
+
+
+def _root_cause(error) -> str:
+    """The innermost error message of a Dagster failure (the wrapper text says little)."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    return f"{error.cls_name}: {error.message.strip().splitlines()[0]}" if error else "unknown error"
 
 
 def _execute(job_name: str, data_dir: Path, partition_key: str | None = None) -> bool:
@@ -45,11 +80,15 @@ def _execute(job_name: str, data_dir: Path, partition_key: str | None = None) ->
     import dagster as dg
 
     from credit_dagster.definitions import defs
+    from credit_dagster.recovery import recover_dead_runs, run_tags
 
     job = defs.resolve_job_def(job_name)
     with dg.DagsterInstance.get() as instance:
+        for line in recover_dead_runs(instance):
+            print(f"recovered: {line}")
         result = job.execute_in_process(
             instance=instance,
+            tags=run_tags(),
             run_config={
                 "resources": {"source": {"config": {"data_dir": str(data_dir)}}},
                 # step-by-step DEBUG events stay in the run's event log (and the UI), not on the terminal
@@ -69,7 +108,7 @@ def _execute(job_name: str, data_dir: Path, partition_key: str | None = None) ->
     if not result.success:
         for event in result.all_events:
             if event.is_failure and event.step_key:
-                print(f"  step {event.step_key} failed: {event.event_specific_data.error.message.strip()}")
+                print(f"  step {event.step_key} failed: {_root_cause(event.event_specific_data.error)}")
     return result.success
 
 
@@ -80,9 +119,15 @@ def _run(args: argparse.Namespace) -> int:
     data_dir = resolve_data_dir(args.data_dir)
     os.environ["CREDIT_DATA_DIR"] = str(data_dir)
     prepare_dagster_home()
+    _remembered().write_text(str(data_dir))
     print(f"CREDIT_HOME={settings.credit_home()}  warehouse={settings.warehouse_path()}  DAGSTER_HOME={settings.dagster_home()}")
     if not _execute("build_all", data_dir):
         return 1
+    from credit_dagster.ml.registry import Registry
+
+    if Registry(settings.models_dir()).alias("champion") is None:
+        raise CliError("no champion model, so nothing can be scored: see the champion_model reason above and the model card "
+                       f"in {settings.reports_dir()}; after review, `credit-dagster promote VERSION --reason \"...\"`")
     inbox = drops.inbox_dir()
     if not any(inbox.glob("*/application_test.csv*")):
         counts = drops.replay(data_dir, inbox, args.replay_days, _default_start(args.replay_days))
@@ -107,29 +152,58 @@ def _replay(args: argparse.Namespace) -> int:
     from credit_dagster import drops
 
     start = date.fromisoformat(args.start) if args.start else _default_start(args.days)
-    counts = drops.replay(resolve_data_dir(args.data_dir), drops.inbox_dir(), args.days, start)
+    counts = drops.replay(resolve_data_dir(args.data_dir, generate=False), drops.inbox_dir(), args.days, start)
     for day, n in counts.items():
         print(f"  {drops.inbox_dir() / day}: {n} applications")
     return 0
 
 
 def _score(args: argparse.Namespace) -> int:
-    from datetime import date, timedelta
+    from datetime import date, datetime, timedelta
+    from zoneinfo import ZoneInfo
 
+    from credit_dagster import drops
     from credit_dagster.instance import prepare_dagster_home
 
-    data_dir = resolve_data_dir(args.data_dir)
+    data_dir = resolve_data_dir(args.data_dir, generate=False)
     prepare_dagster_home()
     first, last = date.fromisoformat(args.start), date.fromisoformat(args.end or args.start)
-    days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
-    return 0 if all([_execute("nightly_scoring", data_dir, day) for day in days]) else 1
+    today = datetime.now(ZoneInfo("Europe/Paris")).date()
+    if last < first:
+        raise CliError(f"--end {last} is before --start {first}")
+    if last >= today:
+        raise CliError(f"{last} has not ended yet in Europe/Paris (today is {today}): a night is scored once its day is over")
+    ok = True
+    for day in [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]:
+        if not any((drops.inbox_dir() / day).glob("application_test.csv*")):
+            print(f"{day}: no drop in {drops.inbox_dir() / day}: nothing to score (a night without applications is normal)")
+            continue
+        ok = _execute("nightly_scoring", data_dir, day) and ok
+    return 0 if ok else 1
+
+
+def _promote(args: argparse.Namespace) -> int:
+    import getpass
+
+    from credit_dagster.ml import model_card
+    from credit_dagster.ml.registry import Registry
+
+    registry = Registry(settings.models_dir())
+    if args.version not in registry.versions():
+        raise CliError(f"no model {args.version} in {registry.root} (versions: {', '.join(registry.versions()) or 'none'})")
+    if not args.reason.strip():
+        raise CliError("--reason must say why the model is signed off (it goes into the registry and the model card)")
+    registry.promote(args.version, f"signed off by {getpass.getuser()}: {args.reason.strip()}")
+    path = model_card.write(registry, args.version, settings.reports_dir())
+    print(f"{args.version} is now the champion (signed off by {getpass.getuser()}); model card: {path}")
+    return 0
 
 
 def _ui(args: argparse.Namespace) -> int:
     from credit_dagster.instance import prepare_dagster_home
 
     # Runs launched from the UI read the same data as `run` would: export it for dagster dev.
-    os.environ["CREDIT_DATA_DIR"] = str(resolve_data_dir(args.data_dir))
+    os.environ["CREDIT_DATA_DIR"] = str(resolve_data_dir(args.data_dir, generate=False))
     prepare_dagster_home()
     workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
     target = ["-w", str(workspace)] if workspace.exists() else ["-m", "credit_dagster.definitions"]
@@ -139,34 +213,61 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="credit-dagster", description=__doc__)
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="credit-dagster", description=__doc__, formatter_class=fmt)
+    parser.add_argument("--verbose", action="store_true", help="show the full traceback when something fails")
     sub = parser.add_subparsers(dest="command", required=True)
-    synth = sub.add_parser("synth", help="write a SYNTHETIC data set in the Kaggle layout")
-    synth.add_argument("--scale", type=float, default=0.01, help="1 = Kaggle's row counts (default 0.01)")
-    synth.add_argument("--seed", type=int, default=42)
+    synth = sub.add_parser("synth", help="write a SYNTHETIC data set in the Kaggle layout", formatter_class=fmt,
+                           epilog="example: credit-dagster synth --scale 0.1 --seed 42 --out /tmp/synthetic")
+    synth.add_argument("--scale", type=float, default=0.01, help="1 = Kaggle's row counts, about 2.7 GB of CSV (default 0.01)")
+    synth.add_argument("--seed", type=int, default=42, help="same seed, same data (default 42)")
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(func=_synth)
-    run = sub.add_parser("run", help="materialize every asset in dependency order, in-process")
-    run.add_argument("--data-dir", help="folder with the Kaggle CSV files (default: CREDIT_DATA_DIR or synthetic)")
+    run = sub.add_parser("run", help="build everything (ingest, features, model) and score the inbox, in-process", formatter_class=fmt,
+                         epilog="example: credit-dagster run --data-dir /data/home-credit\n"
+                                "A first run takes about 3 minutes on 2 cores with the synthetic default data.")
+    run.add_argument("--data-dir", help="folder with the Kaggle CSV files (default: CREDIT_DATA_DIR, else the folder this "
+                                        "CREDIT_HOME was built from, else a generated SYNTHETIC data set)")
     run.add_argument("--replay-days", type=int, default=3, help="daily drops to make from application_test when the inbox is empty")
     run.set_defaults(func=_run)
-    replay = sub.add_parser("replay", help="split application_test into N daily drops in the inbox (by SK_ID_CURR)")
-    replay.add_argument("--days", type=int, required=True)
-    replay.add_argument("--start", help="first day, YYYY-MM-DD (default: N days before today, Europe/Paris)")
-    replay.add_argument("--data-dir")
+    replay = sub.add_parser("replay", help="split application_test into N daily drops in the inbox (by SK_ID_CURR)", formatter_class=fmt,
+                            epilog="example: credit-dagster replay --days 5 --start 2026-11-16")
+    replay.add_argument("--days", type=int, required=True, help="number of daily drops; applicant i goes to day i mod N")
+    replay.add_argument("--start", type=_day, help="first day, YYYY-MM-DD (default: N days before today, Europe/Paris)")
+    replay.add_argument("--data-dir", help="default: the folder this CREDIT_HOME was built from")
     replay.set_defaults(func=_replay)
-    score = sub.add_parser("score", help="score (or backfill) the daily partitions from --start to --end")
-    score.add_argument("--start", required=True)
-    score.add_argument("--end")
-    score.add_argument("--data-dir")
+    score = sub.add_parser("score", help="score (or backfill) the nights from --start to --end", formatter_class=fmt,
+                           epilog="example: credit-dagster score --start 2026-11-16 --end 2026-11-20\n"
+                                  "Days without a drop in the inbox are reported and skipped, not failed.")
+    score.add_argument("--start", type=_day, required=True, help="first night, YYYY-MM-DD (a day that has ended, Europe/Paris)")
+    score.add_argument("--end", type=_day, help="last night, YYYY-MM-DD (default: --start)")
+    score.add_argument("--data-dir", help="default: the folder this CREDIT_HOME was built from")
     score.set_defaults(func=_score)
-    ui = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on the persistent DAGSTER_HOME")
+    promote = sub.add_parser("promote", help="make a registered model the champion, with a recorded sign-off", formatter_class=fmt,
+                             epilog='example: credit-dagster promote v0003-20261122T101500 --reason "age gap reviewed by the risk committee"\n'
+                                    "Needed when the fairness audit flags a group: automatic promotion stops there.")
+    promote.add_argument("version", help="a version under CREDIT_HOME/models (see the model card or the registry)")
+    promote.add_argument("--reason", required=True, help="why it is signed off; recorded in the registry and the model card")
+    promote.set_defaults(func=_promote)
+    ui = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on the persistent DAGSTER_HOME", formatter_class=fmt,
+                        epilog="example: credit-dagster ui --port 3000, then open http://localhost:3000")
     ui.add_argument("--port", type=int, default=3000)
-    ui.add_argument("--data-dir", help="folder with the Kaggle CSV files (default: CREDIT_DATA_DIR or synthetic)")
+    ui.add_argument("--data-dir", help="default: the folder this CREDIT_HOME was built from")
     ui.set_defaults(func=_ui)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # one clear line for the operator; the traceback on request
+        if args.verbose:
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"credit-dagster {args.command}: {type(error).__name__ if not isinstance(error, CliError) else 'error'}: {message} "
+              "(run with --verbose for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Jobs, the nightly schedule, and the sensors that watch for late drops and severe drift."""
 
 import os
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
@@ -22,10 +24,34 @@ nightly_scoring = dg.define_asset_job(
     description="Load the day's drop, build its features, score it with the champion, watch drift, publish the snapshot.",
 )
 
+def empty_business_days(inbox, day: date) -> int:
+    """Weekdays in a row, up to `day`, with no drop in the inbox."""
+    count = 0
+    while count < 31:
+        if day.weekday() < 5:
+            if any((inbox / day.isoformat()).glob("application_test.csv*")):
+                break
+            count += 1
+        day -= timedelta(days=1)
+    return count
+
+
 # 02:00 Europe/Paris every day, for the day that just ended (the partition of yesterday).
-nightly_schedule = dg.build_schedule_from_partitioned_job(
-    nightly_scoring, hour_of_day=2, minute_of_hour=0, default_status=dg.DefaultScheduleStatus.RUNNING
-)
+@dg.schedule(job=nightly_scoring, cron_schedule="0 2 * * *", execution_timezone="Europe/Paris",
+             name="nightly_scoring_schedule", default_status=dg.DefaultScheduleStatus.RUNNING)
+def nightly_schedule(context: dg.ScheduleEvaluationContext):
+    """Scores yesterday's drop. A night without a drop (a weekend, a holiday) is a skipped tick,
+    not a failed run; CREDIT_EMPTY_DAYS_ALERT (3) weekdays in a row without one log an error."""
+    day = context.scheduled_execution_time.astimezone(ZoneInfo("Europe/Paris")).date() - timedelta(days=1)
+    inbox = drops.inbox_dir()
+    if any((inbox / day.isoformat()).glob("application_test.csv*")):
+        return dg.RunRequest(partition_key=day.isoformat(), run_key=f"nightly-{day.isoformat()}")
+    empty = empty_business_days(inbox, day)
+    alert = int(os.environ.get("CREDIT_EMPTY_DAYS_ALERT", "3"))
+    message = f"no drop for {day} in {inbox}: nothing to score ({empty} weekday(s) in a row without a drop)"
+    if empty >= alert:
+        context.log.error(f"{message}: check the feed that fills the inbox")
+    return dg.SkipReason(message)
 
 
 @dg.sensor(job=nightly_scoring, minimum_interval_seconds=600, default_status=dg.DefaultSensorStatus.RUNNING)

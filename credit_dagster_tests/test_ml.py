@@ -76,6 +76,8 @@ def test_promotion_rules():
     assert not promotion.decide(diff(0.05, 0.04, 0.06), same_data=False, **{**rules, "checks_passed": False})[0]
     blocked, reason = promotion.decide(None, same_data=False, **rules, fairness_flags=["age_band = <25 (disparate impact 0.35)"])
     assert not blocked and "credit-dagster promote" in reason and "<25" in reason
+    demo, reason = promotion.decide(None, same_data=False, **rules, fairness_flags=["age_band = <25"], synthetic=True)
+    assert demo and "SYNTHETIC" in reason and "<25" in reason
     assert promotion.decide(diff(-0.5, -0.6, -0.4), same_data=True, **{**rules, "force": True, "checks_passed": False})[0]
 
 

@@ -233,7 +233,8 @@ def champion_model(context: dg.AssetExecutionContext, config: PromotionConfig, m
             features = con.execute("select * from features.application_features").df()
         difference, same_data, basis = compare_with_champion(registry, candidate, registry.load(current), features)
     promote, reason = promotion.decide(difference, same_data=same_data, tolerance=config.tolerance, force=config.force,
-                                       checks_passed=True, fairness_flags=fairness_flags(candidate.metadata))
+                                       checks_passed=True, fairness_flags=fairness_flags(candidate.metadata),
+                                       synthetic=bool(candidate.metadata.get("synthetic")))
     if current == candidate.version:
         promote, reason = True, "already champion"
     elif promote:
@@ -252,20 +253,11 @@ def model_card_report(models: ModelStore) -> dg.MaterializeResult:
     registry = models.registry()
     model = _latest(models)
     folder = registry.root / model.version
-    events = [e for e in registry.history() if e["version"] == model.version and e["event"].startswith("promoted")]
-    champion = {"promoted": bool(events), "reason": events[-1]["reason"] if events else "not promoted; see champion_model"}
-    chart_png = {name: (folder / f"{name}.png").read_bytes() for name in ("cost_curve", "reliability")}
-    text = model_card.render_markdown(model.metadata, champion=champion, charts=chart_png, synthetic=model.metadata.get("synthetic", False))
-    html = model_card.render_html(text, f"Model card {model.version}")
-    (folder / "model_card.md").write_text(text)
-    (folder / "model_card.html").write_text(html)
-    latest = reports_dir() / "model_card.html"
-    latest.parent.mkdir(parents=True, exist_ok=True)
-    latest.write_text(html)
+    latest = model_card.write(registry, model.version, reports_dir())
     return dg.MaterializeResult(metadata={
         "model_version": model.version, "html": dg.MetadataValue.path(str(latest)),
         "markdown": dg.MetadataValue.path(str(folder / "model_card.md")),
-        "fairness_flags": [f"{a}={r['group']}" for a, rows in model.metadata["fairness"].items() for r in rows if r["four_fifths_flag"]],
+        "fairness_flags": fairness_flags(model.metadata),
     })
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import markdown
 import pandas as pd
 
@@ -111,3 +113,21 @@ def render_html(markdown_text: str, title: str) -> str:
     style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse;font-size:13px}"
              "td,th{border:1px solid #ccc;padding:3px 6px}blockquote{background:#fff3cd;padding:6px;margin:0}")
     return f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body>{body}</body></html>"
+
+
+def write(registry, version: str, reports_dir: Path) -> Path:
+    """Render the card of `version` (with its promotion or sign-off, if any) next to its artefacts
+    and as `reports_dir/model_card.html`; return the latter."""
+    model = registry.load(version)
+    folder = registry.root / version
+    events = [e for e in registry.history() if e["version"] == version and e["event"].startswith("promoted")]
+    champion = {"promoted": bool(events), "reason": events[-1]["reason"] if events else "not promoted; see champion_model"}
+    chart_png = {name: (folder / f"{name}.png").read_bytes() for name in ("cost_curve", "reliability")}
+    text = render_markdown(model.metadata, champion=champion, charts=chart_png, synthetic=model.metadata.get("synthetic", False))
+    html = render_html(text, f"Model card {version}")
+    (folder / "model_card.md").write_text(text)
+    (folder / "model_card.html").write_text(html)
+    latest = Path(reports_dir) / "model_card.html"
+    latest.parent.mkdir(parents=True, exist_ok=True)
+    latest.write_text(html)
+    return latest

@@ -1,0 +1,100 @@
+"""Operations as they happen: a real SIGKILL of a running night, concurrent runs, the CLI's words."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from credit_dagster import cli
+from credit_dagster_tests.conftest import SCORED_DAYS
+
+DAY = SCORED_DAYS[1]  # replayed into the scored home's inbox, not scored there yet
+
+
+def _cli(home: Path, *args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "CREDIT_HOME": str(home), "CREDIT_LOG_LEVEL": "DEBUG"}
+    env.pop("DAGSTER_HOME", None)
+    env.pop("CREDIT_INBOX", None)
+    return subprocess.Popen([sys.executable, "-m", "credit_dagster.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+@pytest.fixture
+def ops_home(scored_home, synthetic_dir, tmp_path) -> Path:
+    home = tmp_path / "home"
+    shutil.copytree(scored_home, home)
+    (home / "data_dir.txt").write_text(str(synthetic_dir))
+    return home
+
+
+@pytest.mark.slow
+def test_sigkill_mid_night_then_the_rerun_completes_without_duplicates(ops_home):
+    killed = _cli(ops_home, "score", "--start", DAY)
+    # wait until the night is inside a step that writes the warehouse, then kill it without warning
+    deadline, seen = time.monotonic() + 240, []
+    for line in killed.stdout:
+        seen.append(line)
+        if "scoring__daily_features" in line or "scoring__scored_applications" in line or time.monotonic() > deadline:
+            break
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL, "".join(seen)[-2000:]
+    rerun = _cli(ops_home, "score", "--start", DAY)
+    try:
+        out, _ = rerun.communicate(timeout=300)  # before recovery this waited forever on the dead run's pool slot
+    except subprocess.TimeoutExpired:
+        rerun.kill()
+        pytest.fail("the re-run after a SIGKILL did not finish within 300 s")
+    assert rerun.returncode == 0, out[-3000:]
+    assert "recovered: run" in out and "marked failed" in out
+    with duckdb.connect(str(ops_home / "warehouse.duckdb"), read_only=True) as con:
+        scored = con.execute("select count(*), count(distinct SK_ID_CURR) from scoring.scored_applications where partition_date = ?",
+                             [DAY]).fetchone()
+        audit = con.execute("""select run_id, count(*) from scoring.decision_audit where partition_date = ? group by 1""", [DAY]).fetchall()
+    drop_rows = sum(1 for _ in open(next((ops_home / "inbox" / DAY).glob("application_test.csv*")))) - 1
+    assert scored[0] == scored[1] > 0 and scored[0] <= drop_rows
+    # each run's decisions went in whole or not at all: no half night in the audit trail
+    assert audit and all(n == scored[0] for _, n in audit)
+
+
+@pytest.mark.slow
+def test_two_nights_at_once_both_succeed(ops_home):
+    first = _cli(ops_home, "score", "--start", SCORED_DAYS[0])
+    time.sleep(3)
+    second = _cli(ops_home, "score", "--start", DAY)
+    outputs = [p.communicate(timeout=480)[0] for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, [o[-2000:] for o in outputs]
+    assert not any("Could not set lock" in o for o in outputs)
+
+
+def test_cli_failures_are_one_line(ops_home, monkeypatch, capsys):
+    monkeypatch.setenv("CREDIT_HOME", str(ops_home))
+    with pytest.raises(SystemExit):
+        cli.main(["score", "--start", "18/11/2026"])
+    assert "not a day written YYYY-MM-DD" in capsys.readouterr().err
+    assert cli.main(["score", "--start", "2999-01-01"]) == 1
+    err = capsys.readouterr().err
+    assert "has not ended yet" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert cli.main(["promote", "v9999", "--reason", "x"]) == 1
+    assert "no model v9999" in capsys.readouterr().err
+
+
+def test_a_night_without_a_drop_is_skipped_not_failed(ops_home, monkeypatch, capsys):
+    monkeypatch.setenv("CREDIT_HOME", str(ops_home))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert cli.main(["score", "--start", "2026-10-03"]) == 0
+    assert "no drop" in capsys.readouterr().out
+
+
+def test_score_without_a_known_data_folder_never_falls_back_to_synthetic(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CREDIT_HOME", str(tmp_path / "empty_home"))
+    monkeypatch.delenv("CREDIT_DATA_DIR", raising=False)
+    assert cli.main(["score", "--start", "2026-10-03"]) == 1
+    assert "no data folder known" in capsys.readouterr().err
+    assert not (tmp_path / "empty_home" / "data").exists()
