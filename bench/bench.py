@@ -48,9 +48,9 @@ def stage_ingest(workdir: Path, scale: float) -> dict:
 def _warehouse(workdir: Path):
     import duckdb
 
-    config = {"memory_limit": os.environ.get("CREDIT_DUCKDB_MEMORY_LIMIT", "4GB")}
-    if os.environ.get("CREDIT_DUCKDB_THREADS"):
-        config["threads"] = int(os.environ["CREDIT_DUCKDB_THREADS"])
+    from credit_dagster import settings
+
+    config = {"memory_limit": os.environ.get("CREDIT_DUCKDB_MEMORY_LIMIT", "4GB"), "threads": settings.threads()}
     return duckdb.connect(str(workdir / "warehouse.duckdb"), config=config)
 
 

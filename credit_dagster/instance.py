@@ -15,6 +15,11 @@ telemetry:
 concurrency:
   pools:
     default_limit: 1
+# Runs launched from the UI: the daemon fails a run whose process died and frees its pool slots.
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 60
+  free_slots_after_run_end_seconds: 30
 """
 
 
@@ -23,7 +28,8 @@ def prepare_dagster_home() -> Path:
     home = settings.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
+    # (re)write our own file when an older release wrote it; leave a file the user wrote alone
+    if not config.exists() or (config.read_text().startswith("# Written by credit-dagster") and config.read_text() != DAGSTER_YAML):
         config.write_text(DAGSTER_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return home

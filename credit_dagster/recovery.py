@@ -3,8 +3,9 @@
 A run killed by SIGKILL, the OOM killer or a power cut never reports its end: Dagster keeps it
 STARTED forever and its slot in the `duckdb_writer` pool stays claimed, so every later run
 waits for a slot that never comes. Runs started by `credit-dagster` carry the PID and host of
-their process (`run_tags`); before each run the CLI (and the `dead_run_sensor` for the UI's
-runs) checks them here.
+their process (`run_tags`); before each run the CLI checks them here. Runs launched from the
+UI run in processes the Dagster daemon watches: its run monitoring (on in `dagster.yaml`)
+fails them when their process dies and frees their slots.
 """
 
 from __future__ import annotations

@@ -77,6 +77,25 @@ def test_reasons_are_the_largest_risk_raising_contributions(home):
     np.testing.assert_allclose(contributions.sum(axis=1), scored["raw_score"], atol=1e-6)
 
 
+def test_champion_is_monotone_along_each_constrained_feature(home):
+    model = Registry(home / "models").load("champion")
+    constraints = model.metadata["monotone_constraints"]
+    used = set(model.ensemble.used_features())
+    with warehouse(home) as con:
+        features = con.execute("select * from drop_20261101_features.application_features limit 40").df()
+    checked = 0
+    for feature, sign in constraints.items():
+        if feature not in used:
+            continue
+        grid = np.nanquantile(model.matrix(features)[feature].astype(float), np.linspace(0, 1, 12))
+        if np.isnan(grid).all():
+            continue
+        scores = np.array([model.probability(features.assign(**{feature: value})) for value in grid])
+        assert (np.diff(scores, axis=0) * sign >= -1e-12).all(), f"{feature} moves against its stated direction {sign:+d}"
+        checked += 1
+    assert checked >= 5  # the constraints are real, not vacuous
+
+
 def test_counterfactual_is_verified_by_rescoring_the_changed_application(home):
     with warehouse(home) as con:
         row = con.execute("""select SK_ID_CURR, counterfactual from scoring.scored_applications
@@ -205,12 +224,19 @@ def test_small_night_of_a_many_valued_category_is_noise_not_drift():
     assert monitoring.psi_row("ORGANIZATION_TYPE", reference, shifted)["status"] == "act"
 
 
-def test_schedule_runs_at_two_in_paris_for_the_day_that_ended():
+def test_schedule_runs_at_two_in_paris_for_the_day_that_ended(tmp_path, monkeypatch):
     schedule = defs.resolve_schedule_def("nightly_scoring_schedule")
     assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "Europe/Paris"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     tick = datetime(2026, 11, 22, 2, 0, tzinfo=ZoneInfo("Europe/Paris"))
+    monkeypatch.setenv("CREDIT_INBOX", str(tmp_path))
     with dg.build_schedule_context(scheduled_execution_time=tick) as context:
+        skipped = schedule.evaluate_tick(context)
+    # Saturday 21 November without a drop: a skipped tick saying why, not a failed run
+    assert not skipped.run_requests and "no drop for 2026-11-21" in skipped.skip_message
+    (tmp_path / "2026-11-21").mkdir()
+    (tmp_path / "2026-11-21" / "application_test.csv").write_text("SK_ID_CURR\n1\n")
+    with dg.build_schedule_context(scheduled_execution_time=tick, repository_def=defs.get_repository_def()) as context:
         requests = list(schedule.evaluate_tick(context).run_requests)
     assert [r.partition_key for r in requests] == ["2026-11-21"]
 
