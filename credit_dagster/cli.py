@@ -68,19 +68,14 @@ def _day(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a day written YYYY-MM-DD (for example 2026-11-18)") from None
 
 
-def _root_cause(error) -> str:
-    """The innermost error message of a Dagster failure (the wrapper text says little)."""
-    while getattr(error, "cause", None) is not None:
-        error = error.cause
-    return f"{error.cls_name}: {error.message.strip().splitlines()[0]}" if error else "unknown error"
-
-
 def _execute(job_name: str, data_dir: Path, partition_key: str | None = None) -> bool:
     """Run one job in-process against the persistent instance; print what happened."""
     import dagster as dg
 
+    from credit_dagster import incidents
     from credit_dagster.definitions import defs
     from credit_dagster.recovery import recover_dead_runs, run_tags
+    from credit_dagster.resources import Warehouse
 
     job = defs.resolve_job_def(job_name)
     with dg.DagsterInstance.get() as instance:
@@ -106,9 +101,17 @@ def _execute(job_name: str, data_dir: Path, partition_key: str | None = None) ->
             print(f"  check {check.asset_key.to_user_string()}:{check.check_name} FAILED ({check.severity.value}): {check.description}")
     print(f"  {sum(c.passed for c in checks)} of {len(checks)} checks passed")
     if not result.success:
+        failures = []
         for event in result.all_events:
             if event.is_failure and event.step_key:
-                print(f"  step {event.step_key} failed: {_root_cause(event.event_specific_data.error)}")
+                reason = incidents.root_cause(event.event_specific_data.error)
+                print(f"  step {event.step_key} failed: {reason}")
+                failures.append((event.step_key, reason))
+        with Warehouse().connect() as con:
+            step, reason = failures[0] if failures else (None, "the run failed before any step")
+            incidents.record(con, run_id=result.run_id, job=job_name, partition_key=partition_key, step=step, reason=reason,
+                             origin="credit-dagster CLI")
+        print(f"  recorded in monitoring.incidents; full log: credit-dagster ui, run {result.run_id[:8]}")
     return result.success
 
 

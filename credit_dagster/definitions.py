@@ -7,7 +7,15 @@ from credit_dagster.assets.ingest import raw_assets, raw_data_profile
 from credit_dagster.assets.model import champion_model, credit_model, model_card_report, model_checks
 from credit_dagster.assets.scoring import scoring_assets, scoring_checks
 from credit_dagster.checks.raw_checks import raw_checks
-from credit_dagster.jobs import build_all, drift_retraining_sensor, late_drop_sensor, nightly_schedule, nightly_scoring, train_model
+from credit_dagster.jobs import (
+    build_all,
+    drift_retraining_sensor,
+    incident_sensor,
+    late_drop_sensor,
+    nightly_schedule,
+    nightly_scoring,
+    train_model,
+)
 from credit_dagster.resources import ModelStore, SourceData, Warehouse
 
 defs = dg.Definitions(
@@ -15,7 +23,7 @@ defs = dg.Definitions(
     asset_checks=[*raw_checks, *feature_checks, *model_checks, *scoring_checks],
     jobs=[build_all, train_model, nightly_scoring],
     schedules=[nightly_schedule],
-    sensors=[late_drop_sensor, drift_retraining_sensor],
+    sensors=[late_drop_sensor, drift_retraining_sensor, incident_sensor],
     resources={"warehouse": Warehouse(), "source": SourceData(), "models": ModelStore()},
     # One process writes the warehouse: DuckDB allows a single writer. Runs launched from the
     # UI are further serialized by the `duckdb_writer` pool (limit 1 in DAGSTER_HOME/dagster.yaml).

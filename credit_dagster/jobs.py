@@ -6,8 +6,9 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from credit_dagster import drops
-from credit_dagster.assets.scoring import DRIFT, SCORED, daily
+from credit_dagster import drops, incidents
+from credit_dagster.assets.scoring import DRIFT, SNAPSHOT, daily
+from credit_dagster.resources import Warehouse
 
 build_all = dg.define_asset_job(
     "build_all",
@@ -56,12 +57,15 @@ def nightly_schedule(context: dg.ScheduleEvaluationContext):
 
 @dg.sensor(job=nightly_scoring, minimum_interval_seconds=600, default_status=dg.DefaultSensorStatus.RUNNING)
 def late_drop_sensor(context: dg.SensorEvaluationContext):
-    """Scores a drop that arrived after its night's run: a past day with a drop folder but no scores."""
+    """Scores a drop that arrived after its night's run, or completes a night that failed after
+    scoring: a past day with a drop folder but no published snapshot."""
     inbox = drops.inbox_dir()
     if not inbox.is_dir():
         return dg.SkipReason(f"no inbox at {inbox}")
     keys = set(daily.get_partition_keys(dynamic_partitions_store=context.instance))
-    scored = context.instance.get_materialized_partitions(SCORED)
+    # a night counts as done when its snapshot is published: a night that failed after scoring
+    # (drift or snapshot) is run again, not skipped
+    scored = context.instance.get_materialized_partitions(SNAPSHOT)
     requests = []
     for folder in sorted(inbox.iterdir()):
         day = folder.name
@@ -85,3 +89,19 @@ def drift_retraining_sensor(context: dg.SensorEvaluationContext):
     if len(events) == nights and len(severe) == nights:
         return dg.RunRequest(run_key=f"drift-{events[0].storage_id}")
     return dg.SkipReason(f"{len(severe)} of the last {len(events)} nights with PSI >= {bound}")
+
+
+@dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)
+def incident_sensor(context: dg.RunFailureSensorContext) -> None:
+    """Each failed run launched from the UI, the schedule or a sensor becomes one line of
+    `monitoring.incidents` (job, partition, step, reason) and an error in the daemon's log.
+    (Runs of the `credit-dagster` CLI record their own.)"""
+    steps = context.get_step_failure_events()
+    step = steps[0].step_key if steps else None
+    reason = incidents.root_cause(steps[0].event_specific_data.error) if steps else context.failure_event.message
+    run = context.dagster_run
+    partition = run.tags.get("dagster/partition")
+    context.log.error(f"run {run.run_id[:8]} of {run.job_name} {partition or ''} failed at {step}: {reason}")
+    with Warehouse().connect() as con:
+        incidents.record(con, run_id=run.run_id, job=run.job_name, partition_key=partition, step=step, reason=reason,
+                         origin="dagster daemon")

@@ -98,3 +98,21 @@ def test_score_without_a_known_data_folder_never_falls_back_to_synthetic(tmp_pat
     assert cli.main(["score", "--start", "2026-10-03"]) == 1
     assert "no data folder known" in capsys.readouterr().err
     assert not (tmp_path / "empty_home" / "data").exists()
+
+
+def test_a_failed_night_is_one_line_and_an_incident(ops_home, monkeypatch, capsys):
+    import pandas as pd
+
+    monkeypatch.setenv("CREDIT_HOME", str(ops_home))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    source = next((ops_home / "inbox" / DAY).glob("application_test.csv*"))
+    broken = ops_home / "inbox" / "2026-10-05"
+    broken.mkdir()
+    pd.read_csv(source).drop(columns=["AMT_CREDIT"]).head(20).to_csv(broken / "application_test.csv", index=False)
+    assert cli.main(["score", "--start", "2026-10-05"]) == 1
+    out = capsys.readouterr().out
+    assert "AMT_CREDIT" in out and "recorded in monitoring.incidents" in out
+    with duckdb.connect(str(ops_home / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute("select job, partition_key, step, reason from monitoring.incidents").fetchall()
+    assert [(job, day, step) for job, day, step, _ in rows] == [("nightly_scoring", "2026-10-05", "scoring__daily_drop")]
+    assert "AMT_CREDIT" in rows[0][3]

@@ -233,6 +233,10 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, mo
     }])
     importance = pd.DataFrame(model.metadata["importance_top"])
     with warehouse.connect() as con:
+        # a backfill of an older night republishes everything: the snapshot is "for" its newest night
+        newest = con.execute("select max(partition_date) from scoring.scored_applications").fetchall()[0][0]
+        summary["published_for"] = max(str(newest or context.partition_key), context.partition_key)
+        summary["published_by_run_for"] = context.partition_key
         con.register("summary_df", summary)
         con.register("importance_df", importance)
         compared = [r[0] for r in con.execute("select distinct feature from scoring.applicant_features").fetchall()]
