@@ -41,6 +41,7 @@ def test_definitions_load_and_job_resolves():
     assert defs.resolve_sensor_def("late_drop_sensor") and defs.resolve_sensor_def("drift_retraining_sensor")
 
 
+@pytest.mark.slow
 def test_full_run_on_synthetic_data(credit_home, synthetic_dir):
     result = run_all(synthetic_dir, raise_on_error=True)
     assert result.success
@@ -141,6 +142,7 @@ def test_real_sample_model_beats_application_only(real_run):
     assert all(c.passed for k, c in check_results(result).items() if k.startswith("credit_model:"))
 
 
+@pytest.mark.slow
 def test_planted_leak_fails_the_blocking_check_and_keeps_the_champion(credit_home, synthetic_dir):
     run_all(synthetic_dir, raise_on_error=True)
     registry = ModelStore().registry()

@@ -60,6 +60,11 @@ def test_partition_run_scores_every_application_with_reasons(home):
     assert scored.loc[scored["decision"] == scoring.GRANTED, "counterfactual"].isna().all()
     assert (home / "serving" / "serving.duckdb").exists()
     assert (home / "reports" / "drift" / f"drift_{DAYS[0]}.html").exists()
+    with warehouse(home) as con:
+        score_drift = con.execute("select status, psi from monitoring.psi where feature = '(score)' and partition_date = ?",
+                                  [DAYS[0]]).fetchall()
+    # the night is drawn from the training population: the deployed model's scores must not look drifted
+    assert score_drift and score_drift[0][0] == "stable", score_drift
 
 
 def test_reasons_are_the_largest_risk_raising_contributions(home):
@@ -260,6 +265,7 @@ def test_unknown_category_values_are_reported_and_scored_as_missing(home):
     np.testing.assert_allclose(model.raw_score(changed), model.raw_score(as_missing))
 
 
+@pytest.mark.slow
 def test_cli_backfills_a_range_of_days(home, synthetic_dir, capsys):
     from credit_dagster import cli
 

@@ -171,7 +171,7 @@ def drift_report(context: dg.AssetExecutionContext, warehouse: Warehouse, models
         reference = con.execute(f"""select {columns} from features.application_features
                                     where SK_ID_CURR in (select SK_ID_CURR from features.application_labels)""").df()
         current = con.execute(f"select {columns} from {schema}_features.application_features").df()
-        ref_score = con.execute("select pd as score from model.oof_predictions").df()
+        ref_score = con.execute("select pd_deployed as score from model.oof_predictions").df()
         cur_score = con.execute("select probability_of_default as score from scoring.scored_applications where partition_date = ?",
                                 [day]).df()
         table = monitoring.psi_table(reference, current, top)

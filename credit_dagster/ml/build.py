@@ -112,7 +112,10 @@ def build_model(
     }
     return ModelBuild(
         model=model, metadata=metadata, comparison=comparison,
-        oof=pd.DataFrame({"SK_ID_CURR": data.ids, "TARGET": data.y, "fold": cv.fold_of, "raw_score": raw, "pd": pd_oof}),
+        # pd_deployed: the deployed calibrator on the same scores, the reference for nightly score drift (a
+        # step-wise isotonic calibrator per fold would put the reference's PDs on other steps than the night's)
+        oof=pd.DataFrame({"SK_ID_CURR": data.ids, "TARGET": data.y, "fold": cv.fold_of, "raw_score": raw, "pd": pd_oof,
+                          "pd_deployed": calibrator(raw)}),
         importance=importance, fairness=audits,
         charts={
             "cost_curve": charts.cost_curve_png(thresholds, curve, threshold, refer, "Expected cost by threshold (out-of-fold)"),
