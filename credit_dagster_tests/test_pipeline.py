@@ -139,7 +139,11 @@ def test_real_sample_model_beats_application_only(real_run):
     print("real-sample CV ROC AUC:", auc)
     assert auc["lightgbm_all_tables"] > auc["lightgbm_application_only"]
     assert auc["lightgbm_all_tables"] > 0.65 and auc["lightgbm_all_tables"] >= auc["lightgbm_all_tables_no_selection"] - 0.01
-    assert all(c.passed for k, c in check_results(result).items() if k.startswith("credit_model:"))
+    model_checks = {k: c for k, c in check_results(result).items() if k.startswith("credit_model:")}
+    assert all(c.passed for k, c in model_checks.items() if k != "credit_model:fairness_four_fifths")
+    # real applicants under 25 are refused far more often (they default more): flagged, a warning, and no automatic champion
+    fairness = model_checks["credit_model:fairness_four_fifths"]
+    assert not fairness.passed and fairness.severity == dg.AssetCheckSeverity.WARN and "age_band" in fairness.description
 
 
 @pytest.mark.slow
