@@ -267,9 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # one clear line for the operator; the traceback on request
         if args.verbose:
             raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"credit-dagster {args.command}: {type(error).__name__ if not isinstance(error, CliError) else 'error'}: {message} "
-              "(run with --verbose for the traceback)", file=sys.stderr)
+        kind = "error" if isinstance(error, CliError) else type(error).__name__
+        message = (str(error).strip() or type(error).__name__).splitlines()[0]
+        print(f"credit-dagster {args.command}: {kind}: {message} (run with --verbose for the traceback)", file=sys.stderr)
         return 1
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 from credit_dagster import sql_models
 from credit_dagster.assets.ingest import POOL, is_synthetic
 from credit_dagster.feature_dictionary import PROTECTED, risk_directions
-from credit_dagster.ml import build, charts, metrics, model_card, promotion, training
+from credit_dagster.ml import build, charts, fairness, metrics, model_card, promotion, training
 from credit_dagster.ml.scorecard import Scorecard
 from credit_dagster.resources import ModelStore, SourceData, Warehouse
 from credit_dagster.settings import reports_dir
@@ -179,17 +179,11 @@ def features_match_feature_table(models: ModelStore, warehouse: Warehouse) -> dg
                                metadata={"missing": missing, "model_features": len(model.features)})
 
 
-def fairness_flags(metadata: dict) -> list[str]:
-    """The groups the four-fifths rule flags in a model's fairness audit, in words."""
-    return [f"{attr} = {row['group']} (disparate impact {row['disparate_impact']:.2f})"
-            for attr, rows in metadata["fairness"].items() for row in rows if row["four_fifths_flag"]]
-
-
 @dg.asset_check(asset=CREDIT_MODEL, description="Four-fifths rule on approval rates by gender and age band (out-of-fold, at the "
                 "threshold). Warns by default and stops automatic promotion; CREDIT_FAIRNESS_SEVERITY=error makes it fail.")
 def fairness_four_fifths(models: ModelStore) -> dg.AssetCheckResult:
     model = _latest(models)
-    flags = fairness_flags(model.metadata)
+    flags = fairness.flags(model.metadata["fairness"])
     severity = dg.AssetCheckSeverity.ERROR if os.environ.get("CREDIT_FAIRNESS_SEVERITY", "warn") == "error" else dg.AssetCheckSeverity.WARN
     return dg.AssetCheckResult(
         passed=not flags, severity=severity,
@@ -233,7 +227,7 @@ def champion_model(context: dg.AssetExecutionContext, config: PromotionConfig, m
             features = con.execute("select * from features.application_features").df()
         difference, same_data, basis = compare_with_champion(registry, candidate, registry.load(current), features)
     promote, reason = promotion.decide(difference, same_data=same_data, tolerance=config.tolerance, force=config.force,
-                                       checks_passed=True, fairness_flags=fairness_flags(candidate.metadata),
+                                       checks_passed=True, fairness_flags=fairness.flags(candidate.metadata["fairness"]),
                                        synthetic=bool(candidate.metadata.get("synthetic")))
     if current == candidate.version:
         promote, reason = True, "already champion"
@@ -257,7 +251,7 @@ def model_card_report(models: ModelStore) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={
         "model_version": model.version, "html": dg.MetadataValue.path(str(latest)),
         "markdown": dg.MetadataValue.path(str(folder / "model_card.md")),
-        "fairness_flags": fairness_flags(model.metadata),
+        "fairness_flags": fairness.flags(model.metadata["fairness"]),
     })
 
 

@@ -10,6 +10,12 @@ from credit_dagster.ml.metrics import Costs
 FOUR_FIFTHS = 0.8
 
 
+def flags(fairness: dict[str, list[dict]]) -> list[str]:
+    """The groups the four-fifths rule flags in a stored audit (attribute -> rows), in words."""
+    return [f"{attr} = {row['group']} (disparate impact {row['disparate_impact']:.2f})"
+            for attr, rows in fairness.items() for row in rows if row["four_fifths_flag"]]
+
+
 def age_band(days_birth: pd.Series) -> pd.Series:
     years = -days_birth / 365.25
     return pd.cut(years, [0, 25, 35, 45, 55, 65, 200], right=False,

@@ -7,6 +7,7 @@ from pathlib import Path
 import markdown
 import pandas as pd
 
+from credit_dagster.ml import fairness
 from credit_dagster.ml.charts import data_uri
 
 
@@ -17,10 +18,7 @@ def _table(records: list[dict], digits: int = 4) -> str:
 def render_markdown(meta: dict, *, champion: dict, charts: dict[str, bytes], synthetic: bool) -> str:
     m = meta["cv_metrics"]
     costs = meta["costs"]
-    flags = [
-        f"{attr} = {row['group']}: disparate impact {row['disparate_impact']:.2f}"
-        for attr, rows in meta["fairness"].items() for row in rows if row["four_fifths_flag"]
-    ]
+    flags = fairness.flags(meta["fairness"])
     sc = meta["scorecard"]
     sel = meta["feature_selection"]
     unselected = next((r for r in meta["comparison"] if r["candidate"].endswith("_no_selection")), None)
