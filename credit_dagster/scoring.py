@@ -26,6 +26,15 @@ N_REASONS = 4
 REASON_GROUPS = {"EXT_SOURCE": "external scores", "EMPLOYED": "employment", "DAYS_BIRTH": "age", "AGE": "age"}
 AMOUNT_STEPS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)  # share of the requested amount
 TERM_STEPS = (1.0, 1.25, 1.5, 2.0)  # repayment term stretched by this factor (annuity divided by it)
+# The columns of a stored decision (scoring.scored_applications, scoring.decision_audit and the
+# on-demand audit trail): enough to re-state any decision and the model and policy behind it.
+DECISION_COLUMNS = {
+    "partition_date": "varchar", "SK_ID_CURR": "bigint", "probability_of_default": "double", "points": "integer",
+    "grade": "varchar", "decision": "varchar", **{f"reason_{i}": "varchar" for i in range(1, N_REASONS + 1)},
+    "reason_features": "varchar", "counterfactual": "varchar", "raw_score": "double", "features_fingerprint": "varchar",
+    "model_version": "varchar", "threshold": "double", "refer_low": "double", "refer_high": "double",
+    "calibration": "varchar", "scored_at": "timestamp", "run_id": "varchar",
+}
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from credit_dagster import drops, monitoring, partitions, quality, scoring, snapshot, sql_models
+from credit_dagster import drops, monitoring, ondemand, partitions, quality, scoring, snapshot, sql_models
 from credit_dagster.assets.ingest import POOL, IngestConfig
 from credit_dagster.checks.raw_checks import check_result
 from credit_dagster.resources import ModelStore, Warehouse
@@ -28,13 +28,7 @@ SNAPSHOT = dg.AssetKey(["serving", "serving_snapshot"])
 CHAMPION = dg.AssetKey(["model", "champion_model"])
 DICTIONARY = dg.AssetKey(["features", "feature_dictionary"])
 
-SCORED_DDL = """
-create table if not exists scoring.{name} (
-    partition_date varchar, SK_ID_CURR bigint, probability_of_default double, points integer, grade varchar,
-    decision varchar, reason_1 varchar, reason_2 varchar, reason_3 varchar, reason_4 varchar, reason_features varchar,
-    counterfactual varchar, raw_score double, features_fingerprint varchar, model_version varchar, threshold double,
-    refer_low double, refer_high double, calibration varchar, scored_at timestamp, run_id varchar
-)"""
+SCORED_DDL = "create table if not exists scoring.{name} (" + ", ".join(f"{c} {t}" for c, t in scoring.DECISION_COLUMNS.items()) + ")"
 DETAIL_COLUMNS = [
     "NAME_CONTRACT_TYPE", "AMT_CREDIT", "AMT_ANNUITY", "AMT_GOODS_PRICE", "AMT_INCOME_TOTAL", "NAME_INCOME_TYPE",
     "NAME_EDUCATION_TYPE", "OCCUPATION_TYPE", "NAME_HOUSING_TYPE", "CNT_FAM_MEMBERS", "APP_AGE_YEARS", "APP_YEARS_EMPLOYED",
@@ -240,11 +234,15 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, mo
         con.register("summary_df", summary)
         con.register("importance_df", importance)
         compared = [r[0] for r in con.execute("select distinct feature from scoring.applicant_features").fetchall()]
+        schemas = {r[0] for r in con.execute("select schema_name from information_schema.schemata").fetchall()}
+        nights = [drops.drop_schema(d) for (d,) in con.execute("select distinct partition_date from scoring.scored_applications").fetchall()]
         cols = ", ".join(f'"{c}"::double as "{c}"' for c in compared)
         tables = {
             **SERVING_TABLES,
             "model_summary": "select * from summary_df",
             "model_importance": "select * from importance_df",
+            # what on-demand scoring reuses for an applicant sent without history rows
+            **ondemand.history_tables_sql([n for n in nights if f"{n}_features" in schemas]),
             # where the labelled population stands on each compared feature, for the dashboard
             "feature_reference": f"""
                 select feature, median(value) as median_all, quantile_cont(value, 0.25) as p25, quantile_cont(value, 0.75) as p75

@@ -1,0 +1,1 @@
+"""The scoring API over HTTP (FastAPI): see `app.create_app`."""

@@ -1,0 +1,242 @@
+"""The scoring API: stored decisions from the serving snapshot, on-demand scores from `ondemand`.
+
+It reads the serving snapshot and the model registry, never the warehouse, and writes only its
+own audit files, so it can neither block the nightly writer nor be blocked by it. Configured
+by environment like the rest of the platform (see the README's "Scoring API" section).
+"""
+
+
+import logging
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import duckdb
+import pandas as pd
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import APIKeyHeader
+
+from credit_dagster import ondemand, scoring, settings, snapshot
+from credit_dagster.api import audit, keys, schemas
+from credit_dagster.ml.registry import RegisteredModel, Registry
+
+log = logging.getLogger("credit_dagster.api")
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="a key from `credit-dagster api-key create NAME`")
+ERRORS = {
+    401: {"description": "no API key, or an unknown one"},
+    403: {"description": "the API key was revoked"},
+    413: {"description": "the body is larger than CREDIT_API_MAX_BODY_BYTES"},
+    422: {"description": "a field is missing, mistyped, out of range or unknown: `detail` names it"},
+    429: {"description": "over this key's rate limit: retry after `Retry-After` seconds"},
+    503: {"description": "no serving snapshot or no champion model yet"},
+}
+
+
+def _int_env(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+class Serving:
+    """The champion and the snapshot's tables, reloaded when their files change. A snapshot
+    swapped in during a request is read whole, old or new (it is replaced by a rename)."""
+
+    def __init__(self, models_dir: Path, snapshot_file: Path):
+        self.registry = Registry(models_dir)
+        self.snapshot = snapshot_file
+        self._model: tuple[int, RegisteredModel] | None = None
+        self._tables: tuple[tuple[int, int], dict[str, pd.DataFrame]] | None = None
+
+    def champion(self) -> RegisteredModel:
+        if not self.registry.index.exists() or not self.registry.alias("champion"):
+            raise HTTPException(503, "no champion model yet: run `credit-dagster run` first")
+        stamp = self.registry.index.stat().st_mtime_ns
+        if self._model is None or self._model[0] != stamp:
+            self._model = (stamp, self.registry.load("champion"))
+        return self._model[1]
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        try:
+            stat = self.snapshot.stat()
+        except FileNotFoundError:
+            raise HTTPException(503, f"no serving snapshot at {self.snapshot} yet: score a night first") from None
+        stamp = (stat.st_ino, stat.st_mtime_ns)
+        if self._tables is None or self._tables[0] != stamp:
+            with duckdb.connect(str(self.snapshot), read_only=True) as con:
+                loaded = {name: con.execute(f"select * from {name}").df()
+                          for name in ("scored_applications", "feature_dictionary", "model_summary")}
+            loaded["scored_applications"] = (loaded["scored_applications"].sort_values("partition_date")
+                                             .drop_duplicates("SK_ID_CURR", keep="last").set_index("SK_ID_CURR"))
+            self._tables = (stamp, loaded)
+        return self._tables[1]
+
+
+def _reasons(row) -> list[str]:
+    return [r for r in (row.get(f"reason_{i}") for i in range(1, scoring.N_REASONS + 1)) if isinstance(r, str)]
+
+
+def _decision_fields(row: dict) -> dict:
+    features = row.get("reason_features")
+    return {
+        **{k: row[k] for k in ("SK_ID_CURR", "probability_of_default", "points", "grade", "decision", "model_version",
+                               "threshold", "refer_low", "refer_high", "calibration", "features_fingerprint", "scored_at")},
+        "reasons": _reasons(row), "reason_features": features.split(",") if isinstance(features, str) and features else [],
+        "counterfactual": row["counterfactual"] if isinstance(row.get("counterfactual"), str) else None,
+    }
+
+
+class BodyLimit:
+    """Refuses a body over `limit` bytes with 413, whether or not it declares its length, and
+    logs one line per request with ids only (never a body: it holds personal data)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status, received = time.perf_counter(), {}, 0
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        too_large = HTTPException(413, f"request body larger than {self.limit} bytes (CREDIT_API_MAX_BODY_BYTES)")
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            # FastAPI passes an HTTPException raised while reading the body through as it is
+            if received > self.limit or (declared.isdigit() and int(declared) > self.limit):
+                raise too_large
+            return message
+
+        async def recording_send(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        await self.app(scope, limited_receive, recording_send)
+        log.info("%s %s %s caller=%s %.1fms", scope["method"], scope["path"], status.get("code"),
+                 scope.get("state", {}).get("caller", "-"), 1000 * (time.perf_counter() - started))
+
+
+def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None, key_store: keys.KeyStore | None = None,
+               audit_log: audit.AuditLog | None = None) -> FastAPI:
+    """The API over CREDIT_HOME (or the given folders); CREDIT_API_MAX_BATCH bounds a batch."""
+    serving = Serving(models_dir or settings.models_dir(), snapshot_file or snapshot.snapshot_path())
+    key_store = key_store or keys.KeyStore()
+    audit_log = audit_log or audit.AuditLog()
+    limiter = keys.RateLimiter()
+    BatchRequest = schemas.batch_request(_int_env("CREDIT_API_MAX_BATCH", 1000))  # noqa: N806 (a class)
+    app = FastAPI(title="credit-dagster scoring API", version="1",
+                  description="Stored nightly decisions and on-demand scores of the champion model, with reasons and "
+                              "counterfactuals. On-demand scores use the nightly SQL features and model; each is audited.")
+
+    def caller(request: Request, key: Annotated[str | None, Depends(API_KEY)]) -> keys.Caller:
+        found = key_store.lookup(key) if key else None
+        if found is None:
+            raise HTTPException(401, "missing or unknown API key (header X-API-Key)", headers={"WWW-Authenticate": "X-API-Key"})
+        if found.revoked:
+            raise HTTPException(403, f"the API key of {found.name} was revoked")
+        request.scope.setdefault("state", {})["caller"] = found.name
+        wait = limiter.wait_time(found)
+        if wait:
+            raise HTTPException(429, f"rate limit of {found.rate_per_second:g} requests/s for {found.name}",
+                                headers={"Retry-After": str(max(1, round(wait)))})
+        return found
+
+    Caller = Annotated[keys.Caller, Depends(caller)]  # noqa: N806 (a type)
+
+    @app.get("/health", summary="The process is up")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/ready", summary="A serving snapshot and a champion are loaded", response_model=schemas.Readiness,
+             responses={503: {"model": schemas.Readiness, "description": "not ready: `problems` says why"}})
+    def ready():
+        problems, night, version = [], None, None
+        try:
+            summary = serving.tables()["model_summary"].iloc[0]
+            night = str(summary["published_for"])
+        except HTTPException as exc:
+            problems.append(exc.detail)
+        try:
+            version = serving.champion().version
+        except HTTPException as exc:
+            problems.append(exc.detail)
+        body = schemas.Readiness(ready=not problems, night=night, model_version=version, snapshot=str(serving.snapshot), problems=problems)
+        if problems:
+            return JSONResponse(body.model_dump(), status_code=503)
+        return body
+
+    @app.get("/v1/decisions/{sk_id_curr}", response_model=schemas.StoredDecision, summary="The stored nightly decision of an application",
+             responses={404: {"description": "no nightly decision for this SK_ID_CURR"}, **ERRORS})
+    def stored_decision(sk_id_curr: Annotated[int, PathParam(ge=0, le=schemas.INT64[1])], who: Caller):
+        scored = serving.tables()["scored_applications"]
+        if sk_id_curr not in scored.index:
+            raise HTTPException(404, f"no nightly decision for SK_ID_CURR {sk_id_curr}")
+        row = scored.loc[sk_id_curr].to_dict() | {"SK_ID_CURR": sk_id_curr}
+        return {**_decision_fields(row), "night": row["partition_date"]}
+
+    def score(requests: list[schemas.ApplicationRequest], unknown_policy: str, who: keys.Caller) -> list[dict]:
+        model, dictionary = serving.champion(), serving.tables()["feature_dictionary"]
+        batch = ondemand.Batch(
+            applications=pd.DataFrame([r.application.model_dump() for r in requests]),
+            history={t: pd.DataFrame([row.model_dump() for r in requests if r.history for row in getattr(r.history, t)])
+                     for t in ondemand.HISTORY_TABLES},
+        )
+        scored = ondemand.score(batch, model, dictionary, serving.snapshot)
+        unknown = [(i, u) for i, u in enumerate(scored["unknown_categories"]) if u]
+        if unknown and unknown_policy == "reject":
+            raise RequestValidationError([
+                {"loc": ["body", "application", column] if len(requests) == 1 else ["body", "applications", i, "application", column],
+                 "msg": f"unknown category {value!r}: the model never saw it (on_unknown_category='as_missing' scores it as missing)",
+                 "type": "unknown_category"} for i, u in unknown for column, value in u.items()])
+        request_id, now = uuid.uuid4().hex, datetime.now(UTC).replace(tzinfo=None)
+        low, high = model.metadata["refer_band"]
+        decisions, records = [], []
+        for i, row in enumerate(scored.to_dict("records")):
+            row |= {"model_version": model.version, "threshold": model.threshold, "refer_low": low, "refer_high": high,
+                    "calibration": model.metadata["calibration"]["method"], "scored_at": now}
+            decision_id = f"{request_id}-{i}"
+            decisions.append({**_decision_fields(row), "decision_id": decision_id, "history_source": row["history_source"],
+                              "warnings": [f"{c}={v!r} never seen in training: scored as missing" for c, v in row["unknown_categories"].items()]})
+            records.append({k: row.get(k) for k in scoring.DECISION_COLUMNS} | {
+                "partition_date": None, "run_id": decision_id, "caller": who.name, "history_source": row["history_source"]})
+        audit_log.append(records)  # on disk before the answer leaves
+        return decisions
+
+    @app.post("/v1/score", response_model=schemas.OnDemandDecision, summary="Score one application now", responses=ERRORS)
+    def score_one(body: schemas.ScoreRequest, who: Caller):
+        return score([body], body.on_unknown_category, who)[0]
+
+    @app.post("/v1/score/batch", response_model=schemas.BatchResponse, summary="Score up to CREDIT_API_MAX_BATCH applications now",
+              responses=ERRORS)
+    def score_batch(body: BatchRequest, who: Caller):
+        return {"decisions": score(body.applications, body.on_unknown_category, who)}
+
+    @app.get("/v1/model", response_model=schemas.ModelSummary, summary="The champion model", responses=ERRORS)
+    def model_summary(who: Caller):
+        model = serving.champion()
+        m = model.metadata
+        return {
+            "model_version": model.version, "created_at": m["created_at"], "synthetic": bool(m.get("synthetic")),
+            "threshold": model.threshold, "refer_low": m["refer_band"][0], "refer_high": m["refer_band"][1],
+            "calibration": m["calibration"]["method"], "cv_roc_auc": m["cv_metrics"]["roc_auc"],
+            "cv_roc_auc_interval": [m["cv_metrics"][k] for k in ("roc_auc_low", "roc_auc_high")] if "roc_auc_low" in m["cv_metrics"] else None,
+            "brier": m["cv_metrics"].get("brier"), "features": len(model.features), "model_card": "/v1/model/card",
+        }
+
+    @app.get("/v1/model/card", response_class=HTMLResponse, summary="The champion's model card (HTML)",
+             responses={404: {"description": "the card was not written"}, **ERRORS})
+    def model_card(who: Caller):
+        card = serving.registry.root / serving.champion().version / "model_card.html"
+        if not card.exists():
+            raise HTTPException(404, f"no model card for {card.parent.name}")
+        return HTMLResponse(card.read_text())
+
+    app.add_middleware(BodyLimit, limit=_int_env("CREDIT_API_MAX_BODY_BYTES", 20_000_000))
+    return app
