@@ -215,6 +215,39 @@ def _ui(args: argparse.Namespace) -> int:
     os.execv(dagster, [str(dagster), "dev", *target, "-p", str(args.port)])
 
 
+def _api(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from credit_dagster.api.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    print(f"Scoring API on http://{args.host}:{args.port} (OpenAPI docs at /docs; snapshot and models under {settings.credit_home()})")
+    # uvicorn's access log is off: the API logs one line per request itself, ids only
+    uvicorn.run(create_app(), host=args.host, port=args.port, access_log=False, log_level="warning", timeout_graceful_shutdown=5)
+    return 0
+
+
+def _api_key(args: argparse.Namespace) -> int:
+    from credit_dagster.api import keys
+
+    try:
+        if args.action == "create":
+            key = keys.create(args.name, args.rate)
+            print(f"API key for {args.name} ({args.rate:g} requests/s); shown once, store it in that system's secrets:\n{key}")
+        elif args.action == "revoke":
+            keys.revoke(args.name)
+            print(f"revoked the key of {args.name}: its requests now get 403")
+        else:
+            for name, entry in keys.listing().items():
+                state = f"revoked {entry['revoked_at']}" if entry["revoked_at"] else "active"
+                print(f"{name:24s} {state:32s} created {entry['created_at']}  {entry['rate_per_second']:g}/s")
+    except ValueError as error:
+        raise CliError(str(error)) from error
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="credit-dagster", description=__doc__, formatter_class=fmt)
@@ -258,7 +291,21 @@ def main(argv: list[str] | None = None) -> int:
     ui.add_argument("--port", type=int, default=3000)
     ui.add_argument("--data-dir", help="default: the folder this CREDIT_HOME was built from")
     ui.set_defaults(func=_ui)
+    api = sub.add_parser("api", help="start the scoring API (HTTP, OpenAPI at /docs)", formatter_class=fmt,
+                         epilog="example: credit-dagster api --port 8000, then: curl -H 'X-API-Key: KEY' http://127.0.0.1:8000/v1/model")
+    api.add_argument("--host", default=os.environ.get("CREDIT_API_HOST", "127.0.0.1"), help="default 127.0.0.1 (CREDIT_API_HOST)")
+    api.add_argument("--port", type=int, default=int(os.environ.get("CREDIT_API_PORT", "8000")), help="default 8000 (CREDIT_API_PORT)")
+    api.set_defaults(func=_api)
+    api_key = sub.add_parser("api-key", help="create, revoke or list the API keys of calling systems", formatter_class=fmt,
+                             epilog="example: credit-dagster api-key create front-office --rate 50\n"
+                                    "Keys are stored hashed in CREDIT_API_KEYS (default CREDIT_HOME/api_keys.json).")
+    api_key.add_argument("action", choices=["create", "revoke", "list"])
+    api_key.add_argument("name", nargs="?", default="", help="the calling system (for create and revoke)")
+    api_key.add_argument("--rate", type=float, default=20.0, help="requests per second allowed to this key (bursts of twice that)")
+    api_key.set_defaults(func=_api_key)
     args = parser.parse_args(argv)
+    if args.command == "api-key" and args.action != "list" and not args.name:
+        parser.error(f"api-key {args.action} needs the name of the calling system")
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -18,6 +18,13 @@ build_all = dg.define_asset_job(
 train_model = dg.define_asset_job(
     "train_model", selection=dg.AssetSelection.groups("model"), description="Retrain, validate and maybe promote the model."
 )
+ondemand_audit_job = dg.define_asset_job(
+    "ondemand_audit", selection=dg.AssetSelection.groups("api"),
+    description="Fold the scoring API's audit files into scoring.ondemand_audit (idempotent).",
+)
+# hourly: the API's own files are the record of truth meanwhile (fsync'ed before each answer)
+ondemand_audit_schedule = dg.ScheduleDefinition(job=ondemand_audit_job, cron_schedule="15 * * * *", execution_timezone="Europe/Paris",
+                                                default_status=dg.DefaultScheduleStatus.RUNNING)
 nightly_scoring = dg.define_asset_job(
     "nightly_scoring",
     selection=dg.AssetSelection.groups("scoring", "monitoring", "serving"),

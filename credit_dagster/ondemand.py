@@ -92,7 +92,7 @@ def score(batch: Batch, model: RegisteredModel, dictionary: pd.DataFrame, stored
         for m in models:
             if m.name in reading_application:
                 sql_models.build_model(con, m, schemas=schemas)
-        features = con.execute(f"select * from {features_schema}.application_features").df()
+        features = scoring.frame(con, f"select * from {features_schema}.application_features")
         scored = scoring.score_frame(model, features, dictionary)
         refused = scored.loc[scored["decision"] != scoring.GRANTED, "SK_ID_CURR"].tolist()
         cf = scoring.counterfactuals(con, model, schema, refused, work_schema=f"cf_{uuid.uuid4().hex[:8]}")

@@ -75,13 +75,16 @@ class Dataset:
 
 def to_model_frame(frame: pd.DataFrame, features: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
     """The exact matrix the model reads: same columns, same category levels (unknown -> missing)."""
-    X = frame.reindex(columns=features).copy()
+    X = frame.reindex(columns=features)
+    numeric = [c for c in features if c not in categories]
+    try:  # one conversion for the numeric block: column by column it costs more than predicting a few rows
+        block = X[numeric].astype(float)
+    except (TypeError, ValueError):  # text in a numeric column: unparsable values become missing
+        block = X[numeric].apply(pd.to_numeric, errors="coerce").astype(float)
     for col in features:
         if col in categories:
-            X[col] = pd.Categorical(X[col].astype("object"), categories=categories[col])
-        else:
-            X[col] = pd.to_numeric(X[col], errors="coerce").astype(float)
-    return X
+            block[col] = pd.Categorical(X[col].astype("object"), categories=categories[col])
+    return block[features]
 
 
 def make_dataset(features: pd.DataFrame, labels: pd.DataFrame, excluded: tuple[str, ...], app_columns: list[str],

@@ -1,0 +1,116 @@
+"""Load on the scoring API over loopback: stored decisions by id, single on-demand scores, one batch.
+
+Starts `credit-dagster api` on a scored CREDIT_HOME (a `credit-dagster run` beforehand), sends
+requests at a fixed rate (open loop: a slow answer does not slow the sender down, so queueing
+shows in the latency) and prints p50/p95/p99, errors and the achieved rate.
+
+    CREDIT_HOME=/tmp/bench_home python bench/api_load.py --by-id-rate 200 --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+
+import duckdb
+import httpx
+import numpy as np
+
+from credit_dagster import drops, ondemand, settings, snapshot
+from credit_dagster.api import keys
+from credit_dagster.ingest import find_source_file
+from credit_dagster.sources import SOURCE_TABLES
+
+
+def applications(limit: int) -> list[dict]:
+    """Application rows of the inbox's drops, as JSON objects (ids made unique past the drop's)."""
+    con = duckdb.connect()
+    rows = []
+    for folder in sorted(drops.inbox_dir().iterdir()):
+        spec = SOURCE_TABLES[ondemand.APPLICATION]
+        path = find_source_file(folder, spec)
+        columns = "{" + ", ".join(f"'{c}': '{t}'" for c, t in spec.columns.items()) + "}"
+        frame = ondemand.typed(ondemand.APPLICATION, con.execute(
+            f"select * from read_csv('{path}', header = true, auto_detect = false, columns = {columns})").df())
+        rows += json.loads(frame.to_json(orient="records"))
+    # beyond the drops' applicants, copies under new ids (scored without history)
+    return [rows[i] if i < len(rows) else dict(rows[i % len(rows)], SK_ID_CURR=900_000_000 + i) for i in range(limit)]
+
+
+async def open_loop(client: httpx.AsyncClient, rate: float, seconds: float, make) -> dict:
+    latencies, statuses, tasks = [], [], []
+
+    async def one(i: int):
+        method, url, body = make(i)
+        started = time.perf_counter()
+        try:
+            response = await client.request(method, url, json=body)
+            statuses.append(response.status_code)
+        except httpx.HTTPError as exc:
+            statuses.append(type(exc).__name__)
+        latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - started
+    ms = np.array(latencies) * 1000
+    return {"requests": len(ms), "rate_achieved": round(len(ms) / elapsed, 1), "errors": sum(s != 200 for s in statuses),
+            "p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
+            "p99_ms": round(float(np.percentile(ms, 99)), 1), "max_ms": round(float(ms.max()), 1)}
+
+
+async def main(args: argparse.Namespace) -> None:
+    key = keys.create(f"bench-{os.getpid()}", rate_per_second=10_000)
+    env = {**os.environ, "CREDIT_API_MAX_BATCH": str(max(1000, args.batch))}
+    server = subprocess.Popen([sys.executable, "-m", "credit_dagster.cli", "api", "--port", str(args.port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{args.port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=60,
+                                     limits=httpx.Limits(max_connections=200)) as client:
+            for _ in range(100):
+                try:
+                    if (await client.get("/ready")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+            with duckdb.connect(str(snapshot.snapshot_path()), read_only=True) as con:
+                ids = [r[0] for r in con.execute("select SK_ID_CURR from scored_applications").fetchall()]
+            apps = applications(max(args.batch, 200))
+            print(f"CREDIT_HOME {settings.credit_home()}: {len(ids)} stored decisions; {settings.threads()} threads")
+            await client.get(f"/v1/decisions/{ids[0]}")
+            await client.post("/v1/score", json={"application": apps[0]})
+            by_id = await open_loop(client, args.by_id_rate, args.seconds, lambda i: ("GET", f"/v1/decisions/{ids[i % len(ids)]}", None))
+            print("by id          ", by_id)
+            single = await open_loop(client, args.score_rate, args.seconds,
+                                     lambda i: ("POST", "/v1/score", {"application": apps[i % len(apps)], "on_unknown_category": "as_missing"}))
+            print("on-demand one  ", single)
+            started = time.perf_counter()
+            response = await client.post("/v1/score/batch", json={"applications": [{"application": a} for a in apps[: args.batch]],
+                                                                   "on_unknown_category": "as_missing"})
+            print(f"batch of {args.batch}: status {response.status_code} in {time.perf_counter() - started:.2f}s")
+    finally:
+        server.terminate()
+        server.wait(10)
+        keys.revoke(f"bench-{os.getpid()}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--by-id-rate", type=float, default=200)
+    parser.add_argument("--score-rate", type=float, default=20)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--port", type=int, default=8799)
+    asyncio.run(main(parser.parse_args()))
