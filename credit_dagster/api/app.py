@@ -143,6 +143,8 @@ def _decision_fields(row: dict) -> dict:
                                "threshold", "refer_low", "refer_high", "calibration", "features_fingerprint", "scored_at")},
         "reasons": _reasons(row), "reason_features": features.split(",") if isinstance(features, str) and features else [],
         "counterfactual": row["counterfactual"] if isinstance(row.get("counterfactual"), str) else None,
+        # stored naive in UTC; said with its zone, as RFC 3339 wants
+        "scored_at": pd.Timestamp(row["scored_at"]).tz_localize("UTC").to_pydatetime(),
     }
 
 
@@ -190,6 +192,12 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
     app = FastAPI(title="credit-dagster scoring API", version="1",
                   description="Stored nightly decisions and on-demand scores of the champion model, with reasons and "
                               "counterfactuals. On-demand scores use the nightly SQL features and model; each is audited.")
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # where and what, without echoing the value: it may be personal data, or not JSON at all (NaN)
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     def caller(request: Request, key: Annotated[str | None, Depends(API_KEY)]) -> keys.Caller:
         found = key_store.lookup(key) if key else None

@@ -1,0 +1,278 @@
+"""The scoring API: same answer as the night, keys, bad input, audit that survives a kill, fuzzing."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import dagster as dg
+import duckdb
+import httpx
+import pandas as pd
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
+
+from credit_dagster import ondemand, snapshot
+from credit_dagster.api import audit, keys
+from credit_dagster.api.app import create_app
+from credit_dagster.definitions import defs
+from credit_dagster_tests.conftest import SCORED_DAYS, temporary_home
+
+DAY = SCORED_DAYS[0]
+SCHEMA = "drop_" + DAY.replace("-", "")
+
+
+@pytest.fixture(scope="module")
+def home(scored_home):
+    with temporary_home(scored_home) as root:
+        yield root
+
+
+@pytest.fixture(scope="module")
+def key(home):
+    return keys.create(f"tests-{time.time_ns()}", rate_per_second=10_000)
+
+
+@pytest.fixture(scope="module")
+def client(home):
+    with TestClient(create_app(), raise_server_exceptions=False) as c:
+        yield c
+
+
+def _clean(value):
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as JSON objects; Python floats print every digit, so values arrive bit for bit."""
+    return [{k: _clean(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+@pytest.fixture(scope="module")
+def night(home):
+    """The night's applications, their history rows, and what the nightly run decided."""
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        apps = con.execute(f"select * from {SCHEMA}.application_test order by SK_ID_CURR").df()
+        history = {t: con.execute(f"select * from {SCHEMA}.{t}").df() for t in ondemand.HISTORY_TABLES}
+        scored = con.execute("select * from scoring.scored_applications where partition_date = ?", [DAY]).df()
+    return apps, history, scored.set_index("SK_ID_CURR")
+
+
+def request_of(apps, history, i: int) -> dict:
+    app = apps.iloc[[i]]
+    sk_id = int(app["SK_ID_CURR"].iloc[0])
+    rows = {t: records(h[h["SK_ID_CURR"] == sk_id]) for t, h in history.items() if t != "bureau_balance"}
+    bureau_ids = {r["SK_ID_BUREAU"] for r in rows["bureau"]}
+    rows["bureau_balance"] = records(history["bureau_balance"][history["bureau_balance"]["SK_ID_BUREAU"].isin(bureau_ids)])
+    return {"application": records(app)[0], "history": rows}
+
+
+def test_on_demand_batch_gives_the_nightly_answer(client, key, night):
+    apps, history, scored = night
+    body = {"applications": [request_of(apps, history, i) for i in range(len(apps))], "on_unknown_category": "as_missing"}
+    response = client.post("/v1/score/batch", json=body, headers={"X-API-Key": key})
+    assert response.status_code == 200, response.text
+    got = pd.DataFrame(response.json()["decisions"]).set_index("SK_ID_CURR")
+    assert list(got.index) == apps["SK_ID_CURR"].tolist()
+    expected = scored.loc[got.index]
+    assert (got["probability_of_default"] - expected["probability_of_default"]).abs().max() < 1e-9
+    assert (got["decision"] == expected["decision"]).all() and (got["points"] == expected["points"]).all()
+    nightly_reasons = expected[[f"reason_{i}" for i in range(1, 5)]].apply(lambda r: [x for x in r if isinstance(x, str)], axis=1)
+    assert (got["reasons"] == nightly_reasons).all()
+    assert (got["counterfactual"].fillna("") == expected["counterfactual"].fillna("")).all()
+    assert (got["features_fingerprint"] == expected["features_fingerprint"]).all()
+    assert set(got["history_source"]) <= {"submitted", "none"} and (got["history_source"] == "submitted").any()
+
+
+def test_an_applicant_sent_without_history_keeps_the_history_the_platform_holds(client, key, night):
+    apps, history, scored = night
+    with_history = set(history["bureau"]["SK_ID_CURR"]) | set(history["previous_application"]["SK_ID_CURR"])
+    i = next(i for i, sk in enumerate(apps["SK_ID_CURR"]) if sk in with_history)
+    response = client.post("/v1/score", json={"application": request_of(apps, history, i)["application"],
+                                              "on_unknown_category": "as_missing"}, headers={"X-API-Key": key})
+    assert response.status_code == 200, response.text
+    decision = response.json()
+    assert decision["history_source"] == "stored"
+    assert abs(decision["probability_of_default"] - scored.loc[decision["SK_ID_CURR"], "probability_of_default"]) < 1e-9
+    # a new applicant without history is scored on the application alone, and says so
+    new = dict(request_of(apps, history, i)["application"], SK_ID_CURR=999_999_999)
+    fresh = client.post("/v1/score", json={"application": new, "on_unknown_category": "as_missing"}, headers={"X-API-Key": key}).json()
+    assert fresh["history_source"] == "none"
+
+
+def test_stored_decisions_readiness_and_model(client, key, night):
+    _, _, scored = night
+    sk_id = int(scored.index[0])
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready").json()
+    assert ready["ready"] and ready["night"] >= DAY and ready["model_version"]
+    stored = client.get(f"/v1/decisions/{sk_id}", headers={"X-API-Key": key}).json()
+    assert stored["night"] == DAY and stored["probability_of_default"] == scored.loc[sk_id, "probability_of_default"]
+    assert stored["reasons"] == [r for r in scored.loc[sk_id, [f"reason_{i}" for i in range(1, 5)]] if isinstance(r, str)]
+    missing = client.get("/v1/decisions/1", headers={"X-API-Key": key})
+    assert missing.status_code == 404 and "1" in missing.json()["detail"]
+    assert client.get("/v1/decisions/abc", headers={"X-API-Key": key}).status_code == 422
+    model = client.get("/v1/model", headers={"X-API-Key": key}).json()
+    assert model["model_version"] == ready["model_version"] and model["synthetic"] is True
+    assert model["refer_low"] < model["threshold"] < model["refer_high"]
+    card = client.get(model["model_card"], headers={"X-API-Key": key})
+    assert card.status_code == 200 and model["model_version"] in card.text
+
+
+def test_keys_are_hashed_revocable_and_rate_limited(client, home):
+    key = keys.create("partner-x", rate_per_second=1)
+    assert key not in (home / "api_keys.json").read_text()
+    assert client.get("/v1/model").status_code == 401
+    assert client.get("/v1/model", headers={"X-API-Key": "cd_not-a-key"}).status_code == 401
+    statuses = [client.get("/v1/model", headers={"X-API-Key": key}).status_code for _ in range(4)]
+    assert statuses[:2] == [200, 200] and statuses[-1] == 429  # a burst of twice the rate, then 429
+    limited = client.get("/v1/model", headers={"X-API-Key": key})
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    keys.revoke("partner-x")
+    assert client.get("/v1/model", headers={"X-API-Key": key}).status_code == 403
+    assert keys.listing()["partner-x"]["revoked_at"] and "sha256" not in keys.listing()["partner-x"]
+
+
+def _problems(response) -> list[tuple]:
+    return [(tuple(e["loc"]), e["msg"]) for e in response.json()["detail"]]
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"SK_ID_CURR": None}, "SK_ID_CURR"),
+    ({"AMT_CREDIT": "a lot"}, "AMT_CREDIT"),
+    ({"EXT_SOURCE_1": 2.5}, "EXT_SOURCE_1"),
+    ({"CODE_GENDER": "Q"}, "CODE_GENDER"),
+    ({"AMT_CREDTI": 1000.0}, "AMT_CREDTI"),
+    ({"OCCUPATION_TYPE": "Astronaut"}, "OCCUPATION_TYPE"),
+])
+def test_bad_application_fields_get_a_422_naming_the_field(client, key, night, change, field):
+    apps, history, _ = night
+    application = request_of(apps, history, 0)["application"] | change
+    response = client.post("/v1/score", json={"application": application}, headers={"X-API-Key": key})
+    assert response.status_code == 422, response.text
+    assert any(field in loc for loc, _ in _problems(response)), response.text
+
+
+def test_bad_bodies_get_4xx_never_500(client, key, night, monkeypatch):
+    apps, history, _ = night
+    headers = {"X-API-Key": key, "content-type": "application/json"}
+    assert client.post("/v1/score", content=b'{"application": {"SK_ID_CURR": 1,', headers=headers).status_code == 422
+    assert client.post("/v1/score", content=b'{"application": {"SK_ID_CURR": 1, "AMT_CREDIT": NaN}}', headers=headers).status_code == 422
+    request = request_of(apps, history, 0)
+    request["history"]["bureau"] = [{"SK_ID_BUREAU": 1, "SK_ID_CURR": 42}]
+    foreign = client.post("/v1/score", json=request, headers=headers)
+    assert foreign.status_code == 422 and "history.bureau[0].SK_ID_CURR" in foreign.text
+    twice = {"applications": [request_of(apps, history, 0), request_of(apps, history, 0)]}
+    assert "more than once" in client.post("/v1/score/batch", json=twice, headers=headers).text
+    assert client.post("/v1/score/batch", json={"applications": []}, headers=headers).status_code == 422
+    monkeypatch.setenv("CREDIT_API_MAX_BODY_BYTES", "1000")
+    monkeypatch.setenv("CREDIT_API_MAX_BATCH", "2")
+    with TestClient(create_app()) as small:
+        assert small.post("/v1/score", json=request_of(apps, history, 0), headers=headers).status_code == 413
+        three = {"applications": [{"application": {"SK_ID_CURR": i}} for i in range(3)]}
+        assert small.post("/v1/score/batch", json=three, headers=headers).status_code == 422
+
+
+def test_a_snapshot_swapped_in_during_requests_is_not_an_error(client, key, home, night):
+    _, _, scored = night
+    ids = [int(i) for i in scored.index[:20]]
+    statuses, stop = [], threading.Event()
+
+    def read():
+        while not stop.is_set():
+            statuses.extend(client.get(f"/v1/decisions/{i}", headers={"X-API-Key": key}).status_code for i in ids)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    path = snapshot.snapshot_path()
+    for n in range(5):  # the nightly publisher's move: a full copy renamed over the file
+        shutil.copy(path, path.with_name(f".copy{n}.duckdb"))
+        os.replace(path.with_name(f".copy{n}.duckdb"), path)
+        time.sleep(0.1)
+    stop.set()
+    reader.join()
+    assert statuses and set(statuses) == {200}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_audit_record_survives_a_sigkill_after_the_answer_and_is_folded_once(home, key, night):
+    apps, history, _ = night
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "credit_dagster.cli", "api", "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        body = {"application": request_of(apps, history, 1)["application"], "on_unknown_category": "as_missing"}
+        answer = httpx.post(f"{base}/v1/score", json=body, headers={"X-API-Key": key}, timeout=60).json()
+    finally:
+        server.send_signal(signal.SIGKILL)
+        log = server.communicate(timeout=10)[0]
+    records_on_disk, problems = audit.read()
+    mine = records_on_disk[records_on_disk["run_id"] == answer["decision_id"]]
+    assert len(mine) == 1 and not problems
+    assert mine["probability_of_default"].iloc[0] == answer["probability_of_default"]
+    assert mine["model_version"].iloc[0] == answer["model_version"] and mine["caller"].iloc[0].startswith("tests-")
+    assert "POST /v1/score 200 caller=tests-" in log and "AMT_" not in log  # one line a request, no personal data
+    job = defs.resolve_job_def("ondemand_audit")
+    for _ in range(2):  # folding twice adds nothing the second time
+        job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=True)
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        folded = con.execute("select count(*), count(distinct run_id) from scoring.ondemand_audit").fetchall()[0]
+        row = con.execute("select caller, features_fingerprint from scoring.ondemand_audit where run_id = ?", [answer["decision_id"]]).fetchall()
+    assert folded[0] == folded[1] == len(records_on_disk)
+    assert row == [(mine["caller"].iloc[0], answer["features_fingerprint"])]
+
+
+def test_cli_manages_keys(home, capsys):
+    from credit_dagster import cli
+
+    assert cli.main(["api-key", "create", "cli-system", "--rate", "5"]) == 0
+    key = capsys.readouterr().out.strip().splitlines()[-1]
+    assert keys.KeyStore().lookup(key).name == "cli-system"
+    assert cli.main(["api-key", "create", "cli-system"]) == 1
+    assert "already has an active key" in capsys.readouterr().err
+    assert cli.main(["api-key", "revoke", "cli-system"]) == 0
+    assert keys.KeyStore().lookup(key).revoked
+    assert cli.main(["api-key", "list"]) == 0 and "cli-system" in capsys.readouterr().out
+
+
+def test_generated_requests_never_get_a_server_error(home, key):
+    """Property-based: requests generated from the OpenAPI document, valid and not, for every operation."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app())
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 7
+    for operation in operations:
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @given(case=operation.as_strategy())
+        def call(case):
+            case.call_and_validate(headers={"X-API-Key": key},
+                                   checks=[not_a_server_error, status_code_conformance, response_schema_conformance])
+
+        call()
+
+
+def test_openapi_document_describes_every_endpoint(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/health", "/ready", "/v1/decisions/{sk_id_curr}", "/v1/score", "/v1/score/batch", "/v1/model", "/v1/model/card"} <= set(paths)
+    assert json.dumps(paths["/v1/score"]).count("422") >= 1
