@@ -257,13 +257,14 @@ def test_cli_manages_keys(home, capsys):
     assert cli.main(["api-key", "list"]) == 0 and "cli-system" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_generated_requests_never_get_a_server_error(home, key):
     """Property-based: requests generated from the OpenAPI document, valid and not, for every operation."""
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app())
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 7
     for operation in operations:
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         @given(case=operation.as_strategy())
         def call(case):
             case.call_and_validate(headers={"X-API-Key": key},
