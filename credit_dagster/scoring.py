@@ -48,6 +48,18 @@ class Policy:
                         np.where(pd_ >= self.threshold + self.refer_margin, REFUSED, REFER)).astype(object)
 
 
+def policy_columns(model: RegisteredModel) -> dict:
+    """The model and policy behind a decision, as stored beside it."""
+    low, high = model.metadata["refer_band"]
+    return {"model_version": model.version, "threshold": model.threshold, "refer_low": low, "refer_high": high,
+            "calibration": model.metadata["calibration"]["method"]}
+
+
+def reasons_of(row) -> list[str]:
+    """The reasons of a stored decision (reason_1..reason_4), without the empty ones."""
+    return [r for r in (row.get(f"reason_{i}") for i in range(1, N_REASONS + 1)) if isinstance(r, str)]
+
+
 def policy_of(model: RegisteredModel) -> Policy:
     low, high = model.metadata["refer_band"]
     return Policy(threshold=model.threshold, refer_margin=(high - low) / 2)

@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from credit_dagster import scoring
 from credit_dagster.snapshot import snapshot_path
 
 LIST_COLUMNS = ["partition_date", "SK_ID_CURR", "decision", "grade", "points", "probability_of_default"]
@@ -70,8 +71,7 @@ class SnapshotStore:
         comparison = (values.merge(self.table("feature_reference"), on="feature", how="left")
                       .merge(self.table("feature_dictionary")[["feature", "meaning"]], on="feature", how="left"))
         comparison = comparison[["meaning", "value", "p25", "median_all", "p75", "feature"]]
-        reasons = [r for r in (row.get(f"reason_{i}") for i in range(1, 5)) if isinstance(r, str)]
-        return Applicant(row=row, details=details, reasons=reasons, comparison=comparison)
+        return Applicant(row=row, details=details, reasons=scoring.reasons_of(row), comparison=comparison)
 
 
 @lru_cache(maxsize=32)

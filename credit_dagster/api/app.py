@@ -132,16 +132,12 @@ class Coalescer:
                 start += len(requests)
 
 
-def _reasons(row) -> list[str]:
-    return [r for r in (row.get(f"reason_{i}") for i in range(1, scoring.N_REASONS + 1)) if isinstance(r, str)]
-
-
 def _decision_fields(row: dict) -> dict:
     features = row.get("reason_features")
     return {
         **{k: row[k] for k in ("SK_ID_CURR", "probability_of_default", "points", "grade", "decision", "model_version",
                                "threshold", "refer_low", "refer_high", "calibration", "features_fingerprint", "scored_at")},
-        "reasons": _reasons(row), "reason_features": features.split(",") if isinstance(features, str) and features else [],
+        "reasons": scoring.reasons_of(row), "reason_features": features.split(",") if isinstance(features, str) and features else [],
         "counterfactual": row["counterfactual"] if isinstance(row.get("counterfactual"), str) else None,
         # stored naive in UTC; said with its zone, as RFC 3339 wants
         "scored_at": pd.Timestamp(row["scored_at"]).tz_localize("UTC").to_pydatetime(),
@@ -251,13 +247,14 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
             history={t: pd.DataFrame([row.model_dump() for r in requests if r.history for row in getattr(r.history, t)])
                      for t in ondemand.HISTORY_TABLES},
         )
-        return ondemand.score(batch, serving.champion(), serving.tables()["feature_dictionary"], serving.snapshot)
+        model = serving.champion()
+        # the model that scored is the one the answer and the audit name, even if promoted meanwhile
+        return ondemand.score(batch, model, serving.tables()["feature_dictionary"], serving.snapshot).assign(**scoring.policy_columns(model))
 
     coalescer = Coalescer(score_round)
 
     def score(requests: list[schemas.ApplicationRequest], unknown_policy: str, who: keys.Caller) -> list[dict]:
-        model = serving.champion()
-        serving.tables()  # 503 before queueing when there is no snapshot
+        serving.champion(), serving.tables()  # 503 before queueing when either is missing
         scored = coalescer.score(requests)
         unknown = [(i, u) for i, u in enumerate(scored["unknown_categories"]) if u]
         if unknown and unknown_policy == "reject":
@@ -266,11 +263,8 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
                  "msg": f"unknown category {value!r}: the model never saw it (on_unknown_category='as_missing' scores it as missing)",
                  "type": "unknown_category"} for i, u in unknown for column, value in u.items()])
         request_id, now = uuid.uuid4().hex, datetime.now(UTC).replace(tzinfo=None)
-        low, high = model.metadata["refer_band"]
         decisions, records = [], []
-        for i, row in enumerate(scored.to_dict("records")):
-            row |= {"model_version": model.version, "threshold": model.threshold, "refer_low": low, "refer_high": high,
-                    "calibration": model.metadata["calibration"]["method"], "scored_at": now}
+        for i, row in enumerate(scored.assign(scored_at=now).to_dict("records")):
             decision_id = f"{request_id}-{i}"
             decisions.append({**_decision_fields(row), "decision_id": decision_id, "history_source": row["history_source"],
                               "warnings": [f"{c}={v!r} never seen in training: scored as missing" for c, v in row["unknown_categories"].items()]})

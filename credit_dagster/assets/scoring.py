@@ -109,12 +109,8 @@ def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse,
         to_search = scored.loc[scored["decision"] != scoring.GRANTED, "SK_ID_CURR"].tolist()
         cf = scoring.counterfactuals(con, model, schema, to_search, work_schema=f"cf_{schema}")
         scored = scored.merge(cf[["SK_ID_CURR", "counterfactual"]], on="SK_ID_CURR", how="left")
-        low, high = model.metadata["refer_band"]
-        scored = scored.assign(
-            partition_date=day, model_version=model.version, threshold=model.threshold, refer_low=low, refer_high=high,
-            calibration=model.metadata["calibration"]["method"], scored_at=datetime.now(UTC).replace(tzinfo=None),
-            run_id=context.run.run_id,
-        )
+        scored = scored.assign(partition_date=day, **scoring.policy_columns(model),
+                               scored_at=datetime.now(UTC).replace(tzinfo=None), run_id=context.run.run_id)
         details = features[["SK_ID_CURR", *[c for c in DETAIL_COLUMNS if c in features]]].assign(partition_date=day)
         top = [r["feature"] for r in model.metadata["importance_top"][:15] if r["feature"] in model.metadata.get("feature_medians", {})]
         values = features.melt(id_vars="SK_ID_CURR", value_vars=top, var_name="feature", value_name="value").assign(partition_date=day)
