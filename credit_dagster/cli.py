@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 import time
@@ -248,6 +249,32 @@ def _api_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    from panel_app import app
+
+    print(f"Dashboard on http://{args.address}:{args.port}/app (snapshot and sign-in under {settings.credit_home()})")
+    return app.main(["--port", str(args.port), "--address", args.address, *(["--no-login"] if args.no_login else [])])
+
+
+def _dashboard_user(args: argparse.Namespace) -> int:
+    from panel_app import auth
+
+    if args.action == "add":
+        password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass(f"password for {args.name}: ")
+        try:
+            auth.set_user(args.name, password)
+        except ValueError as error:
+            raise CliError(str(error)) from error
+        print(f"{args.name} can sign in to the dashboard (hash stored in {auth.users_path()})")
+    elif args.action == "remove":
+        if not auth.remove_user(args.name):
+            raise CliError(f"no dashboard user {args.name!r} in {auth.users_path()}")
+        print(f"{args.name} can no longer sign in (sessions end when their cookie expires or the server restarts)")
+    else:
+        print("\n".join(sorted(auth.read_users())) or f"no user in {auth.users_path()}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="credit-dagster", description=__doc__, formatter_class=fmt)
@@ -303,7 +330,23 @@ def main(argv: list[str] | None = None) -> int:
     api_key.add_argument("name", nargs="?", default="", help="the calling system (for create and revoke)")
     api_key.add_argument("--rate", type=float, default=20.0, help="requests per second allowed to this key (bursts of twice that)")
     api_key.set_defaults(func=_api_key)
+    dash = sub.add_parser("dashboard", help="start the relationship managers' dashboard (Panel), behind a sign-in", formatter_class=fmt,
+                          epilog="example: credit-dagster dashboard-user add alice; credit-dagster dashboard, then open "
+                                 "http://127.0.0.1:5006/app")
+    dash.add_argument("--port", type=int, default=int(os.environ.get("CREDIT_DASHBOARD_PORT", "5006")), help="default 5006")
+    dash.add_argument("--address", default=os.environ.get("CREDIT_DASHBOARD_HOST", "127.0.0.1"), help="default 127.0.0.1")
+    dash.add_argument("--no-login", action="store_true", help="no sign-in: for a local look only")
+    dash.set_defaults(func=_dashboard)
+    dash_user = sub.add_parser("dashboard-user", help="add, remove or list the people who may sign in to the dashboard",
+                               formatter_class=fmt, epilog="example: credit-dagster dashboard-user add alice  (asks for the password)\n"
+                               "Passwords are stored as scrypt hashes in CREDIT_DASHBOARD_USERS (default CREDIT_HOME/dashboard/users.json).")
+    dash_user.add_argument("action", choices=["add", "remove", "list"])
+    dash_user.add_argument("name", nargs="?", default="")
+    dash_user.add_argument("--password-stdin", action="store_true", help="read the password from standard input (scripts)")
+    dash_user.set_defaults(func=_dashboard_user)
     args = parser.parse_args(argv)
+    if args.command == "dashboard-user" and args.action != "list" and not args.name:
+        parser.error(f"dashboard-user {args.action} needs a user name")
     if args.command == "api-key" and args.action != "list" and not args.name:
         parser.error(f"api-key {args.action} needs the name of the calling system")
     try:

@@ -70,9 +70,11 @@ def _submitted_ids(con: duckdb.DuckDBPyConnection, schema: str) -> set[int]:
     return {r[0] for r in con.execute(union).fetchall()}
 
 
-def score(batch: Batch, model: RegisteredModel, dictionary: pd.DataFrame, stored_history: Path | None) -> pd.DataFrame:
+def score(batch: Batch, model: RegisteredModel, dictionary: pd.DataFrame, stored_history: Path | None,
+          *, search_counterfactuals: bool = True) -> pd.DataFrame:
     """Score `batch` as the night would: one row per application with the nightly fields
-    (PD, points, grade, decision, reasons, counterfactual, fingerprint) and `history_source`."""
+    (PD, points, grade, decision, reasons, counterfactual, fingerprint) and `history_source`.
+    Without `search_counterfactuals` (the dashboard's what-if), the counterfactual is empty."""
     ids = batch.applications["SK_ID_CURR"].astype("int64").tolist()
     schema = "od"  # private to this in-memory connection
     features_schema = f"{schema}_features"
@@ -94,7 +96,7 @@ def score(batch: Batch, model: RegisteredModel, dictionary: pd.DataFrame, stored
                 sql_models.build_model(con, m, schemas=schemas)
         features = scoring.frame(con, f"select * from {features_schema}.application_features")
         scored = scoring.score_frame(model, features, dictionary)
-        refused = scored.loc[scored["decision"] != scoring.GRANTED, "SK_ID_CURR"].tolist()
+        refused = scored.loc[scored["decision"] != scoring.GRANTED, "SK_ID_CURR"].tolist() if search_counterfactuals else []
         cf = scoring.counterfactuals(con, model, schema, refused, work_schema=f"cf_{uuid.uuid4().hex[:8]}")
     scored = scored.merge(cf[["SK_ID_CURR", "counterfactual"]], on="SK_ID_CURR", how="left")
     scored["history_source"] = [SUBMITTED if i in submitted else STORED if i in stored else NONE for i in scored["SK_ID_CURR"]]

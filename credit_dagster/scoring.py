@@ -24,6 +24,13 @@ GRANTED, REFUSED, REFER = "granted", "refused", "refer to an advisor"
 N_REASONS = 4
 # Features that tell the client the same thing: only the strongest of a group is given as a reason.
 REASON_GROUPS = {"EXT_SOURCE": "external scores", "EMPLOYED": "employment", "DAYS_BIRTH": "age", "AGE": "age"}
+# A missing history value is not a fault of the client: it is said as a plain fact, once per
+# kind of history; a missing application value is left out of the reasons.
+NO_HISTORY = {"BUR_": "No credit with other lenders on record", "PREV_": "No earlier application with us",
+              "INST_": "No repayment history with us yet", "POS_": "No repayment history with us yet",
+              "CC_": "No credit-card history with us yet"}
+TOP_CONTRIBUTIONS = 8  # features kept per applicant for the dashboard's contributions chart
+BASE, OTHER = "(typical applicant)", "(all other information)"
 AMOUNT_STEPS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)  # share of the requested amount
 TERM_STEPS = (1.0, 1.25, 1.5, 2.0)  # repayment term stretched by this factor (annuity divided by it)
 # The columns of a stored decision (scoring.scored_applications, scoring.decision_audit and the
@@ -84,6 +91,7 @@ def reason_texts(
     meanings = [info["meaning"].get(f, f) for f in features]
     medians_row = [medians.get(f) for f in features]
     groups_of = [next((g for key, g in REASON_GROUPS.items() if key in f), f) for f in features]
+    no_history = [next((text for prefix, text in NO_HISTORY.items() if f.startswith(prefix)), None) for f in features]
     protected = np.array([bool(info["protected"].get(f, False)) for f in features])
     contrib = contributions[:, : len(features)].copy()
     contrib[:, protected] = -np.inf  # a protected attribute is never given as a reason
@@ -98,10 +106,15 @@ def reason_texts(
         for j in candidates:
             if contrib[row, j] <= 0 or len(row_texts) == k:
                 break
-            if groups_of[j] in groups:
+            value = columns[j][row]
+            missing = pd.isna(value)
+            if missing and no_history[j] is None:
                 continue
-            groups.add(groups_of[j])
-            row_texts.append(meanings[j] + _qualifier(columns[j][row], medians_row[j]))
+            group = no_history[j] if missing else groups_of[j]
+            if group in groups:
+                continue
+            groups.add(group)
+            row_texts.append(no_history[j] if missing else meanings[j] + _qualifier(value, medians_row[j]))
             row_names.append(features[j])
         texts.append(row_texts)
         names.append(row_names)
@@ -109,8 +122,6 @@ def reason_texts(
 
 
 def _qualifier(value, median: float | None) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)) or pd.isna(value):
-        return " (not known)"
     if median is None:
         return f": {value}"
     if value > median:
@@ -133,6 +144,13 @@ def unknown_categories(model: RegisteredModel, features: pd.DataFrame) -> dict[s
 
 def score_frame(model: RegisteredModel, features: pd.DataFrame, dictionary: pd.DataFrame) -> pd.DataFrame:
     """Score rows of application_features: PD, points, grade, decision, reasons, fingerprint."""
+    return score_and_explain(model, features, dictionary)[0]
+
+
+def score_and_explain(
+    model: RegisteredModel, features: pd.DataFrame, dictionary: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`score_frame`, and each row's strongest contributions (`contribution_rows`)."""
     matrix = model.matrix(features)
     contributions = model.ensemble.contributions(matrix)
     raw = contributions.sum(axis=1)
@@ -148,7 +166,35 @@ def score_frame(model: RegisteredModel, features: pd.DataFrame, dictionary: pd.D
     for i in range(N_REASONS):
         out[f"reason_{i + 1}"] = [t[i] if len(t) > i else None for t in texts]
     out["reason_features"] = [",".join(n) for n in names]
-    return out
+    return out, contribution_rows(out["SK_ID_CURR"].to_numpy(), contributions, matrix)
+
+
+def contribution_rows(ids: np.ndarray, contributions: np.ndarray, matrix: pd.DataFrame, k: int = TOP_CONTRIBUTIONS) -> pd.DataFrame:
+    """Per applicant, the base value, the k largest TreeSHAP contributions (log-odds) with the
+    applicant's value, and the rest summed: rank 0, 1..k and k+1; they add up to the raw score."""
+    n, p = contributions.shape[0], matrix.shape[1]
+    k = min(k, p)
+    contrib = contributions[:, :p]
+    top = np.argpartition(-np.abs(contrib), k - 1, axis=1)[:, :k]
+    top = np.take_along_axis(top, np.argsort(-np.abs(np.take_along_axis(contrib, top, 1)), axis=1), 1)
+    values = np.take_along_axis(matrix.to_numpy(dtype=object), top, 1)
+    chosen = np.take_along_axis(contrib, top, 1)
+    ranks = np.arange(k + 2)
+    feature = np.column_stack([np.full(n, BASE, dtype=object), np.asarray(matrix.columns, dtype=object)[top],
+                               np.full(n, OTHER, dtype=object)])
+    value = np.column_stack([np.full(n, None), np.vectorize(_display, otypes=[object])(values) if n else values,
+                             np.full(n, None)])
+    amount = np.column_stack([contributions[:, p], chosen, contrib.sum(axis=1) - chosen.sum(axis=1)])
+    return pd.DataFrame({"SK_ID_CURR": np.repeat(ids, k + 2), "rank": np.tile(ranks, n), "feature": feature.ravel(),
+                         "value": value.ravel(), "contribution": amount.ravel()})
+
+
+def _display(value) -> str | None:
+    if pd.isna(value):
+        return None
+    if isinstance(value, float | np.floating):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:

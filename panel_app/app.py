@@ -1,34 +1,70 @@
-"""The relationship managers' dashboard: `python -m panel_app.app` (or `panel serve panel_app/app.py`)."""
+"""The relationship managers' dashboard: `credit-dagster dashboard` (or `python -m panel_app.app`).
+
+It starts only behind a sign-in (a users file, or an OAuth/OIDC provider), unless told
+`--no-login` for a local look at synthetic data.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 import panel as pn
 
+from credit_dagster.settings import reports_dir
+from panel_app import auth
 from panel_app.data_store import SnapshotStore
-from panel_app.views import dashboard
+from panel_app.views import PAGE_CSS, dashboard
 
-pn.extension("tabulator")
+TITLE = "Credit decisions: why each application was decided so"
 
-
-def create_app() -> pn.template.BootstrapTemplate:
-    template = pn.template.BootstrapTemplate(title="Credit decisions")
-    template.main.append(dashboard(SnapshotStore()))
-    return template
+pn.extension(raw_css=[PAGE_CSS])
 
 
-def main() -> None:
+def create_app() -> pn.viewable.Viewable:
+    return dashboard(SnapshotStore(), pn.state.user or auth.NO_LOGIN)
+
+
+def server_options(no_login: bool) -> dict:
+    """How users sign in, from the environment: an OAuth provider, else the users file."""
+    provider = os.environ.get("CREDIT_DASHBOARD_OAUTH_PROVIDER")
+    if provider:
+        return {"oauth_provider": provider, "cookie_secret": auth.cookie_secret(),
+                "logout_template": str(auth.TEMPLATES / "logout.html")}
+    if auth.read_users():
+        return {"auth_provider": auth.HashedAuthProvider(), "cookie_secret": auth.cookie_secret()}
+    if no_login:
+        return {}
+    raise SystemExit(f"No dashboard user in {auth.users_path()} and no CREDIT_DASHBOARD_OAUTH_PROVIDER: create one with "
+                     "`credit-dagster dashboard-user add NAME`, or start with --no-login for a local look.")
+
+
+def serve(port: int, address: str, no_login: bool = False) -> None:
+    options = server_options(no_login)
+    reports_dir().mkdir(parents=True, exist_ok=True)
+    # BokehJS, Panel's scripts and the reports all come from this server: no internet needed.
+    # The reports (model card, drift) sit behind the same sign-in as the page.
+    pn.serve({"app": create_app}, port=port, address=address, show=False, title=TITLE,
+             static_dirs={"reports": str(reports_dir())}, **options)
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, default=5006)
-    parser.add_argument("--address", default="127.0.0.1")
-    args = parser.parse_args()
-    # Resources (BokehJS, Tabulator) come from this server: the page needs no internet.
-    pn.serve({"app": create_app}, port=args.port, address=args.address, show=False, title="Credit decisions")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("CREDIT_DASHBOARD_PORT", "5006")))
+    parser.add_argument("--address", default=os.environ.get("CREDIT_DASHBOARD_HOST", "127.0.0.1"))
+    parser.add_argument("--no-login", action="store_true", help="no sign-in (local use only; every access is logged as such)")
+    args = parser.parse_args(argv)
+    try:
+        serve(args.port, args.address, args.no_login)
+    except SystemExit as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
 
 
 if pn.state.served:
-    create_app().servable()
+    create_app().servable(title=TITLE)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

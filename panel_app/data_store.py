@@ -1,7 +1,8 @@
 """Reads the serving snapshot, never the warehouse: a short read-only connection per load.
 
 Loads are cached by the snapshot file's modification time, so a new night shows up on the
-next refresh and a reader never keeps the file (or the nightly writer) waiting.
+next refresh and a reader never keeps the file (or the nightly writer) waiting. Lookups by
+application number are done in pandas on an integer: no text typed by a user reaches SQL.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
-from credit_dagster import scoring
+from credit_dagster import scoring, settings
+from credit_dagster.ml.registry import RegisteredModel, Registry
 from credit_dagster.snapshot import snapshot_path
 
 LIST_COLUMNS = ["partition_date", "SK_ID_CURR", "decision", "grade", "points", "probability_of_default"]
@@ -23,10 +26,12 @@ LIST_COLUMNS = ["partition_date", "SK_ID_CURR", "decision", "grade", "points", "
 class Applicant:
     """Everything a relationship manager needs to explain one decision."""
 
-    row: pd.Series
-    details: pd.Series
+    row: pd.Series  # the stored decision
+    details: pd.Series  # the fields the comparison groups by
+    application: pd.Series  # the application as submitted
     reasons: list[str]
     comparison: pd.DataFrame  # feature, meaning, client value, typical range of the labelled population
+    contributions: pd.DataFrame  # rank, feature, value, contribution (TreeSHAP, log-odds)
 
 
 class SnapshotStore:
@@ -42,8 +47,24 @@ class SnapshotStore:
     def table(self, name: str) -> pd.DataFrame:
         return _load(str(self.path), self._version(), name)
 
+    def _by_id(self, name: str) -> _ById:
+        return _index(str(self.path), self._version(), name)
+
     def model_summary(self) -> pd.Series:
         return self.table("model_summary").iloc[0]
+
+    def meanings(self) -> dict[str, str]:
+        return dict(self.table("feature_dictionary")[["feature", "meaning"]].itertuples(index=False, name=None))
+
+    def dictionary(self) -> pd.DataFrame:
+        return self.table("feature_dictionary")
+
+    def compared_features(self) -> list[str]:
+        return self.table("feature_reference")["feature"].tolist()
+
+    def model(self) -> RegisteredModel:
+        """The champion that scored the snapshot, from the model registry (files, read only)."""
+        return _model(str(settings.models_dir()), str(self.model_summary()["model_version"]))
 
     def decisions(self, day: str | None = None, decision: str | None = None, search: str = "") -> pd.DataFrame:
         frame = self.table("scored_applications")
@@ -59,22 +80,64 @@ class SnapshotStore:
         return sorted(self.table("scored_applications")["partition_date"].unique(), reverse=True)
 
     def applicant(self, sk_id: int) -> Applicant:
-        scored = self.table("scored_applications")
-        match = scored[scored["SK_ID_CURR"] == sk_id]
-        if match.empty:
+        sk_id = int(sk_id)
+        scored = self._by_id("scored_applications")
+        if sk_id not in scored:
             raise KeyError(f"applicant {sk_id} is not in the snapshot")
-        row = match.iloc[0]
-        details = self.table("applicant_details")
-        details = details[details["SK_ID_CURR"] == sk_id].iloc[0]
-        values = self.table("applicant_features")
-        values = values[values["SK_ID_CURR"] == sk_id][["feature", "value"]]
+        row = scored[sk_id].iloc[0]
+        details = self._by_id("applicant_details")[sk_id].iloc[0]
+        values = self._by_id("applicant_features").get(sk_id, pd.DataFrame(columns=["feature", "value"]))[["feature", "value"]]
         comparison = (values.merge(self.table("feature_reference"), on="feature", how="left")
                       .merge(self.table("feature_dictionary")[["feature", "meaning"]], on="feature", how="left"))
         comparison = comparison[["meaning", "value", "p25", "median_all", "p75", "feature"]]
-        return Applicant(row=row, details=details, reasons=scoring.reasons_of(row), comparison=comparison)
+        applications = self._by_id("applications")
+        empty = pd.DataFrame(columns=["rank", "feature", "value", "contribution"])
+        return Applicant(row=row, details=details,
+                         application=applications[sk_id].iloc[0] if sk_id in applications else pd.Series(dtype=object),
+                         reasons=scoring.reasons_of(row), comparison=comparison,
+                         contributions=self._by_id("applicant_contributions").get(sk_id, empty))
+
+    def neighbours(self, sk_id: int) -> pd.DataFrame:
+        """The past labelled clients most like this applicant, nearest first, without their ids."""
+        similar = self._by_id("similar_clients").get(int(sk_id))
+        if similar is None:
+            return pd.DataFrame(columns=["rank", "outcome"])
+        reference = self.table("reference_population")
+        out = similar.merge(reference, left_on="neighbour_id", right_on="SK_ID_CURR", suffixes=("", "_ref")).sort_values("rank")
+        out["outcome"] = out["TARGET"].map({0: "repaid", 1: "had payment difficulties"})
+        return out.drop(columns=["SK_ID_CURR", "neighbour_id", "SK_ID_CURR_ref", "TARGET"])
 
 
 @lru_cache(maxsize=32)
 def _load(path: str, version: float, name: str) -> pd.DataFrame:
     with duckdb.connect(path, read_only=True) as con:
         return con.execute(f"select * from {name}").df()
+
+
+class _ById:
+    """A table sorted by applicant: a click finds its rows by binary search, not by a scan
+    of every row (487,440 contribution rows at Kaggle scale)."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame.sort_values("SK_ID_CURR", kind="stable").reset_index(drop=True)
+        self.ids = self.frame["SK_ID_CURR"].to_numpy()
+
+    def get(self, sk_id: int, default=None):
+        lo, hi = np.searchsorted(self.ids, sk_id, "left"), np.searchsorted(self.ids, sk_id, "right")
+        return self.frame.iloc[lo:hi] if hi > lo else default
+
+    def __contains__(self, sk_id: int) -> bool:
+        return self.get(sk_id) is not None
+
+    def __getitem__(self, sk_id: int) -> pd.DataFrame:
+        return self.get(sk_id)
+
+
+@lru_cache(maxsize=16)
+def _index(path: str, version: float, name: str) -> _ById:
+    return _ById(_load(path, version, name))
+
+
+@lru_cache(maxsize=2)
+def _model(models_dir: str, version: str) -> RegisteredModel:
+    return Registry(Path(models_dir)).load(version)

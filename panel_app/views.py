@@ -1,81 +1,276 @@
-"""The dashboard's views, built on the snapshot store: a list of decisions and one applicant."""
+"""The dashboard's page: a list of decisions with one selection, and four views of it.
+
+The list is a native list box (keyboard: Tab to it, arrows to move, the detail follows), and
+the detail is always drawn from the list's value: after any filter, search or click, what is
+highlighted is what is shown, or the detail says that nothing matches.
+"""
 
 from __future__ import annotations
 
+import html
+import io
+
 import pandas as pd
 import panel as pn
-from bokeh.models.widgets.tables import NumberFormatter
 
+from panel_app import auth, charts
+from panel_app import view_model as vm
 from panel_app.data_store import SnapshotStore
 
-TITLES = {"partition_date": "Night", "SK_ID_CURR": "Application", "decision": "Decision", "grade": "Grade",
-          "points": "Points", "probability_of_default": "PD"}
-DECISION_COLOURS = {"granted": "#2e7d32", "refused": "#c62828", "refer to an advisor": "#ef6c00"}
+ALL = "(all)"
+# native inputs keep the browser's 13px unless told inside their own shadow root
+INPUT_CSS = [":host select, :host input { font-size: 16px; }"]
+SECTIONS = ["Decision", "Compare", "What if", "Supervisor"]
+# Document-wide: Bokeh and Panel widgets size their text from this variable (12px by default).
+PAGE_CSS = ":root { --bokeh-font-size: 16px; font-size: 16px; } body { margin: 0 1rem; }"
+# Inside each HTML pane (its own shadow root) and in exported pages.
+CSS = """
+:host, body { font-family: system-ui, sans-serif; color: #212121; font-size: 16px; line-height: 1.45; }
+a { color: #0d47a1; }
+h1 { font-size: 1.6rem; margin: .3rem 0; } h2 { font-size: 1.35rem; margin: .6rem 0 .3rem; } h3 { font-size: 1.15rem; margin: .8rem 0 .3rem; }
+table.facts { border-collapse: collapse; width: 100%; } table.facts th, table.facts td { text-align: left; padding: .25rem .5rem;
+  border-bottom: 1px solid #e0e0e0; vertical-align: top; } table.facts th { font-weight: 600; width: 45%; }
+.decision { font-weight: 700; } .synthetic { background: #fff3cd; padding: .4rem .8rem; border: 1px solid #8a6d00; }
+.note { color: #424242; } .chart-text { color: #424242; font-size: 16px; }
+@media print { .bk-input-group, .no-print { display: none !important; } }
+"""
 
 
-def banner(store: SnapshotStore) -> pn.pane.Markdown:
-    summary = store.model_summary()
-    synthetic = "**SYNTHETIC DATA: no applicant here is a real person.** " if summary["synthetic"] else ""
-    return pn.pane.Markdown(
-        f"{synthetic}Model `{summary['model_version']}` · cross-validated ROC AUC {summary['cv_roc_auc']:.3f} · "
-        f"refused at a probability of default of {summary['threshold']:.1%} or more, referred to an advisor between "
-        f"{summary['refer_low']:.1%} and {summary['refer_high']:.1%} · snapshot of {summary['published_for']}",
-        styles={"background": "#fff3cd" if summary["synthetic"] else "#eef", "padding": "4px 10px"},
+def _facts(rows: list[tuple[str, str]], caption: str | None = None) -> str:
+    cap = f"<caption class='note' style='text-align:left'>{html.escape(caption)}</caption>" if caption else ""
+    body = "".join(f"<tr><th scope='row'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return f"<table class='facts'>{cap}{body}</table>"
+
+
+def _html(text: str, **kwargs) -> pn.pane.HTML:
+    return pn.pane.HTML(text, sizing_mode="stretch_width", stylesheets=[CSS], **kwargs)
+
+
+def decision_html(v: vm.ClientView) -> str:
+    """The decision in words, as shown and as exported (no colour-only meaning)."""
+    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in v.reasons) or "<li>Nothing stood out.</li>"
+    change = v.counterfactual or ("Granted: nothing to change." if v.decision == "Granted" else "No change was searched.")
+    legend = "".join(f"<li><b>{g}</b>: {html.escape(t)}</li>" for g, t in v.grade_legend)
+    return (
+        f"<h2>Application {v.sk_id}: <span class='decision' style='color:{v.colour}'>{v.icon} {v.decision}</span></h2>"
+        f"<p>Probability of default <b>{v.probability:.1%}</b> · grade <b>{v.grade}</b> · <b>{v.points}</b> points · "
+        f"scored on the night of {v.night} by model {html.escape(v.model_version)}</p>"
+        f"<p class='chart-text'>{html.escape(v.band_sentence)}</p>"
+        f"<h3>{html.escape(v.reasons_heading)}</h3><ol>{reasons}</ol>"
+        f"<h3>What would change the decision</h3><p>{html.escape(change)}</p>"
+        f"<h3>Points and grades</h3><p>{html.escape(v.points_sentence)}</p><ul>{legend}</ul>"
     )
 
 
-def applicant_view(store: SnapshotStore, sk_id: int) -> pn.Column:
-    a = store.applicant(sk_id)
-    row, details = a.row, a.details
-    colour = DECISION_COLOURS.get(row["decision"], "#333")
-    header = pn.pane.HTML(
-        f"<h2 style='margin:0'>Application {sk_id} <span style='color:{colour}' class='decision'>{row['decision']}</span></h2>"
-        f"<p>Probability of default <b>{row['probability_of_default']:.1%}</b> · grade <b>{row['grade']}</b> · "
-        f"{row['points']} points · scored {row['partition_date']} by model {row['model_version']}</p>"
-    )
-    asked = pn.pane.Markdown(
-        f"Asked for **{details.get('AMT_CREDIT', float('nan')):,.0f}**, repayments of **{details.get('AMT_ANNUITY', float('nan')):,.0f}**, "
-        f"declared income **{details.get('AMT_INCOME_TOTAL', float('nan')):,.0f}** ({details.get('NAME_INCOME_TYPE', '')})."
-    )
-    reasons = pn.pane.Markdown(
-        "### What weighed most against this application\n" + ("\n".join(f"1. {r}" for r in a.reasons) or "Nothing stood out.")
-    )
-    change = row.get("counterfactual")
-    what_if = pn.pane.Markdown("### What would change the decision\n" + (change if isinstance(change, str) else "Granted: nothing to change."))
-    comparison = a.comparison.rename(columns={
-        "meaning": "What it measures", "value": "This client", "p25": "Lower quartile", "median_all": "Typical client",
-        "p75": "Upper quartile"}).drop(columns="feature")
-    table = pn.widgets.Tabulator(comparison.round(3), show_index=False, disabled=True, sizing_mode="stretch_width",
-                                 layout="fit_data_stretch", widths={"What it measures": 330})
-    return pn.Column(header, asked, reasons, what_if, "### This client against the population the model learned from", table,
-                     sizing_mode="stretch_width")
+def export_html(v: vm.ClientView, user: str) -> str:
+    """A self-contained page for the meeting with the client (print or keep)."""
+    sections = "".join(f"<h3>{html.escape(s)}</h3>{_facts(rows)}" for s, rows in v.application.items())
+    steps = _facts([(b.label, f"{b.points:+.0f} points") for b in v.contributions[1:]])
+    synthetic = "<p class='synthetic'>SYNTHETIC DATA: no applicant here is a real person.</p>" if v.synthetic else ""
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Decision on application {v.sk_id}</title>"
+            f"<style>{CSS}</style></head><body>{synthetic}{decision_html(v)}<h3>What moved the score</h3>{steps}"
+            f"<h2>The application</h2>{sections}<p class='note'>Exported by {html.escape(user)} from the credit decisions "
+            "dashboard. The stored decision is the one above; simulations are not decisions.</p></body></html>")
 
 
-def dashboard(store: SnapshotStore) -> pn.viewable.Viewable:
+class Dashboard:
+    """One user's session: filters, the list, the one selection and the section shown."""
+
+    def __init__(self, store: SnapshotStore, user: str):
+        self.store, self.user = store, user
+        self.shown: int | None = None
+        self.night = pn.widgets.Select(stylesheets=INPUT_CSS, name="Night", options=[ALL, *store.days()], width=170)
+        self.decision = pn.widgets.Select(stylesheets=INPUT_CSS, name="Decision", options=[ALL, *vm.DECISIONS], width=200)
+        self.search = pn.widgets.TextInput(stylesheets=INPUT_CSS, name="Application number starts with", placeholder="e.g. 1002", width=230)
+        self.applications = pn.widgets.Select(stylesheets=INPUT_CSS, name="Applications (arrow keys to move)", size=14, options={},
+                                              sizing_mode="stretch_width", min_width=300)
+        self.count = _html("")
+        self.section = pn.widgets.RadioButtonGroup(name="View", options=SECTIONS, value=SECTIONS[0], button_type="primary",
+                                                   button_style="outline")
+        self.detail = pn.Column(sizing_mode="stretch_width", min_width=300)
+        for widget in (self.night, self.decision, self.search):
+            widget.param.watch(self.refresh, "value")
+        self.applications.param.watch(lambda _: self.render(), "value")
+        self.section.param.watch(lambda _: self.render(force=True), "value")
+        self.refresh()
+
+    # the one selection: the detail is always drawn from the list box's value
+    def refresh(self, *_) -> None:
+        night = None if self.night.value == ALL else self.night.value
+        decision = None if self.decision.value == ALL else self.decision.value
+        listing = vm.listing(self.store, night, decision, self.search.value)
+        keep = vm.follow(listing.options, self.applications.value)
+        self.count.object = f"<p class='note'>{html.escape(listing.message)}</p>"
+        with pn.io.hold():
+            self.applications.options = listing.options
+            self.applications.value = keep
+        self.render()
+
+    def render(self, force: bool = False) -> None:
+        sk_id = self.applications.value
+        if sk_id == self.shown and not force and self.detail.objects:
+            return
+        self.shown = sk_id
+        if self.section.value == "Supervisor":
+            self.detail.objects = [self.supervisor_view()]
+            return
+        if sk_id is None:
+            self.detail.objects = [_html("<h2>No applications match</h2><p>Change the night, the decision or the search.</p>")]
+            return
+        auth.record(self.user, f"view {self.section.value.lower()}", int(sk_id))
+        build = {"Decision": self.decision_view, "Compare": self.compare_view, "What if": self.what_if_view}[self.section.value]
+        self.detail.objects = [build(int(sk_id))]
+
+    def decision_view(self, sk_id: int) -> pn.viewable.Viewable:
+        v = vm.client_view(self.store, sk_id)
+        download = pn.widgets.FileDownload(
+            callback=lambda: self._export(v), filename=f"decision_{sk_id}.html", button_type="primary", button_style="outline",
+            label="Download this decision for the meeting (HTML, printable)", sizing_mode="stretch_width")
+        steps = "; ".join(f"{b.label} {b.points:+.0f}" for b in v.contributions[1:])
+        return pn.Column(
+            _html(decision_html(v)),
+            pn.pane.Bokeh(charts.bullet(v.probability, v.refer_low, v.refer_high), sizing_mode="stretch_width"),
+            _html(f"<p class='chart-text'>Chart in words: {html.escape(v.band_sentence)}</p>"),
+            _html("<h3>What moved the score</h3>"),
+            pn.pane.Bokeh(charts.waterfall(v.contributions), sizing_mode="stretch_width"),
+            _html(f"<p class='chart-text'>{html.escape(v.contributions_sentence)} In words: starting from "
+                  f"{v.contributions[0].points:.0f} points for a typical applicant, {html.escape(steps)}.</p>"),
+            _html("<h2>The application</h2>" + "".join(f"<h3>{html.escape(s)}</h3>{_facts(r)}" for s, r in v.application.items())),
+            pn.Card(_html(_facts(v.every_field)), title="Every field of the application, as submitted", collapsed=True,
+                    sizing_mode="stretch_width"),
+            download, sizing_mode="stretch_width")
+
+    def _export(self, v: vm.ClientView) -> io.StringIO:
+        auth.record(self.user, "export", v.sk_id)
+        return io.StringIO(export_html(v, self.user))
+
+    def compare_view(self, sk_id: int) -> pn.viewable.Viewable:
+        features = vm.comparable_features(self.store)
+        feature = pn.widgets.Select(stylesheets=INPUT_CSS, name="Compare on", options=features, value=next(iter(features.values())), width=420)
+        same = pn.widgets.CheckBoxGroup(name="Similar clients have the same", options=list(vm.GROUPS), value=["type of income"],
+                                        inline=True)
+        out = pn.Column(sizing_mode="stretch_width")
+
+        def draw(*_):
+            c = vm.compare(self.store, sk_id, feature.value, same.value)
+            auth.record(self.user, "compare", sk_id, feature=feature.value, same=same.value)
+            shown = c.neighbours
+            table = pd.DataFrame({
+                "Similar past client": [f"#{int(r)}" for r in shown.get("rank", [])],
+                "Outcome": shown.get("outcome", []),
+                "Type of loan": shown.get("NAME_CONTRACT_TYPE", []),
+                "Type of income": shown.get("NAME_INCOME_TYPE", []),
+                "Income per year": [vm.money(x) for x in shown.get("AMT_INCOME_TOTAL", [])],
+            })
+            rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in r) + "</tr>" for r in table.itertuples(index=False))
+            head = "".join(f"<th scope='col'>{html.escape(c)}</th>" for c in table.columns)
+            out.objects = [
+                pn.pane.Bokeh(charts.distribution(c.all_values, c.group_values, c.client_value, c.meaning, "similar clients"),
+                              sizing_mode="stretch_width"),
+                _html(f"<p class='chart-text'>Chart in words: {html.escape(c.sentence)} The blue bars are {html.escape(c.group_words)}; "
+                      "the grey bars all past clients the model learned from.</p>"),
+                _html(f"<h3>The past clients most like this one</h3><p>{html.escape(c.neighbours_sentence)} Similarity is measured on "
+                      "the information the model weighs most.</p><table class='facts'><thead><tr>" + head + "</tr></thead><tbody>"
+                      + rows + "</tbody></table>"),
+            ]
+
+        feature.param.watch(draw, "value")
+        same.param.watch(draw, "value")
+        draw()
+        return pn.Column(_html(f"<h2>Application {sk_id} compared with past clients</h2>"), feature,
+                         _html("<p>Similar clients have the same:</p>"), same, out, sizing_mode="stretch_width")
+
+    def what_if_view(self, sk_id: int) -> pn.viewable.Viewable:
+        app = self.store.applicant(sk_id).application
+        credit, annuity = float(app["AMT_CREDIT"]), float(app["AMT_ANNUITY"])
+        goods = float(app["AMT_GOODS_PRICE"]) if pd.notna(app["AMT_GOODS_PRICE"]) else credit
+        money = f"({vm.currency()})"
+        amount_w = pn.widgets.FloatInput(stylesheets=INPUT_CSS, name=f"Amount of the loan {money}", value=credit, start=1, step=1000, width=240)
+        annuity_w = pn.widgets.FloatInput(stylesheets=INPUT_CSS, name=f"Repayment each period {money}", value=annuity, start=1, step=100, width=240)
+        goods_w = pn.widgets.FloatInput(stylesheets=INPUT_CSS, name=f"Price of the goods {money}", value=goods, start=0, step=1000, width=240)
+        term_w = pn.widgets.IntInput(stylesheets=INPUT_CSS, name="Number of repayments", value=round(credit / annuity), start=1, end=600, width=200)
+        run = pn.widgets.Button(name="Re-score with these amounts", button_type="primary")
+        result = pn.Column(sizing_mode="stretch_width")
+
+        def from_term(*_):  # a longer term means a smaller repayment for the same amount
+            annuity_w.value = round(amount_w.value / max(term_w.value, 1), 2)
+
+        def to_term(*_):
+            if annuity_w.value:
+                term_w.param.update(value=max(1, round(amount_w.value / annuity_w.value)))
+
+        def rescore(*_):
+            try:
+                w = vm.what_if(self.store, sk_id, amount_w.value, annuity_w.value, goods_w.value)
+            except ValueError as exc:
+                result.objects = [_html(f"<p role='alert'>{html.escape(str(exc))}</p>")]
+                return
+            auth.record(self.user, "simulation", sk_id, amount=amount_w.value, annuity=annuity_w.value, goods_price=goods_w.value,
+                        simulated_pd=float(w.after["probability_of_default"]), simulated_decision=w.after["decision"])
+            icon, words, colour = vm.DECISIONS[w.after["decision"]]
+            reasons = "".join(f"<li>{html.escape(r)}</li>" for r in w.reasons) or "<li>Nothing stood out.</li>"
+            result.objects = [
+                _html(f"<h3>Simulated: <span class='decision' style='color:{colour}'>{icon} {words}</span></h3>"
+                      f"<p>{html.escape(w.sentence)}</p><p class='note'>A simulation: the stored decision is unchanged.</p>"),
+                pn.pane.Bokeh(charts.bullet(float(w.after["probability_of_default"]), float(w.before["refer_low"]),
+                                            float(w.before["refer_high"])), sizing_mode="stretch_width"),
+                _html(f"<h3>What would weigh most</h3><ol>{reasons}</ol>"),
+            ]
+
+        term_w.param.watch(from_term, "value")
+        annuity_w.param.watch(to_term, "value")
+        run.on_click(rescore)
+        return pn.Column(
+            _html(f"<h2>What if application {sk_id} asked for something else?</h2><p>Change the amounts and re-score: the same "
+                  "features and model as the night compute the answer. Nothing is stored as a decision.</p>"),
+            pn.FlexBox(amount_w, annuity_w, goods_w, term_w), run, result, sizing_mode="stretch_width")
+
+    def supervisor_view(self) -> pn.viewable.Viewable:
+        s = vm.supervision(self.store)
+        summary = self.store.model_summary()
+        psi = s.psi[["feature", "psi", "noise_floor", "psi_excess", "status"]].round(3) if len(s.psi) else pd.DataFrame()
+        report = f"<a href='/reports/drift/drift_{s.drift_night}.html'>Evidently drift report of {s.drift_night}</a>" if s.drift_night else ""
+        flags = "".join(f"<li>{html.escape(f)}</li>" for f in s.fairness_flags) or "<li>No group is flagged by the four-fifths rule.</li>"
+        history = s.history.rename(columns={"model_version": "Model", "created_at": "Trained", "cv_roc_auc": "Cross-validated AUC",
+                                            "promoted_at": "Made champion", "champion": "Champion now"})
+        auth.record(self.user, "view supervisor")
+        return pn.Column(
+            _html("<h2>Supervision</h2>"),
+            pn.pane.Bokeh(charts.volumes(s.volumes), sizing_mode="stretch_width"),
+            _html("<p class='chart-text'>Chart in words: " + "; ".join(
+                f"{night}: " + ", ".join(f"{int(n)} {vm.DECISIONS[d][1].lower()}" for d, n in row.items())
+                for night, row in s.volumes.iterrows()) + ".</p>"),
+            pn.pane.Bokeh(charts.score_histogram(s.probabilities, float(summary["refer_low"]), float(summary["refer_high"])),
+                          sizing_mode="stretch_width"),
+            _html(f"<p class='chart-text'>Chart in words: {len(s.probabilities):,} applications scored, median probability of default "
+                  f"{pd.Series(s.probabilities).median():.1%}.</p>"),
+            _html(f"<h3>Drift of the latest night</h3><p>{report}</p>" + psi.to_html(index=False, classes="facts", border=0)),
+            _html("<h3>Fairness of the champion</h3><p><a href='/reports/model_card.html'>Model card</a></p><ul>" + flags + "</ul>"
+                  + s.fairness[["attribute", "group", "applicants", "approval_rate", "disparate_impact"]].round(3)
+                  .to_html(index=False, classes="facts", border=0)),
+            _html("<h3>Model history</h3>" + history.to_html(index=False, classes="facts", border=0)),
+            sizing_mode="stretch_width")
+
+    def page(self) -> pn.viewable.Viewable:
+        summary = self.store.model_summary()
+        synthetic = ("<p class='synthetic'><b>SYNTHETIC DATA: no applicant here is a real person.</b></p>"
+                     if summary["synthetic"] else "")
+        signed = (f"Signed in as <b>{html.escape(self.user)}</b> · <a href='/logout'>Sign out</a>" if self.user != auth.NO_LOGIN
+                  else "<b>No sign-in: local use only</b>")
+        header = _html(
+            f"<header><h1>Credit decisions</h1>{synthetic}<p>{signed} · model <a href='/reports/model_card.html'>"
+            f"{html.escape(str(summary['model_version']))}</a> (cross-validated AUC {summary['cv_roc_auc']:.3f}) · "
+            f"snapshot of the night of {summary['published_for']}</p></header>")
+        filters = pn.FlexBox(self.night, self.decision, self.search)
+        # side by side on a wide screen; the list above the detail when narrow (640 px, or 200 % zoom)
+        side = pn.Column(filters, self.count, self.applications, styles={"flex": "1 1 380px", "max-width": "560px"})
+        main = pn.Column(self.section, self.detail, styles={"flex": "3 1 560px", "min-width": "0"})
+        return pn.Column(header, pn.FlexBox(side, main, flex_wrap="wrap", gap="1.5rem", sizing_mode="stretch_width"),
+                         sizing_mode="stretch_width")
+
+
+def dashboard(store: SnapshotStore, user: str) -> pn.viewable.Viewable:
     if not store.available():
-        return pn.pane.Markdown(f"No serving snapshot at `{store.path}` yet: run `credit-dagster run` first.")
-    day = pn.widgets.Select(name="Night", options=["(all)", *store.days()])
-    decision = pn.widgets.Select(name="Decision", options=["(all)", "granted", "refer to an advisor", "refused"])
-    search = pn.widgets.TextInput(name="Application number starts with", placeholder="e.g. 1002")
-    listing = pn.widgets.Tabulator(
-        pd.DataFrame(), show_index=False, disabled=True, selectable=1, page_size=15, pagination="remote", width=560,
-        name="decisions", titles=TITLES,
-        formatters={"SK_ID_CURR": NumberFormatter(format="0"), "probability_of_default": NumberFormatter(format="0.0%")},
-    )
-    detail = pn.Column(pn.pane.Markdown("Select an application to see why it was decided so."), sizing_mode="stretch_width")
-
-    def refresh(*_):
-        listing.value = store.decisions(None if day.value == "(all)" else day.value,
-                                        None if decision.value == "(all)" else decision.value, search.value)
-
-    def show(event):
-        if event.new:
-            detail.objects = [applicant_view(store, int(listing.value.iloc[event.new[0]]["SK_ID_CURR"]))]
-
-    for widget in (day, decision, search):
-        widget.param.watch(refresh, "value")
-    listing.param.watch(show, "selection")
-    refresh()
-    if len(listing.value):
-        detail.objects = [applicant_view(store, int(listing.value.iloc[0]["SK_ID_CURR"]))]
-    return pn.Column(banner(store), pn.Row(day, decision, search), pn.Row(listing, detail), sizing_mode="stretch_width")
+        return _html(f"<h1>Credit decisions</h1><p>No serving snapshot at {html.escape(str(store.path))} yet: run "
+                     "<code>credit-dagster run</code> first.</p>")
+    return Dashboard(store, user).page()

@@ -26,8 +26,11 @@ def audit_dir() -> Path:
 
 
 class AuditLog:
-    def __init__(self, folder: Path | None = None):
+    """Append-only day files `<prefix><date>.jsonl` in `folder` (also the dashboard's access log)."""
+
+    def __init__(self, folder: Path | None = None, prefix: str = PREFIX):
         self.folder = folder or audit_dir()
+        self.prefix = prefix
         self._lock = threading.Lock()
 
     def append(self, records: list[dict]) -> None:
@@ -35,7 +38,7 @@ class AuditLog:
             return
         data = "".join(json.dumps(r, default=str, separators=(",", ":")) + "\n" for r in records).encode()
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{PREFIX}{datetime.now(UTC).date().isoformat()}.jsonl"
+        path = self.folder / f"{self.prefix}{datetime.now(UTC).date().isoformat()}.jsonl"
         with self._lock:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
@@ -47,13 +50,13 @@ class AuditLog:
                 os.close(fd)
 
 
-def read(folder: Path | None = None) -> tuple[pd.DataFrame, list[str]]:
+def read(folder: Path | None = None, prefix: str = PREFIX) -> tuple[pd.DataFrame, list[str]]:
     """Every complete record of the audit files, and where an unreadable line was (a process
     killed in the middle of a write leaves at most its last line unfinished; that decision was
     never answered, since the answer waits for the write)."""
     folder = folder or audit_dir()
     records, problems = [], []
-    for path in sorted(folder.glob(f"{PREFIX}*.jsonl")):
+    for path in sorted(folder.glob(f"{prefix}*.jsonl")):
         lines = path.read_bytes().split(b"\n")
         for number, line in enumerate(lines, start=1):
             if not line.strip():

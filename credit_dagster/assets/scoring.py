@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from credit_dagster import drops, monitoring, ondemand, partitions, quality, scoring, snapshot, sql_models
+from credit_dagster import drops, monitoring, neighbours, ondemand, partitions, quality, scoring, snapshot, sql_models
 from credit_dagster.assets.ingest import POOL, IngestConfig
 from credit_dagster.checks.raw_checks import check_result
 from credit_dagster.resources import ModelStore, Warehouse
@@ -29,6 +29,10 @@ CHAMPION = dg.AssetKey(["model", "champion_model"])
 DICTIONARY = dg.AssetKey(["features", "feature_dictionary"])
 
 SCORED_DDL = "create table if not exists scoring.{name} (" + ", ".join(f"{c} {t}" for c, t in scoring.DECISION_COLUMNS.items()) + ")"
+# what the dashboard groups clients by when it compares one with similar clients
+GROUP_COLUMNS = ["NAME_CONTRACT_TYPE", "NAME_INCOME_TYPE", "NAME_EDUCATION_TYPE", "NAME_HOUSING_TYPE", "APP_AGE_YEARS",
+                 "AMT_INCOME_TOTAL"]
+REFERENCE_SAMPLE = 20_000  # labelled clients the dashboard compares with (distributions, nearest neighbours)
 DETAIL_COLUMNS = [
     "NAME_CONTRACT_TYPE", "AMT_CREDIT", "AMT_ANNUITY", "AMT_GOODS_PRICE", "AMT_INCOME_TOTAL", "NAME_INCOME_TYPE",
     "NAME_EDUCATION_TYPE", "OCCUPATION_TYPE", "NAME_HOUSING_TYPE", "CNT_FAM_MEMBERS", "APP_AGE_YEARS", "APP_YEARS_EMPLOYED",
@@ -102,7 +106,7 @@ def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse,
         dictionary = con.execute("select * from features.feature_dictionary").df()
         if features.empty:
             raise ValueError(f"drop {day} has no application left to score (empty, or all quarantined): see {schema}.quarantine")
-        scored = scoring.score_frame(model, features, dictionary)
+        scored, contributions = scoring.score_and_explain(model, features, dictionary)
         unknown = scoring.unknown_categories(model, features)
         if unknown:
             context.log.warning(f"category values unseen in training, scored as missing: {unknown}")
@@ -125,6 +129,11 @@ def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse,
         con.execute("insert into scoring.decision_audit select * from scored_df")
         partitions.replace_partition(con, "scoring.applicant_details", details, day, in_transaction=True)
         partitions.replace_partition(con, "scoring.applicant_features", values, day, in_transaction=True)
+        partitions.replace_partition(con, "scoring.applicant_contributions", contributions.assign(partition_date=day), day,
+                                     in_transaction=True)
+        # the application as submitted, for the dashboard's what-if (it never reads the drop)
+        partitions.replace_partition(con, "scoring.applications", scoring.frame(
+            con, f"select *, '{day}' as partition_date from {schema}.application_test"), day, in_transaction=True)
         con.execute("commit")
     counts = scored["decision"].value_counts().to_dict()
     return dg.MaterializeResult(metadata={
@@ -206,6 +215,8 @@ SERVING_TABLES = {
     "scored_applications": "select * from scoring.scored_applications",
     "applicant_details": "select * from scoring.applicant_details",
     "applicant_features": "select * from scoring.applicant_features",
+    "applicant_contributions": "select * from scoring.applicant_contributions",
+    "applications": "select * from scoring.applications",
     "feature_dictionary": "select feature, meaning, risk_direction, protected from features.feature_dictionary",
     "monitoring_psi": "select * from monitoring.psi",
 }
@@ -213,23 +224,36 @@ SERVING_TABLES = {
 
 @dg.asset(key=SNAPSHOT, group_name="serving", partitions_def=daily, deps=[SCORED, DRIFT], pool=POOL, kinds={"duckdb"})
 def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
-    """The read-only DuckDB file the dashboard reads, swapped in atomically after a good night."""
-    model = models.registry().load("champion")
+    """The read-only DuckDB file the dashboard and the API read, swapped in atomically after a
+    good night: decisions and their explanations, the labelled clients they are compared with
+    (and each applicant's nearest ones), the champion's summary, fairness and model history."""
+    registry = models.registry()
+    model = registry.load("champion")
     summary = pd.DataFrame([{
         "model_version": model.version, "created_at": model.metadata["created_at"], "threshold": model.threshold,
         "refer_low": model.metadata["refer_band"][0], "refer_high": model.metadata["refer_band"][1],
         "cv_roc_auc": model.metadata["cv_metrics"]["roc_auc"], "calibration": model.metadata["calibration"]["method"],
         "synthetic": bool(model.metadata.get("synthetic", False)), "published_for": context.partition_key,
+        **{f"scorecard_{k}": ",".join(map(str, v)) if isinstance(v, list) else v for k, v in model.metadata["scorecard"].items()},
     }])
-    importance = pd.DataFrame(model.metadata["importance_top"])
+    fairness = pd.DataFrame([{"attribute": attribute, **row} for attribute, rows in model.metadata["fairness"].items()
+                             for row in rows])
     with warehouse.connect() as con:
         # a backfill of an older night republishes everything: the snapshot is "for" its newest night
         newest = con.execute("select max(partition_date) from scoring.scored_applications").fetchall()[0][0]
         summary["published_for"] = max(str(newest or context.partition_key), context.partition_key)
         summary["published_by_run_for"] = context.partition_key
-        con.register("summary_df", summary)
-        con.register("importance_df", importance)
         compared = [r[0] for r in con.execute("select distinct feature from scoring.applicant_features").fetchall()]
+        reference = scoring.frame(con, f"""
+            select f.SK_ID_CURR, l.TARGET, {", ".join(f'f."{c}"' for c in dict.fromkeys(GROUP_COLUMNS + compared))}
+            from features.application_features f join features.application_labels l using (SK_ID_CURR)
+            using sample reservoir({REFERENCE_SAMPLE} rows) repeatable (42)""")
+        applicants = scoring.frame(con, "pivot scoring.applicant_features on feature using first(value) group by SK_ID_CURR")
+        similar = neighbours.nearest(reference, applicants, [c for c in compared if c in applicants])
+        frames = {"summary_df": summary, "importance_df": pd.DataFrame(model.metadata["importance_top"]),
+                  "fairness_df": fairness, "history_df": registry.catalogue(), "reference_df": reference, "similar_df": similar}
+        for name, frame in frames.items():
+            con.register(name, frame)
         schemas = {r[0] for r in con.execute("select schema_name from information_schema.schemata").fetchall()}
         nights = [drops.drop_schema(d) for (d,) in con.execute("select distinct partition_date from scoring.scored_applications").fetchall()]
         cols = ", ".join(f'"{c}"::double as "{c}"' for c in compared)
@@ -237,6 +261,10 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, mo
             **SERVING_TABLES,
             "model_summary": "select * from summary_df",
             "model_importance": "select * from importance_df",
+            "model_fairness": "select * from fairness_df",
+            "model_history": "select * from history_df",
+            "reference_population": "select * from reference_df",
+            "similar_clients": "select * from similar_df",
             # what on-demand scoring reuses for an applicant sent without history rows
             **ondemand.history_tables_sql([n for n in nights if f"{n}_features" in schemas]),
             # where the labelled population stands on each compared feature, for the dashboard

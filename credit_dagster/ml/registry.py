@@ -125,6 +125,19 @@ class Registry:
     def history(self) -> list[dict]:
         return self._read()["history"]
 
+    def catalogue(self) -> pd.DataFrame:
+        """One row per version: when it was made, its cross-validated AUC, when it was last
+        promoted to champion (if ever) and whether it is the champion now."""
+        state = self._read()
+        promoted = {e["version"]: e["at"] for e in state["history"] if e["event"] == "promoted to champion"}
+        rows = []
+        for version in self.versions():
+            meta = json.loads((self.root / version / "metadata.json").read_text())
+            rows.append({"model_version": version, "created_at": meta.get("created_at"),
+                         "cv_roc_auc": meta.get("cv_metrics", {}).get("roc_auc"), "promoted_at": promoted.get(version),
+                         "champion": state["aliases"].get("champion") == version})
+        return pd.DataFrame(rows, columns=["model_version", "created_at", "cv_roc_auc", "promoted_at", "champion"])
+
 
 def _json_default(value):
     if isinstance(value, np.generic):

@@ -1,0 +1,134 @@
+"""Who may open the dashboard, and the record of what they looked at.
+
+Sign-in is Panel's own: its basic-auth login page and secure cookie, with passwords checked
+against scrypt hashes in a users file kept outside the repository (CREDIT_DASHBOARD_USERS,
+default CREDIT_HOME/dashboard/users.json, mode 600), or any OAuth/OIDC provider Panel
+supports, configured by environment (CREDIT_DASHBOARD_OAUTH_PROVIDER plus Panel's own
+PANEL_OAUTH_KEY, PANEL_OAUTH_SECRET, PANEL_OAUTH_EXTRA_PARAMS...). The access log is an
+append-only JSON-lines file per day under CREDIT_HOME/dashboard/access: the dashboard never
+writes to the warehouse.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+from panel.auth import BasicAuthProvider, BasicLoginHandler
+
+from credit_dagster import settings
+from credit_dagster.api.audit import AuditLog
+
+NO_LOGIN = "(no sign-in)"
+SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def dashboard_home() -> Path:
+    return settings.credit_home() / "dashboard"
+
+
+def users_path() -> Path:
+    return Path(os.environ.get("CREDIT_DASHBOARD_USERS") or dashboard_home() / "users.json")
+
+
+def access_dir() -> Path:
+    return Path(os.environ.get("CREDIT_DASHBOARD_ACCESS_DIR") or dashboard_home() / "access")
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, **SCRYPT)
+    return f"scrypt${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, salt, digest = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    candidate = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), **SCRYPT)
+    return hmac.compare_digest(candidate, base64.b64decode(digest))
+
+
+def read_users(path: Path | None = None) -> dict[str, str]:
+    path = path or users_path()
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def set_user(name: str, password: str, path: Path | None = None) -> None:
+    if not name or ":" in name or len(password) < 12:
+        raise ValueError("a user name without ':' and a password of at least 12 characters are needed")
+    users = read_users(path)
+    users[name] = hash_password(password)
+    _write_private(path or users_path(), json.dumps(users, indent=2))
+
+
+def remove_user(name: str, path: Path | None = None) -> bool:
+    users = read_users(path)
+    found = users.pop(name, None) is not None
+    _write_private(path or users_path(), json.dumps(users, indent=2))
+    return found
+
+
+def cookie_secret() -> str:
+    """CREDIT_DASHBOARD_COOKIE_SECRET, else one generated once and kept (mode 600), so a
+    restart does not sign everybody out."""
+    configured = os.environ.get("CREDIT_DASHBOARD_COOKIE_SECRET")
+    if configured:
+        return configured
+    path = dashboard_home() / "cookie_secret"
+    if not path.exists():
+        _write_private(path, secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+class HashedLoginHandler(BasicLoginHandler):
+    """Panel's login page and cookie; the password is checked against the stored hash."""
+
+    def _validate(self, username: str, password: str) -> bool:
+        stored = read_users().get(username)
+        ok = stored is not None and verify_password(password, stored)
+        access_log().append([{"at": _now(), "user": username, "event": "sign-in" if ok else "sign-in refused"}])
+        return ok
+
+
+class HashedAuthProvider(BasicAuthProvider):
+    def __init__(self) -> None:
+        super().__init__(login_template=str(TEMPLATES / "login.html"), logout_template=str(TEMPLATES / "logout.html"))
+
+    @property
+    def login_handler(self):
+        HashedLoginHandler._login_endpoint = self._login_endpoint
+        HashedLoginHandler._login_template = self._login_template
+        return HashedLoginHandler
+
+
+def access_log() -> AuditLog:
+    return AuditLog(access_dir(), prefix="access_")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def record(user: str, event: str, sk_id: int | None = None, **details) -> None:
+    """One line of the access log: who did what with which application, when."""
+    access_log().append([{"at": _now(), "user": user, "event": event, "SK_ID_CURR": sk_id, **details}])

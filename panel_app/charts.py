@@ -1,0 +1,138 @@
+"""Bokeh pictures of the view models: interactive (hover, zoom), served by the Panel server
+itself (no CDN). Colour is never the only carrier: every bar and band is also labelled in text,
+and each chart has a sentence beside it (`describe`) for people who cannot see it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from bokeh.models import ColumnDataSource, HoverTool, Label, LabelSet, NumeralTickFormatter, Span
+from bokeh.plotting import figure
+
+from panel_app.view_model import DECISIONS, Bar
+
+GOOD, MIDDLE, BAD, INK = "#1b5e20", "#7a3e00", "#b71c1c", "#212121"
+LIGHT = {"granted": "#c8e6c9", "refer": "#ffe0b2", "refused": "#ffcdd2"}
+FONT = "16px"
+
+
+def _style(fig) -> None:
+    fig.toolbar.logo = None
+    fig.title.text_font_size = FONT
+    for axis in (*fig.xaxis, *fig.yaxis):
+        axis.major_label_text_font_size = "14px"
+        axis.axis_label_text_font_size = "14px"
+        axis.major_label_text_color = INK
+
+
+def bullet(probability: float, low: float, high: float) -> figure:
+    """The probability of default on a bar with the three decision bands marked."""
+    end = max(0.3, probability * 1.15, high * 2)
+    fig = figure(height=150, sizing_mode="stretch_width", x_range=(0, end), y_range=(0, 1), tools="hover",
+                 tooltips="@words", title="Probability of default against the decision bands")
+    bands = ColumnDataSource({"left": [0, low, high], "right": [low, high, end], "colour": list(LIGHT.values()),
+                              "words": ["granted below this band", "an advisor decides in this band", "refused from here"],
+                              "short": ["granted", "advisor", "refused"], "middle": [low / 2, (low + high) / 2, (high + end) / 2]})
+    fig.quad(left="left", right="right", bottom=0, top=1, color="colour", source=bands)
+    # a band too narrow to hold its name is named by the sentence beside the chart and the tooltip
+    wide = [i for i in range(3) if (bands.data["right"][i] - bands.data["left"][i]) / end > 0.12]
+    fig.add_layout(LabelSet(x="middle", y=0.72, text="short", text_align="center", text_font_size="14px", text_color=INK,
+                            source=ColumnDataSource({k: [bands.data[k][i] for i in wide] for k in ("middle", "short")})))
+    fig.quad(left=0, right=probability, bottom=0.3, top=0.6, color=INK)
+    fig.add_layout(Label(x=probability, y=0.05, text=f"this client {probability:.1%}", text_align="left" if probability < end / 2 else "right",
+                         text_font_size="14px", text_color=INK))
+    fig.yaxis.visible = False
+    fig.xaxis.formatter = NumeralTickFormatter(format="0%")
+    _style(fig)
+    return fig
+
+
+def waterfall(bars: list[Bar]) -> figure:
+    """How each piece of information moved the score (points), from a typical applicant. Each
+    bar's words sit above it (no axis labels), so the chart keeps its width on a narrow screen."""
+    start, steps = bars[0], bars[1:]
+    labels = [start.label, *[b.label for b in steps], "This application (before calibration)"]
+    level, lefts, rights, texts, colours, words = start.points, [0.0], [start.points], [f"{start.points:.0f}"], ["#9e9e9e"], ["start"]
+    for b in steps:
+        lefts.append(level)
+        level += b.points
+        rights.append(level)
+        texts.append(f"{b.points:+.0f}")
+        colours.append(GOOD if b.points >= 0 else BAD)
+        words.append("lowered the risk" if b.points >= 0 else "raised the risk")
+    lefts.append(0.0)
+    rights.append(level)
+    texts.append(f"{level:.0f}")
+    colours.append("#455a64")
+    words.append("end")
+    moved = lefts[1:-1] + rights[1:-1]
+    low = min(min(moved, default=level), level) - 30
+    high = max(max(moved, default=level), level, start.points) + 20
+    rows = list(range(len(labels)))[::-1]
+    source = ColumnDataSource({"y": rows, "label": [f"{lab}  ({t})" for lab, t in zip(labels, texts, strict=True)],
+                               "left": np.maximum(np.minimum(lefts, rights), low), "right": np.maximum(lefts, rights),
+                               "text": texts, "colour": colours, "words": words, "x0": [low] * len(labels)})
+    fig = figure(y_range=(-0.6, len(labels) - 0.2), x_range=(low, high), height=50 + 46 * len(labels), sizing_mode="stretch_width",
+                 title="What moved this client's score (points)", tools="hover,xpan,xwheel_zoom,reset", x_axis_label="points")
+    fig.hbar(y="y", left="left", right="right", height=0.35, color="colour", source=source)
+    fig.add_layout(LabelSet(x="x0", y="y", text="label", x_offset=2, y_offset=9, source=source, text_font_size="14px",
+                            text_color=INK))
+    fig.select_one(HoverTool).tooltips = [("", "@label"), ("effect", "@text points (@words)")]
+    fig.yaxis.visible = False
+    fig.ygrid.visible = False
+    _style(fig)
+    return fig
+
+
+def distribution(all_values: np.ndarray, group_values: np.ndarray, client: float | None, title: str, group_label: str) -> figure:
+    """Histograms (as shares) of all past clients and of the chosen group, the client marked."""
+    pooled = all_values if len(all_values) else np.array([0.0, 1.0])
+    lo, hi = np.nanquantile(pooled, [0.01, 0.99])
+    if client is not None:
+        lo, hi = min(lo, client), max(hi, client)
+    edges = np.linspace(lo, hi if hi > lo else lo + 1, 31)
+    fig = figure(height=320, sizing_mode="stretch_width", title=title, tools="hover,xpan,xwheel_zoom,box_zoom,reset",
+                 y_axis_label="share of clients")
+    for values, colour, name in ((all_values, "#90a4ae", "all past clients"), (group_values, "#1565c0", group_label)):
+        if not len(values):
+            continue
+        counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), edges)
+        source = ColumnDataSource({"left": edges[:-1], "right": edges[1:], "share": counts / counts.sum(),
+                                   "who": [name] * len(counts)})
+        fig.quad(left="left", right="right", bottom=0, top="share", source=source, color=colour, alpha=0.55, legend_label=name)
+    if client is not None:
+        fig.add_layout(Span(location=client, dimension="height", line_color=INK, line_width=3, line_dash="dashed"))
+        fig.add_layout(Label(x=client, y=5, y_units="screen", text=" this client", text_font_size="14px", text_color=INK))
+    fig.select_one(HoverTool).tooltips = [("who", "@who"), ("from", "@left{0,0.[000]}"), ("to", "@right{0,0.[000]}"),
+                                          ("share", "@share{0.0%}")]
+    fig.legend.location = "top_right"
+    fig.legend.label_text_font_size = "14px"
+    _style(fig)
+    return fig
+
+
+def volumes(table: pd.DataFrame) -> figure:
+    """Applications per night, stacked by decision."""
+    nights = [str(n) for n in table.index]
+    data = {"night": nights, **{d: table[d].tolist() for d in DECISIONS}}
+    fig = figure(x_range=nights, height=300, sizing_mode="stretch_width", title="Applications per night, by decision",
+                 tools="hover", tooltips="$name: @$name on @night")
+    fig.vbar_stack(list(DECISIONS), x="night", width=0.7, color=[GOOD, MIDDLE, BAD], source=ColumnDataSource(data),
+                   legend_label=[DECISIONS[d][1] for d in DECISIONS])
+    fig.legend.label_text_font_size = "14px"
+    _style(fig)
+    return fig
+
+
+def score_histogram(probabilities: np.ndarray, low: float, high: float) -> figure:
+    counts, edges = np.histogram(probabilities, bins=np.linspace(0, max(0.5, float(np.max(probabilities, initial=0))), 41))
+    fig = figure(height=300, sizing_mode="stretch_width", title="Probabilities of default of all scored applications",
+                 tools="hover,box_zoom,reset", tooltips=[("from", "@left{0.0%}"), ("to", "@right{0.0%}"), ("applications", "@top")],
+                 x_axis_label="probability of default", y_axis_label="applications")
+    fig.quad(left=edges[:-1], right=edges[1:], bottom=0, top=counts, color="#546e7a")
+    for x, words in ((low, "advisor from here"), (high, "refused from here")):
+        fig.add_layout(Span(location=x, dimension="height", line_color=INK, line_dash="dashed", line_width=2))
+        fig.add_layout(Label(x=x, y=10, y_units="screen", text=f" {words}", text_font_size="14px", text_color=INK))
+    fig.xaxis.formatter = NumeralTickFormatter(format="0%")
+    _style(fig)
+    return fig

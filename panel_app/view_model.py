@@ -1,0 +1,373 @@
+"""What the dashboard shows, as plain data: no Panel, no Bokeh, testable without a server.
+
+Every view is built from the serving snapshot (`SnapshotStore`) and, for the what-if, from
+the same on-demand scoring the API uses (`credit_dagster.ondemand.score`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from credit_dagster import ondemand, scoring
+from panel_app.data_store import SnapshotStore
+
+LIST_LIMIT = 300  # rows offered in the list at once; the search narrows the rest
+DECISIONS = {  # icon, words, text colour (contrast >= 7:1 on white)
+    scoring.GRANTED: ("✔", "Granted", "#1b5e20"),
+    scoring.REFER: ("⚠", "Referred to an advisor", "#7a3e00"),
+    scoring.REFUSED: ("✖", "Refused", "#b71c1c"),
+}
+GRADE_MEANING = {"A": "very low risk", "B": "low risk", "C": "moderate risk", "D": "high risk", "E": "very high risk"}
+
+
+def currency() -> str:
+    """The currency amounts are shown in (CREDIT_CURRENCY): the Kaggle data does not state one."""
+    return os.environ.get("CREDIT_CURRENCY", "EUR")
+
+
+def money(value) -> str:
+    return "not given" if _missing(value) else f"{value:,.0f} {currency()}"
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or bool(pd.isna(value))
+
+
+# --- the list and the one selection ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Listing:
+    options: dict[str, int]  # label shown in the list -> application number
+    message: str  # what the list holds, or why it is empty
+
+
+def parse_search(text: str) -> tuple[str, str | None]:
+    """The digits to search for and, for anything else, a friendly message (never SQL)."""
+    text = (text or "").strip()
+    if text and not text.isdigit():
+        return "", f"“{text[:20]}” is not an application number: type its digits, e.g. 100042."
+    return text, None
+
+
+def listing(store: SnapshotStore, night: str | None, decision: str | None, search: str) -> Listing:
+    digits, problem = parse_search(search)
+    if problem:
+        return Listing({}, problem)
+    rows = store.decisions(night, decision, digits)
+    if rows.empty:
+        wanted = f" starting with {digits}" if digits else ""
+        return Listing({}, f"No applications match{wanted}: change the night, the decision or the search.")
+    shown = rows.head(LIST_LIMIT)
+    options = {list_label(r): int(r["SK_ID_CURR"]) for r in shown.to_dict("records")}
+    more = f" (the first {LIST_LIMIT} of {len(rows):,}; type more digits to narrow)" if len(rows) > LIST_LIMIT else ""
+    return Listing(options, f"{len(shown):,} applications{more}")
+
+
+def list_label(row: dict) -> str:
+    icon, words, _ = DECISIONS[row["decision"]]
+    return f"{int(row['SK_ID_CURR'])} · {icon} {words} · {row['probability_of_default']:.1%} · grade {row['grade']} · {row['partition_date']}"
+
+
+def follow(options: dict[str, int], current: int | None) -> int | None:
+    """The application to show once the list changed: the one on screen if it is still listed,
+    else the first listed, else none (and the detail says that nothing matches)."""
+    ids = list(options.values())
+    if current in ids:
+        return current
+    return ids[0] if ids else None
+
+
+# --- one client ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Bar:
+    label: str  # client wording, with the client's value
+    points: float  # effect on the score in points: negative = raised the risk
+
+
+@dataclass(frozen=True)
+class ClientView:
+    sk_id: int
+    night: str
+    icon: str
+    decision: str
+    colour: str
+    probability: float
+    points: int
+    grade: str
+    threshold: float
+    refer_low: float
+    refer_high: float
+    band_sentence: str
+    grade_legend: list[tuple[str, str]]
+    points_sentence: str
+    reasons_heading: str
+    reasons: list[str]
+    counterfactual: str | None
+    contributions: list[Bar]
+    contributions_sentence: str
+    application: dict[str, list[tuple[str, str]]]  # section -> (label, value)
+    every_field: list[tuple[str, str]]
+    model_version: str
+    scored_at: str
+    synthetic: bool
+
+
+def band_sentence(pd_: float, low: float, high: float) -> str:
+    return (f"Under {low:.1%} an application is granted, from {low:.1%} to {high:.1%} an advisor decides, "
+            f"and from {high:.1%} it is refused; this client's probability of default is {pd_:.1%}.")
+
+
+def grade_legend(summary: pd.Series) -> list[tuple[str, str]]:
+    bounds = [float(b) for b in str(summary.get("scorecard_grade_bounds", "0.02,0.05,0.1,0.2")).split(",")]
+    legend = []
+    for i, grade in enumerate("ABCDE"):
+        if i == 0:
+            span = f"under {bounds[0]:.0%}"
+        elif i < len(bounds):
+            span = f"from {bounds[i - 1]:.0%} to {bounds[i]:.0%}"
+        else:
+            span = f"{bounds[-1]:.0%} or more"
+        legend.append((grade, f"{GRADE_MEANING[grade]}: probability of default {span}"))
+    return legend
+
+
+def points_sentence(summary: pd.Series) -> str:
+    base, odds, double = (summary.get(k) for k in ("scorecard_base_points", "scorecard_base_odds", "scorecard_points_to_double"))
+    return (f"More points means less risk: {base:.0f} points means {odds:.0f} clients repay for every one who does not, "
+            f"and every {double:.0f} points more doubles those odds.")
+
+
+def client_view(store: SnapshotStore, sk_id: int) -> ClientView:
+    a = store.applicant(sk_id)
+    row, summary = a.row, store.model_summary()
+    icon, words, colour = DECISIONS[row["decision"]]
+    granted = row["decision"] == scoring.GRANTED
+    change = row.get("counterfactual")
+    return ClientView(
+        sk_id=sk_id, night=str(row["partition_date"]), icon=icon, decision=words, colour=colour,
+        probability=float(row["probability_of_default"]), points=int(row["points"]), grade=str(row["grade"]),
+        threshold=float(row["threshold"]), refer_low=float(row["refer_low"]), refer_high=float(row["refer_high"]),
+        band_sentence=band_sentence(float(row["probability_of_default"]), float(row["refer_low"]), float(row["refer_high"])),
+        grade_legend=grade_legend(summary), points_sentence=points_sentence(summary),
+        reasons_heading=("What weighed most on this decision, although it was granted" if granted
+                         else "What weighed most against this application"),
+        reasons=a.reasons,
+        counterfactual=change if isinstance(change, str) else None,
+        contributions=contribution_bars(a.contributions, store.meanings(), summary),
+        contributions_sentence=("Each bar is how much one piece of information moved the score, in points: to the right it "
+                                "lowered the risk, to the left it raised it. The score is shown before the final "
+                                "calibration, so its end can differ from the client's points by a few."),
+        application=application_sections(a.application),
+        every_field=[(humanize(c), _display(v)) for c, v in a.application.items() if c not in ("partition_date",)],
+        model_version=str(row["model_version"]), scored_at=str(row["scored_at"])[:16], synthetic=bool(summary["synthetic"]),
+    )
+
+
+def contribution_bars(rows: pd.DataFrame, meanings: dict[str, str], summary: pd.Series) -> list[Bar]:
+    """The stored TreeSHAP contributions (log-odds) as points: a higher log-odds of default is
+    fewer points, at `points_to_double / ln 2` points per unit."""
+    per_unit = float(summary.get("scorecard_points_to_double", 20.0)) / math.log(2)
+    offset = float(summary.get("scorecard_base_points", 600.0)) - per_unit * math.log(float(summary.get("scorecard_base_odds", 50.0)))
+    bars = []
+    for r in rows.sort_values("rank").to_dict("records"):
+        if r["feature"] == scoring.BASE:  # where the chart starts: a typical applicant's points
+            bars.append(Bar(label="A typical applicant", points=offset - float(r["contribution"]) * per_unit))
+            continue
+        elif r["feature"] == scoring.OTHER:
+            label = "Everything else on file"
+        else:
+            meaning = meanings.get(r["feature"], humanize(r["feature"]))
+            label = f"{meaning}: {r['value']}" if r["value"] is not None else f"{meaning}: not on file"
+        bars.append(Bar(label=label, points=-float(r["contribution"]) * per_unit))
+    return bars
+
+
+SECTIONS = {
+    "The loan asked for": {
+        "NAME_CONTRACT_TYPE": "Type of loan", "AMT_CREDIT": "Amount of the loan", "AMT_ANNUITY": "Repayment each period",
+        "AMT_GOODS_PRICE": "Price of the goods it pays for", "TERM": "Number of repayments",
+    },
+    "The client": {
+        "AMT_INCOME_TOTAL": "Declared income per year", "NAME_INCOME_TYPE": "Type of income", "OCCUPATION_TYPE": "Occupation",
+        "YEARS_EMPLOYED": "Years in current employment", "NAME_EDUCATION_TYPE": "Education",
+    },
+    "Household": {
+        "NAME_FAMILY_STATUS": "Family status", "CNT_CHILDREN": "Children", "CNT_FAM_MEMBERS": "People in the household",
+        "NAME_HOUSING_TYPE": "Housing", "FLAG_OWN_REALTY": "Owns a home", "FLAG_OWN_CAR": "Owns a car",
+    },
+}
+AMOUNTS = {"AMT_CREDIT", "AMT_ANNUITY", "AMT_GOODS_PRICE", "AMT_INCOME_TOTAL"}
+
+
+def application_sections(app: pd.Series) -> dict[str, list[tuple[str, str]]]:
+    values = dict(app)
+    credit, annuity = values.get("AMT_CREDIT"), values.get("AMT_ANNUITY")
+    values["TERM"] = None if _missing(credit) or _missing(annuity) or not annuity else f"about {credit / annuity:.0f}"
+    employed = values.get("DAYS_EMPLOYED")
+    # 365243 is Kaggle's code for "not employed" (mostly pensioners)
+    values["YEARS_EMPLOYED"] = (None if _missing(employed) else "not in employment" if employed == 365243
+                                else f"{-employed / 365.25:.1f}")
+    out = {}
+    for section, labels in SECTIONS.items():
+        out[section] = [(label, money(values.get(col)) if col in AMOUNTS else _display(values.get(col)))
+                        for col, label in labels.items()]
+    return out
+
+
+def _display(value) -> str:
+    if _missing(value):
+        return "not given"
+    if value in ("Y", "N"):
+        return "yes" if value == "Y" else "no"
+    if isinstance(value, float | np.floating):
+        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def humanize(column: str) -> str:
+    """FLAG_DOCUMENT_3 -> 'Flag document 3': readable where no better label is known."""
+    words = re.sub(r"^(AMT|CNT|NAME|FLAG|DAYS|REG|OBS|DEF|APP)_", lambda m: {"AMT": "Amount ", "CNT": "Number of ", "NAME": "",
+                   "FLAG": "Flag ", "DAYS": "Days ", "REG": "Region ", "OBS": "Observed ", "DEF": "Defaulted ", "APP": ""}[m.group(1)],
+                   column)
+    words = words.replace("_", " ").strip().lower()
+    return words[:1].upper() + words[1:]
+
+
+# --- comparison ------------------------------------------------------------------------------
+
+GROUPS = {  # what the user may ask "similar" to mean
+    "type of loan": "NAME_CONTRACT_TYPE", "type of income": "NAME_INCOME_TYPE", "education": "NAME_EDUCATION_TYPE",
+    "housing": "NAME_HOUSING_TYPE", "age band": "AGE_BAND", "income band": "INCOME_BAND",
+}
+AGE_EDGES = [0, 25, 35, 45, 55, 65, 200]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    feature: str
+    meaning: str
+    client_value: float | None
+    all_values: np.ndarray
+    group_values: np.ndarray
+    group_words: str  # "clients with the same type of income (Working) and age band (35-44)"
+    sentence: str
+    neighbours: pd.DataFrame = field(default_factory=pd.DataFrame)
+    neighbours_sentence: str = ""
+
+
+def with_bands(frame: pd.DataFrame, income_edges: np.ndarray) -> pd.DataFrame:
+    age = pd.cut(frame["APP_AGE_YEARS"], AGE_EDGES, right=False, labels=["under 25", "25-34", "35-44", "45-54", "55-64", "65 and over"])
+    income = pd.cut(frame["AMT_INCOME_TOTAL"], income_edges, include_lowest=True,
+                    labels=["lowest fifth", "second fifth", "middle fifth", "fourth fifth", "highest fifth"])
+    return frame.assign(AGE_BAND=age.astype(str), INCOME_BAND=income.astype(str))
+
+
+def comparable_features(store: SnapshotStore) -> dict[str, str]:
+    """Meaning -> feature, for the features the snapshot compares on."""
+    meanings = store.meanings()
+    return {meanings.get(f, humanize(f)): f for f in store.compared_features()}
+
+
+def compare(store: SnapshotStore, sk_id: int, feature: str, same: list[str]) -> Comparison:
+    reference = store.table("reference_population")
+    edges = np.unique(np.nanquantile(reference["AMT_INCOME_TOTAL"].astype(float), np.linspace(0, 1, 6)))
+    edges[0], edges[-1] = -np.inf, np.inf
+    reference = with_bands(reference, edges) if len(edges) == 6 else reference.assign(AGE_BAND="", INCOME_BAND="")
+    a = store.applicant(sk_id)
+    client = with_bands(a.details.to_frame().T.infer_objects(), edges).iloc[0] if len(edges) == 6 else a.details
+    group, words = reference, []
+    for name in same:
+        column = GROUPS[name]
+        value = client.get(column)
+        group = group[group[column] == value]
+        words.append(f"{name} ({value})")
+    values = a.comparison.set_index("feature")["value"]
+    client_value = None if _missing(values.get(feature)) else float(values.get(feature))
+    meaning = store.meanings().get(feature, humanize(feature))
+    all_values = reference[feature].dropna().to_numpy(dtype=float) if feature in reference else np.array([])
+    group_values = group[feature].dropna().to_numpy(dtype=float) if feature in group else np.array([])
+    who = "clients with the same " + " and ".join(words) if words else "all past clients"
+    if client_value is None:
+        sentence = f"{meaning}: not on file for this client."
+    else:
+        sentence = f"{meaning}: {client_value:,.4g}, {standing(all_values, client_value)} of all past clients."
+        if words and len(group_values):
+            sentence += f" Among {who}: {standing(group_values, client_value)}."
+    neighbours = store.neighbours(sk_id)
+    repaid = int((neighbours["outcome"] == "repaid").sum()) if len(neighbours) else 0
+    return Comparison(feature=feature, meaning=meaning, client_value=client_value, all_values=all_values,
+                      group_values=group_values, group_words=f"{who}: {len(group):,} clients", sentence=sentence,
+                      neighbours=neighbours,
+                      neighbours_sentence=(f"Of the {len(neighbours)} past clients most like this one, {repaid} repaid without "
+                                           "difficulty." if len(neighbours) else "No similar past client on file."))
+
+
+def standing(values: np.ndarray, value: float) -> str:
+    if not len(values):
+        return "no one to compare with"
+    below, above = float((values < value).mean()), float((values > value).mean())
+    return f"higher than {below:.0%}" if below >= above else f"lower than {above:.0%}"
+
+
+# --- what-if ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WhatIf:
+    before: pd.Series
+    after: pd.Series
+    sentence: str
+    reasons: list[str]
+
+
+def what_if(store: SnapshotStore, sk_id: int, amount: float, annuity: float, goods_price: float) -> WhatIf:
+    """Re-score the application with other amounts through the nightly SQL models and the
+    champion (the API's on-demand path); the stored decision is not touched."""
+    if min(amount, annuity) <= 0 or goods_price < 0 or annuity > amount:
+        raise ValueError("the amount and the repayment must be positive, and the repayment no larger than the amount")
+    a = store.applicant(sk_id)
+    application = a.application.drop(labels=["partition_date"], errors="ignore").to_frame().T
+    application = application.assign(AMT_CREDIT=float(amount), AMT_ANNUITY=float(annuity), AMT_GOODS_PRICE=float(goods_price))
+    application = ondemand.typed(ondemand.APPLICATION, application)
+    after = ondemand.score(ondemand.Batch(application), store.model(), store.dictionary(), store.path,
+                           search_counterfactuals=False).iloc[0]
+    before = a.row
+    moved = "falls" if after["probability_of_default"] < before["probability_of_default"] else "rises"
+    same = after["decision"] == before["decision"]
+    sentence = (f"With these amounts the probability of default {moved} from {before['probability_of_default']:.1%} to "
+                f"{after['probability_of_default']:.1%}: {DECISIONS[after['decision']][1].lower()}"
+                + (", as before." if same else f" instead of {DECISIONS[before['decision']][1].lower()}."))
+    return WhatIf(before=before, after=after, sentence=sentence, reasons=scoring.reasons_of(after))
+
+
+# --- supervisors -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Supervision:
+    volumes: pd.DataFrame  # night x decision counts
+    probabilities: np.ndarray
+    psi: pd.DataFrame
+    drift_night: str | None
+    fairness: pd.DataFrame
+    fairness_flags: list[str]
+    history: pd.DataFrame
+
+
+def supervision(store: SnapshotStore) -> Supervision:
+    scored = store.table("scored_applications")
+    volumes = scored.pivot_table(index="partition_date", columns="decision", values="SK_ID_CURR", aggfunc="count", fill_value=0)
+    volumes = volumes.reindex(columns=list(DECISIONS), fill_value=0).sort_index()
+    psi = store.table("monitoring_psi")
+    night = str(psi["partition_date"].max()) if len(psi) else None
+    latest = psi[psi["partition_date"] == night].sort_values("psi_excess", ascending=False) if night else psi
+    fairness = store.table("model_fairness")
+    flags = [f"{r['attribute']} = {r['group']}: approved {r['disparate_impact']:.2f} times as often as the most approved group"
+             for r in fairness.to_dict("records") if r.get("four_fifths_flag")]
+    return Supervision(volumes=volumes, probabilities=scored["probability_of_default"].to_numpy(), psi=latest,
+                       drift_night=night, fairness=fairness, fairness_flags=flags, history=store.table("model_history"))
