@@ -1,20 +1,30 @@
-"""The Panel dashboard: its data store without a browser, then the served page in headless Chromium."""
+"""The dashboard: its view models without a server, then the served page in headless Chromium
+(sign-in, odd click orders, every view, accessibility with axe-core, the access log)."""
 
+import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urljoin, urlparse
 
 import duckdb
+import numpy as np
 import pytest
 
+from credit_dagster import scoring
+from credit_dagster.api import audit
+from panel_app import auth
+from panel_app import view_model as vm
 from panel_app.data_store import SnapshotStore
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = Path(os.environ.get("CREDIT_SCREENSHOTS", Path(__file__).resolve().parents[1] / "artifacts" / "dashboard"))
+PASSWORD = "a long enough passphrase"
 
 
 @pytest.fixture(scope="module")
@@ -22,18 +32,120 @@ def snapshot_file(scored_home) -> Path:
     return scored_home / "serving" / "serving.duckdb"
 
 
-def test_store_lists_filters_and_explains(snapshot_file):
-    store = SnapshotStore(snapshot_file)
-    everything = store.decisions()
-    refused = store.decisions(decision="refused")
-    assert len(everything) > len(refused) > 0 and set(refused["decision"]) == {"refused"}
-    sk_id = int(refused.iloc[0]["SK_ID_CURR"])
-    assert set(store.decisions(search=str(sk_id))["SK_ID_CURR"]) == {sk_id}
-    applicant = store.applicant(sk_id)
-    assert applicant.row["decision"] == "refused" and 1 <= len(applicant.reasons) <= 4
-    assert applicant.comparison["meaning"].notna().all() and len(applicant.comparison) > 5
+@pytest.fixture(scope="module")
+def store(snapshot_file) -> SnapshotStore:
+    return SnapshotStore(snapshot_file)
+
+
+def test_list_filters_and_the_one_selection(store):
+    everything = vm.listing(store, None, None, "")
+    refused = vm.listing(store, None, scoring.REFUSED, "")
+    assert len(everything.options) > len(refused.options) > 0
+    assert all("Refused" in label for label in refused.options)
+    first = next(iter(refused.options.values()))
+    # the shown application stays when still listed, else the first listed, else none
+    assert vm.follow(refused.options, first) == first
+    granted = next(i for i in everything.options.values() if i not in refused.options.values())
+    assert vm.follow(refused.options, granted) == first
+    assert vm.follow({}, first) is None
+    narrowed = vm.listing(store, None, None, str(first))
+    assert set(narrowed.options.values()) == {first}
+    # malformed and unknown numbers: a message, no list, nothing typed reaches SQL
+    for text in ("12a", "1; drop table scored_applications", "' or 1=1 --"):
+        bad = vm.listing(store, None, None, text)
+        assert bad.options == {} and "not an application number" in bad.message
+    assert "No applications match" in vm.listing(store, None, None, "99999999").message
     with pytest.raises(KeyError, match="not in the snapshot"):
         store.applicant(1)
+
+
+def test_client_view_explains_in_client_words(store):
+    scored = store.table("scored_applications")
+    for decision in (scoring.GRANTED, scoring.REFUSED):
+        sk_id = int(scored.loc[scored["decision"] == decision, "SK_ID_CURR"].iloc[0])
+        v = vm.client_view(store, sk_id)
+        assert v.icon and v.decision.lower().startswith(decision.split()[0])
+        assert ("although it was granted" in v.reasons_heading) == (decision == scoring.GRANTED)
+        assert f"{v.probability:.1%}" in v.band_sentence
+        # the legend's band for the client's grade holds the client's probability
+        low, high = _band(dict(v.grade_legend)[v.grade])
+        assert low <= v.probability < high
+        assert all(value.endswith(vm.currency()) or value == "not given"
+                   for label, value in v.application["The loan asked for"] if "Amount" in label or "Repayment" in label)
+    # missing information is never worded as a fault
+    assert not scored[[f"reason_{i}" for i in range(1, 5)]].stack().str.contains("not known").any()
+
+
+def _band(text: str) -> tuple[float, float]:
+    numbers = [float(x) / 100 for x in __import__("re").findall(r"(\d+)%", text)]
+    if "under" in text:
+        return 0.0, numbers[0]
+    if "or more" in text:
+        return numbers[0], 1.0
+    return numbers[0], numbers[1]
+
+
+def test_stored_contributions_add_up_to_the_score(store):
+    contributions = store.table("applicant_contributions")
+    totals = contributions.groupby("SK_ID_CURR")["contribution"].sum()
+    raw = store.table("scored_applications").set_index("SK_ID_CURR")["raw_score"]
+    assert len(totals) == len(raw)
+    np.testing.assert_allclose(totals.loc[raw.index].to_numpy(), raw.to_numpy(), atol=1e-6)
+    sk_id = int(raw.index[0])
+    bars = vm.client_view(store, sk_id).contributions
+    assert bars[0].label == "A typical applicant" and len(bars) == scoring.TOP_CONTRIBUTIONS + 2
+
+
+def test_what_if_is_the_nightly_score_when_nothing_changes(store):
+    scored = store.table("scored_applications")
+    row = scored[scored["decision"] != scoring.GRANTED].iloc[0]
+    app = store.applicant(int(row["SK_ID_CURR"])).application
+    same = vm.what_if(store, int(row["SK_ID_CURR"]), app["AMT_CREDIT"], app["AMT_ANNUITY"], app["AMT_GOODS_PRICE"])
+    assert abs(same.after["probability_of_default"] - row["probability_of_default"]) < 1e-9
+    assert same.reasons == scoring.reasons_of(row)
+    smaller = vm.what_if(store, int(row["SK_ID_CURR"]), app["AMT_CREDIT"] / 2, app["AMT_ANNUITY"] / 2, app["AMT_GOODS_PRICE"] / 2)
+    assert smaller.after["probability_of_default"] != row["probability_of_default"]
+    assert store.table("scored_applications").equals(scored)  # a simulation stores nothing
+    with pytest.raises(ValueError, match="positive"):
+        vm.what_if(store, int(row["SK_ID_CURR"]), -1, 10, 10)
+
+
+def test_nearest_past_clients_match_a_brute_force_search(store):
+    from credit_dagster.neighbours import standardize
+
+    reference = store.table("reference_population")
+    applicants = store.table("applicant_features").pivot_table(index="SK_ID_CURR", columns="feature", values="value",
+                                                               dropna=False).reset_index()
+    features = [c for c in store.compared_features() if c in applicants]
+    ref, app = standardize(reference, reference, features), standardize(reference, applicants, features)
+    similar = store.table("similar_clients")
+    for i in range(0, len(applicants), max(1, len(applicants) // 10)):
+        sk_id = int(applicants["SK_ID_CURR"].iloc[i])
+        expected = np.sort(np.sqrt(((ref - app[i]) ** 2).sum(axis=1)))[:5]
+        got = similar[similar["SK_ID_CURR"] == sk_id].sort_values("rank")["distance"].to_numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+    neighbours = store.neighbours(int(applicants["SK_ID_CURR"].iloc[0]))
+    assert set(neighbours["outcome"]) <= {"repaid", "had payment difficulties"} and "SK_ID_CURR" not in neighbours
+
+
+def test_compare_with_a_group_the_user_picks(store):
+    sk_id = int(store.table("scored_applications")["SK_ID_CURR"].iloc[0])
+    feature = store.compared_features()[0]
+    everyone = vm.compare(store, sk_id, feature, [])
+    group = vm.compare(store, sk_id, feature, ["type of income", "type of loan"])
+    details = store.applicant(sk_id).details
+    reference = store.table("reference_population")
+    expected = reference[(reference["NAME_INCOME_TYPE"] == details["NAME_INCOME_TYPE"])
+                         & (reference["NAME_CONTRACT_TYPE"] == details["NAME_CONTRACT_TYPE"])][feature].dropna()
+    assert len(group.group_values) == len(expected) < len(everyone.all_values)
+    assert details["NAME_INCOME_TYPE"] in group.group_words
+
+
+def test_supervision_counts_every_decision(store):
+    s = vm.supervision(store)
+    scored = store.table("scored_applications")
+    assert int(s.volumes.to_numpy().sum()) == len(scored)
+    assert s.history["champion"].sum() == 1 and len(s.psi) > 0
 
 
 def test_store_sees_a_new_night_without_restart(snapshot_file, tmp_path):
@@ -47,62 +159,213 @@ def test_store_sees_a_new_night_without_restart(snapshot_file, tmp_path):
     assert len(store.decisions()) < before
 
 
+def test_passwords_are_stored_hashed_and_private(tmp_path):
+    users = tmp_path / "users.json"
+    auth.set_user("alice", PASSWORD, users)
+    stored = json.loads(users.read_text())["alice"]
+    assert PASSWORD not in users.read_text() and stored.startswith("scrypt$")
+    assert stat.S_IMODE(users.stat().st_mode) == 0o600
+    assert auth.verify_password(PASSWORD, stored) and not auth.verify_password(PASSWORD + "x", stored)
+    with pytest.raises(ValueError, match="12 characters"):
+        auth.set_user("bob", "short", users)
+    assert auth.remove_user("alice", users) and auth.read_users(users) == {}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def served(snapshot_file, tmp_path_factory):
+def start_server(env: dict, log: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    env = {**os.environ, "CREDIT_SERVING_SNAPSHOT": str(snapshot_file)}
-    log = open(tmp_path_factory.mktemp("panel") / "server.log", "wb")  # noqa: SIM115 - closed in teardown
-    proc = subprocess.Popen([sys.executable, "-m", "panel_app.app", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "panel_app.app", "--port", str(port)], env={**os.environ, **env},
+                                stdout=out, stderr=subprocess.STDOUT)
     deadline = time.time() + 60
-    while time.time() < deadline:
+    while time.time() < deadline and proc.poll() is None:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
+            return proc, port
         except OSError:
-            time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}/app"
+            time.sleep(0.3)
+    raise AssertionError(f"the dashboard did not start: {log.read_text()}")
+
+
+def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:  # Tornado can linger on open websockets; the test is over
         proc.kill()
         proc.wait(timeout=10)
-    log.close()
+
+
+@pytest.fixture(scope="module")
+def served(scored_home, snapshot_file, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dashboard")
+    auth.set_user("alice", PASSWORD, folder / "users.json")
+    env = {"CREDIT_HOME": str(scored_home), "CREDIT_SERVING_SNAPSHOT": str(snapshot_file),
+           "CREDIT_DASHBOARD_USERS": str(folder / "users.json"), "CREDIT_DASHBOARD_ACCESS_DIR": str(folder / "access"),
+           "CREDIT_DASHBOARD_COOKIE_SECRET": "test-secret-" + "x" * 32}
+    proc, port = start_server(env, folder / "server.log")
+    yield f"http://127.0.0.1:{port}", folder / "access"
+    stop(proc)
+
+
+def test_dashboard_refuses_to_start_without_any_sign_in(tmp_path):
+    env = {**os.environ, "CREDIT_HOME": str(tmp_path), "CREDIT_DASHBOARD_USERS": str(tmp_path / "none.json")}
+    env.pop("CREDIT_DASHBOARD_OAUTH_PROVIDER", None)
+    done = subprocess.run([sys.executable, "-m", "panel_app.app", "--port", str(free_port())], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "dashboard-user add" in done.stderr
 
 
 @pytest.mark.browser
-def test_dashboard_in_a_real_browser(served, snapshot_file, tmp_path):
+def test_oidc_sign_in_is_configured_by_environment(tmp_path):
+    """With a generic OIDC provider configured, the page sends the browser to its authorize URL."""
+    import urllib.request
+
+    env = {"CREDIT_HOME": str(tmp_path), "CREDIT_DASHBOARD_OAUTH_PROVIDER": "generic", "PANEL_OAUTH_KEY": "credit-dashboard",
+           "PANEL_OAUTH_SECRET": "s3cret", "CREDIT_DASHBOARD_COOKIE_SECRET": "c" * 40,
+           "PANEL_OAUTH_EXTRA_PARAMS": json.dumps({"AUTHORIZE_URL": "http://idp.bank.internal/authorize",
+                                                   "TOKEN_URL": "http://idp.bank.internal/token",
+                                                   "USER_URL": "http://idp.bank.internal/userinfo"})}
+    proc, port = start_server(env, tmp_path / "server.log")
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    try:
+        opener = urllib.request.build_opener(NoRedirect)
+        location, url = None, f"http://127.0.0.1:{port}/app"
+        for _ in range(3):  # /app -> /login -> the identity provider (never contacted)
+            if urlparse(url).hostname != "127.0.0.1":
+                break
+            try:
+                opener.open(url)
+                break
+            except urllib.error.HTTPError as redirect:
+                location = urljoin(url, redirect.headers["Location"])
+                url = location
+        assert location and location.startswith("http://idp.bank.internal/authorize") and "client_id=credit-dashboard" in location
+    finally:
+        stop(proc)
+
+
+def _shown(page) -> tuple[str | None, str | None]:
+    """(application highlighted in the list, application the detail shows)."""
+    highlighted = page.locator("select[size]").evaluate("e => e.selectedIndex < 0 ? null : e.options[e.selectedIndex].text")
+    heading = page.locator("h2").filter(has_text="Application").or_(page.locator("h2").filter(has_text="No applications match"))
+    text = heading.first.inner_text(timeout=30_000)
+    return (highlighted.split(" ")[0] if highlighted else None,
+            None if "No applications match" in text else text.split()[1].rstrip(":?"))
+
+
+def _settled(page) -> tuple[str | None, str | None]:
+    deadline = time.time() + 30
+    while True:
+        listed, shown = _shown(page)
+        if listed == shown or time.time() > deadline:
+            return listed, shown
+        time.sleep(0.3)
+
+
+@pytest.mark.browser
+def test_dashboard_in_a_real_browser(served, store):
+    from axe_playwright_python.sync_playwright import Axe
     from playwright.sync_api import sync_playwright
 
-    store = SnapshotStore(snapshot_file)
+    base, access = served
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     refused = store.decisions(decision="refused")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
         outside = []
         # anything fetched from another host over the network (blob: and data: URLs stay in the page)
         page.on("request", lambda r: outside.append(r.url)
                 if urlparse(r.url).scheme in ("http", "https", "ws", "wss") and urlparse(r.url).hostname != "127.0.0.1" else None)
-        page.goto(served)
-        page.wait_for_selector("text=What weighed most against this application", timeout=60_000)
-        assert page.get_by_text("SYNTHETIC DATA").count() == 1
-        first = store.decisions().iloc[0]
-        assert page.get_by_text(f"Application {int(first['SK_ID_CURR'])}").count() >= 1
-        # filter to refusals, open one, and read its reasons and what would change the decision
-        page.locator("select").nth(1).select_option("refused")
-        target = int(refused.iloc[1]["SK_ID_CURR"])
-        page.get_by_role("gridcell", name=str(target), exact=True).click()
-        page.wait_for_selector(f"text=Application {target}", timeout=30_000)
-        expected = store.applicant(target)
-        assert page.get_by_text(expected.reasons[0]).count() >= 1
-        assert page.get_by_text(expected.row["counterfactual"][:40]).count() >= 1
-        page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+        page.goto(f"{base}/app")
+        assert page.locator("html").get_attribute("lang") == "en"
+        page.fill("#username", "alice")
+        page.fill("#password", "wrong password!")
+        page.click("button[type=submit]")
+        page.wait_for_selector("text=Invalid username or password")
+        page.fill("#username", "alice")
+        page.fill("#password", PASSWORD)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("text=What weighed most", timeout=60_000)
+        assert "Credit decisions" in page.title() and page.locator("html").get_attribute("lang") == "en"
+        assert page.get_by_text("SYNTHETIC DATA").count() >= 1 and page.get_by_text("Signed in as").count() == 1
+        listed, shown = _settled(page)
+        assert listed == shown is not None
+
+        # odd orders: filter, search, click, nonsense, clear, night, keyboard; the detail follows every time
+        search = page.get_by_placeholder("e.g. 1002")
+        target = str(int(refused.iloc[2]["SK_ID_CURR"]))
+        steps = [
+            lambda: page.locator("select").nth(1).select_option("refused"),
+            lambda: page.locator("select[size]").select_option(label=next(lab for lab in
+                                                                          page.locator("select[size] option").all_inner_texts()
+                                                                          if lab.startswith(target))),
+            lambda: (search.fill(target[:4]), search.press("Enter")),
+            lambda: page.locator("select").nth(1).select_option("granted"),
+            lambda: (search.fill("zz9"), search.press("Enter")),
+            lambda: (search.fill(""), search.press("Enter")),
+            lambda: page.locator("select").nth(0).select_option(index=1),
+            lambda: (page.locator("select[size]").focus(), page.keyboard.press("ArrowDown"), page.keyboard.press("ArrowDown")),
+            lambda: page.locator("select").nth(1).select_option("(all)"),
+        ]
+        seen = []
+        for step in steps:
+            step()
+            time.sleep(0.8)
+            listed, shown = _settled(page)
+            assert listed == shown, f"the list highlights {listed} while the detail shows {shown} (after step {len(seen)})"
+            seen.append(shown)
+        assert None in seen and target in seen  # a search with no match cleared the detail; the click showed the target
+        assert page.get_by_text("is not an application number").count() == 0  # "zz9" message replaced by the next search
+
+        # keyboard only: Tab to a view button and open it with Enter
+        page.get_by_role("button", name="Compare").focus()
+        page.keyboard.press("Enter")
+        page.wait_for_selector("text=compared with past clients", timeout=30_000)
+        page.wait_for_selector("text=past clients most like this one", timeout=30_000)
+        page.get_by_role("button", name="What if").click()
+        page.wait_for_selector("text=asked for something else", timeout=30_000)
+        page.get_by_role("button", name="Re-score with these amounts").click()
+        page.wait_for_selector("text=Simulated:", timeout=60_000)
+        page.get_by_role("button", name="Supervisor").click()
+        page.wait_for_selector("text=Model history", timeout=30_000)
+        page.get_by_role("button", name="Decision").click()
+        page.wait_for_selector("text=What moved the score", timeout=30_000)
+
+        violations = [v for v in Axe().run(page).response["violations"] if v["impact"] in ("serious", "critical")]
+        assert violations == [], [(v["id"], v["help"], [n["target"] for n in v["nodes"][:3]]) for v in violations]
+        small = page.evaluate("""() => { const out = []; const walk = root => { for (const e of root.querySelectorAll('*')) {
+            if (e.shadowRoot) walk(e.shadowRoot);
+            const own = [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+            if (own && e.checkVisibility() && parseFloat(getComputedStyle(e).fontSize) < 14)
+                out.push(e.tagName + ' ' + e.textContent.trim().slice(0, 30)); } };
+            walk(document); return out; }""")
+        assert small == [], small
+        page.screenshot(path=str(SCREENSHOTS / "decision_1440.png"), full_page=True)
+        page.set_viewport_size({"width": 640, "height": 1000})
+        time.sleep(1)
+        overflow = page.evaluate("() => document.documentElement.scrollWidth")
+        assert overflow <= 660, f"the page is {overflow}px wide at 640px: it does not reflow"
+        page.screenshot(path=str(SCREENSHOTS / "decision_640.png"), full_page=True)
+
+        assert page.request.get(f"{base}/reports/model_card.html").ok  # served, behind the same sign-in
+        page.goto(f"{base}/logout")
+        page.wait_for_selector("text=You are signed out")
+        page.goto(f"{base}/app")
+        page.wait_for_selector("#username")
         browser.close()
     assert outside == []  # offline: every resource came from the dashboard's own server
+    log, problems = audit.read(access, prefix="access_")
+    assert problems == [] and {"sign-in", "sign-in refused", "view decision", "compare", "simulation"} <= set(log["event"])
+    assert set(log.loc[log["event"] == "view decision", "user"]) == {"alice"}
