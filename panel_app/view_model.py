@@ -9,12 +9,13 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pandas as pd
 
 from credit_dagster import ondemand, scoring
+from credit_dagster.ml.scorecard import Scorecard
 from panel_app.data_store import SnapshotStore
 
 LIST_LIMIT = 300  # rows offered in the list at once; the search narrows the rest
@@ -124,8 +125,16 @@ def band_sentence(pd_: float, low: float, high: float) -> str:
             f"and from {high:.1%} it is refused; this client's probability of default is {pd_:.1%}.")
 
 
+def scorecard(summary: pd.Series) -> Scorecard:
+    """The champion's scorecard as the snapshot publishes it (scorecard_* columns)."""
+    values = {k.removeprefix("scorecard_"): v for k, v in summary.items() if k.startswith("scorecard_")}
+    if "grade_bounds" in values:
+        values["grade_bounds"] = tuple(float(b) for b in str(values["grade_bounds"]).split(","))
+    return Scorecard(**{k: v for k, v in values.items() if k in {f.name for f in fields(Scorecard)}})
+
+
 def grade_legend(summary: pd.Series) -> list[tuple[str, str]]:
-    bounds = [float(b) for b in str(summary.get("scorecard_grade_bounds", "0.02,0.05,0.1,0.2")).split(",")]
+    bounds = scorecard(summary).grade_bounds
     legend = []
     for i, grade in enumerate("ABCDE"):
         if i == 0:
@@ -139,7 +148,8 @@ def grade_legend(summary: pd.Series) -> list[tuple[str, str]]:
 
 
 def points_sentence(summary: pd.Series) -> str:
-    base, odds, double = (summary.get(k) for k in ("scorecard_base_points", "scorecard_base_odds", "scorecard_points_to_double"))
+    card = scorecard(summary)
+    base, odds, double = card.base_points, card.base_odds, card.points_to_double
     return (f"More points means less risk: {base:.0f} points means {odds:.0f} clients repay for every one who does not, "
             f"and every {double:.0f} points more doubles those odds.")
 
@@ -173,12 +183,13 @@ def client_view(store: SnapshotStore, sk_id: int) -> ClientView:
 def contribution_bars(rows: pd.DataFrame, meanings: dict[str, str], summary: pd.Series) -> list[Bar]:
     """The stored TreeSHAP contributions (log-odds) as points: a higher log-odds of default is
     fewer points, at `points_to_double / ln 2` points per unit."""
-    per_unit = float(summary.get("scorecard_points_to_double", 20.0)) / math.log(2)
-    offset = float(summary.get("scorecard_base_points", 600.0)) - per_unit * math.log(float(summary.get("scorecard_base_odds", 50.0)))
+    card = scorecard(summary)
+    per_unit = card.points_to_double / math.log(2)
     bars = []
     for r in rows.sort_values("rank").to_dict("records"):
         if r["feature"] == scoring.BASE:  # where the chart starts: a typical applicant's points
-            bars.append(Bar(label="A typical applicant", points=offset - float(r["contribution"]) * per_unit))
+            start = float(card.points(1 / (1 + math.exp(-float(r["contribution"])))))
+            bars.append(Bar(label="A typical applicant", points=start))
             continue
         elif r["feature"] == scoring.OTHER:
             label = "Everything else on file"
