@@ -9,13 +9,15 @@ holds: the history feature tables the serving snapshot publishes (`history_<mode
 
 from __future__ import annotations
 
-import uuid
+import atexit
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from credit_dagster import scoring, settings, sql_models
 from credit_dagster.ml.registry import RegisteredModel
@@ -24,6 +26,7 @@ from credit_dagster.sources import SOURCE_TABLES
 APPLICATION = "application_test"
 HISTORY_TABLES = ("bureau", "bureau_balance", "previous_application", "pos_cash_balance", "installments_payments", "credit_card_balance")
 SUBMITTED, STORED, NONE = "submitted", "stored", "none"
+_ARROW_TYPES = {"BIGINT": pa.int64(), "INTEGER": pa.int32(), "DOUBLE": pa.float64(), "VARCHAR": pa.string()}
 _PANDAS_TYPES = {"BIGINT": "Int64", "INTEGER": "Int64", "DOUBLE": "Float64", "VARCHAR": "object"}
 
 
@@ -48,6 +51,14 @@ def history_models() -> list[str]:
             and ("raw", "application_train") not in m.sources]
 
 
+def arrow_rows(table: str, rows: pd.DataFrame) -> pa.Table:
+    """`rows` as an Arrow table with every declared column of `table` in its type: one
+    conversion in C++, where a per-column pandas astype costs more than scoring the row."""
+    columns = SOURCE_TABLES[table].columns
+    schema = pa.schema([(c, _ARROW_TYPES[t]) for c, t in columns.items()])
+    return pa.Table.from_pandas(rows.reindex(columns=list(columns)), schema=schema, preserve_index=False)
+
+
 def typed(table: str, rows: pd.DataFrame) -> pd.DataFrame:
     """Rows with every declared column of `table`, in nullable pandas types DuckDB maps one to one."""
     columns = SOURCE_TABLES[table].columns
@@ -55,19 +66,135 @@ def typed(table: str, rows: pd.DataFrame) -> pd.DataFrame:
     return frame.astype({c: _PANDAS_TYPES[t] for c, t in columns.items()})
 
 
-def _load(con: duckdb.DuckDBPyConnection, schema: str, table: str, rows: pd.DataFrame | None) -> None:
-    columns = ", ".join(f'"{c}" {t}' for c, t in SOURCE_TABLES[table].columns.items())
-    con.execute(f"create table {schema}.{table} ({columns})")
-    if rows is not None and len(rows):
-        name = f"rows_{table}"
-        con.register(name, typed(table, rows))
-        con.execute(f"insert into {schema}.{table} by name select * from {name}")
-        con.unregister(name)
+class Workspace:
+    """A private in-memory DuckDB where on-demand scoring runs, kept for the life of a thread.
+
+    Its tables and views are created once: the history tables in the layout of the sources,
+    the history models as tables (filled per call from the submitted rows or the stored
+    history), and the models that read the application as views over the submitted
+    applications and their counterfactual variants (`scoring.variants_sql`; the unchanged
+    application is the step amount 1, term 1). A call registers its rows and runs one
+    features query, where creating every model again would spend more time in DuckDB's
+    planner than in running them on a few rows. One workspace is never used by two threads
+    at once."""
+
+    RAW, FEATURES = "od", "od_features"
+    SUBMITTED = "submitted_application"  # the name the call's applications are registered under
+    UNCHANGED = pd.DataFrame({"amount": [1.0], "term": [1.0]})
+
+    def __init__(self) -> None:
+        models, reading_application = _models()
+        self.con = duckdb.connect(config={"threads": settings.threads()})
+        self._stored: tuple | None = None  # (path, inode, mtime) of the attached snapshot
+        self._published: set[str] = set()
+        self._filled: set[str] = set()  # history tables holding rows of the last call
+        self._searched: bool | None = None  # which steps cf_steps holds
+        for name in (self.RAW, self.FEATURES):
+            self.con.execute(f"create schema {name}")
+        for table in ("application_train", *HISTORY_TABLES):
+            self.con.execute(f"create table {self.RAW}.{table} ({_columns_sql(table)})")
+        self.con.execute("create table cf_steps (amount DOUBLE, term DOUBLE)")
+        self.con.register(self.SUBMITTED, arrow_rows(APPLICATION, pd.DataFrame()))
+        self.con.execute(f"create view {self.RAW}.{APPLICATION} as "
+                         + scoring.variants_sql(self.SUBMITTED, f"(select SK_ID_CURR from {self.SUBMITTED})", "cf_steps"))
+        schemas = {"raw": self.RAW, "features": self.FEATURES}
+        self.history = [m for m in models if m.name not in reading_application]
+        for m in models:
+            if m.name in reading_application:
+                sql_models.create_view(self.con, m, schemas=schemas)
+            else:  # on the empty raw tables: the model's columns and types, no rows
+                sql_models.build_model(self.con, m, schemas=schemas)
+        self.con.unregister(self.SUBMITTED)
+
+    def load_history(self, history: dict[str, pd.DataFrame]) -> None:
+        """Replace the history rows by `history` (tables not given are left empty) and build
+        their history features."""
+        for table in self._filled - set(history):
+            self.con.execute(f"delete from {self.RAW}.{table}")
+        for table, rows in history.items():
+            self.con.execute(f"delete from {self.RAW}.{table}")
+            self.con.register("rows_in", arrow_rows(table, rows))
+            self.con.execute(f"insert into {self.RAW}.{table} by name select * from rows_in")
+            self.con.unregister("rows_in")
+        for m in self.history:
+            self.con.execute(f"delete from {self.FEATURES}.{m.name}")
+            if history or self._filled:
+                sql_models.insert_model(self.con, m, schemas={"raw": self.RAW, "features": self.FEATURES})
+        self._filled = set(history)
+
+    def add_stored_history(self, ids: list[int], snapshot: Path | None) -> set[int]:
+        """Copy the published history features of `ids` into the history tables; the ids found."""
+        alias = self._attach(snapshot)
+        if not ids or alias is None:
+            return set()
+        # a list of constants (ints, never text) is a filter DuckDB checks against each row
+        # group's min and max, where a join with a table of ids would scan every row
+        listed = ", ".join(str(int(i)) for i in ids)
+        copied = [m.name for m in self.history if f"history_{m.name}" in self._published]
+        for name in copied:
+            self.con.execute(f"""insert into {self.FEATURES}.{name} by name
+                                 select * from {alias}.history_{name} where SK_ID_CURR in ({listed})""")
+        if not copied:
+            return set()
+        found = " union ".join(f"select SK_ID_CURR from {self.FEATURES}.{name}" for name in copied)
+        return {r[0] for r in self.con.execute(found).fetchall()} & set(ids)
+
+    def features(self, applications: pd.DataFrame, searched: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The features of `applications`, and of their counterfactual variants when
+        `searched` (else none)."""
+        if searched != self._searched:
+            self.con.execute("delete from cf_steps")
+            self.con.register("steps", pd.concat([self.UNCHANGED, scoring.counterfactual_steps()]) if searched else self.UNCHANGED)
+            self.con.execute("insert into cf_steps select * from steps")
+            self.con.unregister("steps")
+            self._searched = searched
+        self.con.register(self.SUBMITTED, arrow_rows(APPLICATION, applications))
+        try:
+            rows = scoring.frame(self.con, f"select * from {self.FEATURES}.application_features")
+        finally:
+            self.con.unregister(self.SUBMITTED)
+        unchanged = (rows["cf_amount"] == 1.0) & (rows["cf_term"] == 1.0)
+        features = rows[unchanged].drop(columns=["cf_amount", "cf_term"]).reset_index(drop=True)
+        return features, rows[~unchanged].reset_index(drop=True)
+
+    def _attach(self, snapshot: Path | None) -> str | None:
+        """The snapshot attached read-only under an alias, re-attached when the file was
+        replaced (os.replace): a call reads one snapshot from start to end."""
+        if snapshot is None or not snapshot.exists():
+            return None
+        stat = snapshot.stat()
+        identity = (str(snapshot), stat.st_ino, stat.st_mtime_ns)
+        if identity != self._stored:
+            if self._stored is not None:
+                self.con.execute("detach stored")
+            self.con.execute(f"attach '{snapshot}' as stored (read_only)")
+            self._published = {r[0] for r in self.con.execute(
+                "select table_name from information_schema.tables where table_catalog = 'stored'").fetchall()}
+            self._stored = identity
+        return "stored"
 
 
-def _submitted_ids(con: duckdb.DuckDBPyConnection, schema: str) -> set[int]:
-    union = " union ".join(f"select SK_ID_CURR from {schema}.{t}" for t in HISTORY_TABLES if t != "bureau_balance")
-    return {r[0] for r in con.execute(union).fetchall()}
+_workspaces = threading.local()
+_opened: list[Workspace] = []
+
+
+def workspace() -> Workspace:
+    """This thread's workspace, created on first use."""
+    if not hasattr(_workspaces, "current"):
+        _workspaces.current = Workspace()
+        _opened.append(_workspaces.current)
+    return _workspaces.current
+
+
+@atexit.register
+def _close_workspaces() -> None:
+    # a daemon thread's locals are never collected: close its connection before DuckDB unloads
+    for ws in _opened:
+        ws.con.close()
+
+
+def _columns_sql(table: str) -> str:
+    return ", ".join(f'"{c}" {t}' for c, t in SOURCE_TABLES[table].columns.items())
 
 
 def score(batch: Batch, model: RegisteredModel, dictionary: pd.DataFrame, stored_history: Path | None,
@@ -76,28 +203,16 @@ def score(batch: Batch, model: RegisteredModel, dictionary: pd.DataFrame, stored
     (PD, points, grade, decision, reasons, counterfactual, fingerprint) and `history_source`.
     Without `search_counterfactuals` (the dashboard's what-if), the counterfactual is empty."""
     ids = batch.applications["SK_ID_CURR"].astype("int64").tolist()
-    schema = "od"  # private to this in-memory connection
-    features_schema = f"{schema}_features"
-    models, reading_application = _models()
-    with duckdb.connect(config={"threads": settings.threads()}) as con:
-        con.execute(f"create schema {schema}")
-        _load(con, schema, APPLICATION, batch.applications)
-        _load(con, schema, "application_train", None)
-        for table in HISTORY_TABLES:
-            _load(con, schema, table, batch.history.get(table))
-        submitted = _submitted_ids(con, schema) & set(ids)
-        schemas = {"raw": schema, "features": features_schema}
-        for m in models:
-            if m.name not in reading_application:
-                sql_models.build_model(con, m, schemas=schemas)
-        stored = _add_stored_history(con, features_schema, [i for i in ids if i not in submitted], stored_history)
-        for m in models:
-            if m.name in reading_application:
-                sql_models.build_model(con, m, schemas=schemas)
-        features = scoring.frame(con, f"select * from {features_schema}.application_features")
-        scored = scoring.score_frame(model, features, dictionary)
-        refused = scored.loc[scored["decision"] != scoring.GRANTED, "SK_ID_CURR"].tolist() if search_counterfactuals else []
-        cf = scoring.counterfactuals(con, model, schema, refused, work_schema=f"cf_{uuid.uuid4().hex[:8]}")
+    ws = workspace()
+    given = {t: rows for t, rows in batch.history.items() if len(rows)}
+    ws.load_history(given)
+    submitted = {int(i) for t, rows in given.items() if t != "bureau_balance" for i in rows["SK_ID_CURR"].dropna()} & set(ids)
+    stored = ws.add_stored_history([i for i in ids if i not in submitted], stored_history)
+    features, variants = ws.features(batch.applications, search_counterfactuals)
+    scored = scoring.score_frame(model, features, dictionary)
+    refused = scored.loc[scored["decision"] != scoring.GRANTED, "SK_ID_CURR"].tolist() if search_counterfactuals else []
+    cf = (scoring.describe_counterfactuals(refused, [scoring.closest_granted(model, variants[variants["SK_ID_CURR"].isin(refused)])])
+          if refused else pd.DataFrame(columns=scoring.COUNTERFACTUAL_COLUMNS))
     scored = scored.merge(cf[["SK_ID_CURR", "counterfactual"]], on="SK_ID_CURR", how="left")
     scored["history_source"] = [SUBMITTED if i in submitted else STORED if i in stored else NONE for i in scored["SK_ID_CURR"]]
     scored["unknown_categories"] = unknown_categories(model, features)
@@ -113,30 +228,6 @@ def unknown_categories(model: RegisteredModel, features: pd.DataFrame) -> list[d
             for i in range(len(features))]
 
 
-def _add_stored_history(con: duckdb.DuckDBPyConnection, features_schema: str, ids: list[int], snapshot: Path | None) -> set[int]:
-    """Copy the published history features of `ids` into this connection; the ids found."""
-    if not ids or snapshot is None or not snapshot.exists():
-        return set()
-    alias = "stored_" + uuid.uuid4().hex[:8]
-    # the file is opened once, read-only: a snapshot swapped in meanwhile (os.replace) does not
-    # change what this request reads
-    con.execute(f"attach '{snapshot}' as {alias} (read_only)")
-    try:
-        published = {r[0] for r in con.execute(
-            "select table_name from information_schema.tables where table_catalog = ?", [alias]).fetchall()}
-        con.register("stored_ids", pd.DataFrame({"SK_ID_CURR": ids}))
-        found: set[int] = set()
-        for name in history_models():
-            if f"history_{name}" not in published:
-                continue
-            con.execute(f"""insert into {features_schema}.{name} by name
-                            select * from {alias}.history_{name} where SK_ID_CURR in (select SK_ID_CURR from stored_ids)""")
-            found |= {r[0] for r in con.execute(f"select SK_ID_CURR from {features_schema}.{name}").fetchall()}
-    finally:
-        con.execute(f"detach {alias}")
-    return found & set(ids)
-
-
 def history_tables_sql(drop_schemas: list[str]) -> dict[str, str]:
     """`history_<model>` tables for the serving snapshot: each applicant's newest history
     features, from the latest drop that had them, else from the training build."""
@@ -144,6 +235,7 @@ def history_tables_sql(drop_schemas: list[str]) -> dict[str, str]:
     for name in history_models():
         sources = [f"select *, {i} as _rank from {s}_features.{name}" for i, s in enumerate(sorted(drop_schemas, reverse=True))]
         sources.append(f"select *, {len(drop_schemas)} as _rank from features.{name}")
+        # sorted by applicant: a lookup of a few ids reads only the row groups that hold them
         tables[f"history_{name}"] = (f"select * exclude (_rank) from ({' union all by name '.join(sources)}) "
-                                     "qualify row_number() over (partition by SK_ID_CURR order by _rank) = 1")
+                                     "qualify row_number() over (partition by SK_ID_CURR order by _rank) = 1 order by SK_ID_CURR")
     return tables

@@ -9,6 +9,7 @@ feature models and the same model, so every suggestion is a real re-score, not a
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 
 import duckdb
@@ -19,6 +20,10 @@ from credit_dagster import sql_models
 from credit_dagster.ml.registry import RegisteredModel
 from credit_dagster.ml.scorecard import Scorecard
 from credit_dagster.sources import SOURCE_TABLES
+
+# `frame` reads a DB-API result as Arrow on purpose (see there): the copy DuckDB warns of is
+# cheaper than planning the query twice
+warnings.filterwarnings("ignore", message=r"\s*Arrow output on a DB-API result", category=UserWarning)
 
 GRANTED, REFUSED, REFER = "granted", "refused", "refer to an advisor"
 N_REASONS = 4
@@ -87,12 +92,12 @@ def reason_texts(
 ) -> tuple[list[list[str]], list[list[str]]]:
     """For each row, up to k features that raised the risk most, as (texts, feature names)."""
     features = list(matrix.columns)
-    info = dictionary.set_index("feature")
-    meanings = [info["meaning"].get(f, f) for f in features]
+    info = dictionary.drop_duplicates("feature").set_index("feature").reindex(features)
+    meanings = [m if isinstance(m, str) else f for f, m in zip(features, info["meaning"], strict=True)]
     medians_row = [medians.get(f) for f in features]
     groups_of = [next((g for key, g in REASON_GROUPS.items() if key in f), f) for f in features]
     no_history = [next((text for prefix, text in NO_HISTORY.items() if f.startswith(prefix)), None) for f in features]
-    protected = np.array([bool(info["protected"].get(f, False)) for f in features])
+    protected = info["protected"].fillna(False).astype(bool).to_numpy()
     contrib = contributions[:, : len(features)].copy()
     contrib[:, protected] = -np.inf  # a protected attribute is never given as a reason
     # only the strongest few per row can be among the reasons (groups may skip some)
@@ -199,8 +204,9 @@ def _display(value) -> str | None:
 
 def frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
     """A query's rows through Arrow: on a few rows DuckDB's `df()` spends more time filling
-    null masks column by column than the query itself (the model matrix is the same)."""
-    return con.sql(sql).to_arrow_table().to_pandas()
+    null masks column by column than the query itself (the model matrix is the same), and
+    a relation (`con.sql`) would plan the query twice, once to bind it and once to run it."""
+    return con.execute(sql).to_arrow_reader().read_all().to_pandas()
 
 
 def models_reading(models: list[sql_models.SqlModel], table: str) -> set[str]:
@@ -210,6 +216,44 @@ def models_reading(models: list[sql_models.SqlModel], table: str) -> set[str]:
         if affected & set(model.refs):
             affected.add(model.name)
     return affected
+
+
+COUNTERFACTUAL_COLUMNS = ["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "counterfactual"]
+
+
+def counterfactual_steps() -> pd.DataFrame:
+    """The changes searched: every (share of the amount, stretch of the term) but no change."""
+    return pd.DataFrame([(a, t) for a in AMOUNT_STEPS for t in TERM_STEPS if (a, t) != (1.0, 1.0)], columns=["amount", "term"])
+
+
+def variants_sql(application: str, ids: str, steps: str) -> str:
+    """The raw applications of the ids in relation `ids`, once per step of relation `steps`,
+    with the amount and repayment changed and the step kept as cf_amount and cf_term."""
+    return f"""select a.* replace (a.AMT_CREDIT * s.amount as AMT_CREDIT, a.AMT_ANNUITY * s.amount / s.term as AMT_ANNUITY),
+                      s.amount as cf_amount, s.term as cf_term
+               from {application} a join {ids} using (SK_ID_CURR) cross join {steps} s"""
+
+
+def variant_columns(model: RegisteredModel) -> str:
+    """What the search reads of the re-scored variants."""
+    return ", ".join(f'"{c}"' for c in dict.fromkeys(["SK_ID_CURR", "cf_amount", "cf_term", "AMT_CREDIT", "AMT_ANNUITY", *model.features]))
+
+
+def closest_granted(model: RegisteredModel, variants: pd.DataFrame) -> pd.DataFrame:
+    """Per applicant, the granted variant with the smallest change: least amount given up,
+    then least term stretch."""
+    variants = variants.assign(cf_pd=model.probability(variants))
+    variants = variants[policy_of(model).decide(variants["cf_pd"].to_numpy()) == GRANTED]
+    variants = variants.assign(change=(1 - variants["cf_amount"]) + 0.1 * (variants["cf_term"] - 1))
+    return (variants.sort_values(["SK_ID_CURR", "change"]).groupby("SK_ID_CURR").head(1)
+            [["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "AMT_CREDIT", "AMT_ANNUITY"]])
+
+
+def describe_counterfactuals(ids: list[int], best: list[pd.DataFrame]) -> pd.DataFrame:
+    """One row per id: the closest granted change found (or none) and its sentence."""
+    result = pd.DataFrame({"SK_ID_CURR": ids}).merge(pd.concat(best), on="SK_ID_CURR", how="left")
+    result["counterfactual"] = [_describe(r) for r in result.itertuples()]
+    return result.drop(columns=["AMT_CREDIT", "AMT_ANNUITY"])
 
 
 def counterfactuals(
@@ -227,8 +271,7 @@ def counterfactuals(
     since changing the amount asked changes no history. Applicants are searched in chunks, so
     memory stays bounded on a large night."""
     if not ids:
-        return pd.DataFrame(columns=["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "counterfactual"])
-    steps = pd.DataFrame([(a, t) for a in AMOUNT_STEPS for t in TERM_STEPS if (a, t) != (1.0, 1.0)], columns=["amount", "term"])
+        return pd.DataFrame(columns=COUNTERFACTUAL_COLUMNS)
     raw, feats = f"{work_schema}_raw", f"{work_schema}_features"
     models = sql_models.discover()
     rebuilt = models_reading(models, "application_test")
@@ -239,30 +282,19 @@ def counterfactuals(
     for m in models:
         if m.name not in rebuilt:
             con.execute(f"create or replace view {feats}.{m.name} as select * from {drop_schema}_features.{m.name}")
-    con.register("cf_steps", steps)
-    columns = ", ".join(f'"{c}"' for c in dict.fromkeys(["SK_ID_CURR", "cf_amount", "cf_term", "AMT_CREDIT", "AMT_ANNUITY", *model.features]))
+    con.register("cf_steps", counterfactual_steps())
     best = []
     for start in range(0, len(ids), chunk):
         con.register("cf_ids", pd.DataFrame({"SK_ID_CURR": ids[start : start + chunk]}))
-        con.execute(f"""create or replace table {raw}.application_test as
-            select a.* replace (a.AMT_CREDIT * s.amount as AMT_CREDIT, a.AMT_ANNUITY * s.amount / s.term as AMT_ANNUITY),
-                   s.amount as cf_amount, s.term as cf_term
-            from {drop_schema}.application_test a join cf_ids using (SK_ID_CURR) cross join cf_steps s""")
+        con.execute(f"create or replace table {raw}.application_test as "
+                    + variants_sql(f"{drop_schema}.application_test", "cf_ids", "cf_steps"))
         for m in models:
             if m.name in rebuilt:
                 sql_models.build_model(con, m, schemas={"raw": raw, "features": feats})
-        variants = frame(con, f"select {columns} from {feats}.application_features")
-        variants["cf_pd"] = model.probability(variants)
-        variants = variants[policy_of(model).decide(variants["cf_pd"].to_numpy()) == GRANTED]
-        # smallest change: least amount given up, then least term stretch
-        variants = variants.assign(change=(1 - variants["cf_amount"]) + 0.1 * (variants["cf_term"] - 1))
-        best.append(variants.sort_values(["SK_ID_CURR", "change"]).groupby("SK_ID_CURR").head(1)
-                    [["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "AMT_CREDIT", "AMT_ANNUITY"]])
+        best.append(closest_granted(model, frame(con, f"select {variant_columns(model)} from {feats}.application_features")))
     con.execute(f"drop schema {raw} cascade")
     con.execute(f"drop schema {feats} cascade")
-    result = pd.DataFrame({"SK_ID_CURR": ids}).merge(pd.concat(best), on="SK_ID_CURR", how="left")
-    result["counterfactual"] = [_describe(r) for r in result.itertuples()]
-    return result.drop(columns=["AMT_CREDIT", "AMT_ANNUITY"])
+    return describe_counterfactuals(ids, best)
 
 
 def _describe(row) -> str:

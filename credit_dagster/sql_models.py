@@ -106,6 +106,18 @@ def discover(root: Path = SQL_DIR) -> list[SqlModel]:
     return [models[name] for name in order]
 
 
+def _target_and_sql(model: SqlModel, schemas: dict[str, str] | None) -> tuple[str, str]:
+    """Where the model goes and its SQL, with `schemas` mapping a logical schema (`raw`, or a
+    model's group) to the physical one."""
+    schemas = schemas or {}
+
+    def physical(logical: str) -> str:
+        return schemas.get(logical, logical)
+
+    sql = model.render(lambda kind, name: f"{physical(model.group if kind == 'ref' else kind)}.{name}")
+    return f"{physical(model.group)}.{model.name}", sql
+
+
 def build_model(
     con: duckdb.DuckDBPyConnection,
     model: SqlModel,
@@ -117,22 +129,29 @@ def build_model(
     `schemas` maps a logical schema (`raw`, or a model's group) to the physical one, which is
     how a nightly batch runs the same SQL on its own applicants' tables.
     """
-    schemas = schemas or {}
-
-    def relation(kind: str, name: str) -> str:
-        return f"{schemas.get(model.group if kind == 'ref' else kind, model.group if kind == 'ref' else kind)}.{name}"
-
-    target = f"{schemas.get(model.group, model.group)}.{model.name}"
+    target, sql = _target_and_sql(model, schemas)
     con.execute(f"create schema if not exists {target.split('.')[0]}")
     con.execute("begin transaction")
     try:
-        con.execute(f"create or replace table {target} as {model.render(relation)}")
+        con.execute(f"create or replace table {target} as {sql}")
         rows = con.execute(f"select count(*) from {target}").fetchall()[0][0]
         con.execute("commit")
     except duckdb.Error as exc:
         con.execute("rollback")  # the previous table, if any, stays as it was
         raise SqlModelError(f"{model.path}: {exc}") from exc
     return rows
+
+
+def create_view(con: duckdb.DuckDBPyConnection, model: SqlModel, *, schemas: dict[str, str] | None = None) -> None:
+    """The model as a view: for rows that change often, where planning it once pays."""
+    target, sql = _target_and_sql(model, schemas)
+    con.execute(f"create or replace view {target} as {sql}")
+
+
+def insert_model(con: duckdb.DuckDBPyConnection, model: SqlModel, *, schemas: dict[str, str] | None = None) -> None:
+    """Append the model's rows to its existing table."""
+    target, sql = _target_and_sql(model, schemas)
+    con.execute(f"insert into {target} by name {sql}")
 
 
 def build_all(con: duckdb.DuckDBPyConnection, models: list[SqlModel], *, schemas: dict[str, str] | None = None) -> dict[str, int]:

@@ -21,9 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
 
 from credit_dagster import ondemand, snapshot
+from credit_dagster import settings as credit_settings
 from credit_dagster.api import audit, keys
 from credit_dagster.api.app import create_app
 from credit_dagster.definitions import defs
+from credit_dagster.ml.registry import Registry
 from credit_dagster_tests.conftest import SCORED_DAYS, temporary_home
 
 DAY = SCORED_DAYS[0]
@@ -110,6 +112,40 @@ def test_an_applicant_sent_without_history_keeps_the_history_the_platform_holds(
     assert fresh["history_source"] == "none"
 
 
+def _scored_in_a_new_thread(*args, **kwargs) -> pd.DataFrame:
+    """`ondemand.score` in a thread of its own, so on a workspace nothing has used before."""
+    out = []
+    thread = threading.Thread(target=lambda: out.append(ondemand.score(*args, **kwargs)))
+    thread.start()
+    thread.join()
+    return out[0]
+
+
+def test_a_scoring_call_leaves_nothing_behind_for_the_next(home, night):
+    """The on-demand workspace lives as long as its thread: what one call submitted (history
+    rows, a what-if without counterfactual search) must not reach the next call's answer."""
+    apps, history, _ = night
+    model = Registry(credit_settings.models_dir()).load("champion")
+    with duckdb.connect(str(snapshot.snapshot_path()), read_only=True) as con:
+        dictionary = con.execute("select * from feature_dictionary").df()
+    with_history = set(history["bureau"]["SK_ID_CURR"]) & set(history["previous_application"]["SK_ID_CURR"])
+    sk_id = next(int(i) for i in apps["SK_ID_CURR"] if i in with_history)
+    app = apps[apps["SK_ID_CURR"] == sk_id]
+    rows = {t: h[h["SK_ID_CURR"] == sk_id] for t, h in history.items() if t != "bureau_balance"}
+    rows["bureau_balance"] = history["bureau_balance"][history["bureau_balance"]["SK_ID_BUREAU"].isin(rows["bureau"]["SK_ID_BUREAU"])]
+    stranger = app.assign(SK_ID_CURR=999_999_001)  # the same application, from someone we know nothing of
+    calls = [((ondemand.Batch(app, rows),), {}), ((ondemand.Batch(stranger),), {"search_counterfactuals": False}),
+             ((ondemand.Batch(stranger),), {}), ((ondemand.Batch(app),), {})]
+    answers = [ondemand.score(batch, model, dictionary, snapshot.snapshot_path(), **kw) for (batch,), kw in calls]
+    fresh = [_scored_in_a_new_thread(batch, model, dictionary, snapshot.snapshot_path(), **kw) for (batch,), kw in calls]
+    for answer, alone in zip(answers, fresh, strict=True):
+        pd.testing.assert_frame_equal(answer, alone)
+    assert [a["history_source"].iloc[0] for a in answers] == ["submitted", "none", "none", "stored"]
+    # the history changed the answer, so it had something to leak
+    assert answers[0]["probability_of_default"].iloc[0] != answers[2]["probability_of_default"].iloc[0]
+    assert answers[1]["counterfactual"].isna().all()
+
+
 def test_stored_decisions_readiness_and_model(client, key, night):
     _, _, scored = night
     sk_id = int(scored.index[0])
@@ -188,9 +224,13 @@ def test_a_snapshot_swapped_in_during_requests_is_not_an_error(client, key, home
     ids = [int(i) for i in scored.index[:20]]
     statuses, stop = [], threading.Event()
 
+    apps, history, _ = night
+    body = {"application": request_of(apps, history, 0)["application"], "on_unknown_category": "as_missing"}
+
     def read():
         while not stop.is_set():
             statuses.extend(client.get(f"/v1/decisions/{i}", headers={"X-API-Key": key}).status_code for i in ids)
+            statuses.append(client.post("/v1/score", json=body, headers={"X-API-Key": key}).status_code)
 
     reader = threading.Thread(target=read)
     reader.start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import lightgbm as lgb
 import numpy as np
@@ -73,18 +74,24 @@ class Dataset:
         return list(self.X.columns)
 
 
+@lru_cache(maxsize=512)
+def _category_type(levels: tuple[str, ...]) -> pd.CategoricalDtype:
+    # validating the levels costs more than coding a few rows: once per set of levels
+    return pd.CategoricalDtype(list(levels))
+
+
 def to_model_frame(frame: pd.DataFrame, features: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
     """The exact matrix the model reads: same columns, same category levels (unknown -> missing)."""
     X = frame.reindex(columns=features)
     numeric = [c for c in features if c not in categories]
     try:  # one conversion for the numeric block: column by column it costs more than predicting a few rows
-        block = X[numeric].astype(float)
+        values = X[numeric].to_numpy(dtype=float, na_value=np.nan)
     except (TypeError, ValueError):  # text in a numeric column: unparsable values become missing
-        block = X[numeric].apply(pd.to_numeric, errors="coerce").astype(float)
-    for col in features:
-        if col in categories:
-            block[col] = pd.Categorical(X[col].astype("object"), categories=categories[col])
-    return block[features]
+        values = X[numeric].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    block = pd.DataFrame(values, columns=numeric, index=X.index)
+    coded = pd.DataFrame({c: pd.Categorical(X[c].astype("object"), dtype=_category_type(tuple(categories[c])))
+                          for c in features if c in categories}, index=X.index)
+    return pd.concat([block, coded], axis=1, copy=False)[features]
 
 
 def make_dataset(features: pd.DataFrame, labels: pd.DataFrame, excluded: tuple[str, ...], app_columns: list[str],
