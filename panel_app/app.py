@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+import jinja2
 import panel as pn
 
 from credit_dagster.settings import reports_dir
@@ -22,7 +23,11 @@ TITLE = "Credit decisions: why each application was decided so"
 pn.extension(raw_css=[PAGE_CSS])
 
 
+PAGE = jinja2.Environment(loader=jinja2.FileSystemLoader(auth.TEMPLATES), autoescape=True).get_template("page.html")
+
+
 def create_app() -> pn.viewable.Viewable:
+    pn.state.curdoc.template = PAGE
     return dashboard(SnapshotStore(), pn.state.user or auth.NO_LOGIN)
 
 
@@ -31,7 +36,7 @@ def server_options(no_login: bool) -> dict:
     provider = os.environ.get("CREDIT_DASHBOARD_OAUTH_PROVIDER")
     if provider:
         return {"oauth_provider": provider, "cookie_secret": auth.cookie_secret(),
-                "logout_template": str(auth.TEMPLATES / "logout.html")}
+                "logout_template": str(auth.SIGN_IN_PAGE)}
     if auth.read_users():
         return {"auth_provider": auth.HashedAuthProvider(), "cookie_secret": auth.cookie_secret()}
     if no_login:

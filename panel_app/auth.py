@@ -28,6 +28,7 @@ from credit_dagster.api.audit import AuditLog
 NO_LOGIN = "(no sign-in)"
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 TEMPLATES = Path(__file__).parent / "templates"
+SIGN_IN_PAGE = TEMPLATES / "signin.html"  # the sign-in page and the signed-out page
 
 
 def dashboard_home() -> Path:
@@ -112,7 +113,7 @@ class HashedLoginHandler(BasicLoginHandler):
 
 class HashedAuthProvider(BasicAuthProvider):
     def __init__(self) -> None:
-        super().__init__(login_template=str(TEMPLATES / "login.html"), logout_template=str(TEMPLATES / "logout.html"))
+        super().__init__(login_template=str(SIGN_IN_PAGE), logout_template=str(SIGN_IN_PAGE))
 
     @property
     def login_handler(self):

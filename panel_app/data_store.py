@@ -41,14 +41,15 @@ class SnapshotStore:
     def available(self) -> bool:
         return self.path.exists()
 
-    def _version(self) -> float:
+    def version(self) -> float:
+        """Changes when a new snapshot is published: what caches of its tables are keyed on."""
         return self.path.stat().st_mtime
 
     def table(self, name: str) -> pd.DataFrame:
-        return _load(str(self.path), self._version(), name)
+        return _load(str(self.path), self.version(), name)
 
     def _by_id(self, name: str) -> _ById:
-        return _index(str(self.path), self._version(), name)
+        return _index(str(self.path), self.version(), name)
 
     def model_summary(self) -> pd.Series:
         return self.table("model_summary").iloc[0]

@@ -10,6 +10,8 @@ import math
 import os
 import re
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -273,6 +275,18 @@ class Comparison:
     neighbours_sentence: str = ""
 
 
+@lru_cache(maxsize=2)
+def _banded_reference(path: str, version: float) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The past clients with their age and income band, and the income fifths' edges (None
+    when incomes are too few to cut in fifths): once per snapshot, not per click."""
+    reference = SnapshotStore(Path(path)).table("reference_population")
+    edges = np.unique(np.nanquantile(reference["AMT_INCOME_TOTAL"].astype(float), np.linspace(0, 1, 6)))
+    if len(edges) != 6:
+        return reference.assign(AGE_BAND="", INCOME_BAND=""), None
+    edges[0], edges[-1] = -np.inf, np.inf
+    return with_bands(reference, edges), edges
+
+
 def with_bands(frame: pd.DataFrame, income_edges: np.ndarray) -> pd.DataFrame:
     age = pd.cut(frame["APP_AGE_YEARS"], AGE_EDGES, right=False, labels=["under 25", "25-34", "35-44", "45-54", "55-64", "65 and over"])
     income = pd.cut(frame["AMT_INCOME_TOTAL"], income_edges, include_lowest=True,
@@ -287,12 +301,9 @@ def comparable_features(store: SnapshotStore) -> dict[str, str]:
 
 
 def compare(store: SnapshotStore, sk_id: int, feature: str, same: list[str]) -> Comparison:
-    reference = store.table("reference_population")
-    edges = np.unique(np.nanquantile(reference["AMT_INCOME_TOTAL"].astype(float), np.linspace(0, 1, 6)))
-    edges[0], edges[-1] = -np.inf, np.inf
-    reference = with_bands(reference, edges) if len(edges) == 6 else reference.assign(AGE_BAND="", INCOME_BAND="")
+    reference, edges = _banded_reference(str(store.path), store.version())
     a = store.applicant(sk_id)
-    client = with_bands(a.details.to_frame().T.infer_objects(), edges).iloc[0] if len(edges) == 6 else a.details
+    client = with_bands(a.details.to_frame().T.infer_objects(), edges).iloc[0] if edges is not None else a.details
     group, words = reference, []
     for name in same:
         column = GROUPS[name]
