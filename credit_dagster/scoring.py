@@ -9,7 +9,9 @@ feature models and the same model, so every suggestion is a real re-score, not a
 from __future__ import annotations
 
 import hashlib
+import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
@@ -263,13 +265,14 @@ def counterfactuals(
     ids: list[int],
     work_schema: str = "cf",
     chunk: int = 5_000,
+    progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """For each applicant id, the smallest change of amount and term that makes it granted.
 
     Variants of the raw application go through the same SQL models and model. Only the models
     that read the application are rebuilt; the history features are the night's own tables,
     since changing the amount asked changes no history. Applicants are searched in chunks, so
-    memory stays bounded on a large night."""
+    memory stays bounded on a large night; `progress` hears of each chunk done."""
     if not ids:
         return pd.DataFrame(columns=COUNTERFACTUAL_COLUMNS)
     raw, feats = f"{work_schema}_raw", f"{work_schema}_features"
@@ -283,7 +286,7 @@ def counterfactuals(
         if m.name not in rebuilt:
             con.execute(f"create or replace view {feats}.{m.name} as select * from {drop_schema}_features.{m.name}")
     con.register("cf_steps", counterfactual_steps())
-    best = []
+    best, started = [], time.perf_counter()
     for start in range(0, len(ids), chunk):
         con.register("cf_ids", pd.DataFrame({"SK_ID_CURR": ids[start : start + chunk]}))
         con.execute(f"create or replace table {raw}.application_test as "
@@ -292,6 +295,10 @@ def counterfactuals(
             if m.name in rebuilt:
                 sql_models.build_model(con, m, schemas={"raw": raw, "features": feats})
         best.append(closest_granted(model, frame(con, f"select {variant_columns(model)} from {feats}.application_features")))
+        if progress:
+            done = min(start + chunk, len(ids))
+            progress(f"counterfactual search: {done:,} of {len(ids):,} applicants, {sum(map(len, best)):,} with a change found "
+                     f"({time.perf_counter() - started:.0f} s)")
     con.execute(f"drop schema {raw} cascade")
     con.execute(f"drop schema {feats} cascade")
     return describe_counterfactuals(ids, best)

@@ -101,6 +101,21 @@ def test_champion_is_monotone_along_each_constrained_feature(home):
     assert checked >= 5  # the constraints are real, not vacuous
 
 
+def test_counterfactual_search_in_chunks_finds_the_same_and_says_how_far_it_is(home):
+    with warehouse(home) as con:
+        ids = [r[0] for r in con.execute("""select SK_ID_CURR from scoring.scored_applications
+                                             where partition_date = ? and decision <> 'granted' order by SK_ID_CURR limit 5""",
+                                          [DAYS[0]]).fetchall()]
+    assert len(ids) == 5
+    model = Registry(home / "models").load("champion")
+    said = []
+    with warehouse(home, read_only=False) as con:
+        whole = scoring.counterfactuals(con, model, "drop_20261101", ids, work_schema="cf_whole")
+        chunked = scoring.counterfactuals(con, model, "drop_20261101", ids, work_schema="cf_chunks", chunk=2, progress=said.append)
+    pd.testing.assert_frame_equal(whole, chunked)
+    assert [m.split(" applicants")[0] for m in said] == [f"counterfactual search: {n} of 5" for n in (2, 4, 5)]
+
+
 def test_counterfactual_is_verified_by_rescoring_the_changed_application(home):
     with warehouse(home) as con:
         row = con.execute("""select SK_ID_CURR, counterfactual from scoring.scored_applications

@@ -111,7 +111,8 @@ def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse,
         if unknown:
             context.log.warning(f"category values unseen in training, scored as missing: {unknown}")
         to_search = scored.loc[scored["decision"] != scoring.GRANTED, "SK_ID_CURR"].tolist()
-        cf = scoring.counterfactuals(con, model, schema, to_search, work_schema=f"cf_{schema}")
+        context.log.info(f"scored {len(scored):,} applications; searching a counterfactual for the {len(to_search):,} not granted")
+        cf = scoring.counterfactuals(con, model, schema, to_search, work_schema=f"cf_{schema}", progress=context.log.info)
         scored = scored.merge(cf[["SK_ID_CURR", "counterfactual"]], on="SK_ID_CURR", how="left")
         scored = scored.assign(partition_date=day, **scoring.policy_columns(model),
                                scored_at=datetime.now(UTC).replace(tzinfo=None), run_id=context.run.run_id)
@@ -173,6 +174,8 @@ def drift_report(context: dg.AssetExecutionContext, warehouse: Warehouse, models
         ref_score = con.execute("select pd_deployed as score from model.oof_predictions").df()
         cur_score = con.execute("select probability_of_default as score from scoring.scored_applications where partition_date = ?",
                                 [day]).df()
+        context.log.info(f"drift: PSI of {len(top)} features and the score, {len(current):,} applications "
+                         f"against {len(reference):,} in training")
         table = monitoring.psi_table(reference, current, top)
         score_row = monitoring.psi_row("(score)", ref_score["score"], cur_score["score"])
         table = pd.concat([table, pd.DataFrame([score_row])])
@@ -182,6 +185,7 @@ def drift_report(context: dg.AssetExecutionContext, warehouse: Warehouse, models
     synthetic = model.metadata.get("synthetic", False)
     path = reports_dir() / "drift" / f"drift_{day}.html"
     banner = f"Drift of {day} against the training population of model {model.version}" + (" (SYNTHETIC data)" if synthetic else "")
+    context.log.info(f"drift: PSI done (worst excess {table['psi_excess'].max():.3f}); writing the Evidently report")
     summary = monitoring.evidently_report(reference, current, path, banner)
     worst = table.sort_values("psi_excess", ascending=False).head(10)
     features_only = table[table["feature"] != "(score)"]
