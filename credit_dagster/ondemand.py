@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+import weakref
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -109,16 +110,15 @@ class Workspace:
     def load_history(self, history: dict[str, pd.DataFrame]) -> None:
         """Replace the history rows by `history` (tables not given are left empty) and build
         their history features."""
-        for table in self._filled - set(history):
+        for table in self._filled | set(history):
             self.con.execute(f"delete from {self.RAW}.{table}")
         for table, rows in history.items():
-            self.con.execute(f"delete from {self.RAW}.{table}")
             self.con.register("rows_in", arrow_rows(table, rows))
             self.con.execute(f"insert into {self.RAW}.{table} by name select * from rows_in")
             self.con.unregister("rows_in")
         for m in self.history:
             self.con.execute(f"delete from {self.FEATURES}.{m.name}")
-            if history or self._filled:
+            if history:
                 sql_models.insert_model(self.con, m, schemas={"raw": self.RAW, "features": self.FEATURES})
         self._filled = set(history)
 
@@ -160,9 +160,12 @@ class Workspace:
     def _attach(self, snapshot: Path | None) -> str | None:
         """The snapshot attached read-only under an alias, re-attached when the file was
         replaced (os.replace): a call reads one snapshot from start to end."""
-        if snapshot is None or not snapshot.exists():
+        try:
+            stat = snapshot.stat() if snapshot is not None else None
+        except FileNotFoundError:
+            stat = None
+        if stat is None:
             return None
-        stat = snapshot.stat()
         identity = (str(snapshot), stat.st_ino, stat.st_mtime_ns)
         if identity != self._stored:
             if self._stored is not None:
@@ -175,21 +178,21 @@ class Workspace:
 
 
 _workspaces = threading.local()
-_opened: list[Workspace] = []
+_opened: weakref.WeakSet[Workspace] = weakref.WeakSet()  # a thread's workspace goes with the thread
 
 
 def workspace() -> Workspace:
     """This thread's workspace, created on first use."""
     if not hasattr(_workspaces, "current"):
         _workspaces.current = Workspace()
-        _opened.append(_workspaces.current)
+        _opened.add(_workspaces.current)
     return _workspaces.current
 
 
 @atexit.register
 def _close_workspaces() -> None:
     # a daemon thread's locals are never collected: close its connection before DuckDB unloads
-    for ws in _opened:
+    for ws in list(_opened):
         ws.con.close()
 
 

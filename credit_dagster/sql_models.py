@@ -143,7 +143,8 @@ def build_model(
 
 
 def create_view(con: duckdb.DuckDBPyConnection, model: SqlModel, *, schemas: dict[str, str] | None = None) -> None:
-    """The model as a view: for rows that change often, where planning it once pays."""
+    """The model as a view: for rows that change at every call, where creating the table again
+    each time would cost more than reading through the view."""
     target, sql = _target_and_sql(model, schemas)
     con.execute(f"create or replace view {target} as {sql}")
 
