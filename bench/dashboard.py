@@ -1,24 +1,33 @@
-"""Server-side time to build the dashboard's views on a serving snapshot, and the memory used.
+"""Server-side time of the dashboard's clicks on a serving snapshot, and the memory used.
 
-    CREDIT_HOME=/path/to/scored/home python bench/dashboard.py --clients 50 --sessions 10
+    CREDIT_HOME=/path/to/scored/home python bench/dashboard.py --clicks 40 --sessions 10
 
-Per view: p50 and p95 over `--clients` applications (client view, compare, what-if), then the
-client view built by `--sessions` concurrent threads (as concurrent browser sessions would on
-one Panel server), and the peak RSS of this process.
+Each session is the real page (`views.Dashboard`) rendered into its own Bokeh document, as the
+Panel server does for a browser tab, so a click costs what it costs in the server: the view
+model, the Panel/Bokeh model updates and the access-log line (written to a temporary folder).
+Only the websocket transfer and the browser's drawing are left out.
+
+Per view: p50 and p95 over `--clicks` applications chosen from the list (client view, compare,
+what-if re-score), then the client view clicked by `--sessions` concurrent sessions, and the peak
+RSS of this process (the server's, for that many sessions).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import resource
 import statistics
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from panel_app import charts
-from panel_app import view_model as vm
+import panel as pn
+from bokeh.document import Document
+
 from panel_app.data_store import SnapshotStore
+from panel_app.views import Dashboard
 
 
 def timed(fn) -> float:
@@ -31,35 +40,46 @@ def p95(values: list[float]) -> float:
     return sorted(values)[max(0, int(len(values) * 0.95) - 1)]
 
 
+def session(store: SnapshotStore, section: str = "Decision") -> Dashboard:
+    board = Dashboard(store, "benchmark")
+    board.page().get_root(Document())
+    board.section.value = section
+    return board
+
+
+def select(board: Dashboard, sk_id: int) -> None:
+    board.applications.value = sk_id
+
+
+def rescore(board: Dashboard, sk_id: int) -> None:
+    select(board, sk_id)
+    button = board.detail.select(pn.widgets.Button)[0]
+    button.clicks += 1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--clicks", type=int, default=40)
     parser.add_argument("--sessions", type=int, default=10)
     args = parser.parse_args()
+    os.environ.setdefault("CREDIT_DASHBOARD_ACCESS_DIR", tempfile.mkdtemp(prefix="access_"))
     store = SnapshotStore()
-    load = timed(lambda: (store.table("scored_applications"), store.applicant(int(store.table("scored_applications")["SK_ID_CURR"][0]))))
-    ids = random.Random(0).sample(store.table("scored_applications")["SK_ID_CURR"].tolist(), args.clients)
-    feature = store.compared_features()[0]
+    load = timed(lambda: session(store))
+    listed = list(session(store).applications.options.values())
+    ids = random.Random(0).sample(listed, min(args.clicks, len(listed)))
+    print(f"{len(store.table('scored_applications')):,} scored applications; first session (snapshot load) {load:.0f} ms")
+    for section, click in (("Decision", select), ("Compare", select), ("What if", rescore)):
+        board = session(store, section)
+        times = [timed(lambda i=i, board=board, click=click: click(board, i)) for i in ids]
+        print(f"{section:9s} p50 {statistics.median(times):7.1f} ms   p95 {p95(times):7.1f} ms")
+    boards = [session(store) for _ in range(args.sessions)]
 
-    def client(i: int) -> None:
-        v = vm.client_view(store, i)
-        charts.bullet(v.probability, v.refer_low, v.refer_high)
-        charts.waterfall(v.contributions)
+    def clicking(n: int) -> list[float]:  # one session clicks through the list, one click at a time
+        board = boards[n]
+        return [timed(lambda i=i: select(board, i)) for i in ids[n:] + ids[:n]]
 
-    def compare(i: int) -> None:
-        c = vm.compare(store, i, feature, ["type of income", "age band"])
-        charts.distribution(c.all_values, c.group_values, c.client_value, c.meaning, "similar")
-
-    def what_if(i: int) -> None:
-        app = store.applicant(i).application
-        vm.what_if(store, i, app["AMT_CREDIT"] * 0.8, app["AMT_ANNUITY"] * 0.8, app["AMT_GOODS_PRICE"])
-
-    print(f"{len(store.table('scored_applications')):,} scored applications; first load of the snapshot {load:.0f} ms")
-    for name, fn in (("client view", client), ("compare", compare), ("what-if", what_if)):
-        times = [timed(lambda i=i, fn=fn: fn(i)) for i in ids]
-        print(f"{name:12s} p50 {statistics.median(times):7.1f} ms   p95 {p95(times):7.1f} ms")
     with ThreadPoolExecutor(args.sessions) as pool:
-        times = list(pool.map(lambda i: timed(lambda: client(i)), ids * 2))
+        times = [t for ts in pool.map(clicking, range(args.sessions)) for t in ts]
     print(f"client view, {args.sessions} concurrent sessions: p95 {p95(times):.1f} ms")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 

@@ -59,6 +59,42 @@ def test_list_filters_and_the_one_selection(store):
         store.applicant(1)
 
 
+def test_a_session_reuses_its_charts_and_keeps_nothing_of_the_previous_client(store):
+    """The decision view is built once per session and refilled per click: after any sequence of
+    clients, every part (words, both charts, the download's name) is the one a fresh session
+    shows for the last client."""
+    from bokeh.document import Document
+
+    from panel_app.views import Dashboard
+
+    def session() -> Dashboard:
+        board = Dashboard(store, "test")
+        board.page().get_root(Document())
+        return board
+
+    def shown(board: Dashboard) -> dict:
+        c = board.client
+        return {"words": [p.object for p in (c.decision, c.band, c.steps, c.application, c.every_field)],
+                "bands": dict(c.bullet.bands.data), "names": dict(c.bullet.names.data), "client": dict(c.bullet.client.data),
+                "label": (c.bullet.label.x, c.bullet.label.text, c.bullet.label.text_align), "end": c.bullet.figure.x_range.end,
+                "bars": {k: list(v) for k, v in c.waterfall.source.data.items()}, "height": c.waterfall.figure.height,
+                "x": (c.waterfall.figure.x_range.start, c.waterfall.figure.x_range.end),
+                "y": c.waterfall.figure.y_range.end, "file": c.download.filename}
+
+    ids = list(session().applications.options.values())
+    by_bars = sorted(ids[:40], key=lambda i: len(vm.client_view(store, i).contributions))
+    riskiest = max(ids[:40], key=lambda i: vm.client_view(store, i).probability)
+    reused = session()
+    for sk_id in (by_bars[-1], riskiest, by_bars[0], by_bars[-1], ids[1]):
+        reused.applications.value = sk_id
+        fresh = session()
+        fresh.applications.value = sk_id
+        assert shown(reused) == shown(fresh)
+        assert f"Application {sk_id}:" in reused.client.decision.object
+        assert reused.client.view.sk_id == sk_id
+    assert reused.client.layout in reused.detail.objects
+
+
 def test_client_view_explains_in_client_words(store):
     scored = store.table("scored_applications")
     for decision in (scoring.GRANTED, scoring.REFUSED):

@@ -25,63 +25,88 @@ def _style(fig) -> None:
         axis.major_label_text_color = INK
 
 
-def bullet(probability: float, low: float, high: float) -> figure:
-    """The probability of default on a bar with the three decision bands marked."""
-    end = max(0.3, probability * 1.15, high * 2)
-    fig = figure(height=150, sizing_mode="stretch_width", x_range=(0, end), y_range=(0, 1), tools="hover",
-                 tooltips="@words", title="Probability of default against the decision bands")
-    bands = ColumnDataSource({"left": [0, low, high], "right": [low, high, end], "colour": list(LIGHT.values()),
-                              "words": ["granted below this band", "an advisor decides in this band", "refused from here"],
-                              "short": ["granted", "advisor", "refused"], "middle": [low / 2, (low + high) / 2, (high + end) / 2]})
-    fig.quad(left="left", right="right", bottom=0, top=1, color="colour", source=bands)
-    # a band too narrow to hold its name is named by the sentence beside the chart and the tooltip
-    wide = [i for i in range(3) if (bands.data["right"][i] - bands.data["left"][i]) / end > 0.12]
-    fig.add_layout(LabelSet(x="middle", y=0.72, text="short", text_align="center", text_font_size="14px", text_color=INK,
-                            source=ColumnDataSource({k: [bands.data[k][i] for i in wide] for k in ("middle", "short")})))
-    fig.quad(left=0, right=probability, bottom=0.3, top=0.6, color=INK)
-    fig.add_layout(Label(x=probability, y=0.05, text=f"this client {probability:.1%}", text_align="left" if probability < end / 2 else "right",
-                         text_font_size="14px", text_color=INK))
-    fig.yaxis.visible = False
-    fig.xaxis.formatter = NumeralTickFormatter(format="0%")
-    _style(fig)
-    return fig
+class Bullet:
+    """The probability of default on a bar with the three decision bands marked. Built once per
+    view and then `show`n for each client: a new client changes the data, not the figure (a
+    Bokeh figure costs tens of milliseconds to build, and the browser redraws only what changed)."""
+
+    def __init__(self) -> None:
+        self.figure = figure(height=150, sizing_mode="stretch_width", x_range=(0, 1), y_range=(0, 1), tools="hover",
+                             tooltips="@words", title="Probability of default against the decision bands")
+        self.bands = ColumnDataSource({"left": [], "right": [], "colour": [], "words": []})
+        self.names = ColumnDataSource({"middle": [], "short": []})
+        self.client = ColumnDataSource({"right": [0.0]})
+        self.figure.quad(left="left", right="right", bottom=0, top=1, color="colour", source=self.bands)
+        self.figure.add_layout(LabelSet(x="middle", y=0.72, text="short", text_align="center", text_font_size="14px",
+                                        text_color=INK, source=self.names))
+        self.figure.quad(left=0, right="right", bottom=0.3, top=0.6, color=INK, source=self.client)
+        self.label = Label(x=0, y=0.05, text="", text_font_size="14px", text_color=INK)
+        self.figure.add_layout(self.label)
+        self.figure.yaxis.visible = False
+        self.figure.xaxis.formatter = NumeralTickFormatter(format="0%")
+        _style(self.figure)
+
+    def show(self, probability: float, low: float, high: float) -> Bullet:
+        end = max(0.3, probability * 1.15, high * 2)
+        lefts, rights = [0, low, high], [low, high, end]
+        self.bands.data = {"left": lefts, "right": rights, "colour": list(LIGHT.values()),
+                           "words": ["granted below this band", "an advisor decides in this band", "refused from here"]}
+        # a band too narrow to hold its name is named by the sentence beside the chart and the tooltip
+        wide = [i for i in range(3) if (rights[i] - lefts[i]) / end > 0.12]
+        middles, short = [(lo + hi) / 2 for lo, hi in zip(lefts, rights, strict=True)], ["granted", "advisor", "refused"]
+        self.names.data = {"middle": [middles[i] for i in wide], "short": [short[i] for i in wide]}
+        self.client.data = {"right": [probability]}
+        self.label.update(x=probability, text=f"this client {probability:.1%}",
+                          text_align="left" if probability < end / 2 else "right")
+        self.figure.x_range.end = end
+        return self
 
 
-def waterfall(bars: list[Bar]) -> figure:
+class Waterfall:
     """How each piece of information moved the score (points), from a typical applicant. Each
-    bar's words sit above it (no axis labels), so the chart keeps its width on a narrow screen."""
-    start, steps = bars[0], bars[1:]
-    labels = [start.label, *[b.label for b in steps], "This application (before calibration)"]
-    level, lefts, rights, texts, colours, words = start.points, [0.0], [start.points], [f"{start.points:.0f}"], ["#9e9e9e"], ["start"]
-    for b in steps:
-        lefts.append(level)
-        level += b.points
+    bar's words sit above it (no axis labels), so the chart keeps its width on a narrow screen.
+    Built once per view, `show`n for each client like `Bullet`."""
+
+    def __init__(self) -> None:
+        self.source = ColumnDataSource({k: [] for k in ("y", "label", "left", "right", "text", "colour", "words", "x0")})
+        self.figure = figure(y_range=(-0.6, 1), x_range=(0, 1), height=100, sizing_mode="stretch_width",
+                             title="What moved this client's score (points)", tools="hover,xpan,xwheel_zoom,reset",
+                             x_axis_label="points")
+        self.figure.hbar(y="y", left="left", right="right", height=0.35, color="colour", source=self.source)
+        self.figure.add_layout(LabelSet(x="x0", y="y", text="label", x_offset=2, y_offset=9, source=self.source,
+                                        text_font_size="14px", text_color=INK))
+        self.figure.select_one(HoverTool).tooltips = [("", "@label"), ("effect", "@text points (@words)")]
+        self.figure.yaxis.visible = False
+        self.figure.ygrid.visible = False
+        _style(self.figure)
+
+    def show(self, bars: list[Bar]) -> Waterfall:
+        start, steps = bars[0], bars[1:]
+        labels = [start.label, *[b.label for b in steps], "This application (before calibration)"]
+        level, lefts, rights, texts, colours, words = start.points, [0.0], [start.points], [f"{start.points:.0f}"], ["#9e9e9e"], ["start"]
+        for b in steps:
+            lefts.append(level)
+            level += b.points
+            rights.append(level)
+            texts.append(f"{b.points:+.0f}")
+            colours.append(GOOD if b.points >= 0 else BAD)
+            words.append("lowered the risk" if b.points >= 0 else "raised the risk")
+        lefts.append(0.0)
         rights.append(level)
-        texts.append(f"{b.points:+.0f}")
-        colours.append(GOOD if b.points >= 0 else BAD)
-        words.append("lowered the risk" if b.points >= 0 else "raised the risk")
-    lefts.append(0.0)
-    rights.append(level)
-    texts.append(f"{level:.0f}")
-    colours.append("#455a64")
-    words.append("end")
-    moved = lefts[1:-1] + rights[1:-1]
-    low = min(min(moved, default=level), level) - 30
-    high = max(max(moved, default=level), level, start.points) + 20
-    rows = list(range(len(labels)))[::-1]
-    source = ColumnDataSource({"y": rows, "label": [f"{lab}  ({t})" for lab, t in zip(labels, texts, strict=True)],
-                               "left": np.maximum(np.minimum(lefts, rights), low), "right": np.maximum(lefts, rights),
-                               "text": texts, "colour": colours, "words": words, "x0": [low] * len(labels)})
-    fig = figure(y_range=(-0.6, len(labels) - 0.2), x_range=(low, high), height=50 + 46 * len(labels), sizing_mode="stretch_width",
-                 title="What moved this client's score (points)", tools="hover,xpan,xwheel_zoom,reset", x_axis_label="points")
-    fig.hbar(y="y", left="left", right="right", height=0.35, color="colour", source=source)
-    fig.add_layout(LabelSet(x="x0", y="y", text="label", x_offset=2, y_offset=9, source=source, text_font_size="14px",
-                            text_color=INK))
-    fig.select_one(HoverTool).tooltips = [("", "@label"), ("effect", "@text points (@words)")]
-    fig.yaxis.visible = False
-    fig.ygrid.visible = False
-    _style(fig)
-    return fig
+        texts.append(f"{level:.0f}")
+        colours.append("#455a64")
+        words.append("end")
+        moved = lefts[1:-1] + rights[1:-1]
+        low = min(min(moved, default=level), level) - 30
+        high = max(max(moved, default=level), level, start.points) + 20
+        self.source.data = {"y": list(range(len(labels)))[::-1],
+                            "label": [f"{lab}  ({t})" for lab, t in zip(labels, texts, strict=True)],
+                            "left": np.maximum(np.minimum(lefts, rights), low), "right": np.maximum(lefts, rights),
+                            "text": texts, "colour": colours, "words": words, "x0": [low] * len(labels)}
+        self.figure.x_range.update(start=low, end=high)
+        self.figure.y_range.end = len(labels) - 0.2
+        self.figure.height = 50 + 46 * len(labels)
+        return self
 
 
 def distribution(all_values: np.ndarray, group_values: np.ndarray, client: float | None, title: str, group_label: str) -> figure:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import io
+from collections.abc import Callable
 
 import pandas as pd
 import panel as pn
@@ -73,12 +74,50 @@ def export_html(v: vm.ClientView, user: str) -> str:
             "dashboard. The stored decision is the one above; simulations are not decisions.</p></body></html>")
 
 
+class ClientView:
+    """The decision view of one session, built once and filled for each selected application: a
+    click changes text and chart data, not the page's structure (building the two Bokeh figures
+    cost most of a click, and the browser now redraws only what changed). Every part is filled
+    under one hold, so the page never mixes two clients."""
+
+    def __init__(self, export: Callable[[vm.ClientView], io.StringIO]):
+        self.view: vm.ClientView | None = None
+        self.bullet, self.waterfall = charts.Bullet(), charts.Waterfall()
+        self.decision, self.band, self.steps, self.application, self.every_field = (_html("") for _ in range(5))
+        self.download = pn.widgets.FileDownload(
+            callback=lambda: export(self.view), button_type="primary", button_style="outline",
+            label="Download this decision for the meeting (HTML, printable)", sizing_mode="stretch_width")
+        self.layout = pn.Column(
+            self.decision, pn.pane.Bokeh(self.bullet.figure, sizing_mode="stretch_width"), self.band,
+            _html("<h3>What moved the score</h3>"), pn.pane.Bokeh(self.waterfall.figure, sizing_mode="stretch_width"),
+            self.steps, self.application,
+            pn.Card(self.every_field, title="Every field of the application, as submitted", collapsed=True, sizing_mode="stretch_width"),
+            self.download, sizing_mode="stretch_width")
+
+    def show(self, v: vm.ClientView) -> pn.Column:
+        steps = "; ".join(f"{b.label} {b.points:+.0f}" for b in v.contributions[1:])
+        with pn.io.hold():
+            self.view = v
+            self.decision.object = decision_html(v)
+            self.bullet.show(v.probability, v.refer_low, v.refer_high)
+            self.band.object = f"<p class='chart-text'>Chart in words: {html.escape(v.band_sentence)}</p>"
+            self.waterfall.show(v.contributions)
+            self.steps.object = (f"<p class='chart-text'>{html.escape(v.contributions_sentence)} In words: starting from "
+                                 f"{v.contributions[0].points:.0f} points for a typical applicant, {html.escape(steps)}.</p>")
+            self.application.object = "<h2>The application</h2>" + "".join(
+                f"<h3>{html.escape(s)}</h3>{_facts(r)}" for s, r in v.application.items())
+            self.every_field.object = _facts(v.every_field)
+            self.download.filename = f"decision_{v.sk_id}.html"
+        return self.layout
+
+
 class Dashboard:
     """One user's session: filters, the list, the one selection and the section shown."""
 
     def __init__(self, store: SnapshotStore, user: str):
         self.store, self.user = store, user
         self.shown: int | None = None
+        self.client: ClientView | None = None
         self.night = pn.widgets.Select(stylesheets=INPUT_CSS, name="Night", options=[ALL, *store.days()], width=170)
         self.decision = pn.widgets.Select(stylesheets=INPUT_CSS, name="Decision", options=[ALL, *vm.DECISIONS], width=200)
         self.search = pn.widgets.TextInput(stylesheets=INPUT_CSS, name="Application number starts with", placeholder="e.g. 1002", width=230)
@@ -122,23 +161,9 @@ class Dashboard:
         self.detail.objects = [build(int(sk_id))]
 
     def decision_view(self, sk_id: int) -> pn.viewable.Viewable:
-        v = vm.client_view(self.store, sk_id)
-        download = pn.widgets.FileDownload(
-            callback=lambda: self._export(v), filename=f"decision_{sk_id}.html", button_type="primary", button_style="outline",
-            label="Download this decision for the meeting (HTML, printable)", sizing_mode="stretch_width")
-        steps = "; ".join(f"{b.label} {b.points:+.0f}" for b in v.contributions[1:])
-        return pn.Column(
-            _html(decision_html(v)),
-            pn.pane.Bokeh(charts.bullet(v.probability, v.refer_low, v.refer_high), sizing_mode="stretch_width"),
-            _html(f"<p class='chart-text'>Chart in words: {html.escape(v.band_sentence)}</p>"),
-            _html("<h3>What moved the score</h3>"),
-            pn.pane.Bokeh(charts.waterfall(v.contributions), sizing_mode="stretch_width"),
-            _html(f"<p class='chart-text'>{html.escape(v.contributions_sentence)} In words: starting from "
-                  f"{v.contributions[0].points:.0f} points for a typical applicant, {html.escape(steps)}.</p>"),
-            _html("<h2>The application</h2>" + "".join(f"<h3>{html.escape(s)}</h3>{_facts(r)}" for s, r in v.application.items())),
-            pn.Card(_html(_facts(v.every_field)), title="Every field of the application, as submitted", collapsed=True,
-                    sizing_mode="stretch_width"),
-            download, sizing_mode="stretch_width")
+        if self.client is None:
+            self.client = ClientView(self._export)
+        return self.client.show(vm.client_view(self.store, sk_id))
 
     def _export(self, v: vm.ClientView) -> io.StringIO:
         auth.record(self.user, "export", v.sk_id)
@@ -191,6 +216,8 @@ class Dashboard:
         term_w = pn.widgets.IntInput(stylesheets=INPUT_CSS, name="Number of repayments", value=round(credit / annuity), start=1, end=600, width=200)
         run = pn.widgets.Button(name="Re-score with these amounts", button_type="primary")
         result = pn.Column(sizing_mode="stretch_width")
+        chart = charts.Bullet()
+        picture = pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width")
 
         def from_term(*_):  # a longer term means a smaller repayment for the same amount
             annuity_w.value = round(amount_w.value / max(term_w.value, 1), 2)
@@ -208,12 +235,12 @@ class Dashboard:
             auth.record(self.user, "simulation", sk_id, amount=amount_w.value, annuity=annuity_w.value, goods_price=goods_w.value,
                         simulated_pd=float(w.after["probability_of_default"]), simulated_decision=w.after["decision"])
             icon, words, colour = vm.DECISIONS[w.after["decision"]]
+            chart.show(float(w.after["probability_of_default"]), float(w.before["refer_low"]), float(w.before["refer_high"]))
             reasons = "".join(f"<li>{html.escape(r)}</li>" for r in w.reasons) or "<li>Nothing stood out.</li>"
             result.objects = [
                 _html(f"<h3>Simulated: <span class='decision' style='color:{colour}'>{icon} {words}</span></h3>"
                       f"<p>{html.escape(w.sentence)}</p><p class='note'>A simulation: the stored decision is unchanged.</p>"),
-                pn.pane.Bokeh(charts.bullet(float(w.after["probability_of_default"]), float(w.before["refer_low"]),
-                                            float(w.before["refer_high"])), sizing_mode="stretch_width"),
+                picture,
                 _html(f"<h3>What would weigh most</h3><ol>{reasons}</ol>"),
             ]
 
