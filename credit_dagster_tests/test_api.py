@@ -1,5 +1,6 @@
 """The scoring API: same answer as the night, keys, bad input, audit that survives a kill, fuzzing."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -250,6 +252,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _scoring_process(server_pid: int) -> int:
+    for _ in range(100):
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                if ppid == server_pid and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                    return int(stat.parent.name)
+        time.sleep(0.1)
+    raise AssertionError(f"no scoring process under the API server {server_pid}")
+
+
+def _gone(pid: int, seconds: float) -> bool:
+    """Whether `pid` ended within `seconds` (exited, or a zombie waiting for its new parent)."""
+    for _ in range(int(seconds * 10)):
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_audit_record_survives_a_sigkill_after_the_answer_and_is_folded_once(home, key, night):
     apps, history, _ = night
     port = _free_port()
@@ -265,9 +290,17 @@ def test_audit_record_survives_a_sigkill_after_the_answer_and_is_folded_once(hom
                 time.sleep(0.1)
         body = {"application": request_of(apps, history, 1)["application"], "on_unknown_category": "as_missing"}
         answer = httpx.post(f"{base}/v1/score", json=body, headers={"X-API-Key": key}, timeout=60).json()
+        # the scoring process killed: the next request is scored by a new one, with the same answer
+        os.kill(_scoring_process(server.pid), signal.SIGKILL)
+        again = httpx.post(f"{base}/v1/score", json=body, headers={"X-API-Key": key}, timeout=60).json()
+        assert again["probability_of_default"] == answer["probability_of_default"] and again["decision_id"] != answer["decision_id"]
+        scoring_process = _scoring_process(server.pid)
     finally:
         server.send_signal(signal.SIGKILL)
         log = server.communicate(timeout=10)[0]
+    # the killed server's scoring process does not outlive it
+    assert _gone(scoring_process, 10)
+    assert "scoring process died" in log
     records_on_disk, problems = audit.read()
     mine = records_on_disk[records_on_disk["run_id"] == answer["decision_id"]]
     assert len(mine) == 1 and not problems

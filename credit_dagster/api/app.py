@@ -6,14 +6,17 @@ by environment like the rest of the platform (see the README's "Scoring API" sec
 """
 
 
+import contextlib
 import logging
+import multiprocessing
 import os
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -78,6 +81,67 @@ class Serving:
                                              .drop_duplicates("SK_ID_CURR", keep="last").set_index("SK_ID_CURR"))
             self._tables = (stamp, loaded)
         return self._tables[1]
+
+
+def score_batch(serving: Serving, batch: ondemand.Batch) -> pd.DataFrame:
+    model = serving.champion()
+    # the model that scored is the one the answer and the audit name, even if promoted meanwhile
+    return ondemand.score(batch, model, serving.tables()["feature_dictionary"], serving.snapshot).assign(**scoring.policy_columns(model))
+
+
+_serving: Serving | None = None  # in the scoring process: its own champion and snapshot
+
+
+def _start_scoring(models_dir: Path, snapshot_file: Path, server_pid: int) -> None:
+    global _serving
+    _serving = Serving(models_dir, snapshot_file)
+
+    def follow_the_server() -> None:  # a server killed with -9 cannot stop its scoring process: it stops itself
+        while os.getppid() == server_pid:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=follow_the_server, name="follow-the-server", daemon=True).start()
+
+
+def _score_in_process(batch: ondemand.Batch) -> pd.DataFrame:
+    return score_batch(_serving, batch)
+
+
+def _warm_up() -> None:
+    """Load the champion and open the workspace before the first request needs them."""
+    with contextlib.suppress(HTTPException):  # nothing to load yet: the first score will say so
+        _serving.champion()
+    ondemand.workspace()
+
+
+class ScoringProcess:
+    """The on-demand rounds run in a process of their own: scoring is CPU-bound Python, and
+    sharing the GIL with the HTTP side (validation, responses, audit) slowed each round by half.
+    A scoring process that dies (killed, out of memory) is restarted and the round scored again."""
+
+    def __init__(self, models_dir: Path, snapshot_file: Path):
+        self._args = (models_dir, snapshot_file, os.getpid())
+        self._pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        # spawned, not forked: the server's threads and open handles stay out of the child
+        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_scoring,
+                                   initargs=self._args)
+
+    def __call__(self, batch: ondemand.Batch) -> pd.DataFrame:
+        try:
+            return self._pool.submit(_score_in_process, batch).result()
+        except BrokenProcessPool:
+            log.warning("the on-demand scoring process died: starting another and scoring the round again")
+            self._pool = self._start()
+            return self._pool.submit(_score_in_process, batch).result()
+
+    def warm_up(self) -> None:
+        self._pool.submit(_warm_up)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Coalescer:
@@ -185,7 +249,15 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
     audit_log = audit_log or audit.AuditLog()
     limiter = keys.RateLimiter()
     BatchRequest = schemas.batch_request(_int_env("CREDIT_API_MAX_BATCH", 1000))  # noqa: N806 (a class)
-    app = FastAPI(title="credit-dagster scoring API", version="1",
+    scorer = ScoringProcess(serving.registry.root, serving.snapshot)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        scorer.warm_up()
+        yield
+        scorer.close()
+
+    app = FastAPI(title="credit-dagster scoring API", version="1", lifespan=lifespan,
                   description="Stored nightly decisions and on-demand scores of the champion model, with reasons and "
                               "counterfactuals. On-demand scores use the nightly SQL features and model; each is audited.")
 
@@ -242,14 +314,11 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
         return {**_decision_fields(row), "night": row["partition_date"]}
 
     def score_round(requests: list[schemas.ApplicationRequest]) -> pd.DataFrame:
-        batch = ondemand.Batch(
+        return scorer(ondemand.Batch(
             applications=pd.DataFrame([r.application.model_dump() for r in requests]),
             history={t: pd.DataFrame([row.model_dump() for r in requests if r.history for row in getattr(r.history, t)])
                      for t in ondemand.HISTORY_TABLES},
-        )
-        model = serving.champion()
-        # the model that scored is the one the answer and the audit name, even if promoted meanwhile
-        return ondemand.score(batch, model, serving.tables()["feature_dictionary"], serving.snapshot).assign(**scoring.policy_columns(model))
+        ))
 
     coalescer = Coalescer(score_round)
 
