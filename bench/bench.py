@@ -4,6 +4,7 @@ Each stage runs in its own child process, so its peak RSS is its own (read from 
 
     python bench/bench.py --scale 0.1                      # synth + ingest
     python bench/bench.py --scale 1 --stages synth,ingest --workdir /tmp/bench1
+    python bench/bench.py --scale 0.1 --stages train --busy 1   # next to one busy process
 """
 
 from __future__ import annotations
@@ -213,10 +214,21 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.1)
     parser.add_argument("--stages", default=",".join(STAGES))
     parser.add_argument("--workdir", default=None, help="default: bench/out/scale_<scale>")
+    parser.add_argument("--busy", type=int, default=0, help="this many other processes keep a core busy meanwhile")
     args = parser.parse_args()
     workdir = Path(args.workdir or Path(__file__).parent / "out" / f"scale_{args.scale}")
     workdir.mkdir(parents=True, exist_ok=True)
-    print(f"scale {args.scale}, workdir {workdir}, {os.cpu_count()} cores")
+    print(f"scale {args.scale}, workdir {workdir}, {os.cpu_count()} cores, {args.busy} busy processes beside")
+    # another job on the same machine: a pure-Python loop holds one core for as long as it runs
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        run_stages(args, workdir)
+    finally:
+        for process in busy:
+            process.kill()
+
+
+def run_stages(args: argparse.Namespace, workdir: Path) -> None:
     results = {}
     for name in args.stages.split(","):
         result = results[name] = run_stage(name, workdir, args.scale)

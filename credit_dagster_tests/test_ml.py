@@ -198,3 +198,32 @@ def test_planted_leak_is_found(small_data):
     leaky = small_data.X.assign(LEAK=small_data.y + np.random.default_rng(0).normal(0, 0.01, len(small_data.y)))
     data = training.Dataset(small_data.ids, leaky, small_data.y, small_data.categories, small_data.app_only_features)
     assert [name for name, _ in training.single_feature_leaks(data)] == ["LEAK"]
+
+
+def test_a_random_split_of_the_training_population_shows_no_score_drift(tmp_path):
+    """The nightly score-drift reference (`pd_deployed`, out-of-fold) is on the deployed model's
+    scale: applicants drawn from the same population, scored by the deployed fold ensemble, show
+    a score PSI within its sampling noise, while a shifted population does not."""
+    from credit_dagster import monitoring
+    from credit_dagster.ml import build
+
+    rng = np.random.default_rng(11)
+    n = 9000
+    frame = pd.DataFrame({
+        "SK_ID_CURR": np.arange(n), "X1": rng.normal(size=n), "X2": rng.normal(size=n), "X3": rng.normal(size=n),
+        "CAT": rng.choice(["a", "b", "c"], n).astype(object), "APP_ONLY": rng.normal(size=n),
+        "CODE_GENDER": rng.choice(["F", "M"], n).astype(object), "DAYS_BIRTH": -rng.integers(20 * 365, 65 * 365, n),
+    })
+    logit = -2.6 + 0.9 * frame["X1"] - 0.5 * frame["X2"] + 0.4 * frame["X3"] * (frame["CAT"] == "a")
+    labels = pd.DataFrame({"SK_ID_CURR": frame["SK_ID_CURR"], "TARGET": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)})
+    trained, new = frame.iloc[:6000], frame.iloc[6000:]
+    result = build.build_model(trained, labels, excluded=("CODE_GENDER", "DAYS_BIRTH"), app_columns=["APP_ONLY", "CAT"],
+                               params=training.TrainingParams(n_folds=3, learning_rate=0.1), refer_margin=0.02,
+                               scorecard=Scorecard())
+    registry = Registry(tmp_path)
+    model = registry.load(registry.register(result.model, result.metadata, result.oof))
+    reference = result.oof["pd_deployed"]
+    same = monitoring.psi_row("(score)", reference, pd.Series(model.probability(new)))
+    shifted = monitoring.psi_row("(score)", reference, pd.Series(model.probability(new.assign(X1=new["X1"] + 0.8))))
+    assert same["psi"] < 0.05 and same["psi_excess"] < monitoring.INVESTIGATE / 2, same
+    assert shifted["psi_excess"] >= monitoring.INVESTIGATE, shifted

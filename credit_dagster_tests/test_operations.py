@@ -3,6 +3,7 @@
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -116,3 +117,52 @@ def test_a_failed_night_is_one_line_and_an_incident(ops_home, monkeypatch, capsy
         rows = con.execute("select job, partition_key, step, reason from monitoring.incidents").fetchall()
     assert [(job, day, step) for job, day, step, _ in rows] == [("nightly_scoring", "2026-10-05", "scoring__daily_drop")]
     assert "AMT_CREDIT" in rows[0][3]
+
+
+def _session_alive(session: int) -> list[int]:
+    """Processes of a session that are still running (zombies waiting for a parent are not)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":  # fields: state, ppid, pgrp, session
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+@pytest.mark.slow
+def test_ui_serves_the_jobs_and_stops_on_sigterm(ops_home):
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ui = _cli(ops_home, "ui", "--port", str(port), start_new_session=True)
+    try:
+        jobs = []
+        for _ in range(240):
+            try:
+                answer = httpx.post(f"http://127.0.0.1:{port}/graphql", timeout=5, json={
+                    "query": "{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } } } } }"}).json()
+                jobs = [j["name"] for r in answer["data"]["repositoriesOrError"]["nodes"] for j in r["jobs"]]
+                if jobs:
+                    break
+            except (httpx.HTTPError, KeyError, TypeError, ValueError):
+                pass
+            assert ui.poll() is None, ui.stdout.read()
+            time.sleep(0.5)
+        assert {"build_all", "nightly_scoring"} <= set(jobs)
+        started = time.monotonic()
+        ui.send_signal(signal.SIGTERM)
+        ui.wait(timeout=60)
+        stopped = time.monotonic() - started
+        for _ in range(50):  # the webserver, the daemon and the code servers go with it
+            if not _session_alive(ui.pid):
+                break
+            time.sleep(0.2)
+        assert not _session_alive(ui.pid) and stopped < 30, (stopped, _session_alive(ui.pid))
+    finally:
+        if _session_alive(ui.pid):
+            os.killpg(ui.pid, signal.SIGKILL)
