@@ -74,24 +74,21 @@ def _execute(job_name: str, data_dir: Path, partition_key: str | None = None) ->
     import dagster as dg
 
     from credit_dagster import incidents
-    from credit_dagster.definitions import defs
+    from credit_dagster.instance import execute_as_launched
     from credit_dagster.recovery import recover_dead_runs, run_tags
     from credit_dagster.resources import Warehouse
 
-    job = defs.resolve_job_def(job_name)
     with dg.DagsterInstance.get() as instance:
         for line in recover_dead_runs(instance):
             print(f"recovered: {line}")
-        result = job.execute_in_process(
-            instance=instance,
-            tags=run_tags(),
+        result = execute_as_launched(
+            instance, job_name,
             run_config={
                 "resources": {"source": {"config": {"data_dir": str(data_dir)}}},
                 # step-by-step DEBUG events stay in the run's event log (and the UI), not on the terminal
                 "loggers": {"console": {"config": {"log_level": os.environ.get("CREDIT_LOG_LEVEL", "INFO")}}},
             },
-            partition_key=partition_key,
-            raise_on_error=False,
+            tags=run_tags(), partition_key=partition_key,
         )
     materialized = [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()]
     checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]

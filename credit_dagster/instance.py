@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from credit_dagster import settings
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
+    from dagster._core.execution.job_execution_result import JobExecutionResult
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 DAGSTER_YAML = """\
 # Written by credit-dagster. Offline: no telemetry.
@@ -33,3 +41,35 @@ def prepare_dagster_home() -> Path:
         config.write_text(DAGSTER_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+# The code location `credit-dagster ui` serves (workspace.yaml's python_module, named after it).
+LOCATION = "credit_dagster.definitions"
+
+
+def execute_as_launched(instance: DagsterInstance, job_name: str, run_config: dict, tags: dict[str, str],
+                        partition_key: str | None = None) -> JobExecutionResult:
+    """Run `job_name` in this process, recorded as a run of the UI's code location.
+
+    `execute_in_process` records runs without their origin: the UI lists them under Runs but
+    leaves them off the Overview timeline and the Jobs page, and cannot re-execute them. Here
+    the run is created from the code location (loaded in this process) like a launched run,
+    then executed in this process (the definitions' in-process executor), so a command killed
+    with its run still kills the run, and the run carries its job's origin in the UI."""
+    from dagster._cli.job import _create_run
+    from dagster._core.execution.api import execute_run
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._utils.hosted_user_process import recon_job_from_origin
+
+    from credit_dagster.definitions import defs
+
+    if partition_key is not None:
+        tags = {**tags, **defs.resolve_job_def(job_name).get_tags_for_partition_key(partition_key, selected_asset_keys=None)}
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(executable_path=sys.executable, module_name=LOCATION, working_directory=str(PROJECT_ROOT)),
+        location_name=LOCATION)
+    with origin.create_location(instance) as location:
+        repository = location.get_repository("__repository__")
+        run = _create_run(instance, location, repository, repository.get_full_job(job_name), run_config, tags, None, None)
+    return execute_run(recon_job_from_origin(run.job_code_origin), run, instance)

@@ -101,22 +101,37 @@ def test_score_without_a_known_data_folder_never_falls_back_to_synthetic(tmp_pat
     assert not (tmp_path / "empty_home" / "data").exists()
 
 
-def test_a_failed_night_is_one_line_and_an_incident(ops_home, monkeypatch, capsys):
+def _broken_night(home: Path, monkeypatch) -> str:
+    """A night whose drop lacks AMT_CREDIT, scored by the CLI in this process: its run fails."""
     import pandas as pd
 
-    monkeypatch.setenv("CREDIT_HOME", str(ops_home))
+    monkeypatch.setenv("CREDIT_HOME", str(home))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    source = next((ops_home / "inbox" / DAY).glob("application_test.csv*"))
-    broken = ops_home / "inbox" / "2026-10-05"
+    source = next((home / "inbox" / DAY).glob("application_test.csv*"))
+    broken = home / "inbox" / "2026-10-05"
     broken.mkdir()
     pd.read_csv(source).drop(columns=["AMT_CREDIT"]).head(20).to_csv(broken / "application_test.csv", index=False)
     assert cli.main(["score", "--start", "2026-10-05"]) == 1
+    return broken.name
+
+
+def test_a_failed_night_is_one_line_and_an_incident(ops_home, monkeypatch, capsys):
+    import dagster as dg
+
+    from credit_dagster.instance import LOCATION
+
+    _broken_night(ops_home, monkeypatch)
     out = capsys.readouterr().out
     assert "AMT_CREDIT" in out and "recorded in monitoring.incidents" in out
     with duckdb.connect(str(ops_home / "warehouse.duckdb"), read_only=True) as con:
         rows = con.execute("select job, partition_key, step, reason from monitoring.incidents").fetchall()
     assert [(job, day, step) for job, day, step, _ in rows] == [("nightly_scoring", "2026-10-05", "scoring__daily_drop")]
     assert "AMT_CREDIT" in rows[0][3]
+    # the CLI's run is recorded as a run of the UI's code location, for that partition
+    with dg.DagsterInstance.get() as instance:
+        (run,) = instance.get_runs()
+    assert run.job_name == "nightly_scoring" and run.tags["dagster/partition"] == "2026-10-05"
+    assert run.remote_job_origin.location_name == LOCATION and run.status == dg.DagsterRunStatus.FAILURE
 
 
 def _session_alive(session: int) -> list[int]:
@@ -133,8 +148,13 @@ def _session_alive(session: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_ui_serves_the_jobs_and_stops_on_sigterm(ops_home):
+def test_ui_serves_the_jobs_and_the_cli_runs_and_stops_on_sigterm(ops_home, monkeypatch):
     import httpx
+
+    from credit_dagster.instance import LOCATION
+    from credit_dagster.recovery import PID_TAG
+
+    night = _broken_night(ops_home, monkeypatch)  # a run started from the CLI, before the UI
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -144,9 +164,11 @@ def test_ui_serves_the_jobs_and_stops_on_sigterm(ops_home):
         jobs = []
         for _ in range(240):
             try:
-                answer = httpx.post(f"http://127.0.0.1:{port}/graphql", timeout=5, json={
-                    "query": "{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } } } } }"}).json()
-                jobs = [j["name"] for r in answer["data"]["repositoriesOrError"]["nodes"] for j in r["jobs"]]
+                answer = httpx.post(f"http://127.0.0.1:{port}/graphql", timeout=5, json={"query": """{
+                    repositoriesOrError { ... on RepositoryConnection { nodes { location { name } jobs { name } } } }
+                    runsOrError { ... on Runs { results { jobName tags { key value } repositoryOrigin { repositoryLocationName } } } } }"""
+                }).json()["data"]
+                jobs = [j["name"] for r in answer["repositoriesOrError"]["nodes"] for j in r["jobs"]]
                 if jobs:
                     break
             except (httpx.HTTPError, KeyError, TypeError, ValueError):
@@ -154,6 +176,12 @@ def test_ui_serves_the_jobs_and_stops_on_sigterm(ops_home):
             assert ui.poll() is None, ui.stdout.read()
             time.sleep(0.5)
         assert {"build_all", "nightly_scoring"} <= set(jobs)
+        assert [r["location"]["name"] for r in answer["repositoriesOrError"]["nodes"]] == [LOCATION]
+        # the CLI's run belongs to the served location: on the Overview timeline and the Jobs page, re-executable
+        runs = answer["runsOrError"]["results"]  # the daemon may have launched the late-drop sensor's runs meanwhile
+        (cli_run,) = [r for r in runs if any(t["key"] == PID_TAG for t in r["tags"])]
+        assert cli_run["jobName"] == "nightly_scoring" and {"key": "dagster/partition", "value": night} in cli_run["tags"]
+        assert all(r["repositoryOrigin"] == {"repositoryLocationName": LOCATION} for r in runs)
         started = time.monotonic()
         ui.send_signal(signal.SIGTERM)
         ui.wait(timeout=60)
