@@ -30,6 +30,9 @@ class Bullet:
     view and then `show`n for each client: a new client changes the data, not the figure (a
     Bokeh figure costs tens of milliseconds to build, and the browser redraws only what changed)."""
 
+    WORDS = ("granted below this band", "an advisor decides in this band", "refused from here")
+    SHORT = ("granted", "advisor", "refused")
+
     def __init__(self) -> None:
         self.figure = figure(height=150, sizing_mode="stretch_width", x_range=(0, 1), y_range=(0, 1), tools="hover",
                              tooltips="@words", title="Probability of default against the decision bands")
@@ -49,12 +52,10 @@ class Bullet:
     def show(self, probability: float, low: float, high: float) -> Bullet:
         end = max(0.3, probability * 1.15, high * 2)
         lefts, rights = [0, low, high], [low, high, end]
-        self.bands.data = {"left": lefts, "right": rights, "colour": list(LIGHT.values()),
-                           "words": ["granted below this band", "an advisor decides in this band", "refused from here"]}
+        self.bands.data = {"left": lefts, "right": rights, "colour": list(LIGHT.values()), "words": list(self.WORDS)}
         # a band too narrow to hold its name is named by the sentence beside the chart and the tooltip
         wide = [i for i in range(3) if (rights[i] - lefts[i]) / end > 0.12]
-        middles, short = [(lo + hi) / 2 for lo, hi in zip(lefts, rights, strict=True)], ["granted", "advisor", "refused"]
-        self.names.data = {"middle": [middles[i] for i in wide], "short": [short[i] for i in wide]}
+        self.names.data = {"middle": [(lefts[i] + rights[i]) / 2 for i in wide], "short": [self.SHORT[i] for i in wide]}
         self.client.data = {"right": [probability]}
         self.label.update(x=probability, text=f"this client {probability:.1%}",
                           text_align="left" if probability < end / 2 else "right")

@@ -74,7 +74,7 @@ def export_html(v: vm.ClientView, user: str) -> str:
             "dashboard. The stored decision is the one above; simulations are not decisions.</p></body></html>")
 
 
-class ClientView:
+class DecisionPanel:
     """The decision view of one session, built once and filled for each selected application: a
     click changes text and chart data, not the page's structure (building the two Bokeh figures
     cost most of a click, and the browser now redraws only what changed). Every part is filled
@@ -117,7 +117,7 @@ class Dashboard:
     def __init__(self, store: SnapshotStore, user: str):
         self.store, self.user = store, user
         self.shown: int | None = None
-        self.client: ClientView | None = None
+        self.client: DecisionPanel | None = None
         self.night = pn.widgets.Select(stylesheets=INPUT_CSS, name="Night", options=[ALL, *store.days()], width=170)
         self.decision = pn.widgets.Select(stylesheets=INPUT_CSS, name="Decision", options=[ALL, *vm.DECISIONS], width=200)
         self.search = pn.widgets.TextInput(stylesheets=INPUT_CSS, name="Application number starts with", placeholder="e.g. 1002", width=230)
@@ -162,7 +162,7 @@ class Dashboard:
 
     def decision_view(self, sk_id: int) -> pn.viewable.Viewable:
         if self.client is None:
-            self.client = ClientView(self._export)
+            self.client = DecisionPanel(self._export)
         return self.client.show(vm.client_view(self.store, sk_id))
 
     def _export(self, v: vm.ClientView) -> io.StringIO:

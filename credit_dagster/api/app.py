@@ -83,18 +83,12 @@ class Serving:
         return self._tables[1]
 
 
-def score_batch(serving: Serving, batch: ondemand.Batch) -> pd.DataFrame:
-    model = serving.champion()
-    # the model that scored is the one the answer and the audit name, even if promoted meanwhile
-    return ondemand.score(batch, model, serving.tables()["feature_dictionary"], serving.snapshot).assign(**scoring.policy_columns(model))
-
-
-_serving: Serving | None = None  # in the scoring process: its own champion and snapshot
+_champion: Serving | None = None  # in the scoring process: its own copy of the champion
 
 
 def _start_scoring(models_dir: Path, snapshot_file: Path, server_pid: int) -> None:
-    global _serving
-    _serving = Serving(models_dir, snapshot_file)
+    global _champion
+    _champion = Serving(models_dir, snapshot_file)
 
     def follow_the_server() -> None:  # a server killed with -9 cannot stop its scoring process: it stops itself
         while os.getppid() == server_pid:
@@ -104,21 +98,25 @@ def _start_scoring(models_dir: Path, snapshot_file: Path, server_pid: int) -> No
     threading.Thread(target=follow_the_server, name="follow-the-server", daemon=True).start()
 
 
-def _score_in_process(batch: ondemand.Batch) -> pd.DataFrame:
-    return score_batch(_serving, batch)
+def _score_in_process(batch: ondemand.Batch, dictionary: pd.DataFrame) -> pd.DataFrame:
+    model = _champion.champion()
+    # the model that scored is the one the answer and the audit name, even if promoted meanwhile
+    return ondemand.score(batch, model, dictionary, _champion.snapshot).assign(**scoring.policy_columns(model))
 
 
 def _warm_up() -> None:
     """Load the champion and open the workspace before the first request needs them."""
     with contextlib.suppress(HTTPException):  # nothing to load yet: the first score will say so
-        _serving.champion()
+        _champion.champion()
     ondemand.workspace()
 
 
 class ScoringProcess:
     """The on-demand rounds run in a process of their own: scoring is CPU-bound Python, and
     sharing the GIL with the HTTP side (validation, responses, audit) slowed each round by half.
-    A scoring process that dies (killed, out of memory) is restarted and the round scored again."""
+    A scoring process that dies (killed, out of memory) is restarted and the round scored again.
+    It loads the champion itself (a model is too large to send with each round), and gets the
+    snapshot's feature dictionary with the round, so it never loads the snapshot's tables."""
 
     def __init__(self, models_dir: Path, snapshot_file: Path):
         self._args = (models_dir, snapshot_file, os.getpid())
@@ -129,13 +127,13 @@ class ScoringProcess:
         return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_scoring,
                                    initargs=self._args)
 
-    def __call__(self, batch: ondemand.Batch) -> pd.DataFrame:
+    def __call__(self, batch: ondemand.Batch, dictionary: pd.DataFrame) -> pd.DataFrame:
         try:
-            return self._pool.submit(_score_in_process, batch).result()
+            return self._pool.submit(_score_in_process, batch, dictionary).result()
         except BrokenProcessPool:
             log.warning("the on-demand scoring process died: starting another and scoring the round again")
             self._pool = self._start()
-            return self._pool.submit(_score_in_process, batch).result()
+            return self._pool.submit(_score_in_process, batch, dictionary).result()
 
     def warm_up(self) -> None:
         self._pool.submit(_warm_up)
@@ -318,7 +316,7 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
             applications=pd.DataFrame([r.application.model_dump() for r in requests]),
             history={t: pd.DataFrame([row.model_dump() for r in requests if r.history for row in getattr(r.history, t)])
                      for t in ondemand.HISTORY_TABLES},
-        ))
+        ), serving.tables()["feature_dictionary"])
 
     coalescer = Coalescer(score_round)
 
