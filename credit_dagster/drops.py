@@ -82,15 +82,13 @@ def load_drop(con: duckdb.DuckDBPyConnection, inbox: Path, day: str, max_reject_
             if name == "application_test":
                 raise
             missing.append(spec.file_stem)
-            columns = ", ".join(f'"{c}" {t}' for c, t in spec.columns.items())
             con.execute(f"create schema if not exists {schema}")
-            con.execute(f"create or replace table {schema}.{name} ({columns})")
+            con.execute(f"create or replace table {schema}.{name} ({spec.columns_sql()})")
             continue
         reports[name] = load_table(con, spec, path, schema=schema, max_reject_share=max_reject_share,
                                    allow_empty=name != "application_test")
     # an empty application_train lets the same SQL models run on the drop
-    columns = ", ".join(f'"{c}" {t}' for c, t in SOURCE_TABLES["application_train"].columns.items())
-    con.execute(f"create or replace table {schema}.application_train ({columns})")
+    con.execute(f"create or replace table {schema}.application_train ({SOURCE_TABLES['application_train'].columns_sql()})")
     already = _quarantine_already_scored(con, schema, day)
     return DropLoad(schema, reports, already, missing)
 

@@ -95,7 +95,7 @@ class Workspace:
         for name in (self.RAW, self.FEATURES):
             self.con.execute(f"create schema {name}")
         for table in ("application_train", *HISTORY_TABLES):
-            self.con.execute(f"create table {self.RAW}.{table} ({_columns_sql(table)})")
+            self.con.execute(f"create table {self.RAW}.{table} ({SOURCE_TABLES[table].columns_sql()})")
         self.con.execute("create table cf_steps (amount DOUBLE, term DOUBLE)")
         self.con.register(self.SUBMITTED, arrow_rows(APPLICATION, pd.DataFrame()))
         self.con.execute(f"create view {self.RAW}.{APPLICATION} as "
@@ -196,10 +196,6 @@ def _close_workspaces() -> None:
     # a daemon thread's locals are never collected: close its connection before DuckDB unloads
     for ws in list(_opened):
         ws.con.close()
-
-
-def _columns_sql(table: str) -> str:
-    return ", ".join(f'"{c}" {t}' for c, t in SOURCE_TABLES[table].columns.items())
 
 
 def score(batch: Batch, model: RegisteredModel, dictionary: pd.DataFrame, stored_history: Path | None,

@@ -46,6 +46,10 @@ class SourceTable:
     profile_by: tuple[str, ...] = ()
     encoding: str = "utf-8"
 
+    def columns_sql(self) -> str:
+        """The column list of a `create table` of this layout, empty tables included."""
+        return ", ".join(f'"{c}" {t}' for c, t in self.columns.items())
+
 
 _APPLICANT_FK = ForeignKey("SK_ID_CURR", APPLICANT_TABLES, "SK_ID_CURR")
 _PREVIOUS_FK = ForeignKey("SK_ID_PREV", ("previous_application",), "SK_ID_PREV")
