@@ -171,7 +171,7 @@ def stage_score(workdir: Path, scale: float) -> dict:
 
     import dagster as dg
 
-    from credit_dagster import drops
+    from credit_dagster import drops, partitions
     from credit_dagster.definitions import defs
 
     day = "2026-01-01"
@@ -181,8 +181,9 @@ def stage_score(workdir: Path, scale: float) -> dict:
         con.execute(f"drop table if exists scoring.{table}")
     con.close()
     drops.replay(workdir / "data", workdir / "inbox", 1, __import__("datetime").date.fromisoformat(day))
-    result = defs.resolve_job_def("nightly_scoring").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), partition_key=day, raise_on_error=True)
+    instance = dg.DagsterInstance.ephemeral()
+    partitions.register(instance, [day])
+    result = defs.resolve_job_def("nightly_scoring").execute_in_process(instance=instance, partition_key=day, raise_on_error=True)
     steps = {e.step_key.split("__")[-1]: round(e.event_specific_data.duration_ms / 1000, 1)
              for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
     meta = result.asset_materializations_for_node("scoring__scored_applications")[0].metadata

@@ -73,7 +73,7 @@ def _execute(job_name: str, data_dir: Path, partition_key: str | None = None) ->
     """Run one job in-process against the persistent instance; print what happened."""
     import dagster as dg
 
-    from credit_dagster import incidents
+    from credit_dagster import incidents, partitions
     from credit_dagster.instance import execute_as_launched
     from credit_dagster.recovery import recover_dead_runs, run_tags
     from credit_dagster.resources import Warehouse
@@ -81,6 +81,8 @@ def _execute(job_name: str, data_dir: Path, partition_key: str | None = None) ->
     with dg.DagsterInstance.get() as instance:
         for line in recover_dead_runs(instance):
             print(f"recovered: {line}")
+        if partition_key is not None:
+            partitions.register(instance, [partition_key])
         result = execute_as_launched(
             instance, job_name,
             run_config={
@@ -130,21 +132,21 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError("no champion model, so nothing can be scored: see the champion_model reason above and the model card "
                        f"in {settings.reports_dir()}; after review, `credit-dagster promote VERSION --reason \"...\"`")
     inbox = drops.inbox_dir()
-    if not any(inbox.glob("*/application_test.csv*")):
+    if not drops.days_in_inbox(inbox)[0]:
         counts = drops.replay(data_dir, inbox, args.replay_days, _default_start(args.replay_days))
         print(f"inbox empty: replayed application_test as {len(counts)} daily drops in {inbox}: {counts}")
-    days = sorted(p.name for p in inbox.iterdir() if p.is_dir())
-    ok = all([_execute("nightly_scoring", data_dir, day) for day in days])
+    ok = all([_execute("nightly_scoring", data_dir, day) for day in drops.days_in_inbox(inbox)[0]])
     print(f"serving snapshot: {settings.credit_home() / 'serving' / 'serving.duckdb'}; reports: {settings.reports_dir()}")
     return 0 if ok else 1
 
 
 def _default_start(days: int):
-    from datetime import datetime, timedelta
-    from zoneinfo import ZoneInfo
+    from datetime import timedelta
+
+    from credit_dagster import drops
 
     # drops for the last `days` complete days in Paris, so yesterday's is the newest
-    return datetime.now(ZoneInfo("Europe/Paris")).date() - timedelta(days=days)
+    return drops.today() - timedelta(days=days)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -160,8 +162,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from datetime import date, datetime, timedelta
-    from zoneinfo import ZoneInfo
+    from datetime import date, timedelta
 
     from credit_dagster import drops
     from credit_dagster.instance import prepare_dagster_home
@@ -169,14 +170,14 @@ def _score(args: argparse.Namespace) -> int:
     data_dir = resolve_data_dir(args.data_dir, generate=False)
     prepare_dagster_home()
     first, last = date.fromisoformat(args.start), date.fromisoformat(args.end or args.start)
-    today = datetime.now(ZoneInfo("Europe/Paris")).date()
+    today = drops.today()
     if last < first:
         raise CliError(f"--end {last} is before --start {first}")
     if last >= today:
         raise CliError(f"{last} has not ended yet in Europe/Paris (today is {today}): a night is scored once its day is over")
     ok = True
     for day in [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]:
-        if not any((drops.inbox_dir() / day).glob("application_test.csv*")):
+        if not drops.has_drop(drops.inbox_dir(), day):
             print(f"{day}: no drop in {drops.inbox_dir() / day}: nothing to score (a night without applications is normal)")
             continue
         ok = _execute("nightly_scoring", data_dir, day) and ok

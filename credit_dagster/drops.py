@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 
@@ -22,6 +23,35 @@ DROP_TABLES = [name for name in SOURCE_TABLES if name != "application_train"]
 
 def inbox_dir() -> Path:
     return Path(os.environ.get("CREDIT_INBOX") or settings.credit_home() / "inbox").expanduser().resolve()
+
+
+TIMEZONE = ZoneInfo("Europe/Paris")
+NIGHT = time(2, 0)  # the nightly schedule's tick: a day's drop is scored at 02:00 the next morning
+
+
+def today() -> date:
+    return datetime.now(TIMEZONE).date()
+
+
+def has_drop(inbox: Path, day: str) -> bool:
+    """The day's folder holds an application file (side-table files alone are no drop)."""
+    return any((inbox / day).glob("application_test.csv*"))
+
+
+def days_in_inbox(inbox: Path) -> tuple[list[str], list[str]]:
+    """The days (folders named YYYY-MM-DD) holding a drop, oldest first, and the other entries
+    of the inbox, which are not drops and are never scored."""
+    days, strays = [], []
+    for entry in sorted(inbox.iterdir()) if inbox.is_dir() else []:
+        try:
+            valid = entry.is_dir() and date.fromisoformat(entry.name).isoformat() == entry.name
+        except ValueError:
+            valid = False
+        if valid and has_drop(inbox, entry.name):
+            days.append(entry.name)
+        elif not valid:
+            strays.append(entry.name)
+    return days, strays
 
 
 def drop_schema(day: str) -> str:

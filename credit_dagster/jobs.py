@@ -1,13 +1,14 @@
 """Jobs, the nightly schedule, and the sensors that watch for late drops and severe drift."""
 
 import os
-from datetime import date, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
+from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
-from credit_dagster import drops, incidents
-from credit_dagster.assets.scoring import DRIFT, SNAPSHOT, daily
+from credit_dagster import drops, incidents, partitions
+from credit_dagster.assets.scoring import DRIFT, SNAPSHOT
 from credit_dagster.resources import Warehouse
 
 build_all = dg.define_asset_job(
@@ -28,31 +29,34 @@ ondemand_audit_schedule = dg.ScheduleDefinition(job=ondemand_audit_job, cron_sch
 nightly_scoring = dg.define_asset_job(
     "nightly_scoring",
     selection=dg.AssetSelection.groups("scoring", "monitoring", "serving"),
-    partitions_def=daily,
+    partitions_def=partitions.drop_days,
     description="Load the day's drop, build its features, score it with the champion, watch drift, publish the snapshot.",
 )
 
-def empty_business_days(inbox, day: date) -> int:
+
+def empty_business_days(inbox: Path, day: date) -> int:
     """Weekdays in a row, up to `day`, with no drop in the inbox."""
     count = 0
     while count < 31:
         if day.weekday() < 5:
-            if any((inbox / day.isoformat()).glob("application_test.csv*")):
+            if drops.has_drop(inbox, day.isoformat()):
                 break
             count += 1
         day -= timedelta(days=1)
     return count
 
 
-# 02:00 Europe/Paris every day, for the day that just ended (the partition of yesterday).
-@dg.schedule(job=nightly_scoring, cron_schedule="0 2 * * *", execution_timezone="Europe/Paris",
-             name="nightly_scoring_schedule", default_status=dg.DefaultScheduleStatus.RUNNING)
+@dg.schedule(job=nightly_scoring, cron_schedule=f"{drops.NIGHT.minute} {drops.NIGHT.hour} * * *",
+             execution_timezone=str(drops.TIMEZONE), name="nightly_scoring_schedule",
+             default_status=dg.DefaultScheduleStatus.RUNNING)
 def nightly_schedule(context: dg.ScheduleEvaluationContext):
-    """Scores yesterday's drop. A night without a drop (a weekend, a holiday) is a skipped tick,
-    not a failed run; CREDIT_EMPTY_DAYS_ALERT (3) weekdays in a row without one log an error."""
-    day = context.scheduled_execution_time.astimezone(ZoneInfo("Europe/Paris")).date() - timedelta(days=1)
+    """Scores the drop of the day that just ended, adding the day to the partitions. A night
+    without a drop (a weekend, a holiday) is a skipped tick saying so, not a failed run and no
+    partition; CREDIT_EMPTY_DAYS_ALERT (3) weekdays in a row without one log an error."""
+    day = context.scheduled_execution_time.astimezone(drops.TIMEZONE).date() - timedelta(days=1)
     inbox = drops.inbox_dir()
-    if any((inbox / day.isoformat()).glob("application_test.csv*")):
+    if drops.has_drop(inbox, day.isoformat()):
+        partitions.register(context.instance, [day.isoformat()])
         return dg.RunRequest(partition_key=day.isoformat(), run_key=f"nightly-{day.isoformat()}")
     empty = empty_business_days(inbox, day)
     alert = int(os.environ.get("CREDIT_EMPTY_DAYS_ALERT", "3"))
@@ -62,24 +66,40 @@ def nightly_schedule(context: dg.ScheduleEvaluationContext):
     return dg.SkipReason(message)
 
 
+# the schedule's run gets an hour to start before the late-drop sensor takes a drop as late
+LATE_AFTER = timedelta(hours=1)
+
+
+def is_late(day: str, now: datetime) -> bool:
+    """The day's nightly tick (02:00 the next morning) is over by LATE_AFTER: a drop still unscored
+    then is late (earlier, the schedule scores it and a sensor run would do the work twice)."""
+    tick = datetime.combine(date.fromisoformat(day) + timedelta(days=1), drops.NIGHT, drops.TIMEZONE)
+    return now >= tick + LATE_AFTER
+
+
 @dg.sensor(job=nightly_scoring, minimum_interval_seconds=600, default_status=dg.DefaultSensorStatus.RUNNING)
 def late_drop_sensor(context: dg.SensorEvaluationContext):
-    """Scores a drop that arrived after its night's run, or completes a night that failed after
-    scoring: a past day with a drop folder but no published snapshot."""
+    """Adds every drop in the inbox to the partitions (so the UI shows what is missing) and scores
+    the nights that are due and unscored: a drop that arrived after its night's tick, or a night
+    that failed after scoring (no published snapshot). The same days as the schedule's: folders
+    YYYY-MM-DD holding an application file, for days that have ended."""
     inbox = drops.inbox_dir()
-    if not inbox.is_dir():
-        return dg.SkipReason(f"no inbox at {inbox}")
-    keys = set(daily.get_partition_keys(dynamic_partitions_store=context.instance))
-    # a night counts as done when its snapshot is published: a night that failed after scoring
-    # (drift or snapshot) is run again, not skipped
-    scored = context.instance.get_materialized_partitions(SNAPSHOT)
+    days, strays = drops.days_in_inbox(inbox)
+    if strays:
+        context.log.warning(f"not drops, ignored in {inbox}: {', '.join(strays[:10])} (a drop is a folder YYYY-MM-DD)")
+    days = [day for day in days if day < drops.today().isoformat()]
+    new = [day for day in days if not context.instance.has_dynamic_partition(partitions.drop_days.name, day)]
+    added = [partitions.drop_days.build_add_request(new)] if new else []
+    # a night counts as done when its snapshot is published; one still running is left alone
+    scored = context.instance.get_materialized_partitions(SNAPSHOT) if days else set()
+    running = {record.dagster_run.tags.get("dagster/partition") for record in context.instance.get_run_records(
+        dg.RunsFilter(job_name=nightly_scoring.name, statuses=IN_PROGRESS_RUN_STATUSES))}
     requests = []
-    for folder in sorted(inbox.iterdir()):
-        day = folder.name
-        if day in keys and day not in scored and any(folder.glob("application_test.csv*")):
-            latest = max(p.stat().st_mtime for p in folder.iterdir())
-            requests.append(dg.RunRequest(partition_key=day, run_key=f"late-drop-{day}-{int(latest)}"))
-    return requests or dg.SkipReason("every drop in the inbox is scored")
+    for day in [d for d in days if d not in scored and d not in running and is_late(d, datetime.now(UTC))]:
+        latest = max(p.stat().st_mtime for p in (inbox / day).iterdir())
+        requests.append(dg.RunRequest(partition_key=day, run_key=f"late-drop-{day}-{int(latest)}"))
+    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=added,
+                           skip_reason=None if requests else f"{len(days)} drops in {inbox}, none due and unscored")
 
 
 @dg.sensor(job=train_model, minimum_interval_seconds=3600, default_status=dg.DefaultSensorStatus.STOPPED)

@@ -1,9 +1,27 @@
-"""Idempotent daily partitions in DuckDB tables: delete the day, insert it, in one transaction."""
+"""Nightly partitions: in Dagster, one per day a drop arrived; in DuckDB tables, a day's rows
+replaced in one transaction (delete the day, insert it), so a re-run never duplicates."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+import dagster as dg
 import duckdb
 import pandas as pd
+
+# One partition per drop, not per calendar day: the UI then counts as missing only drops that
+# were not scored (a weekend or a holiday without applications is no gap), and a backfill of
+# "missing" partitions launches runs that have something to score. The schedule, the late-drop
+# sensor and the CLI add a day when they find its drop (`register`).
+drop_days = dg.DynamicPartitionsDefinition(name="drop_days")
+
+
+def register(instance: dg.DagsterInstance, days: Iterable[str]) -> list[str]:
+    """Add the days not yet partitions of `drop_days`; returns those added."""
+    new = [day for day in dict.fromkeys(days) if not instance.has_dynamic_partition(drop_days.name, day)]
+    if new:
+        instance.add_dynamic_partitions(drop_days.name, new)
+    return new
 
 
 def replace_partition(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, day: str,

@@ -4,6 +4,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from credit_dagster.synth.generator import generate
@@ -49,21 +50,28 @@ def temporary_home(root: Path):
 SCORED_DAYS = ["2026-11-01", "2026-11-02"]
 
 
+def score_night(day: str, raise_on_error: bool = True, instance: dg.DagsterInstance | None = None):
+    """`nightly_scoring` for `day` in-process, its drop added to the partitions first (as the
+    schedule, the sensor and the CLI do)."""
+    from credit_dagster import partitions
+    from credit_dagster.definitions import defs
+
+    instance = instance or dg.DagsterInstance.ephemeral()
+    partitions.register(instance, [day])
+    return defs.resolve_job_def("nightly_scoring").execute_in_process(
+        instance=instance, partition_key=day, raise_on_error=raise_on_error)
+
+
 @pytest.fixture(scope="session")
 def scored_home(synthetic_dir, tmp_path_factory):
     """A trained CREDIT_HOME with two replayed drops, the first one scored (training is the slow part)."""
     from datetime import date
 
-    import dagster as dg
-
     from credit_dagster import drops
-    from credit_dagster.definitions import defs
     from credit_dagster_tests.test_pipeline import run_all
 
     with temporary_home(tmp_path_factory.mktemp("scored_home")) as root:
         run_all(synthetic_dir, raise_on_error=True)
         drops.replay(synthetic_dir, drops.inbox_dir(), 2, date.fromisoformat(SCORED_DAYS[0]))
-        defs.resolve_job_def("nightly_scoring").execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(), partition_key=SCORED_DAYS[0], raise_on_error=True
-        )
+        score_night(SCORED_DAYS[0])
         yield root

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
@@ -91,6 +92,8 @@ def test_a_night_without_a_drop_is_skipped_not_failed(ops_home, monkeypatch, cap
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     assert cli.main(["score", "--start", "2026-10-03"]) == 0
     assert "no drop" in capsys.readouterr().out
+    with dg.DagsterInstance.get() as instance:  # nor a partition the UI would count as missing
+        assert not instance.get_runs() and instance.get_dynamic_partitions("drop_days") == []
 
 
 def test_score_without_a_known_data_folder_never_falls_back_to_synthetic(tmp_path, monkeypatch, capsys):
@@ -116,8 +119,6 @@ def _broken_night(home: Path, monkeypatch) -> str:
 
 
 def test_a_failed_night_is_one_line_and_an_incident(ops_home, monkeypatch, capsys):
-    import dagster as dg
-
     from credit_dagster.instance import LOCATION
 
     _broken_night(ops_home, monkeypatch)
@@ -130,6 +131,7 @@ def test_a_failed_night_is_one_line_and_an_incident(ops_home, monkeypatch, capsy
     # the CLI's run is recorded as a run of the UI's code location, for that partition
     with dg.DagsterInstance.get() as instance:
         (run,) = instance.get_runs()
+        assert instance.get_dynamic_partitions("drop_days") == ["2026-10-05"]  # the drop's day, added by the CLI
     assert run.job_name == "nightly_scoring" and run.tags["dagster/partition"] == "2026-10-05"
     assert run.remote_job_origin.location_name == LOCATION and run.status == dg.DagsterRunStatus.FAILURE
 

@@ -10,7 +10,7 @@ from credit_dagster import cli
 from credit_dagster.definitions import defs
 from credit_dagster.resources import ModelStore, SourceData, Warehouse
 from credit_dagster.sources import SOURCE_TABLES
-from credit_dagster_tests.conftest import temporary_home
+from credit_dagster_tests.conftest import score_night, temporary_home
 
 
 def run_all(data_dir, raise_on_error=False):
@@ -178,9 +178,7 @@ def test_real_sample_drop_is_scored(real_run, real_dir):
 
     with temporary_home(home):
         counts = drops.replay(real_dir, drops.inbox_dir(), 20, date(2026, 10, 1))
-        result = defs.resolve_job_def("nightly_scoring").execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(), partition_key="2026-10-01", raise_on_error=True
-        )
+        result = score_night("2026-10-01")
     assert result.success and sum(counts.values()) == 48744
     with duckdb.connect(str(home / "serving" / "serving.duckdb"), read_only=True) as con:
         scored = con.execute("select decision, count(*) from scored_applications group by 1").fetchall()

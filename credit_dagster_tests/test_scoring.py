@@ -16,7 +16,7 @@ from credit_dagster import drops, monitoring, scoring, snapshot
 from credit_dagster.definitions import defs
 from credit_dagster.ingest import SourceFileError
 from credit_dagster.ml.registry import Registry
-from credit_dagster_tests.conftest import SCORED_DAYS, temporary_home
+from credit_dagster_tests.conftest import SCORED_DAYS, score_night, temporary_home
 
 DAYS = SCORED_DAYS
 
@@ -25,12 +25,6 @@ DAYS = SCORED_DAYS
 def home(scored_home):
     with temporary_home(scored_home) as root:
         yield root
-
-
-def score(day, raise_on_error=True):
-    return defs.resolve_job_def("nightly_scoring").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), partition_key=day, raise_on_error=raise_on_error
-    )
 
 
 def warehouse(home, read_only=True):
@@ -140,18 +134,18 @@ def test_counterfactual_is_verified_by_rescoring_the_changed_application(home):
                 table["AMT_CREDIT"] *= amount
                 table["AMT_ANNUITY"] = table["AMT_ANNUITY"] * amount / term
             table.to_csv(folder / path.name, index=False)
-    assert score(day).success
+    assert score_night(day).success
     with warehouse(home) as con:
         decision = con.execute("select decision from scoring.scored_applications where partition_date = ?", [day]).fetchall()
     assert decision == [(scoring.GRANTED,)]
 
 
 def test_rerun_replaces_the_partition_and_the_audit_keeps_both_runs(home):
-    score(DAYS[1])
+    score_night(DAYS[1])
     with warehouse(home) as con:
         before = con.execute("select count(*) from scoring.scored_applications").fetchone()[0]
         other = con.execute("select count(*) from scoring.scored_applications where partition_date <> ?", [DAYS[1]]).fetchone()[0]
-    again = score(DAYS[1])
+    again = score_night(DAYS[1])
     with warehouse(home) as con:
         after = con.execute("select count(*) from scoring.scored_applications").fetchone()[0]
         runs = con.execute("select count(distinct run_id), count(*) from scoring.decision_audit where partition_date = ?",
@@ -164,11 +158,11 @@ def test_rerun_replaces_the_partition_and_the_audit_keeps_both_runs(home):
 
 
 def test_applicant_already_scored_is_quarantined_not_rescored(home):
-    score(DAYS[1])  # idempotent: makes sure every applicant of that drop is scored, whatever ran before
+    score_night(DAYS[1])  # idempotent: makes sure every applicant of that drop is scored, whatever ran before
     day = "2026-11-04"
     folder = home / "inbox" / day
     shutil.copytree(home / "inbox" / DAYS[1], folder)
-    assert score(day, raise_on_error=False).success is False  # every applicant was scored on DAYS[1]: nothing left
+    assert score_night(day, raise_on_error=False).success is False  # every applicant was scored on DAYS[1]: nothing left
     with warehouse(home) as con:
         reasons = con.execute("select distinct reason from drop_20261104.quarantine").fetchall()
         rescored = con.execute("select count(*) from scoring.scored_applications where partition_date = ?", [day]).fetchone()[0]
@@ -244,26 +238,68 @@ def test_small_night_of_a_many_valued_category_is_noise_not_drift():
     assert monitoring.psi_row("ORGANIZATION_TYPE", reference, shifted)["status"] == "act"
 
 
+def _drop(inbox, day, files=("application_test.csv",)):
+    (inbox / day).mkdir(parents=True)
+    for name in files:
+        (inbox / day / name).write_text("SK_ID_CURR\n1\n")
+
+
 def test_schedule_runs_at_two_in_paris_for_the_day_that_ended(tmp_path, monkeypatch):
     schedule = defs.resolve_schedule_def("nightly_scoring_schedule")
     assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "Europe/Paris"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     tick = datetime(2026, 11, 22, 2, 0, tzinfo=ZoneInfo("Europe/Paris"))
     monkeypatch.setenv("CREDIT_INBOX", str(tmp_path))
-    with dg.build_schedule_context(scheduled_execution_time=tick) as context:
-        skipped = schedule.evaluate_tick(context)
-    # Saturday 21 November without a drop: a skipped tick saying why, not a failed run
-    assert not skipped.run_requests and "no drop for 2026-11-21" in skipped.skip_message
-    (tmp_path / "2026-11-21").mkdir()
-    (tmp_path / "2026-11-21" / "application_test.csv").write_text("SK_ID_CURR\n1\n")
-    with dg.build_schedule_context(scheduled_execution_time=tick, repository_def=defs.get_repository_def()) as context:
-        requests = list(schedule.evaluate_tick(context).run_requests)
-    assert [r.partition_key for r in requests] == ["2026-11-21"]
+    with dg.instance_for_test() as instance:  # a persistent instance, as the daemon's (schedules need its ref)
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=tick) as context:
+            skipped = schedule.evaluate_tick(context)
+        # Saturday 21 November without a drop: a skipped tick saying why, not a failed run, no partition
+        assert not skipped.run_requests and "no drop for 2026-11-21" in skipped.skip_message
+        assert instance.get_dynamic_partitions("drop_days") == []
+        _drop(tmp_path, "2026-11-21")
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=tick,
+                                       repository_def=defs.get_repository_def()) as context:
+            requests = list(schedule.evaluate_tick(context).run_requests)
+        assert [r.partition_key for r in requests] == ["2026-11-21"]
+        assert instance.get_dynamic_partitions("drop_days") == ["2026-11-21"]
+
+
+def test_the_partitions_are_the_drops_and_the_sensor_scores_the_late_ones(tmp_path, monkeypatch):
+    from credit_dagster import partitions
+    from credit_dagster.assets.scoring import SNAPSHOT
+
+    monkeypatch.setenv("CREDIT_INBOX", str(tmp_path))
+    today = drops.today().isoformat()
+    for day in ("2026-11-01", "2026-11-02", "2026-11-04", today):
+        _drop(tmp_path, day)
+    _drop(tmp_path, "2026-11-03", files=("bureau.csv",))  # side tables alone are no drop
+    _drop(tmp_path, "notes", files=("readme.txt",))
+    sensor = defs.resolve_sensor_def("late_drop_sensor")
+    with dg.instance_for_test() as instance:
+        partitions.register(instance, ["2026-11-02"])
+        instance.report_runless_asset_event(dg.AssetMaterialization(SNAPSHOT, partition="2026-11-02"))
+        instance.add_run(dg.DagsterRun(job_name="nightly_scoring", run_id="still-running", status=dg.DagsterRunStatus.STARTED,
+                                       tags={"dagster/partition": "2026-11-04"}))
+        with dg.build_sensor_context(instance=instance, instance_ref=instance.get_ref(), definitions=defs) as context:
+            result = sensor.evaluate_tick(context)
+    # every drop of a day that has ended becomes a partition (today's waits for its night) ...
+    assert [r.partition_keys for r in result.dynamic_partitions_requests] == [["2026-11-01", "2026-11-04"]]
+    # ... and only the unscored one that is not running is scored
+    assert [r.partition_key for r in result.run_requests] == ["2026-11-01"]
+
+
+def test_a_drop_is_late_an_hour_after_its_nightly_tick():
+    from credit_dagster.jobs import is_late
+
+    paris = ZoneInfo("Europe/Paris")
+    assert not is_late("2026-11-21", datetime(2026, 11, 22, 2, 59, tzinfo=paris))  # the schedule's turn
+    assert is_late("2026-11-21", datetime(2026, 11, 22, 3, 0, tzinfo=paris))
+    assert is_late("2026-11-21", datetime(2026, 11, 22, 2, 0, tzinfo=ZoneInfo("UTC")))  # 03:00 in Paris
 
 
 def test_late_drop_sensor_requests_unscored_days(home):
     sensor = defs.resolve_sensor_def("late_drop_sensor")
-    with dg.DagsterInstance.ephemeral() as instance, dg.build_sensor_context(instance=instance, definitions=defs) as context:
+    with dg.instance_for_test() as instance, dg.build_sensor_context(instance=instance, instance_ref=instance.get_ref(), definitions=defs) as context:
         requests = sensor.evaluate_tick(context).run_requests
     # nothing is materialized in this fresh instance: every drop folder with applications is due
     assert {r.partition_key for r in requests} >= set(DAYS)
@@ -322,7 +358,7 @@ def test_drop_gates_block_a_bad_code_and_pass_a_clean_night(home):
         if path.name == "bureau_balance.csv":
             table.loc[table.index[:3], "STATUS"] = "Z"  # not a bureau status: warns, does not block
         table.to_csv(folder / path.name, index=False)
-    result = score(day, raise_on_error=False)
+    result = score_night(day, raise_on_error=False)
     checks = {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events
               if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     gate = checks["drop_quality"]

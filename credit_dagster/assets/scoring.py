@@ -1,10 +1,9 @@
-"""Nightly scoring: one daily partition (Europe/Paris) per drop of new applications.
+"""Nightly scoring: one partition per day a drop of new applications arrived (`partitions.drop_days`).
 
 drop -> features (same SQL as training, on that day's rows) -> scores with reasons and
 counterfactuals (champion model) -> drift report -> serving snapshot.
 """
 
-import os
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -16,9 +15,6 @@ from credit_dagster.checks.raw_checks import check_result
 from credit_dagster.resources import ModelStore, Warehouse
 from credit_dagster.settings import reports_dir
 from credit_dagster.sources import SOURCE_TABLES
-
-PARTITIONS_START = os.environ.get("CREDIT_PARTITIONS_START", "2024-01-01")
-daily = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="Europe/Paris")
 
 DROP = dg.AssetKey(["scoring", "daily_drop"])
 DAILY_FEATURES = dg.AssetKey(["scoring", "daily_features"])
@@ -39,7 +35,7 @@ DETAIL_COLUMNS = [
 ]
 
 
-@dg.asset(key=DROP, group_name="scoring", partitions_def=daily, pool=POOL, kinds={"duckdb", "csv"})
+@dg.asset(key=DROP, group_name="scoring", partitions_def=partitions.drop_days, pool=POOL, kinds={"duckdb", "csv"})
 def daily_drop(context: dg.AssetExecutionContext, config: IngestConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """The day's drop loaded into drop_<YYYYMMDD> with the raw-ingestion gates and quarantine."""
     day = context.partition_key
@@ -83,7 +79,7 @@ def drop_quality(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -
     return check_result(findings)
 
 
-@dg.asset(key=DAILY_FEATURES, group_name="scoring", partitions_def=daily, deps=[DROP], pool=POOL, kinds={"duckdb", "sql"})
+@dg.asset(key=DAILY_FEATURES, group_name="scoring", partitions_def=partitions.drop_days, deps=[DROP], pool=POOL, kinds={"duckdb", "sql"})
 def daily_features(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     """The night's features: the training SQL models run on the drop's rows only."""
     schema = drops.drop_schema(context.partition_key)
@@ -92,7 +88,7 @@ def daily_features(context: dg.AssetExecutionContext, warehouse: Warehouse) -> d
     return dg.MaterializeResult(metadata={"dagster/row_count": counts["application_features"], "schema": f"{schema}_features"})
 
 
-@dg.asset(key=SCORED, group_name="scoring", partitions_def=daily, deps=[DAILY_FEATURES, CHAMPION, DICTIONARY], pool=POOL,
+@dg.asset(key=SCORED, group_name="scoring", partitions_def=partitions.drop_days, deps=[DAILY_FEATURES, CHAMPION, DICTIONARY], pool=POOL,
           kinds={"lightgbm", "duckdb"})
 def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
     """Each application scored by the champion: PD, points, grade, decision, four reasons,
@@ -157,7 +153,7 @@ def known_category_values(context: dg.AssetCheckExecutionContext, warehouse: War
                                metadata={"unknown": {k: v[:20] for k, v in unknown.items()}})
 
 
-@dg.asset(key=DRIFT, group_name="monitoring", partitions_def=daily, deps=[SCORED], pool=POOL, kinds={"evidently", "html"})
+@dg.asset(key=DRIFT, group_name="monitoring", partitions_def=partitions.drop_days, deps=[SCORED], pool=POOL, kinds={"evidently", "html"})
 def drift_report(context: dg.AssetExecutionContext, warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
     """The night's most important features and score against the training population: PSI per
     feature, its sampling noise floor and the excess over it (0.10 investigate, 0.25 act) in
@@ -226,7 +222,7 @@ SERVING_TABLES = {
 }
 
 
-@dg.asset(key=SNAPSHOT, group_name="serving", partitions_def=daily, deps=[SCORED, DRIFT], pool=POOL, kinds={"duckdb"})
+@dg.asset(key=SNAPSHOT, group_name="serving", partitions_def=partitions.drop_days, deps=[SCORED, DRIFT], pool=POOL, kinds={"duckdb"})
 def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
     """The read-only DuckDB file the dashboard and the API read, swapped in atomically after a
     good night: decisions and their explanations, the labelled clients they are compared with
