@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_dagster.ml import calibration, fairness, metrics, promotion, training
+from credit_dagster.ml import calibration, fairness, metrics, model_card, promotion, training
 from credit_dagster.ml.ensemble import Ensemble
 from credit_dagster.ml.registry import Registry
 from credit_dagster.ml.scorecard import Scorecard
@@ -218,8 +218,8 @@ def test_a_random_split_of_the_training_population_shows_no_score_drift(tmp_path
     labels = pd.DataFrame({"SK_ID_CURR": frame["SK_ID_CURR"], "TARGET": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)})
     trained, new = frame.iloc[:6000], frame.iloc[6000:]
     result = build.build_model(trained, labels, excluded=("CODE_GENDER", "DAYS_BIRTH"), app_columns=["APP_ONLY", "CAT"],
-                               params=training.TrainingParams(n_folds=3, learning_rate=0.1), refer_margin=0.02,
-                               scorecard=Scorecard())
+                               params=training.TrainingParams(n_folds=3, learning_rate=0.1, stability_seeds=1),
+                               refer_margin=0.02, scorecard=Scorecard())
     registry = Registry(tmp_path)
     model = registry.load(registry.register(result.model, result.metadata, result.oof))
     reference = result.oof["pd_deployed"]
@@ -227,3 +227,12 @@ def test_a_random_split_of_the_training_population_shows_no_score_drift(tmp_path
     shifted = monitoring.psi_row("(score)", reference, pd.Series(model.probability(new.assign(X1=new["X1"] + 0.8))))
     assert same["psi"] < 0.05 and same["psi_excess"] < monitoring.INVESTIGATE / 2, same
     assert shifted["psi_excess"] >= monitoring.INVESTIGATE, shifted
+    # the seed-to-seed spread: the build's own pooled AUC and one more seed's, in the card
+    spread = result.metadata["seed_spread"]
+    pooled = result.comparison.set_index("candidate").loc[training.DEPLOYED, "roc_auc_pooled"]
+    assert spread["seeds"] == [42, 43] and spread["roc_auc_pooled"][0] == pooled
+    assert spread["roc_auc_pooled"][1] != pooled and abs(spread["roc_auc_pooled"][1] - pooled) < 0.03
+    assert spread["min"] <= pooled <= spread["max"] and spread["std"] > 0
+    card = model_card.render_markdown(model.metadata, champion={"promoted": False, "reason": "test"},
+                                      charts={"cost_curve": b"", "reliability": b""}, synthetic=True)
+    assert f"pooled ROC AUC of {spread['min']:.4f}-{spread['max']:.4f}" in card

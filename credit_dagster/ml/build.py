@@ -71,6 +71,7 @@ def build_model(
     refer = (max(threshold - refer_margin, 0.0), min(threshold + refer_margin, 1.0))
     comparison = cv.comparison
     deployed_row = comparison.set_index("candidate").loc[DEPLOYED]
+    spread = training.seed_spread(data, params, float(deployed_row["roc_auc_pooled"]), progress) if params.stability_seeds else None
     selections = cv.selections[DEPLOYED]
     dropped_everywhere = set.intersection(*(set(s.dropped) for s in selections)) if selections else set()
     metadata = {
@@ -94,6 +95,7 @@ def build_model(
         "default_rate": float(data.y.mean()),
         "data_fingerprint": fingerprint(data.ids, data.y, data.X),
         "cv_metrics": deployed_row.to_dict(),
+        "seed_spread": spread,
         "fold_auc": [float(roc_auc_score(data.y[cv.fold_of == k], raw[cv.fold_of == k])) for k in range(params.n_folds)],
         "comparison": comparison.to_dict(orient="records"),
         "calibration": calibrator.to_json(),

@@ -56,6 +56,8 @@ def render_markdown(meta: dict, *, champion: dict, charts: dict[str, bytes], syn
         "log-odds; the calibrator is fitted on their own out-of-fold scores, so training and deployment share one scale. "
         f"ROC AUC per fold: {', '.join(f'{a:.4f}' for a in meta['fold_auc'])}. Trained on the natural default rate (no class weights).",
         "",
+        _seed_spread(meta.get("seed_spread")),
+        "",
         f"- **Feature selection** (inside each training fold): {sel['candidates']} candidate features; kept per fold "
         f"{sel['kept_per_fold']}; {sel['used_by_any_fold']} used by at least one fold model. Dropped in every fold: "
         f"{len(sel['dropped_in_every_fold'])} (near-empty, near-constant, near-duplicate, or no more gain than shuffled copies)."
@@ -104,6 +106,15 @@ def render_markdown(meta: dict, *, champion: dict, charts: dict[str, bytes], syn
         "realised default rates per grade once loans mature; this card is regenerated with every model.",
     ]
     return "\n".join(lines)
+
+
+def _seed_spread(spread: dict | None) -> str:
+    if not spread:
+        return "- **Seed-to-seed spread**: not measured for this model (trained with `stability_seeds` 0)."
+    aucs = ", ".join(f"{s}: {a:.4f}" for s, a in zip(spread["seeds"], spread["roc_auc_pooled"], strict=True))
+    return (f"- **Seed-to-seed spread**: the same recipe cross-validated with {len(spread['seeds'])} seeds (other folds, other "
+            f"LightGBM randomness) gives a pooled ROC AUC of {spread['min']:.4f}-{spread['max']:.4f} (std {spread['std']:.4f}; "
+            f"{aucs}): differences between models smaller than this are luck, not skill.")
 
 
 def render_html(markdown_text: str, title: str) -> str:

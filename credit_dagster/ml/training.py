@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import lightgbm as lgb
@@ -50,6 +50,7 @@ class TrainingParams:
     selection_noise_quantile: float = 0.5
     compare_unselected: bool = True  # also cross-validate the deployed recipe on every feature (costs one more candidate)
     seeds_per_fold: int = 1  # >1: each fold model is an average over that many seeds
+    stability_seeds: int = 0  # other seeds the deployed recipe is cross-validated with, for the seed-to-seed spread
     threads: int = 0  # 0: settings.threads() (CREDIT_THREADS, default the physical cores)
     costs: metrics.Costs = field(default_factory=metrics.Costs)
 
@@ -242,10 +243,12 @@ class CVResult:
 Progress = Callable[[str], None]
 
 
-def cross_validate(data: Dataset, params: TrainingParams, progress: Progress | None = None) -> CVResult:
-    """Out-of-fold raw scores (log-odds) for every candidate on the same folds, and the comparison table.
-    Feature selection and early stopping happen inside each training fold, so the out-of-fold
-    scores stay honest; the LightGBM fold models are kept to be deployed."""
+def cross_validate(data: Dataset, params: TrainingParams, progress: Progress | None = None,
+                   only: tuple[str, ...] | None = None) -> CVResult:
+    """Out-of-fold raw scores (log-odds) for every candidate (or those in `only`) on the same
+    folds, and the comparison table. Feature selection and early stopping happen inside each
+    training fold, so the out-of-fold scores stay honest; the LightGBM fold models are kept to
+    be deployed."""
     say = progress or (lambda _message: None)
     folds = list(StratifiedKFold(n_splits=params.n_folds, shuffle=True, random_state=params.seed).split(data.X, data.y))
     candidates = {
@@ -256,6 +259,8 @@ def cross_validate(data: Dataset, params: TrainingParams, progress: Progress | N
     }
     if params.select_features and params.compare_unselected:
         candidates[UNSELECTED] = data.features  # the deployed recipe without feature selection: what selection buys
+    if only is not None:
+        candidates = {name: cols for name, cols in candidates.items() if name in only}
     oof = {name: np.zeros(len(data.y)) for name in candidates}
     fold_of = np.zeros(len(data.y), dtype=int)
     seconds = dict.fromkeys(candidates, 0.0)
@@ -299,6 +304,20 @@ def cross_validate(data: Dataset, params: TrainingParams, progress: Progress | N
                "features": int(np.mean([len(s.kept) for s in selections[name]])) if name in selections else len(candidates[name])}
         rows.append(row)
     return CVResult(pd.DataFrame(rows), oof, fold_of, boosters, selections, rounds)
+
+
+def seed_spread(data: Dataset, params: TrainingParams, first_auc: float, progress: Progress | None = None) -> dict:
+    """The deployed recipe's pooled CV ROC AUC under `params.stability_seeds` other seeds (other
+    folds, other LightGBM randomness) beside the build's own `first_auc`: how much of the figure is
+    the luck of a seed. Each other seed costs one cross-validation of the deployed candidate."""
+    seeds, aucs = [params.seed], [first_auc]
+    for i in range(1, params.stability_seeds + 1):
+        other = replace(params, seed=params.seed + i)
+        (progress or (lambda _message: None))(f"seed-to-seed spread: seed {other.seed} ({i}/{params.stability_seeds})")
+        cv = cross_validate(data, other, progress, only=(DEPLOYED,))
+        seeds.append(other.seed)
+        aucs.append(float(roc_auc_score(data.y, cv.oof[DEPLOYED])))
+    return {"seeds": seeds, "roc_auc_pooled": aucs, "min": min(aucs), "max": max(aucs), "std": float(np.std(aucs))}
 
 
 def global_importance(model: Ensemble, X: pd.DataFrame, max_rows: int = 20_000, seed: int = 0) -> pd.DataFrame:
