@@ -184,6 +184,11 @@ def test_ui_serves_the_jobs_and_the_cli_runs_and_stops_on_sigterm(ops_home, monk
         (cli_run,) = [r for r in runs if any(t["key"] == PID_TAG for t in r["tags"])]
         assert cli_run["jobName"] == "nightly_scoring" and {"key": "dagster/partition", "value": night} in cli_run["tags"]
         assert all(r["repositoryOrigin"] == {"repositoryLocationName": LOCATION} for r in runs)
+        # the partitions the UI counts are the drops (three folders in the inbox), not every day since a start date
+        stats = httpx.post(f"http://127.0.0.1:{port}/graphql", timeout=30, json={"query": """{
+            assetNodes(assetKeys: [{path: ["serving", "serving_snapshot"]}]) { partitionStats { numPartitions } } }"""
+        }).json()["data"]["assetNodes"][0]["partitionStats"]
+        assert 1 <= stats["numPartitions"] <= len(list((ops_home / "inbox").iterdir())) == 3, stats
         started = time.monotonic()
         ui.send_signal(signal.SIGTERM)
         ui.wait(timeout=60)
