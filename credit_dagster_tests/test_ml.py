@@ -4,6 +4,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from credit_dagster.ml import calibration, fairness, metrics, model_card, promotion, training
 from credit_dagster.ml.ensemble import Ensemble
@@ -134,6 +135,21 @@ def test_cross_validation_ranks_candidates(small_data):
     assert all("X1" in s.kept for s in cv.selections["lightgbm_all_tables"])  # every fold keeps the signal
 
 
+def test_seed_spread_cross_validates_the_deployed_recipe_with_other_seeds(small_data):
+    params = training.TrainingParams(n_folds=3, learning_rate=0.1, min_child_samples=20, max_rounds=300, early_stopping_rounds=30,
+                                     stability_seeds=2)
+    cv = training.cross_validate(small_data, params, only=(training.DEPLOYED,))
+    assert list(cv.comparison["candidate"]) == [training.DEPLOYED]
+    first = roc_auc_score(small_data.y, cv.oof[training.DEPLOYED])
+    spread = training.seed_spread(small_data, params, first)
+    # the build's own seed first, then two others: other folds and boosting seeds, other AUCs
+    assert spread["seeds"] == [42, 43, 44] and spread["roc_auc_pooled"][0] == first
+    assert len(set(spread["roc_auc_pooled"])) == 3 and max(spread["roc_auc_pooled"]) - min(spread["roc_auc_pooled"]) < 0.05
+    assert spread["min"] <= first <= spread["max"] and 0 < spread["std"] < 0.05
+    assert f"pooled ROC AUC of {spread['min']:.4f}-{spread['max']:.4f}" in model_card._seed_spread(spread)
+    assert "not measured" in model_card._seed_spread(None)
+
+
 def test_feature_selection_drops_empty_constant_duplicate_and_noise():
     rng = np.random.default_rng(5)
     n = 4000
@@ -218,8 +234,8 @@ def test_a_random_split_of_the_training_population_shows_no_score_drift(tmp_path
     labels = pd.DataFrame({"SK_ID_CURR": frame["SK_ID_CURR"], "TARGET": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)})
     trained, new = frame.iloc[:6000], frame.iloc[6000:]
     result = build.build_model(trained, labels, excluded=("CODE_GENDER", "DAYS_BIRTH"), app_columns=["APP_ONLY", "CAT"],
-                               params=training.TrainingParams(n_folds=3, learning_rate=0.1, stability_seeds=1),
-                               refer_margin=0.02, scorecard=Scorecard())
+                               params=training.TrainingParams(n_folds=3, learning_rate=0.1), refer_margin=0.02,
+                               scorecard=Scorecard())
     registry = Registry(tmp_path)
     model = registry.load(registry.register(result.model, result.metadata, result.oof))
     reference = result.oof["pd_deployed"]
@@ -227,12 +243,3 @@ def test_a_random_split_of_the_training_population_shows_no_score_drift(tmp_path
     shifted = monitoring.psi_row("(score)", reference, pd.Series(model.probability(new.assign(X1=new["X1"] + 0.8))))
     assert same["psi"] < 0.05 and same["psi_excess"] < monitoring.INVESTIGATE / 2, same
     assert shifted["psi_excess"] >= monitoring.INVESTIGATE, shifted
-    # the seed-to-seed spread: the build's own pooled AUC and one more seed's, in the card
-    spread = result.metadata["seed_spread"]
-    pooled = result.comparison.set_index("candidate").loc[training.DEPLOYED, "roc_auc_pooled"]
-    assert spread["seeds"] == [42, 43] and spread["roc_auc_pooled"][0] == pooled
-    assert spread["roc_auc_pooled"][1] != pooled and abs(spread["roc_auc_pooled"][1] - pooled) < 0.03
-    assert spread["min"] <= pooled <= spread["max"] and spread["std"] > 0
-    card = model_card.render_markdown(model.metadata, champion={"promoted": False, "reason": "test"},
-                                      charts={"cost_curve": b"", "reliability": b""}, synthetic=True)
-    assert f"pooled ROC AUC of {spread['min']:.4f}-{spread['max']:.4f}" in card
