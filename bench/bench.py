@@ -128,6 +128,7 @@ def stage_nightly_batch(workdir: Path, scale: float) -> dict:
 def stage_train(workdir: Path, scale: float) -> dict:
     """Cross-validation of all candidates plus the final fit; parameters from BENCH_TRAIN_PARAMS (JSON)."""
     from credit_dagster import sql_models
+    from credit_dagster.assets.ingest import is_synthetic
     from credit_dagster.assets.model import load_training_frames
     from credit_dagster.feature_dictionary import PROTECTED, risk_directions
     from credit_dagster.ml import build, training
@@ -143,7 +144,7 @@ def stage_train(workdir: Path, scale: float) -> dict:
     from credit_dagster.ml.registry import Registry
 
     registry = Registry(workdir / "models")
-    version = registry.register(result.model, {**result.metadata, "synthetic": True}, result.oof)
+    version = registry.register(result.model, {**result.metadata, "synthetic": is_synthetic(workdir / "data")}, result.oof)
     registry.promote(version, "benchmark")
     con = _warehouse(workdir)
     con.execute("create schema if not exists model")
@@ -159,7 +160,8 @@ def stage_train(workdir: Path, scale: float) -> dict:
     auc = result.comparison.set_index("candidate")["roc_auc"].round(4).to_dict()
     seconds = result.comparison.set_index("candidate")["train_seconds"].to_dict()
     return {"rows": result.metadata["training_rows"], "params": overrides, "cv_roc_auc": auc, "cv_seconds": seconds,
-            "fold_rounds": result.metadata["fold_rounds"], "features_used": result.metadata["feature_selection"]["used_by_any_fold"]}
+            "fold_rounds": result.metadata["fold_rounds"], "features_used": result.metadata["feature_selection"]["used_by_any_fold"],
+            "seed_spread": result.metadata["seed_spread"]}
 
 
 def stage_score(workdir: Path, scale: float) -> dict:

@@ -105,7 +105,8 @@ def reason_texts(
     # only the strongest few per row can be among the reasons (groups may skip some)
     width = min(len(features), 4 * k)
     top = np.argpartition(-contrib, width - 1, axis=1)[:, :width]
-    columns = [matrix[c].to_numpy(dtype=object) for c in features]
+    # only the candidates' columns: converting all of them costs more than the rest on a few rows
+    columns = {j: matrix.iloc[:, j].to_numpy(dtype=object) for j in np.unique(top)}
     texts, names = [], []
     for row in range(len(contrib)):
         candidates = top[row][np.argsort(-contrib[row, top[row]])]
@@ -151,7 +152,7 @@ def unknown_categories(model: RegisteredModel, features: pd.DataFrame) -> dict[s
 
 def score_frame(model: RegisteredModel, features: pd.DataFrame, dictionary: pd.DataFrame) -> pd.DataFrame:
     """Score rows of application_features: PD, points, grade, decision, reasons, fingerprint."""
-    return score_and_explain(model, features, dictionary)[0]
+    return _score(model, features, model.matrix(features), dictionary)[0]
 
 
 def score_and_explain(
@@ -159,6 +160,12 @@ def score_and_explain(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`score_frame`, and each row's strongest contributions (`contribution_rows`)."""
     matrix = model.matrix(features)
+    out, contributions = _score(model, features, matrix, dictionary)
+    return out, contribution_rows(out["SK_ID_CURR"].to_numpy(), contributions, matrix)
+
+
+def _score(model: RegisteredModel, features: pd.DataFrame, matrix: pd.DataFrame,
+           dictionary: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     contributions = model.ensemble.contributions(matrix)
     raw = contributions.sum(axis=1)
     pd_ = model.calibrator(raw)
@@ -173,7 +180,7 @@ def score_and_explain(
     for i in range(N_REASONS):
         out[f"reason_{i + 1}"] = [t[i] if len(t) > i else None for t in texts]
     out["reason_features"] = [",".join(n) for n in names]
-    return out, contribution_rows(out["SK_ID_CURR"].to_numpy(), contributions, matrix)
+    return out, contributions
 
 
 def contribution_rows(ids: np.ndarray, contributions: np.ndarray, matrix: pd.DataFrame, k: int = TOP_CONTRIBUTIONS) -> pd.DataFrame:
