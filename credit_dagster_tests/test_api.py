@@ -279,6 +279,7 @@ def _gone(pid: int, seconds: float) -> bool:
     return False
 
 
+@pytest.mark.slow  # the full suite (CI) runs it; the everyday subset stays under 3 minutes
 def test_audit_record_survives_a_sigkill_after_the_answer_and_is_folded_once(home, key, night):
     apps, history, _ = night
     port = _free_port()

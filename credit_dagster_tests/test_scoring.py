@@ -140,6 +140,7 @@ def test_counterfactual_is_verified_by_rescoring_the_changed_application(home):
     assert decision == [(scoring.GRANTED,)]
 
 
+@pytest.mark.slow  # the full suite (CI) runs it; the everyday subset stays under 3 minutes
 def test_rerun_replaces_the_partition_and_the_audit_keeps_both_runs(home):
     score_night(DAYS[1])
     with warehouse(home) as con:
