@@ -9,7 +9,7 @@ from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from credit_dagster import drops, incidents, partitions
 from credit_dagster.assets.scoring import DRIFT, SNAPSHOT
-from credit_dagster.resources import Warehouse
+from credit_dagster.resources import Warehouse, WarehouseBusy
 
 build_all = dg.define_asset_job(
     "build_all",
@@ -122,13 +122,19 @@ def drift_retraining_sensor(context: dg.SensorEvaluationContext):
 def incident_sensor(context: dg.RunFailureSensorContext) -> None:
     """Each failed run launched from the UI, the schedule or a sensor becomes one line of
     `monitoring.incidents` (job, partition, step, reason) and an error in the daemon's log.
-    (Runs of the `credit-dagster` CLI record their own.)"""
+    (Runs of the `credit-dagster` CLI record their own.) It never waits for the warehouse: the
+    sensor runs in the code server, and a daemon waiting on it could not stop."""
     steps = context.get_step_failure_events()
     step = steps[0].step_key if steps else None
     reason = incidents.root_cause(steps[0].event_specific_data.error) if steps else context.failure_event.message
     run = context.dagster_run
     partition = run.tags.get("dagster/partition")
     context.log.error(f"run {run.run_id[:8]} of {run.job_name} {partition or ''} failed at {step}: {reason}")
-    with Warehouse().connect() as con:
-        incidents.record(con, run_id=run.run_id, job=run.job_name, partition_key=partition, step=step, reason=reason,
-                         origin="dagster daemon")
+    incident = {"run_id": run.run_id, "job": run.job_name, "partition_key": partition, "step": step, "reason": reason,
+                "origin": "dagster daemon"}
+    try:
+        with Warehouse().connect(wait=False) as con:
+            incidents.record(con, **incident)
+    except WarehouseBusy as busy:
+        path = incidents.keep_for_later(**incident)
+        context.log.warning(f"{busy}: incident kept in {path}, folded into monitoring.incidents by the next night")

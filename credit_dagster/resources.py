@@ -18,8 +18,12 @@ from credit_dagster import settings
 _held = threading.local()
 
 
+class WarehouseBusy(Exception):
+    """The warehouse is held by another process and the caller chose not to wait."""
+
+
 @contextmanager
-def warehouse_lock(path: Path, say=print) -> Iterator[None]:
+def warehouse_lock(path: Path, say=print, wait: bool = True) -> Iterator[None]:
     """An exclusive lock on `path`.lock across processes, re-entrant within a thread.
 
     DuckDB lets one process open a file for writing and no other process read it meanwhile, so
@@ -41,6 +45,8 @@ def warehouse_lock(path: Path, say=print) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
+            if not wait:
+                raise WarehouseBusy(f"warehouse {path} is in use by {holder}") from None
             say(f"warehouse {path} is in use by {holder}: waiting for it")
             started = time.monotonic()
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -68,12 +74,13 @@ class Warehouse(dg.ConfigurableResource):
         return Path(self.path) if self.path else settings.warehouse_path()
 
     @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, read_only: bool = False, wait: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection once the warehouse is free; without `wait`, WarehouseBusy if it is not."""
         path = self.file()
         path.parent.mkdir(parents=True, exist_ok=True)
         config = {"memory_limit": self.memory_limit, "temp_directory": str(path.parent / "duckdb_tmp"),
                   "threads": self.threads or settings.threads()}
-        with warehouse_lock(path, say=dg.get_dagster_logger().warning):
+        with warehouse_lock(path, say=dg.get_dagster_logger().warning, wait=wait):
             con = duckdb.connect(str(path), read_only=read_only, config=config)
             try:
                 yield con

@@ -201,3 +201,49 @@ def test_ui_serves_the_jobs_and_the_cli_runs_and_stops_on_sigterm(ops_home, monk
     finally:
         if _session_alive(ui.pid):
             os.killpg(ui.pid, signal.SIGKILL)
+
+
+def test_the_incident_sensor_never_waits_for_a_busy_warehouse(credit_home):
+    """The run-failure sensor runs in the code server: waiting there for a night's run to free the
+    warehouse kept the daemon (and `credit-dagster ui` on SIGTERM) from stopping. With the lock
+    held by another real process it keeps the incident in a file, and the next writer folds it."""
+    from credit_dagster import incidents
+    from credit_dagster.jobs import incident_sensor
+    from credit_dagster.resources import Warehouse
+
+    @dg.op
+    def load_the_drop():
+        raise ValueError("missing column AMT_CREDIT")
+
+    @dg.job
+    def night():
+        load_the_drop()
+
+    with dg.instance_for_test() as instance:
+        result = night.execute_in_process(instance=instance, raise_on_error=False)
+        failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+        context = dg.build_run_status_sensor_context(
+            sensor_name="incident_sensor", dagster_event=failure, dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(result.run_id)).for_run_failure()
+        warehouse = Warehouse().file()
+        warehouse.parent.mkdir(parents=True)
+        holder = subprocess.Popen([sys.executable, "-c", (
+            "import sys, time\nfrom pathlib import Path\nfrom credit_dagster.resources import warehouse_lock\n"
+            f"with warehouse_lock(Path({str(warehouse)!r})):\n    print('held', flush=True)\n    time.sleep(120)")],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            started = time.monotonic()
+            incident_sensor(context)
+            assert time.monotonic() - started < 10
+            kept = incidents.kept_file().read_text()
+            assert result.run_id in kept and "AMT_CREDIT" in kept
+        finally:
+            holder.kill()
+            holder.wait()
+        incident_sensor(context)  # the warehouse is free again: written directly, the kept line folded with it
+    assert not incidents.kept_file().exists()
+    with Warehouse().connect(read_only=True) as con:
+        rows = con.execute("select run_id, step, reason, origin from monitoring.incidents").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [(result.run_id, "load_the_drop")]
+    assert "AMT_CREDIT" in rows[0][2] and rows[0][3] == "dagster daemon"
