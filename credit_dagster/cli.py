@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -211,6 +212,10 @@ def _ui(args: argparse.Namespace) -> int:
     target = ["-w", str(workspace)] if workspace.exists() else ["-m", "credit_dagster.definitions"]
     # The dagster command installed beside this Python, so an unactivated venv works too.
     dagster = Path(sys.executable).with_name("dagster")
+    # dagster dev maps SIGTERM to SIGINT's handler; a process started with SIGINT ignored (a
+    # background job of a script, nohup) would then ignore SIGTERM too: restore the defaults
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.execv(dagster, [str(dagster), "dev", *target, "-p", str(args.port)])
 
 

@@ -170,7 +170,9 @@ def test_ui_serves_the_jobs_and_the_cli_runs_and_stops_on_sigterm(ops_home, monk
     empty.mkdir()
     # its log to a file: a pipe nobody reads fills up, and a process blocked writing to it never stops
     log = ops_home / "ui.log"
-    ui = _cli(ops_home, "ui", "--port", str(port), start_new_session=True, inbox=empty, stdout=log.open("w"))
+    # started with SIGINT ignored, as a background job of a script (CI) starts it: SIGTERM must still stop it
+    ui = _cli(ops_home, "ui", "--port", str(port), start_new_session=True, inbox=empty, stdout=log.open("w"),
+              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         jobs = []
         for _ in range(240):
