@@ -25,32 +25,24 @@ def root_cause(error) -> str:
     return f"{error.cls_name}: {error.message.strip().splitlines()[0] if error.message.strip() else ''}"
 
 
-def record(con: duckdb.DuckDBPyConnection, *, run_id: str, job: str, partition_key: str | None, step: str | None,
-           reason: str, origin: str) -> None:
-    """Write (or rewrite) the incident of one failed run, and any kept for later (`keep_for_later`)."""
-    rows = [{"run_id": run_id, "job": job, "partition_key": partition_key, "step": step, "reason": reason,
-             "failed_at": datetime.now(UTC).replace(tzinfo=None).isoformat(), "origin": origin}]
-    _write(con, _take_kept() + rows)
+def record(con: duckdb.DuckDBPyConnection, **incident: str | None) -> None:
+    """Write (or rewrite) the incident of one failed run (`_row`'s fields), and any kept for later."""
+    _write_with_kept(con, [_row(**incident)])
 
 
 def fold_kept(con: duckdb.DuckDBPyConnection) -> int:
     """Write the incidents kept for later into the table; how many."""
-    kept = _take_kept()
-    if kept:
-        _write(con, kept)
-    return len(kept)
+    return _write_with_kept(con, [])
 
 
-def keep_for_later(*, run_id: str, job: str, partition_key: str | None, step: str | None, reason: str, origin: str) -> Path:
+def keep_for_later(**incident: str | None) -> Path:
     """Keep an incident in an append-only file when the warehouse is busy: a sensor must not
     wait for a night's run (the daemon could not stop meanwhile). The next writer of incidents
     and every night's snapshot step fold the file into the table."""
     path = kept_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"run_id": run_id, "job": job, "partition_key": partition_key, "step": step, "reason": reason,
-                       "failed_at": datetime.now(UTC).replace(tzinfo=None).isoformat(), "origin": origin})
     with open(path, "a") as handle:
-        handle.write(line + "\n")
+        handle.write(json.dumps(_row(**incident)) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
     return path
@@ -60,17 +52,27 @@ def kept_file() -> Path:
     return settings.credit_home() / "monitoring" / "incidents_kept.jsonl"
 
 
-def _take_kept() -> list[dict]:
-    # renamed before reading: an incident appended meanwhile goes to a new file, never lost
+def _row(*, run_id: str, job: str, partition_key: str | None, step: str | None, reason: str, origin: str) -> dict:
+    return {"run_id": run_id, "job": job, "partition_key": partition_key, "step": step, "reason": reason,
+            "failed_at": datetime.now(UTC).replace(tzinfo=None).isoformat(), "origin": origin}
+
+
+def _write_with_kept(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> int:
+    # The kept file is renamed before it is read, so a line appended meanwhile goes to a new file;
+    # the taken files are deleted only once their rows are committed (a writer killed in between
+    # leaves them for the next one: rewriting a run's incident is idempotent).
     path = kept_file()
-    taken = path.with_name(f"{path.name}.{os.getpid()}")
     try:
-        os.replace(path, taken)
+        os.replace(path, path.with_name(f"{path.name}.{os.getpid()}"))
     except FileNotFoundError:
-        return []
-    rows = [json.loads(line) for line in taken.read_text().splitlines() if line.strip()]
-    taken.unlink()
-    return rows
+        pass
+    taken = sorted(path.parent.glob(f"{path.name}.*")) if path.parent.exists() else []
+    kept = [json.loads(line) for file in taken for line in file.read_text().splitlines() if line.strip()]
+    if kept or rows:
+        _write(con, kept + rows)
+    for file in taken:
+        file.unlink()
+    return len(kept)
 
 
 def _write(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> None:

@@ -88,7 +88,7 @@ def late_drop_sensor(context: dg.SensorEvaluationContext):
     if strays:
         context.log.warning(f"not drops, ignored in {inbox}: {', '.join(strays[:10])} (a drop is a folder YYYY-MM-DD)")
     days = [day for day in days if day < drops.today().isoformat()]
-    new = [day for day in days if not context.instance.has_dynamic_partition(partitions.drop_days.name, day)]
+    new = partitions.missing(context.instance, days)
     added = [partitions.drop_days.build_add_request(new)] if new else []
     # a night counts as done when its snapshot is published; one still running is left alone
     scored = context.instance.get_materialized_partitions(SNAPSHOT) if days else set()

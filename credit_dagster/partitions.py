@@ -16,9 +16,14 @@ import pandas as pd
 drop_days = dg.DynamicPartitionsDefinition(name="drop_days")
 
 
+def missing(instance: dg.DagsterInstance, days: Iterable[str]) -> list[str]:
+    """The days not yet partitions of `drop_days` (once each, in order)."""
+    return [day for day in dict.fromkeys(days) if not instance.has_dynamic_partition(drop_days.name, day)]
+
+
 def register(instance: dg.DagsterInstance, days: Iterable[str]) -> list[str]:
     """Add the days not yet partitions of `drop_days`; returns those added."""
-    new = [day for day in dict.fromkeys(days) if not instance.has_dynamic_partition(drop_days.name, day)]
+    new = missing(instance, days)
     if new:
         instance.add_dynamic_partitions(drop_days.name, new)
     return new

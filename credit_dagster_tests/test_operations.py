@@ -258,3 +258,20 @@ def test_the_incident_sensor_never_waits_for_a_busy_warehouse(credit_home):
         rows = con.execute("select run_id, step, reason, origin from monitoring.incidents").fetchall()
     assert [(r[0], r[1]) for r in rows] == [(result.run_id, "load_the_drop")]
     assert "AMT_CREDIT" in rows[0][2] and rows[0][3] == "dagster daemon"
+
+
+def test_incidents_taken_by_a_writer_killed_before_its_commit_are_folded_by_the_next(credit_home):
+    from credit_dagster import incidents
+    from credit_dagster.resources import Warehouse
+
+    incidents.keep_for_later(run_id="r1", job="nightly_scoring", partition_key="2026-11-20", step="scored_applications",
+                             reason="OSError: disk full", origin="dagster daemon")
+    path = incidents.kept_file()
+    path.rename(path.with_name(f"{path.name}.999999"))  # what a writer killed between taking and committing leaves
+    incidents.keep_for_later(run_id="r2", job="build_all", partition_key=None, step=None, reason="x", origin="dagster daemon")
+    with Warehouse().connect() as con:
+        assert incidents.fold_kept(con) == 2
+        assert incidents.fold_kept(con) == 0
+        rows = con.execute("select run_id, partition_key, reason from monitoring.incidents order by run_id").fetchall()
+    assert rows == [("r1", "2026-11-20", "OSError: disk full"), ("r2", None, "x")]
+    assert list(path.parent.glob("incidents_kept*")) == []
