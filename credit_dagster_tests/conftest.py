@@ -63,15 +63,24 @@ def score_night(day: str, raise_on_error: bool = True, instance: dg.DagsterInsta
 
 
 @pytest.fixture(scope="session")
-def scored_home(synthetic_dir, tmp_path_factory):
-    """A trained CREDIT_HOME with two replayed drops, the first one scored (training is the slow part)."""
-    from datetime import date
-
-    from credit_dagster import drops
+def build(synthetic_dir, tmp_path_factory) -> tuple[Path, dg.ExecuteInProcessResult]:
+    """`build_all` once on the synthetic data (training is the slow part): the CREDIT_HOME it
+    built and its result. `scored_home` goes on to score nights there; the build's own outputs
+    (raw tables, features, reports, registry) stay as built."""
     from credit_dagster_tests.test_pipeline import run_all
 
     with temporary_home(tmp_path_factory.mktemp("scored_home")) as root:
-        run_all(synthetic_dir, raise_on_error=True)
+        return root, run_all(synthetic_dir, raise_on_error=True)
+
+
+@pytest.fixture(scope="session")
+def scored_home(build, synthetic_dir):
+    """The trained CREDIT_HOME of `build` with two replayed drops, the first one scored."""
+    from datetime import date
+
+    from credit_dagster import drops
+
+    with temporary_home(build[0]) as root:
         drops.replay(synthetic_dir, drops.inbox_dir(), 2, date.fromisoformat(SCORED_DAYS[0]))
         score_night(SCORED_DAYS[0])
         yield root

@@ -4,6 +4,7 @@
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -216,8 +217,9 @@ def free_port() -> int:
 def start_server(env: dict, log: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     with open(log, "wb") as out:
+        # started as a script's background job after a Dagster run would be: SIGINT and SIGTERM ignored
         proc = subprocess.Popen([sys.executable, "-m", "panel_app.app", "--port", str(port)], env={**os.environ, **env},
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=_ignore_interrupts)
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
         try:
@@ -228,13 +230,20 @@ def start_server(env: dict, log: Path) -> tuple[subprocess.Popen, int]:
     raise AssertionError(f"the dashboard did not start: {log.read_text()}")
 
 
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, as a service manager stops the dashboard: it must be gone within seconds."""
     proc.terminate()
     try:
         proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:  # Tornado can linger on open websockets; the test is over
+    except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+        raise AssertionError("the dashboard ignored SIGTERM for 10 s") from None
 
 
 @pytest.fixture(scope="module")

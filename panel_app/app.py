@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 import jinja2
@@ -48,6 +49,10 @@ def server_options(no_login: bool) -> dict:
 def serve(port: int, address: str, no_login: bool = False) -> None:
     options = server_options(no_login)
     reports_dir().mkdir(parents=True, exist_ok=True)
+    # A server stops on SIGTERM however it was started: a process that ran a Dagster job maps
+    # SIGTERM to its SIGINT handler, ignored in a script's background job, and children inherit
+    # an ignored signal (Panel handles SIGINT itself).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # BokehJS, Panel's scripts and the reports all come from this server: no internet needed.
     # The reports (model card, drift) sit behind the same sign-in as the page.
     pn.serve({"app": create_app}, port=port, address=address, show=False, title=TITLE,
