@@ -76,15 +76,20 @@ class Workspace:
     the history models as tables (filled per call from the submitted rows or the stored
     history), and the models that read the application as views over the submitted
     applications and their counterfactual variants (`scoring.variants_sql`; the unchanged
-    application is the step amount 1, term 1). A call registers its rows and runs one
-    features query, where creating every model again would spend more time in DuckDB's
-    planner than in running them on a few rows. One workspace is never used by two threads
-    at once."""
+    application is the step amount 1, term 1). A call puts its rows in the submitted table
+    and runs one features query, where creating every model again would spend more time in
+    DuckDB's planner than in running them on a few rows. One workspace is never used by two
+    threads at once."""
 
     RAW, FEATURES = "od", "od_features"
-    SUBMITTED = "submitted_application"  # the name the call's applications are registered under
+    SUBMITTED = "submitted_application"  # the table the call's applications are put in
     UNCHANGED = pd.DataFrame({"amount": [1.0], "term": [1.0]})
-    UNOPTIMIZED_UP_TO = 20  # applications per call planned without DuckDB's optimizer
+    # A call of up to this many applications runs the features query prepared once without
+    # DuckDB's optimizer: binding 330 columns through the views, and optimizing a plan that
+    # buys nothing on a few rows, cost more than running it. A larger batch is planned anew
+    # (its join order pays).
+    PREPARED_UP_TO = 20
+    QUERY = "select * from od_features.application_features"
 
     def __init__(self) -> None:
         models, reading_application = _models()
@@ -98,7 +103,7 @@ class Workspace:
         for table in ("application_train", *HISTORY_TABLES):
             self.con.execute(f"create table {self.RAW}.{table} ({SOURCE_TABLES[table].columns_sql()})")
         self.con.execute("create table cf_steps (amount DOUBLE, term DOUBLE)")
-        self.con.register(self.SUBMITTED, arrow_rows(APPLICATION, pd.DataFrame()))
+        self.con.execute(f"create table {self.SUBMITTED} ({SOURCE_TABLES[APPLICATION].columns_sql()})")
         self.con.execute(f"create view {self.RAW}.{APPLICATION} as "
                          + scoring.variants_sql(self.SUBMITTED, f"(select SK_ID_CURR from {self.SUBMITTED})", "cf_steps"))
         schemas = {"raw": self.RAW, "features": self.FEATURES}
@@ -108,7 +113,10 @@ class Workspace:
                 sql_models.create_view(self.con, m, schemas=schemas)
             else:  # on the empty raw tables: the model's columns and types, no rows
                 sql_models.build_model(self.con, m, schemas=schemas)
-        self.con.unregister(self.SUBMITTED)
+        # data changes (the submitted rows, the history, the steps) never make DuckDB bind it again
+        self.con.execute("pragma disable_optimizer")
+        self.con.execute(f"prepare features_query as {self.QUERY}")
+        self.con.execute("pragma enable_optimizer")
 
     def load_history(self, history: dict[str, pd.DataFrame]) -> None:
         """Replace the history rows by `history` (tables not given are left empty) and build
@@ -142,30 +150,20 @@ class Workspace:
         found = " union ".join(f"select SK_ID_CURR from {self.FEATURES}.{name}" for name in copied)
         return {r[0] for r in self.con.execute(found).fetchall()} & set(ids)
 
-    def features(self, applications: pd.DataFrame, searched: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The features of `applications`, and of their counterfactual variants when
-        `searched` (else none)."""
+    def features(self, applications: pd.DataFrame, searched: bool) -> pd.DataFrame:
+        """The features of `applications` (`cf_amount` and `cf_term` 1), and of their
+        counterfactual variants when `searched`."""
         if searched != self._searched:
             self.con.execute("delete from cf_steps")
             self.con.register("steps", pd.concat([self.UNCHANGED, scoring.counterfactual_steps()]) if searched else self.UNCHANGED)
             self.con.execute("insert into cf_steps select * from steps")
             self.con.unregister("steps")
             self._searched = searched
-        self.con.register(self.SUBMITTED, arrow_rows(APPLICATION, applications))
-        # On a few rows DuckDB's optimizer costs a fifth of the query (the plan is 330 columns
-        # through six joins) and buys nothing; a large batch keeps it (its join order pays).
-        small = len(applications) <= self.UNOPTIMIZED_UP_TO
-        if small:
-            self.con.execute("pragma disable_optimizer")
-        try:
-            rows = scoring.frame(self.con, f"select * from {self.FEATURES}.application_features")
-        finally:
-            self.con.unregister(self.SUBMITTED)
-            if small:
-                self.con.execute("pragma enable_optimizer")
-        unchanged = (rows["cf_amount"] == 1.0) & (rows["cf_term"] == 1.0)
-        features = rows[unchanged].drop(columns=["cf_amount", "cf_term"]).reset_index(drop=True)
-        return features, rows[~unchanged].reset_index(drop=True)
+        self.con.execute(f"delete from {self.SUBMITTED}")
+        self.con.register("rows_in", arrow_rows(APPLICATION, applications))
+        self.con.execute(f"insert into {self.SUBMITTED} select * from rows_in")
+        self.con.unregister("rows_in")
+        return scoring.frame(self.con, "execute features_query" if len(applications) <= self.PREPARED_UP_TO else self.QUERY)
 
     def _attach(self, snapshot: Path | None) -> str | None:
         """The snapshot attached read-only under an alias, re-attached when the file was
@@ -217,10 +215,14 @@ def score(batch: Batch, model: RegisteredModel, dictionary: pd.DataFrame, stored
     ws.load_history(given)
     submitted = {int(i) for t, rows in given.items() if t != "bureau_balance" for i in rows["SK_ID_CURR"].dropna()} & set(ids)
     stored = ws.add_stored_history([i for i in ids if i not in submitted], stored_history)
-    features, variants = ws.features(batch.applications, search_counterfactuals)
-    scored = scoring.score_frame(model, features, dictionary)
+    rows = ws.features(batch.applications, search_counterfactuals)
+    matrix = model.matrix(rows)  # once for the applications and their variants
+    unchanged = ((rows["cf_amount"] == 1.0) & (rows["cf_term"] == 1.0)).to_numpy()
+    features = rows[unchanged].drop(columns=["cf_amount", "cf_term"]).reset_index(drop=True)
+    scored = scoring.score_frame(model, features, dictionary, matrix=matrix[unchanged].reset_index(drop=True))
     refused = scored.loc[scored["decision"] != scoring.GRANTED, "SK_ID_CURR"].tolist() if search_counterfactuals else []
-    cf = (scoring.describe_counterfactuals(refused, [scoring.closest_granted(model, variants[variants["SK_ID_CURR"].isin(refused)])])
+    searched = ~unchanged & rows["SK_ID_CURR"].isin(refused).to_numpy()
+    cf = (scoring.describe_counterfactuals(refused, [scoring.closest_granted(model, rows[searched], matrix=matrix[searched])])
           if refused else pd.DataFrame(columns=scoring.COUNTERFACTUAL_COLUMNS))
     scored = scored.merge(cf[["SK_ID_CURR", "counterfactual"]], on="SK_ID_CURR", how="left")
     scored["history_source"] = [SUBMITTED if i in submitted else STORED if i in stored else NONE for i in scored["SK_ID_CURR"]]

@@ -84,9 +84,9 @@ def request_of(apps, history, i: int) -> dict:
 @pytest.mark.parametrize("size", ["whole drop", "a few"])
 def test_on_demand_batch_gives_the_nightly_answer(client, key, night, size):
     apps, history, scored = night
-    # a few applications are planned without DuckDB's optimizer, a whole drop with it: same answers
+    # a few applications run the features query prepared without the optimizer, a whole drop planned anew: same answers
     count = len(apps) if size == "whole drop" else 5
-    assert (count > ondemand.Workspace.UNOPTIMIZED_UP_TO) is (size == "whole drop")
+    assert (count > ondemand.Workspace.PREPARED_UP_TO) is (size == "whole drop")
     body = {"applications": [request_of(apps, history, i) for i in range(count)], "on_unknown_category": "as_missing"}
     response = client.post("/v1/score/batch", json=body, headers={"X-API-Key": key})
     assert response.status_code == 200, response.text
@@ -355,3 +355,35 @@ def test_openapi_document_describes_every_endpoint(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/health", "/ready", "/v1/decisions/{sk_id_curr}", "/v1/score", "/v1/score/batch", "/v1/model", "/v1/model/card"} <= set(paths)
     assert json.dumps(paths["/v1/score"]).count("422") >= 1
+
+
+def test_audit_appends_commit_in_groups_and_each_returns_only_once_synced(tmp_path, monkeypatch):
+    """Twenty callers at once on a slow disk: every line is written whole, fewer fsyncs than
+    appends, and no append returns before an fsync that began after its write has finished."""
+    log = audit.AuditLog(tmp_path)
+    real_fsync, synced, calls = os.fsync, set(), []
+
+    def slow_fsync(fd):
+        on_disk = {json.loads(line)["n"] for line in Path(f"/proc/self/fd/{fd}").read_text().splitlines()}
+        time.sleep(0.05)
+        real_fsync(fd)
+        calls.append(len(on_disk))
+        synced.update(on_disk)
+
+    monkeypatch.setattr(audit.os, "fsync", slow_fsync)
+    unsynced_at_return = []
+
+    def caller(n: int) -> None:
+        log.append([{"n": n, "caller": "tests"}])
+        if n not in synced:
+            unsynced_at_return.append(n)
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    records, problems = audit.read(tmp_path)
+    assert problems == [] and sorted(records["n"]) == list(range(20))
+    assert unsynced_at_return == []
+    assert 1 <= len(calls) < 20
