@@ -54,11 +54,12 @@ def history_models() -> list[str]:
 
 def arrow_rows(table: str, rows: pd.DataFrame) -> pa.Table:
     """`rows` as an Arrow table with every declared column of `table` in its type. Column by
-    column from Python lists: for the few rows of an on-demand call, a third of the time of
-    `Table.from_pandas` (which inspects each pandas column) and far less than a pandas astype."""
+    column from one array of Python objects: for the few rows of an on-demand call, a tenth of
+    the time of `Table.from_pandas` (which inspects each pandas column), and a fifth of taking
+    the columns out of the frame one by one."""
     columns = SOURCE_TABLES[table].columns
-    rows = rows.reindex(columns=list(columns))
-    return pa.Table.from_arrays([pa.array(rows[c].tolist(), type=_ARROW_TYPES[t], from_pandas=True) for c, t in columns.items()],
+    values = rows.reindex(columns=list(columns)).to_numpy(dtype=object)
+    return pa.Table.from_arrays([pa.array(values[:, j], type=_ARROW_TYPES[t], from_pandas=True) for j, t in enumerate(columns.values())],
                                 names=list(columns))
 
 

@@ -156,7 +156,12 @@ def test_stored_decisions_readiness_and_model(client, key, night):
     _, _, scored = night
     sk_id = int(scored.index[0])
     assert client.get("/health").json() == {"status": "ok"}
-    ready = client.get("/ready").json()
+    for _ in range(600):  # ready once the scoring processes have loaded the champion
+        ready = client.get("/ready").json()
+        if ready["ready"]:
+            break
+        assert ready["problems"] == ["the on-demand scoring processes are still starting"]
+        time.sleep(0.1)
     assert ready["ready"] and ready["night"] >= DAY and ready["model_version"]
     stored = client.get(f"/v1/decisions/{sk_id}", headers={"X-API-Key": key}).json()
     assert stored["night"] == DAY and stored["probability_of_default"] == scored.loc[sk_id, "probability_of_default"]
@@ -256,13 +261,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _scoring_process(server_pid: int) -> int:
+def _scoring_processes(server_pid: int) -> list[int]:
     for _ in range(100):
+        found = []
         for stat in Path("/proc").glob("[0-9]*/stat"):
             with contextlib.suppress(OSError):
                 ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
                 if ppid == server_pid and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
-                    return int(stat.parent.name)
+                    found.append(int(stat.parent.name))
+        if found:
+            return found
         time.sleep(0.1)
     raise AssertionError(f"no scoring process under the API server {server_pid}")
 
@@ -296,15 +304,15 @@ def test_audit_record_survives_a_sigkill_after_the_answer_and_is_folded_once(hom
         body = {"application": request_of(apps, history, 1)["application"], "on_unknown_category": "as_missing"}
         answer = httpx.post(f"{base}/v1/score", json=body, headers={"X-API-Key": key}, timeout=60).json()
         # the scoring process killed: the next request is scored by a new one, with the same answer
-        os.kill(_scoring_process(server.pid), signal.SIGKILL)
+        os.kill(_scoring_processes(server.pid)[0], signal.SIGKILL)
         again = httpx.post(f"{base}/v1/score", json=body, headers={"X-API-Key": key}, timeout=60).json()
         assert again["probability_of_default"] == answer["probability_of_default"] and again["decision_id"] != answer["decision_id"]
-        scoring_process = _scoring_process(server.pid)
+        scoring_processes = _scoring_processes(server.pid)
     finally:
         server.send_signal(signal.SIGKILL)
         log = server.communicate(timeout=10)[0]
-    # the killed server's scoring process does not outlive it
-    assert _gone(scoring_process, 10)
+    # the killed server's scoring processes do not outlive it
+    assert all(_gone(pid, 10) for pid in scoring_processes)
     assert "scoring process died" in log
     records_on_disk, problems = audit.read()
     mine = records_on_disk[records_on_disk["run_id"] == answer["decision_id"]]
@@ -387,3 +395,42 @@ def test_audit_appends_commit_in_groups_and_each_returns_only_once_synced(tmp_pa
     assert problems == [] and sorted(records["n"]) == list(range(20))
     assert unsynced_at_return == []
     assert 1 <= len(calls) < 20
+
+
+def test_rounds_run_side_by_side_and_never_hold_one_applicant_twice():
+    """With two scoring processes, a request arriving during a round starts a second round at
+    once instead of waiting; requests that come while both run are scored together next, an
+    applicant asked twice in two rounds."""
+    from types import SimpleNamespace
+
+    from credit_dagster.api.app import Coalescer
+
+    entered, release, rounds = threading.Semaphore(0), threading.Event(), []
+
+    def score(requests):
+        ids = [r.application.SK_ID_CURR for r in requests]
+        rounds.append(ids)
+        entered.release()
+        assert release.wait(30)
+        return pd.DataFrame({"SK_ID_CURR": ids})
+
+    coalescer, results = Coalescer(score, in_flight=2), {}
+
+    def call(name: str, sk_id: int) -> threading.Thread:
+        def ask():
+            results[name] = coalescer.score([SimpleNamespace(application=SimpleNamespace(SK_ID_CURR=sk_id))])["SK_ID_CURR"].tolist()
+        thread = threading.Thread(target=ask)
+        thread.start()
+        return thread
+
+    callers = [call("a", 1)]
+    assert entered.acquire(timeout=10)
+    callers.append(call("b", 2))
+    assert entered.acquire(timeout=10)  # a second round while the first still runs
+    callers += [call("c", 3), call("d", 3), call("e", 4)]
+    time.sleep(0.2)
+    release.set()
+    for thread in callers:
+        thread.join(30)
+    assert results == {"a": [1], "b": [2], "c": [3], "d": [3], "e": [4]}
+    assert rounds[:2] == [[1], [2]] and sorted(map(sorted, rounds[2:])) == [[3], [3, 4]]

@@ -86,8 +86,9 @@ class Serving:
 _champion: Serving | None = None  # in the scoring process: its own copy of the champion
 
 
-def _start_scoring(models_dir: Path, snapshot_file: Path, server_pid: int) -> None:
+def _start_scoring(models_dir: Path, snapshot_file: Path, server_pid: int, threads: int) -> None:
     global _champion
+    os.environ["CREDIT_THREADS"] = str(threads)  # this process's share of the cores (DuckDB, LightGBM)
     _champion = Serving(models_dir, snapshot_file)
 
     def follow_the_server() -> None:  # a server killed with -9 cannot stop its scoring process: it stops itself
@@ -96,6 +97,7 @@ def _start_scoring(models_dir: Path, snapshot_file: Path, server_pid: int) -> No
         os._exit(0)
 
     threading.Thread(target=follow_the_server, name="follow-the-server", daemon=True).start()
+    _warm_up()  # a process started (or restarted) is ready before its first round
 
 
 def _score_in_process(batch: ondemand.Batch, dictionary: pd.DataFrame) -> pd.DataFrame:
@@ -111,50 +113,71 @@ def _warm_up() -> None:
     ondemand.workspace()
 
 
+def scorers() -> int:
+    """CREDIT_API_SCORERS: on-demand rounds scored at once, each in its own process (default 2)."""
+    return max(1, _int_env("CREDIT_API_SCORERS", 2))
+
+
 class ScoringProcess:
-    """The on-demand rounds run in a process of their own: scoring is CPU-bound Python, and
+    """The on-demand rounds run in processes of their own: scoring is CPU-bound Python, and
     sharing the GIL with the HTTP side (validation, responses, audit) slowed each round by half.
-    A scoring process that dies (killed, out of memory) is restarted and the round scored again.
-    It loads the champion itself (a model is too large to send with each round), and gets the
+    With two, a request arriving during a round starts in the other process instead of waiting
+    for it; the cores are shared between them (CREDIT_THREADS / scorers each). A scoring
+    process that dies (killed, out of memory) is restarted and the round scored again. Each
+    loads the champion itself (a model is too large to send with each round), and gets the
     snapshot's feature dictionary with the round, so it never loads the snapshot's tables."""
 
-    def __init__(self, models_dir: Path, snapshot_file: Path):
-        self._args = (models_dir, snapshot_file, os.getpid())
+    def __init__(self, models_dir: Path, snapshot_file: Path, processes: int = 1):
+        self.processes = processes
+        self._args = (models_dir, snapshot_file, os.getpid(), max(1, settings.threads() // processes))
+        self._restart = threading.Lock()
         self._pool = self._start()
+        self._starting: list[Future] = []
 
     def _start(self) -> ProcessPoolExecutor:
         # spawned, not forked: the server's threads and open handles stay out of the child
-        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_scoring,
+        return ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start_scoring,
                                    initargs=self._args)
 
     def __call__(self, batch: ondemand.Batch, dictionary: pd.DataFrame) -> pd.DataFrame:
+        pool = self._pool
         try:
-            return self._pool.submit(_score_in_process, batch, dictionary).result()
+            return pool.submit(_score_in_process, batch, dictionary).result()
         except BrokenProcessPool:
-            log.warning("the on-demand scoring process died: starting another and scoring the round again")
-            self._pool = self._start()
+            with self._restart:  # the rounds in flight all see the death: one restart
+                if self._pool is pool:
+                    log.warning("an on-demand scoring process died: starting others and scoring the round again")
+                    self._pool = self._start()
             return self._pool.submit(_score_in_process, batch, dictionary).result()
 
     def warm_up(self) -> None:
-        self._pool.submit(_warm_up)
+        """Start the processes now (each warms up as it starts), not on the first requests."""
+        self._starting = [self._pool.submit(os.getpid) for _ in range(self.processes)]
+
+    def started(self) -> bool:
+        """Whether the processes `warm_up` started are ready for their first round."""
+        return all(f.done() and f.exception() is None for f in self._starting)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Coalescer:
-    """Scores on one thread; the requests that arrive while it works are scored together next.
+    """Scores in rounds, `in_flight` at a time; the requests that arrive while the rounds run
+    are scored together in the next one.
 
     Most of an on-demand score is fixed cost (building the SQL models, converting frames), so
     on a two-core machine scoring requests one by one in parallel tops out at a few a second;
     in rounds the same cores serve many more, and the CPU is never oversubscribed. Requests
     that share an applicant wait for the next round (one row per applicant per round)."""
 
-    def __init__(self, score: Callable[[list[schemas.ApplicationRequest]], pd.DataFrame], round_rows: int = 1000):
+    def __init__(self, score: Callable[[list[schemas.ApplicationRequest]], pd.DataFrame], round_rows: int = 1000,
+                 in_flight: int = 1):
         self._score, self._round_rows = score, round_rows
         self._pending: deque[tuple[list[schemas.ApplicationRequest], Future]] = deque()
         self._ready = threading.Condition()
-        threading.Thread(target=self._run, name="ondemand-scorer", daemon=True).start()
+        for i in range(in_flight):  # rounds scored at once (one per scoring process)
+            threading.Thread(target=self._run, name=f"ondemand-scorer-{i}", daemon=True).start()
 
     def score(self, requests: list[schemas.ApplicationRequest]) -> pd.DataFrame:
         future: Future = Future()
@@ -247,7 +270,7 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
     audit_log = audit_log or audit.AuditLog()
     limiter = keys.RateLimiter()
     BatchRequest = schemas.batch_request(_int_env("CREDIT_API_MAX_BATCH", 1000))  # noqa: N806 (a class)
-    scorer = ScoringProcess(serving.registry.root, serving.snapshot)
+    scorer = ScoringProcess(serving.registry.root, serving.snapshot, scorers())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -297,6 +320,8 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
             version = serving.champion().version
         except HTTPException as exc:
             problems.append(exc.detail)
+        if not scorer.started():  # on-demand scores would wait for a model to load
+            problems.append("the on-demand scoring processes are still starting")
         body = schemas.Readiness(ready=not problems, night=night, model_version=version, snapshot=str(serving.snapshot), problems=problems)
         if problems:
             return JSONResponse(body.model_dump(), status_code=503)
@@ -318,7 +343,7 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
                      for t in ondemand.HISTORY_TABLES},
         ), serving.tables()["feature_dictionary"])
 
-    coalescer = Coalescer(score_round)
+    coalescer = Coalescer(score_round, in_flight=scorer.processes)
 
     def score(requests: list[schemas.ApplicationRequest], unknown_policy: str, who: keys.Caller) -> list[dict]:
         serving.champion(), serving.tables()  # 503 before queueing when either is missing
