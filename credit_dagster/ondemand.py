@@ -27,6 +27,7 @@ from credit_dagster.sources import SOURCE_TABLES
 APPLICATION = "application_test"
 HISTORY_TABLES = ("bureau", "bureau_balance", "previous_application", "pos_cash_balance", "installments_payments", "credit_card_balance")
 SUBMITTED, STORED, NONE = "submitted", "stored", "none"
+HISTORY_PREFIX = "history_"  # the serving snapshot's tables of each applicant's history features
 _ARROW_TYPES = {"BIGINT": pa.int64(), "INTEGER": pa.int32(), "DOUBLE": pa.float64(), "VARCHAR": pa.string()}
 _PANDAS_TYPES = {"BIGINT": "Int64", "INTEGER": "Int64", "DOUBLE": "Float64", "VARCHAR": "object"}
 
@@ -139,13 +140,13 @@ class Workspace:
         alias = self._attach(snapshot)
         if not ids or alias is None:
             return set()
-        # a list of constants (ints, never text) is a filter DuckDB checks against each row
-        # group's min and max, where a join with a table of ids would scan every row
+        # a list of constants (ints, never text) is a filter DuckDB answers from the snapshot's
+        # index on SK_ID_CURR, where a join with a table of ids would scan every row
         listed = ", ".join(str(int(i)) for i in ids)
-        copied = [m.name for m in self.history if f"history_{m.name}" in self._published]
+        copied = [m.name for m in self.history if f"{HISTORY_PREFIX}{m.name}" in self._published]
         for name in copied:
             self.con.execute(f"""insert into {self.FEATURES}.{name} by name
-                                 select * from {alias}.history_{name} where SK_ID_CURR in ({listed})""")
+                                 select * from {alias}.{HISTORY_PREFIX}{name} where SK_ID_CURR in ({listed})""")
         if not copied:
             return set()
         found = " union ".join(f"select SK_ID_CURR from {self.FEATURES}.{name}" for name in copied)
@@ -248,6 +249,6 @@ def history_tables_sql(drop_schemas: list[str]) -> dict[str, str]:
         sources = [f"select *, {i} as _rank from {s}_features.{name}" for i, s in enumerate(sorted(drop_schemas, reverse=True))]
         sources.append(f"select *, {len(drop_schemas)} as _rank from features.{name}")
         # sorted by applicant: a lookup of a few ids reads only the row groups that hold them
-        tables[f"history_{name}"] = (f"select * exclude (_rank) from ({' union all by name '.join(sources)}) "
+        tables[f"{HISTORY_PREFIX}{name}"] = (f"select * exclude (_rank) from ({' union all by name '.join(sources)}) "
                                      "qualify row_number() over (partition by SK_ID_CURR order by _rank) = 1 order by SK_ID_CURR")
     return tables

@@ -22,8 +22,10 @@ def snapshot_path() -> Path:
     return Path(os.environ.get("CREDIT_SERVING_SNAPSHOT") or settings.credit_home() / "serving" / SNAPSHOT_NAME)
 
 
-def publish(con: duckdb.DuckDBPyConnection, tables: dict[str, str], target: Path) -> dict[str, int]:
-    """Copy each `name: select ...` from the warehouse into a new file, then swap it in atomically."""
+def publish(con: duckdb.DuckDBPyConnection, tables: dict[str, str], target: Path,
+            indexed: dict[str, str] | None = None) -> dict[str, int]:
+    """Copy each `name: select ...` from the warehouse into a new file, then swap it in atomically.
+    `indexed`: tables looked up by a column (`name: column`), given an index on it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.stem}-{uuid.uuid4().hex[:8]}.duckdb")
     alias = "snap_" + uuid.uuid4().hex[:8]
@@ -33,6 +35,8 @@ def publish(con: duckdb.DuckDBPyConnection, tables: dict[str, str], target: Path
         for name, sql in tables.items():
             con.execute(f"create table {alias}.{name} as {sql}")
             counts[name] = con.execute(f"select count(*) from {alias}.{name}").fetchall()[0][0]
+            if name in (indexed or {}):
+                con.execute(f'create index {name}_by_{indexed[name]} on {alias}.{name} ("{indexed[name]}")')
     finally:
         con.execute(f"detach {alias}")
     os.replace(tmp, target)

@@ -434,3 +434,11 @@ def test_rounds_run_side_by_side_and_never_hold_one_applicant_twice():
         thread.join(30)
     assert results == {"a": [1], "b": [2], "c": [3], "d": [3], "e": [4]}
     assert rounds[:2] == [[1], [2]] and sorted(map(sorted, rounds[2:])) == [[3], [3, 4]]
+
+
+def test_the_snapshot_indexes_the_history_the_api_looks_up(home):
+    with duckdb.connect(str(snapshot.snapshot_path()), read_only=True) as con:
+        history = {r[0] for r in con.execute("select table_name from duckdb_tables() where table_name like 'history_%'").fetchall()}
+        indexed = {r[0]: r[1] for r in con.execute("select table_name, expressions from duckdb_indexes()").fetchall()}
+    assert history and set(indexed) == history
+    assert all("SK_ID_CURR" in expressions for expressions in indexed.values())
