@@ -99,6 +99,7 @@ class Workspace:
         self._stored: tuple | None = None  # (path, inode, mtime) of the attached snapshot
         self._published: set[str] = set()
         self._filled: set[str] = set()  # history tables holding rows of the last call
+        self._holding: set[str] = set()  # history feature tables holding rows of the last call
         self._searched: bool | None = None  # which steps cf_steps holds
         for name in (self.RAW, self.FEATURES):
             self.con.execute(f"create schema {name}")
@@ -129,11 +130,13 @@ class Workspace:
             self.con.register("rows_in", arrow_rows(table, rows))
             self.con.execute(f"insert into {self.RAW}.{table} by name select * from rows_in")
             self.con.unregister("rows_in")
-        for m in self.history:
-            self.con.execute(f"delete from {self.FEATURES}.{m.name}")
-            if history:
+        for name in self._holding:
+            self.con.execute(f"delete from {self.FEATURES}.{name}")
+        if history:
+            for m in self.history:
                 sql_models.insert_model(self.con, m, schemas={"raw": self.RAW, "features": self.FEATURES})
         self._filled = set(history)
+        self._holding = {m.name for m in self.history} if history else set()
 
     def add_stored_history(self, ids: list[int], snapshot: Path | None) -> set[int]:
         """Copy the published history features of `ids` into the history tables; the ids found."""
@@ -143,14 +146,12 @@ class Workspace:
         # a list of constants (ints, never text) is a filter DuckDB answers from the snapshot's
         # index on SK_ID_CURR, where a join with a table of ids would scan every row
         listed = ", ".join(str(int(i)) for i in ids)
-        copied = [m.name for m in self.history if f"{HISTORY_PREFIX}{m.name}" in self._published]
-        for name in copied:
-            self.con.execute(f"""insert into {self.FEATURES}.{name} by name
-                                 select * from {alias}.{HISTORY_PREFIX}{name} where SK_ID_CURR in ({listed})""")
-        if not copied:
-            return set()
-        found = " union ".join(f"select SK_ID_CURR from {self.FEATURES}.{name}" for name in copied)
-        return {r[0] for r in self.con.execute(found).fetchall()} & set(ids)
+        found = set()
+        for name in [m.name for m in self.history if f"{HISTORY_PREFIX}{m.name}" in self._published]:
+            found |= {r[0] for r in self.con.execute(f"""insert into {self.FEATURES}.{name} by name
+                select * from {alias}.{HISTORY_PREFIX}{name} where SK_ID_CURR in ({listed}) returning SK_ID_CURR""").fetchall()}
+            self._holding.add(name)
+        return found
 
     def features(self, applications: pd.DataFrame, searched: bool) -> pd.DataFrame:
         """The features of `applications` (`cf_amount` and `cf_term` 1), and of their

@@ -281,12 +281,15 @@ def variant_columns(model: RegisteredModel) -> str:
 def closest_granted(model: RegisteredModel, variants: pd.DataFrame, matrix: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per applicant, the granted variant with the smallest change: least amount given up,
     then least term stretch. `matrix`: the variants' `model.matrix`, when the caller has it."""
-    raw = model.ensemble.raw_score(model.matrix(variants) if matrix is None else matrix)
-    variants = variants.assign(cf_pd=model.calibrator(raw))
-    variants = variants[policy_of(model).decide(variants["cf_pd"].to_numpy()) == GRANTED]
-    variants = variants.assign(change=(1 - variants["cf_amount"]) + 0.1 * (variants["cf_term"] - 1))
-    return (variants.sort_values(["SK_ID_CURR", "change"]).groupby("SK_ID_CURR").head(1)
-            [["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "AMT_CREDIT", "AMT_ANNUITY"]])
+    cf_pd = model.calibrator(model.ensemble.raw_score(model.matrix(variants) if matrix is None else matrix))
+    granted = np.flatnonzero(policy_of(model).decide(cf_pd) == GRANTED)
+    ids = variants["SK_ID_CURR"].to_numpy()[granted]
+    change = ((1 - variants["cf_amount"]) + 0.1 * (variants["cf_term"] - 1)).to_numpy()[granted]
+    order = np.lexsort((change, ids))  # by applicant, then change; stable, as pandas' sort on two keys
+    first = order[np.r_[True, ids[order][1:] != ids[order][:-1]]] if len(order) else order
+    rows = granted[first]
+    return (variants.iloc[rows][["SK_ID_CURR", "cf_amount", "cf_term", "AMT_CREDIT", "AMT_ANNUITY"]]
+            .assign(cf_pd=cf_pd[rows])[["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "AMT_CREDIT", "AMT_ANNUITY"]])
 
 
 def describe_counterfactuals(ids: list[int], best: list[pd.DataFrame]) -> pd.DataFrame:

@@ -152,7 +152,8 @@ class ScoringProcess:
 
     def warm_up(self) -> None:
         """Start the processes now (each warms up as it starts), not on the first requests."""
-        self._starting = [self._pool.submit(os.getpid) for _ in range(self.processes)]
+        if not self._starting:
+            self._starting = [self._pool.submit(os.getpid) for _ in range(self.processes)]
 
     def started(self) -> bool:
         """Whether the processes `warm_up` started are ready for their first round."""
@@ -339,8 +340,8 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
     def score_round(requests: list[schemas.ApplicationRequest]) -> pd.DataFrame:
         return scorer(ondemand.Batch(
             applications=pd.DataFrame([r.application.model_dump() for r in requests]),
-            history={t: pd.DataFrame([row.model_dump() for r in requests if r.history for row in getattr(r.history, t)])
-                     for t in ondemand.HISTORY_TABLES},
+            history={t: pd.DataFrame(rows) for t in ondemand.HISTORY_TABLES
+                     if (rows := [row.model_dump() for r in requests if r.history for row in getattr(r.history, t)])},
         ), serving.tables()["feature_dictionary"])
 
     coalescer = Coalescer(score_round, in_flight=scorer.processes)
