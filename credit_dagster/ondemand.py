@@ -91,7 +91,7 @@ class Workspace:
     # buys nothing on a few rows, cost more than running it. A larger batch is planned anew
     # (its join order pays).
     PREPARED_UP_TO = 20
-    QUERY = "select * from od_features.application_features"
+    QUERY = f"select * from {FEATURES}.application_features"
 
     def __init__(self) -> None:
         models, reading_application = _models()
@@ -127,9 +127,7 @@ class Workspace:
         for table in self._filled | set(history):
             self.con.execute(f"delete from {self.RAW}.{table}")
         for table, rows in history.items():
-            self.con.register("rows_in", arrow_rows(table, rows))
-            self.con.execute(f"insert into {self.RAW}.{table} by name select * from rows_in")
-            self.con.unregister("rows_in")
+            self._insert(f"{self.RAW}.{table}", table, rows)
         for name in self._holding:
             self.con.execute(f"delete from {self.FEATURES}.{name}")
         if history:
@@ -163,10 +161,14 @@ class Workspace:
             self.con.unregister("steps")
             self._searched = searched
         self.con.execute(f"delete from {self.SUBMITTED}")
-        self.con.register("rows_in", arrow_rows(APPLICATION, applications))
-        self.con.execute(f"insert into {self.SUBMITTED} select * from rows_in")
-        self.con.unregister("rows_in")
+        self._insert(self.SUBMITTED, APPLICATION, applications)
         return scoring.frame(self.con, "execute features_query" if len(applications) <= self.PREPARED_UP_TO else self.QUERY)
+
+    def _insert(self, target: str, table: str, rows: pd.DataFrame) -> None:
+        """Append `rows`, in the declared layout of source `table`, to table `target`."""
+        self.con.register("rows_in", arrow_rows(table, rows))
+        self.con.execute(f"insert into {target} by name select * from rows_in")
+        self.con.unregister("rows_in")
 
     def _attach(self, snapshot: Path | None) -> str | None:
         """The snapshot attached read-only under an alias, re-attached when the file was

@@ -288,8 +288,7 @@ def closest_granted(model: RegisteredModel, variants: pd.DataFrame, matrix: pd.D
     order = np.lexsort((change, ids))  # by applicant, then change; stable, as pandas' sort on two keys
     first = order[np.r_[True, ids[order][1:] != ids[order][:-1]]] if len(order) else order
     rows = granted[first]
-    return (variants.iloc[rows][["SK_ID_CURR", "cf_amount", "cf_term", "AMT_CREDIT", "AMT_ANNUITY"]]
-            .assign(cf_pd=cf_pd[rows])[["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "AMT_CREDIT", "AMT_ANNUITY"]])
+    return variants.iloc[rows].assign(cf_pd=cf_pd[rows])[["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "AMT_CREDIT", "AMT_ANNUITY"]]
 
 
 def describe_counterfactuals(ids: list[int], best: list[pd.DataFrame]) -> pd.DataFrame:

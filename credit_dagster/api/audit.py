@@ -3,7 +3,8 @@
 The API never opens the warehouse (its single writer is the night): decisions are appended to
 day files under CREDIT_HOME/api/audit (CREDIT_API_AUDIT_DIR), written in one `write` on an
 O_APPEND descriptor and fsync'ed (in groups) before the response is sent, so a killed API
-process loses no decision it answered. The `api_decision_audit` asset folds the files into the warehouse.
+process loses no decision it answered. The `api_decision_audit` asset folds the files into the
+warehouse.
 """
 
 from __future__ import annotations
