@@ -225,11 +225,12 @@ def score(batch: Batch, model: RegisteredModel, dictionary: pd.DataFrame, stored
     unchanged = ((rows["cf_amount"] == 1.0) & (rows["cf_term"] == 1.0)).to_numpy()
     features = rows[unchanged].drop(columns=["cf_amount", "cf_term"]).reset_index(drop=True)
     scored = scoring.score_frame(model, features, dictionary, matrix=matrix[unchanged].reset_index(drop=True))
-    refused = scored.loc[scored["decision"] != scoring.GRANTED, "SK_ID_CURR"].tolist() if search_counterfactuals else []
+    refused = (scored.loc[(scored["decision"] != scoring.GRANTED) & ~scored["held_back"], "SK_ID_CURR"].tolist()
+               if search_counterfactuals else [])
     searched = ~unchanged & rows["SK_ID_CURR"].isin(refused).to_numpy()
     cf = (scoring.describe_counterfactuals(refused, [scoring.closest_granted(model, rows[searched], matrix=matrix[searched])])
           if refused else pd.DataFrame(columns=scoring.COUNTERFACTUAL_COLUMNS))
-    scored = scored.merge(cf[["SK_ID_CURR", "counterfactual"]], on="SK_ID_CURR", how="left")
+    scored = scoring.with_counterfactuals(scored, cf)
     scored["history_source"] = [SUBMITTED if i in submitted else STORED if i in stored else NONE for i in scored["SK_ID_CURR"]]
     scored["unknown_categories"] = unknown_categories(model, features)
     # answer in the order asked

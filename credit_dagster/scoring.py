@@ -1,7 +1,8 @@
 """Scoring a batch of applications: decision, reasons in plain language, counterfactuals.
 
-Reasons come from the model's own log-odds contributions (TreeSHAP), worded with the feature
-dictionary and never naming a protected attribute. Counterfactuals are searched by changing
+Reasons come from the model's own log-odds contributions (TreeSHAP), grouped and worded with
+the feature dictionary (`explain`), never naming a protected attribute. An incomplete or
+implausible application (`plausibility`) is scored but referred to an advisor, never granted. Counterfactuals are searched by changing
 what the client can act on (amount, term) in the raw application and re-running the same SQL
 feature models and the same model, so every suggestion is a real re-score, not an estimate.
 """
@@ -19,7 +20,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from credit_dagster import sql_models
+from credit_dagster import plausibility, settings, sql_models
+from credit_dagster.explain import N_REASONS, Explainer
 from credit_dagster.ml.registry import RegisteredModel
 from credit_dagster.ml.scorecard import Scorecard
 from credit_dagster.sources import SOURCE_TABLES
@@ -29,16 +31,6 @@ from credit_dagster.sources import SOURCE_TABLES
 warnings.filterwarnings("ignore", message=r"\s*Arrow output on a DB-API result", category=UserWarning)
 
 GRANTED, REFUSED, REFER = "granted", "refused", "refer to an advisor"
-N_REASONS = 4
-# Features that tell the client the same thing: only the strongest of a group is given as a reason.
-REASON_GROUPS = {"EXT_SOURCE": "external scores", "EMPLOYED": "employment", "DAYS_BIRTH": "age", "AGE": "age"}
-# A missing history value is not a fault of the client: it is said as a plain fact, once per
-# kind of history; a missing application value is left out of the reasons.
-NO_HISTORY = {"BUR_": "No credit with other lenders on record", "PREV_": "No earlier application with us",
-              "INST_": "No repayment history with us yet", "POS_": "No repayment history with us yet",
-              "CC_": "No credit-card history with us yet"}
-TOP_CONTRIBUTIONS = 8  # features kept per applicant for the dashboard's contributions chart
-BASE, OTHER = "(typical applicant)", "(all other information)"
 AMOUNT_STEPS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)  # share of the requested amount
 TERM_STEPS = (1.0, 1.25, 1.5, 2.0)  # repayment term stretched by this factor (annuity divided by it)
 # The columns of a stored decision (scoring.scored_applications, scoring.decision_audit and the
@@ -46,7 +38,7 @@ TERM_STEPS = (1.0, 1.25, 1.5, 2.0)  # repayment term stretched by this factor (a
 DECISION_COLUMNS = {
     "partition_date": "varchar", "SK_ID_CURR": "bigint", "probability_of_default": "double", "points": "integer",
     "grade": "varchar", "decision": "varchar", **{f"reason_{i}": "varchar" for i in range(1, N_REASONS + 1)},
-    "reason_features": "varchar", "counterfactual": "varchar", "raw_score": "double", "features_fingerprint": "varchar",
+    "reason_features": "varchar", "history_note": "varchar", "counterfactual": "varchar", "raw_score": "double", "features_fingerprint": "varchar",
     "model_version": "varchar", "threshold": "double", "refer_low": "double", "refer_high": "double",
     "calibration": "varchar", "scored_at": "timestamp", "run_id": "varchar",
 }
@@ -54,13 +46,16 @@ DECISION_COLUMNS = {
 
 @dataclass(frozen=True)
 class Policy:
-    threshold: float
-    refer_margin: float
+    """Granted under `low`, refused from `high`, an advisor decides between: the very bounds
+    stored beside each decision (refer_low, refer_high), so the sentence that states them and the
+    decision can never disagree by a rounding of the threshold and its margin."""
+
+    low: float
+    high: float
 
     def decide(self, pd_: np.ndarray) -> np.ndarray:
         pd_ = np.asarray(pd_, dtype=float)
-        return np.where(pd_ < self.threshold - self.refer_margin, GRANTED,
-                        np.where(pd_ >= self.threshold + self.refer_margin, REFUSED, REFER)).astype(object)
+        return np.where(pd_ < self.low, GRANTED, np.where(pd_ >= self.high, REFUSED, REFER)).astype(object)
 
 
 def policy_columns(model: RegisteredModel) -> dict:
@@ -77,7 +72,7 @@ def reasons_of(row) -> list[str]:
 
 def policy_of(model: RegisteredModel) -> Policy:
     low, high = model.metadata["refer_band"]
-    return Policy(threshold=model.threshold, refer_margin=(high - low) / 2)
+    return Policy(low=low, high=high)
 
 
 def fingerprints(frame: pd.DataFrame) -> list[str]:
@@ -113,60 +108,6 @@ def _level_hashes(dtype: pd.CategoricalDtype) -> np.ndarray:
     return pd.util.hash_array(np.asarray(dtype.categories._values), categorize=False)
 
 
-def reason_texts(
-    contributions: np.ndarray,
-    matrix: pd.DataFrame,
-    dictionary: pd.DataFrame,
-    medians: dict[str, float],
-    k: int = N_REASONS,
-) -> tuple[list[list[str]], list[list[str]]]:
-    """For each row, up to k features that raised the risk most, as (texts, feature names)."""
-    features = list(matrix.columns)
-    info = dictionary.drop_duplicates("feature").set_index("feature").reindex(features)
-    meanings = [m if isinstance(m, str) else f for f, m in zip(features, info["meaning"], strict=True)]
-    medians_row = [medians.get(f) for f in features]
-    groups_of = [next((g for key, g in REASON_GROUPS.items() if key in f), f) for f in features]
-    no_history = [next((text for prefix, text in NO_HISTORY.items() if f.startswith(prefix)), None) for f in features]
-    protected = info["protected"].fillna(False).astype(bool).to_numpy()
-    contrib = contributions[:, : len(features)].copy()
-    contrib[:, protected] = -np.inf  # a protected attribute is never given as a reason
-    # only the strongest few per row can be among the reasons (groups may skip some)
-    width = min(len(features), 4 * k)
-    top = np.argpartition(-contrib, width - 1, axis=1)[:, :width]
-    # only the candidates' columns: converting all of them costs more than the rest on a few rows
-    columns = {j: matrix.iloc[:, j].to_numpy(dtype=object) for j in np.unique(top)}
-    texts, names = [], []
-    for row in range(len(contrib)):
-        candidates = top[row][np.argsort(-contrib[row, top[row]])]
-        row_texts, row_names, groups = [], [], set()
-        for j in candidates:
-            if contrib[row, j] <= 0 or len(row_texts) == k:
-                break
-            value = columns[j][row]
-            missing = pd.isna(value)
-            if missing and no_history[j] is None:
-                continue
-            group = no_history[j] if missing else groups_of[j]
-            if group in groups:
-                continue
-            groups.add(group)
-            row_texts.append(no_history[j] if missing else meanings[j] + _qualifier(value, medians_row[j]))
-            row_names.append(features[j])
-        texts.append(row_texts)
-        names.append(row_names)
-    return texts, names
-
-
-def _qualifier(value, median: float | None) -> str:
-    if median is None:
-        return f": {value}"
-    if value > median:
-        return " (higher than most applicants)"
-    if value < median:
-        return " (lower than most applicants)"
-    return " (a typical value)"
-
-
 def unknown_categories(model: RegisteredModel, features: pd.DataFrame) -> dict[str, list[str]]:
     """Category values the model never saw in training, per column (they are scored as missing)."""
     unknown = {}
@@ -188,10 +129,29 @@ def score_frame(model: RegisteredModel, features: pd.DataFrame, dictionary: pd.D
 def score_and_explain(
     model: RegisteredModel, features: pd.DataFrame, dictionary: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`score_frame`, and each row's strongest contributions (`contribution_rows`)."""
+    """`score_frame`, and each row's groups that moved the score most (`Explainer.bars`)."""
     matrix = model.matrix(features)
     out, contributions = _score(model, features, matrix, dictionary)
-    return out, contribution_rows(out["SK_ID_CURR"].to_numpy(), contributions, matrix)
+    bars = explainer(model, dictionary).bars(out["SK_ID_CURR"].to_numpy(), contributions, matrix, features)
+    return out, bars
+
+
+def explainer(model: RegisteredModel, dictionary: pd.DataFrame) -> Explainer:
+    """The model's explainer for this dictionary and currency, built once (the API asks per round)."""
+    key = (model.version, settings.currency(), int(pd.util.hash_pandas_object(dictionary, index=False).sum()))
+    if key not in _explainers:
+        _explainers.clear()  # one champion at a time
+        _explainers[key] = Explainer(model.features, dictionary, model.metadata.get("feature_medians", {}), settings.currency())
+    return _explainers[key]
+
+
+_explainers: dict[tuple, Explainer] = {}
+
+
+def held_back(features: pd.DataFrame) -> list[str | None]:
+    """Per row, why the model alone may not decide it (incomplete or implausible), or None."""
+    missing, broken = plausibility.missing_required(features), plausibility.problems(features)
+    return [plausibility.referral_reason(m, b) for m, b in zip(missing, broken, strict=True)]
 
 
 def _score(model: RegisteredModel, features: pd.DataFrame, matrix: pd.DataFrame,
@@ -200,45 +160,24 @@ def _score(model: RegisteredModel, features: pd.DataFrame, matrix: pd.DataFrame,
     raw = contributions.sum(axis=1)
     pd_ = model.calibrator(raw)
     card = Scorecard(**{k: tuple(v) if isinstance(v, list) else v for k, v in model.metadata["scorecard"].items()})
-    texts, names = reason_texts(contributions, matrix, dictionary, model.metadata.get("feature_medians", {}))
+    texts, names, notes = explainer(model, dictionary).reasons(contributions, matrix, features)
+    held = held_back(features)
+    # held back: referred, with why first, then what weighed most
+    decision = np.where([h is not None for h in held], REFER, policy_of(model).decide(pd_)).astype(object)
+    texts = [[h, *t[: N_REASONS - 1]] if h else t for h, t in zip(held, texts, strict=True)]
+    names = [["application", *n[: N_REASONS - 1]] if h else n for h, n in zip(held, names, strict=True)]
     out = pd.DataFrame({
         "SK_ID_CURR": features["SK_ID_CURR"].to_numpy(),
         "raw_score": raw, "probability_of_default": pd_,
-        "points": card.points(pd_), "grade": card.grades(pd_), "decision": policy_of(model).decide(pd_),
+        "points": card.points(pd_), "grade": card.grades(pd_), "decision": decision,
         "features_fingerprint": fingerprints(matrix),
     })
     for i in range(N_REASONS):
         out[f"reason_{i + 1}"] = [t[i] if len(t) > i else None for t in texts]
     out["reason_features"] = [",".join(n) for n in names]
+    out["history_note"] = notes
+    out["held_back"] = [h is not None for h in held]
     return out, contributions
-
-
-def contribution_rows(ids: np.ndarray, contributions: np.ndarray, matrix: pd.DataFrame, k: int = TOP_CONTRIBUTIONS) -> pd.DataFrame:
-    """Per applicant, the base value, the k largest TreeSHAP contributions (log-odds) with the
-    applicant's value, and the rest summed: rank 0, 1..k and k+1; they add up to the raw score."""
-    n, p = contributions.shape[0], matrix.shape[1]
-    k = min(k, p)
-    contrib = contributions[:, :p]
-    top = np.argpartition(-np.abs(contrib), k - 1, axis=1)[:, :k]
-    top = np.take_along_axis(top, np.argsort(-np.abs(np.take_along_axis(contrib, top, 1)), axis=1), 1)
-    values = np.take_along_axis(matrix.to_numpy(dtype=object), top, 1)
-    chosen = np.take_along_axis(contrib, top, 1)
-    ranks = np.arange(k + 2)
-    feature = np.column_stack([np.full(n, BASE, dtype=object), np.asarray(matrix.columns, dtype=object)[top],
-                               np.full(n, OTHER, dtype=object)])
-    value = np.column_stack([np.full(n, None), np.vectorize(_display, otypes=[object])(values) if n else values,
-                             np.full(n, None)])
-    amount = np.column_stack([contributions[:, p], chosen, contrib.sum(axis=1) - chosen.sum(axis=1)])
-    return pd.DataFrame({"SK_ID_CURR": np.repeat(ids, k + 2), "rank": np.tile(ranks, n), "feature": feature.ravel(),
-                         "value": value.ravel(), "contribution": amount.ravel()})
-
-
-def _display(value) -> str | None:
-    if pd.isna(value):
-        return None
-    if isinstance(value, float | np.floating):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
@@ -342,6 +281,17 @@ def counterfactuals(
     con.execute(f"drop schema {raw} cascade")
     con.execute(f"drop schema {feats} cascade")
     return describe_counterfactuals(ids, best)
+
+
+def with_counterfactuals(scored: pd.DataFrame, found: pd.DataFrame) -> pd.DataFrame:
+    """`scored` with each row's counterfactual sentence; an application held back for an advisor
+    has none searched: it must be completed or corrected first."""
+    scored = scored.merge(found[["SK_ID_CURR", "counterfactual"]], on="SK_ID_CURR", how="left")
+    scored.loc[scored["held_back"], "counterfactual"] = HELD_COUNTERFACTUAL
+    return scored
+
+
+HELD_COUNTERFACTUAL = "The application must be completed or corrected first; an advisor then decides."
 
 
 def _describe(row) -> str:

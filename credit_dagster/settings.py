@@ -39,6 +39,11 @@ def models_dir() -> Path:
     return credit_home() / "models"
 
 
+def currency() -> str:
+    """The currency amounts are shown in (CREDIT_CURRENCY, default EUR): the Kaggle data states none."""
+    return os.environ.get("CREDIT_CURRENCY", "EUR")
+
+
 def physical_cores() -> int:
     """Cores this process may use, counting hyper-threads once: LightGBM slows down several-fold
     when its threads outnumber the physical cores and another process is busy."""
@@ -61,3 +66,16 @@ def threads() -> int:
     """CREDIT_THREADS (default: the physical cores) bounds LightGBM's and DuckDB's threads."""
     configured = os.environ.get("CREDIT_THREADS")
     return max(1, int(configured)) if configured else physical_cores()
+
+
+def fairness_tolerances() -> dict[str, float]:
+    """When the fairness gate flags a group: CREDIT_FAIRNESS_MIN_EQUAL_OPPORTUNITY (0.8, approval rate
+    of repayers against the most approved group's) and CREDIT_FAIRNESS_MAX_CALIBRATION_GAP (0.02,
+    observed minus predicted default rate, when also outside its 95 % interval)."""
+    return {"min_equal_opportunity": float(os.environ.get("CREDIT_FAIRNESS_MIN_EQUAL_OPPORTUNITY", "0.8")),
+            "max_calibration_gap": float(os.environ.get("CREDIT_FAIRNESS_MAX_CALIBRATION_GAP", "0.02"))}
+
+
+def fairness_severity() -> str:
+    """CREDIT_FAIRNESS_SEVERITY: `warn` (default) or `error` (the fairness check fails the run)."""
+    return os.environ.get("CREDIT_FAIRNESS_SEVERITY", "warn")

@@ -7,9 +7,12 @@ dictionary show:
 
     -- grain: one row per SK_ID_CURR
     -- description: What the table holds.
-    -- BUR_CREDIT_COUNT (+): Number of credits you have had with other lenders
+    -- BUR_ACTIVE_COUNT (+, count) [credits elsewhere]: Credits you have open with other lenders
 
-`(+)` means a higher value goes with higher risk, `(-)` with lower risk, `(?)` not known.
+`(+)` means a higher value goes with higher risk, `(-)` with lower risk, `(?)` not known, `(x)`
+never a model input (the meaning says why). The unit (`wording.UNITS`) says how a value is shown
+to a client; columns in one `[group]` tell the client one thing and make one reason. A name may
+hold `*` (`FLAG_DOCUMENT_*`), and `{n}` in its meaning stands for what the `*` matched.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from pathlib import Path
 
 import duckdb
 
+from credit_dagster.wording import UNITS
+
 SQL_DIR = Path(__file__).resolve().parents[1] / "dbt_like_sql"
 _REF = re.compile(r"\{\{\s*ref\(\s*'([a-z0-9_]+)'\s*\)\s*\}\}")
 _SOURCE = re.compile(r"\{\{\s*source\(\s*'([a-z0-9_]+)'\s*,\s*'([a-z0-9_]+)'\s*\)\s*\}\}")
-_COLUMN_DOC = re.compile(r"^--\s*([A-Za-z0-9_]+)\s*\(([+\-?])\):\s*(.+)$")
-RISK_DIRECTION = {"+": "higher value, higher risk", "-": "higher value, lower risk", "?": "unknown"}
+_COLUMN_DOC = re.compile(r"^--\s*([A-Za-z0-9_*]+)\s*\(([+\-?x])(?:,\s*([a-z_]+))?\)(?:\s*\[([^\]]+)\])?:\s*(.+)$")
+RISK_DIRECTION = {"+": "higher value, higher risk", "-": "higher value, lower risk", "?": "unknown", "x": "never a model input"}
 
 
 class SqlModelError(ValueError):
@@ -35,9 +40,18 @@ class SqlModelError(ValueError):
 
 @dataclass(frozen=True)
 class ColumnDoc:
-    name: str
-    direction: str  # "+", "-" or "?"
+    name: str  # a column, or a pattern with `*`
+    direction: str  # "+", "-", "?" or "x"
     meaning: str
+    unit: str = "number"
+    group: str | None = None
+
+    def matches(self, column: str) -> str | None:
+        """The meaning for `column` when this doc is about it (`{n}` filled from the `*`), else None."""
+        if "*" not in self.name:
+            return self.meaning if column == self.name else None
+        m = re.fullmatch(re.escape(self.name).replace(r"\*", "(.+)"), column)
+        return self.meaning.replace("{n}", m.group(1)) if m else None
 
 
 @dataclass(frozen=True)
@@ -66,7 +80,10 @@ def parse_model(path: Path, root: Path) -> SqlModel:
         if not line.startswith("--"):
             break
         if m := _COLUMN_DOC.match(line):
-            columns.append(ColumnDoc(m.group(1), m.group(2), m.group(3).strip()))
+            name, direction, unit, group, meaning = m.groups()
+            if unit is not None and unit not in UNITS:
+                raise SqlModelError(f"{path}: {name} has unit {unit!r}; known units: {', '.join(UNITS)}")
+            columns.append(ColumnDoc(name, direction, meaning.strip(), unit or "number", group))
         elif ":" in line:
             key, _, value = line[2:].partition(":")
             header[key.strip().lower()] = value.strip()

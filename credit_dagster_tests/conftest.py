@@ -62,13 +62,25 @@ def score_night(day: str, raise_on_error: bool = True, instance: dg.DagsterInsta
         instance=instance, partition_key=day, raise_on_error=raise_on_error)
 
 
+def run_all(data_dir, raise_on_error=False):
+    """`build_all` in-process. Without the seed-to-seed spread (two more cross-validations of the
+    deployed candidate per build): test_ml covers it, and `credit-dagster run` in CI measures it."""
+    from credit_dagster.definitions import defs
+
+    job = defs.resolve_job_def("build_all")
+    return job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"resources": {"source": {"config": {"data_dir": str(data_dir)}}},
+                    "ops": {"model__credit_model": {"config": {"stability_seeds": 0}}}},
+        raise_on_error=raise_on_error,
+    )
+
+
 @pytest.fixture(scope="session")
 def build(synthetic_dir, tmp_path_factory) -> tuple[Path, dg.ExecuteInProcessResult]:
     """`build_all` once on the synthetic data (training is the slow part): the CREDIT_HOME it
     built and its result. `scored_home` goes on to score nights there; the build's own outputs
     (raw tables, features, reports, registry) stay as built."""
-    from credit_dagster_tests.test_pipeline import run_all
-
     with temporary_home(tmp_path_factory.mktemp("scored_home")) as root:
         return root, run_all(synthetic_dir, raise_on_error=True)
 
@@ -84,3 +96,40 @@ def scored_home(build, synthetic_dir):
         drops.replay(synthetic_dir, drops.inbox_dir(), 2, date.fromisoformat(SCORED_DAYS[0]))
         score_night(SCORED_DAYS[0])
         yield root
+
+
+@pytest.fixture(scope="session")
+def real_run(real_dir, tmp_path_factory):
+    """One full run on the real sample, shared by the real-sample tests (it trains a model). When
+    the fairness gate holds the model back, it is signed off as a risk committee would."""
+    from credit_dagster import cli
+    from credit_dagster.resources import ModelStore
+
+    with temporary_home(tmp_path_factory.mktemp("real_home")) as home:
+        result = run_all(real_dir, raise_on_error=True)
+        registry = ModelStore().registry()
+        held = registry.alias("champion") is None
+        if held:
+            assert cli.main(["promote", registry.versions()[-1], "--reason", "test sign-off after reviewing the fairness audit"]) == 0
+            assert "signed off by" in registry.history()[-1]["reason"]
+        yield home, result, held
+
+
+@pytest.fixture(scope="session")
+def real_scored(real_run, real_dir):
+    """The real sample's application_test replayed as 20 drops, the first night scored: the
+    home, the night and Kaggle's column descriptions (never to be shown as a reason)."""
+    from datetime import date
+
+    import duckdb
+
+    from credit_dagster import drops
+
+    home = real_run[0]
+    day = "2026-10-01"
+    with temporary_home(home):
+        drops.replay(real_dir, drops.inbox_dir(), 20, date.fromisoformat(day))
+        assert score_night(day).success
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        descriptions = {r[0].strip() for r in con.execute('select "Description" from raw.columns_description').fetchall() if r[0]}
+    return home, day, descriptions

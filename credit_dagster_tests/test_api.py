@@ -4,6 +4,7 @@ import contextlib
 import gc
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import dagster as dg
 import duckdb
@@ -213,6 +215,23 @@ def test_bad_application_fields_get_a_422_naming_the_field(client, key, night, c
     assert any(field in loc for loc, _ in _problems(response)), response.text
 
 
+def test_incomplete_or_implausible_applications_get_a_422_naming_the_rule(client, key, night):
+    apps, history, _ = night
+    headers = {"X-API-Key": key}
+    # what a lender needs is missing: incomplete, never low-risk
+    bare = client.post("/v1/score", json={"application": {"SK_ID_CURR": 1, "AMT_CREDIT": 1000.0, "AMT_ANNUITY": 100.0}}, headers=headers)
+    assert bare.status_code == 422, bare.text
+    named = {loc[-1] for loc, _ in _problems(bare)}
+    assert {"NAME_CONTRACT_TYPE", "AMT_INCOME_TOTAL", "DAYS_BIRTH", "DAYS_EMPLOYED", "NAME_INCOME_TYPE"} <= named
+    application = request_of(apps, history, 0)["application"]
+    for change, field, words in (({"AMT_CREDIT": 1e12}, "AMT_CREDIT", "loan amount must be between"),
+                                 ({"AMT_ANNUITY": application["AMT_CREDIT"] * 2}, "AMT_ANNUITY", "less than the loan amount"),
+                                 ({"AMT_ANNUITY": application["AMT_CREDIT"] / 500}, "AMT_ANNUITY", "repayments")):
+        response = client.post("/v1/score", json={"application": application | change}, headers=headers)
+        assert response.status_code == 422, response.text
+        assert any(loc[-1] == field and words in msg for loc, msg in _problems(response)), response.text
+
+
 def test_bad_bodies_get_4xx_never_500(client, key, night, monkeypatch):
     apps, history, _ = night
     headers = {"X-API-Key": key, "content-type": "application/json"}
@@ -368,6 +387,45 @@ def test_generated_requests_never_get_a_server_error(home, key):
                                        checks=[not_a_server_error, status_code_conformance, response_schema_conformance])
 
             call()
+
+
+def test_docs_are_served_by_the_api_itself(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r"(?:src|href)=['\"]([^'\"]+)['\"]", page.text)
+    assert assets and all(a.startswith("/") for a in assets), assets  # nothing from another host
+    assert all(client.get(a).status_code == 200 for a in assets)
+
+
+@pytest.mark.browser
+def test_docs_render_offline_in_a_real_browser(home):
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "credit_dagster.cli", "api", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            page = browser.new_page()
+            outside = []
+            page.on("request", lambda r: outside.append(r.url) if urlparse(r.url).hostname not in (None, "127.0.0.1") else None)
+            page.goto(f"{base}/docs")
+            page.wait_for_selector(".opblock-summary-path", timeout=30_000)  # Swagger UI drew the operations
+            assert page.locator(".opblock").count() >= 7
+            browser.close()
+        assert outside == []
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def test_openapi_document_describes_every_endpoint(client):

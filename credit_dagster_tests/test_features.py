@@ -279,12 +279,11 @@ def test_batch_of_applicants_gets_the_same_features_from_the_same_sql(built):
 
 def test_feature_dictionary_covers_every_feature(built):
     columns = [c for c in sql_frame(built, "application_features").columns]
-    dictionary = build_dictionary(sql_models.discover(), columns, {"FLAG_MOBIL": "Did client provide mobile phone"})
+    dictionary = build_dictionary(sql_models.discover(), columns)
     assert list(dictionary["feature"]) == columns
     documented = dictionary.set_index("feature")
     assert documented.loc["INST_LATE_SHARE", "meaning"] == "Share of instalments paid late on earlier Home Credit loans"
     assert documented.loc["INST_LATE_SHARE", "risk_direction"] == "higher value, higher risk"
-    assert documented.loc["FLAG_MOBIL", "meaning"] == "Did client provide mobile phone"
+    assert documented.loc["FLAG_MOBIL", "meaning"] == "You gave a mobile phone number"  # written here, never Kaggle's words
     assert documented.loc["CODE_GENDER", "protected"]
-    aggregates = dictionary[dictionary["source_model"] != "application_clean"]
-    assert aggregates["documented"].all(), aggregates.loc[~aggregates["documented"], "feature"].tolist()
+    assert dictionary["documented"].all(), dictionary.loc[~dictionary["documented"], "feature"].tolist()

@@ -7,7 +7,6 @@ the same on-demand scoring the API uses (`credit_dagster.ondemand.score`).
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
@@ -16,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from credit_dagster import ondemand, scoring
+from credit_dagster import explain, ondemand, plausibility, scoring, settings, wording
+from credit_dagster.ml import fairness as ml_fairness
 from credit_dagster.ml.scorecard import Scorecard
 from panel_app.data_store import SnapshotStore
 
@@ -29,17 +29,31 @@ DECISIONS = {  # icon, words, text colour (contrast >= 7:1 on white)
 GRADE_MEANING = {"A": "very low risk", "B": "low risk", "C": "moderate risk", "D": "high risk", "E": "very high risk"}
 
 
-def currency() -> str:
-    """The currency amounts are shown in (CREDIT_CURRENCY): the Kaggle data does not state one."""
-    return os.environ.get("CREDIT_CURRENCY", "EUR")
+currency = settings.currency
+_missing = wording.missing
 
 
 def money(value) -> str:
-    return "not given" if _missing(value) else f"{value:,.0f} {currency()}"
+    return wording.money(value, currency())
 
 
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or bool(pd.isna(value))
+def percents(value: float, *bounds: float) -> tuple[str, ...]:
+    """`value` and `bounds` as percentages that compare as the numbers do: one decimal, or two
+    when one would blur a comparison; a value still rounded onto a bound it is not on is moved
+    one hundredth away from it, to its own side (7.4999 % reads "7.49 %" beside "granted under
+    7.50 %", never "7.50 %")."""
+    for decimals in (1, 2):
+        shown = round(100 * value, decimals)
+        marks = [round(100 * b, decimals) for b in bounds]
+        if all((shown < m) == (value < b) and (shown > m) == (value > b) for m, b in zip(marks, bounds, strict=True)):
+            break
+    else:
+        for m, b in zip(marks, bounds, strict=True):
+            if value < b and shown >= m:
+                shown = round(m - 0.01, 2)
+            elif value > b and shown <= m:
+                shown = round(m + 0.01, 2)
+    return tuple(f"{x:.{decimals}f} %" for x in (shown, *marks))
 
 
 # --- the list and the one selection ----------------------------------------------------------
@@ -69,12 +83,14 @@ def listing(store: SnapshotStore, night: str | None, decision: str | None, searc
     shown = rows.head(LIST_LIMIT)
     options = {list_label(r): int(r["SK_ID_CURR"]) for r in shown.to_dict("records")}
     more = f" (the first {LIST_LIMIT} of {len(rows):,}; type more digits to narrow)" if len(rows) > LIST_LIMIT else ""
-    return Listing(options, f"{len(shown):,} applications{more}")
+    return Listing(options, f"{wording.plural(len(shown), 'application')}{more}")
 
 
 def list_label(row: dict) -> str:
     icon, words, _ = DECISIONS[row["decision"]]
-    return f"{int(row['SK_ID_CURR'])} · {icon} {words} · {row['probability_of_default']:.1%} · grade {row['grade']} · {row['partition_date']}"
+    bounds = [float(row[b]) for b in ("refer_low", "refer_high") if b in row and not _missing(row[b])]
+    return (f"{int(row['SK_ID_CURR'])} · {icon} {words} · {percents(float(row['probability_of_default']), *bounds)[0]} · "
+            f"grade {row['grade']} · {row['partition_date']}")
 
 
 def follow(options: dict[str, int], current: int | None) -> int | None:
@@ -107,11 +123,13 @@ class ClientView:
     threshold: float
     refer_low: float
     refer_high: float
+    probability_text: str
     band_sentence: str
     grade_legend: list[tuple[str, str]]
     points_sentence: str
     reasons_heading: str
     reasons: list[str]
+    history_note: str | None
     counterfactual: str | None
     contributions: list[Bar]
     contributions_sentence: str
@@ -123,8 +141,9 @@ class ClientView:
 
 
 def band_sentence(pd_: float, low: float, high: float) -> str:
-    return (f"Under {low:.1%} an application is granted, from {low:.1%} to {high:.1%} an advisor decides, "
-            f"and from {high:.1%} it is refused; this client's probability of default is {pd_:.1%}.")
+    p, lo, hi = percents(pd_, low, high)
+    return (f"Under {lo} an application is granted, from {lo} to {hi} an advisor decides, "
+            f"and from {hi} it is refused; this client's probability of default is {p}.")
 
 
 def scorecard(summary: pd.Series) -> Scorecard:
@@ -161,45 +180,62 @@ def client_view(store: SnapshotStore, sk_id: int) -> ClientView:
     row, summary = a.row, store.model_summary()
     icon, words, colour = DECISIONS[row["decision"]]
     granted = row["decision"] == scoring.GRANTED
-    change = row.get("counterfactual")
+    change, note = row.get("counterfactual"), row.get("history_note")
+    dictionary = store.dictionary().drop_duplicates("feature").set_index("feature")
     return ClientView(
         sk_id=sk_id, night=str(row["partition_date"]), icon=icon, decision=words, colour=colour,
         probability=float(row["probability_of_default"]), points=int(row["points"]), grade=str(row["grade"]),
+        probability_text=percents(float(row["probability_of_default"]), float(row["refer_low"]), float(row["refer_high"]))[0],
         threshold=float(row["threshold"]), refer_low=float(row["refer_low"]), refer_high=float(row["refer_high"]),
         band_sentence=band_sentence(float(row["probability_of_default"]), float(row["refer_low"]), float(row["refer_high"])),
         grade_legend=grade_legend(summary), points_sentence=points_sentence(summary),
         reasons_heading=("What weighed most on this decision, although it was granted" if granted
                          else "What weighed most against this application"),
-        reasons=a.reasons,
+        reasons=a.reasons, history_note=note if isinstance(note, str) else None,
         counterfactual=change if isinstance(change, str) else None,
-        contributions=contribution_bars(a.contributions, store.meanings(), summary),
+        contributions=contribution_bars(a.contributions, summary),
         contributions_sentence=("Each bar is how much one piece of information moved the score, in points: to the right it "
                                 "lowered the risk, to the left it raised it. The score is shown before the final "
                                 "calibration, so its end can differ from the client's points by a few."),
         application=application_sections(a.application),
-        every_field=[(humanize(c), _display(v)) for c, v in a.application.items() if c not in ("partition_date",)],
+        every_field=every_field(a.application, dictionary),
         model_version=str(row["model_version"]), scored_at=str(row["scored_at"])[:16], synthetic=bool(summary["synthetic"]),
     )
 
 
-def contribution_bars(rows: pd.DataFrame, meanings: dict[str, str], summary: pd.Series) -> list[Bar]:
-    """The stored TreeSHAP contributions (log-odds) as points: a higher log-odds of default is
-    fewer points, at `points_to_double / ln 2` points per unit."""
+def contribution_bars(rows: pd.DataFrame, summary: pd.Series) -> list[Bar]:
+    """The stored contributions (log-odds, one per group of features) as points: a higher
+    log-odds of default is fewer points, at `points_to_double / ln 2` points per unit."""
     card = scorecard(summary)
     per_unit = card.points_to_double / math.log(2)
     bars = []
     for r in rows.sort_values("rank").to_dict("records"):
-        if r["feature"] == scoring.BASE:  # where the chart starts: a typical applicant's points
+        if r["feature"] == explain.BASE:  # where the chart starts: a typical applicant's points
             start = float(card.points(1 / (1 + math.exp(-float(r["contribution"])))))
             bars.append(Bar(label="A typical applicant", points=start))
             continue
-        elif r["feature"] == scoring.OTHER:
-            label = "Everything else on file"
-        else:
-            meaning = meanings.get(r["feature"], humanize(r["feature"]))
-            label = f"{meaning}: {r['value']}" if r["value"] is not None else f"{meaning}: not on file"
+        label = "Everything else on file" if r["feature"] == explain.OTHER else r["label"]
         bars.append(Bar(label=label, points=-float(r["contribution"]) * per_unit))
     return bars
+
+
+def every_field(application: pd.Series, dictionary: pd.DataFrame) -> list[tuple[str, str]]:
+    """Each field of the application as submitted, named and written as the client would say it."""
+    out = [("Application number", str(int(application["SK_ID_CURR"])))]
+    for column, value in application.items():
+        if column in ("SK_ID_CURR", "partition_date"):
+            continue
+        if column == "DAYS_EMPLOYED" and value == plausibility.NOT_EMPLOYED:
+            out.append(("Time in your current job", "not in employment"))
+            continue
+        if column in dictionary.index and isinstance(dictionary.at[column, "meaning"], str):
+            unit = dictionary.at[column, "unit"]
+            label = dictionary.at[column, "meaning"]
+        else:
+            unit, label = "number", humanize(column)
+        shown = wording.value_text(value, unit if unit != "none" else "number", currency())
+        out.append((label, "not given" if shown is None else shown))
+    return out
 
 
 SECTIONS = {
@@ -348,23 +384,38 @@ class WhatIf:
     reasons: list[str]
 
 
-def what_if(store: SnapshotStore, sk_id: int, amount: float, annuity: float, goods_price: float) -> WhatIf:
+WHAT_IF_FIELDS = {"AMT_CREDIT": "the amount of the loan", "AMT_ANNUITY": "the repayment", "AMT_GOODS_PRICE": "the price of the goods"}
+
+
+def what_if(store: SnapshotStore, sk_id: int, amount: float | None, annuity: float | None, goods_price: float | None) -> WhatIf:
     """Re-score the application with other amounts through the nightly SQL models and the
-    champion (the API's on-demand path); the stored decision is not touched."""
-    if min(amount, annuity) <= 0 or goods_price < 0 or annuity > amount:
-        raise ValueError("the amount and the repayment must be positive, and the repayment no larger than the amount")
+    champion (the API's on-demand path); the stored decision is not touched. An empty field or
+    an application the API would refuse (`plausibility`) raises ValueError with the same words."""
+    values = {"AMT_CREDIT": amount, "AMT_ANNUITY": annuity, "AMT_GOODS_PRICE": goods_price}
+    empty = [WHAT_IF_FIELDS[c] for c, v in values.items() if _missing(v)]
+    if empty:
+        raise ValueError(f"Fill in {' and '.join(empty)}.")
     a = store.applicant(sk_id)
     application = a.application.drop(labels=["partition_date"], errors="ignore").to_frame().T
-    application = application.assign(AMT_CREDIT=float(amount), AMT_ANNUITY=float(annuity), AMT_GOODS_PRICE=float(goods_price))
+    application = application.assign(**{c: float(v) for c, v in values.items()})
+    broken = plausibility.problems(application).iloc[0]
+    if broken:
+        raise ValueError(" ".join(rule.split(": ", 1)[1][:1].upper() + rule.split(": ", 1)[1][1:] + "." for rule in broken))
     application = ondemand.typed(ondemand.APPLICATION, application)
     after = ondemand.score(ondemand.Batch(application), store.model(), store.dictionary(), store.path,
                            search_counterfactuals=False).iloc[0]
     before = a.row
-    moved = "falls" if after["probability_of_default"] < before["probability_of_default"] else "rises"
+    low, high = float(before["refer_low"]), float(before["refer_high"])
+    was, now = percents(float(before["probability_of_default"]), low, high)[0], percents(float(after["probability_of_default"]), low, high)[0]
+    decided = DECISIONS[after["decision"]][1].lower()
     same = after["decision"] == before["decision"]
-    sentence = (f"With these amounts the probability of default {moved} from {before['probability_of_default']:.1%} to "
-                f"{after['probability_of_default']:.1%}: {DECISIONS[after['decision']][1].lower()}"
-                + (", as before." if same else f" instead of {DECISIONS[before['decision']][1].lower()}."))
+    if was == now:
+        sentence = f"With these amounts the probability of default is unchanged at {now}: {decided}" + (
+            ", as before." if same else f" instead of {DECISIONS[before['decision']][1].lower()}.")
+    else:
+        moved = "falls" if after["probability_of_default"] < before["probability_of_default"] else "rises"
+        sentence = (f"With these amounts the probability of default {moved} from {was} to {now}: {decided}"
+                    + (", as before." if same else f" instead of {DECISIONS[before['decision']][1].lower()}."))
     return WhatIf(before=before, after=after, sentence=sentence, reasons=scoring.reasons_of(after))
 
 
@@ -389,7 +440,60 @@ def supervision(store: SnapshotStore) -> Supervision:
     night = str(psi["partition_date"].max()) if len(psi) else None
     latest = psi[psi["partition_date"] == night].sort_values("psi_excess", ascending=False) if night else psi
     fairness = store.table("model_fairness")
-    flags = [f"{r['attribute']} = {r['group']}: approved {r['disparate_impact']:.2f} times as often as the most approved group"
-             for r in fairness.to_dict("records") if r.get("four_fifths_flag")]
+    by_attribute = {a: rows.to_dict("records") for a, rows in fairness.groupby("attribute", sort=False)}
+    flags = ml_fairness.flags(by_attribute, ml_fairness.Tolerances(**settings.fairness_tolerances()))
     return Supervision(volumes=volumes, probabilities=scored["probability_of_default"].to_numpy(), psi=latest,
                        drift_night=night, fairness=fairness, fairness_flags=flags, history=store.table("model_history"))
+
+
+def _date_time(value) -> str:
+    """A stored time (UTC) as people read it: "1 December 2026, 14:07 UTC"."""
+    if _missing(value) or value == "":
+        return ""
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_convert("UTC") if stamp.tzinfo else stamp
+    return f"{stamp.day} {stamp:%B %Y, %H:%M} UTC"
+
+
+def history_table(history: pd.DataFrame) -> pd.DataFrame:
+    """The model history in words: dates, AUC to three places, yes or no."""
+    return pd.DataFrame({
+        "Model": history["model_version"],
+        "Trained": history["created_at"].map(_date_time),
+        "Cross-validated AUC": history["cv_roc_auc"].map(lambda x: "" if _missing(x) else f"{float(x):.3f}"),
+        "Made champion": history["promoted_at"].map(_date_time),
+        "Champion now": history["champion"].map(lambda x: "yes" if bool(x) and not _missing(x) else "no"),
+    })
+
+
+def psi_table(psi: pd.DataFrame, meanings: dict[str, str]) -> pd.DataFrame:
+    """The latest night's drift per feature, named in words, figures to two places."""
+    if psi.empty:
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "Information": [meanings.get(f, humanize(f)) for f in psi["feature"]],
+        "Drift (PSI)": psi["psi"].map(lambda x: f"{x:.2f}"),
+        "Noise level": psi["noise_floor"].map(lambda x: f"{x:.2f}"),
+        "Beyond noise": psi["psi_excess"].map(lambda x: f"{x:.2f}"),
+        "Verdict": psi["status"],
+    })
+
+
+def fairness_table(fairness: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "Attribute": fairness["attribute"], "Group": fairness["group"],
+        "Applicants": fairness["applicants"].map(lambda x: f"{int(x):,}"),
+        "Approval rate": fairness["approval_rate"].map(lambda x: f"{x:.0%}"),
+        "Against the most approved group (four-fifths rule)": fairness["disparate_impact"].map(lambda x: f"{x:.2f} times"),
+        "Approval rate of clients who repaid": _column(fairness, "approval_rate_repaid", lambda x: f"{x:.0%}"),
+        "Against the most approved group (equal opportunity)": _column(fairness, "equal_opportunity", lambda x: f"{x:.2f} times"),
+        "Default rate observed (95 % interval)": [
+            f"{r['default_rate']:.1%} ({r['default_rate_low']:.1%}-{r['default_rate_high']:.1%})" if "default_rate_low" in r else ""
+            for r in fairness.to_dict("records")],
+        "Default rate predicted": _column(fairness, "predicted_default_rate", lambda x: f"{x:.1%}"),
+    })
+
+
+def _column(frame: pd.DataFrame, name: str, write) -> list[str]:
+    # models registered before a column existed show it empty
+    return [write(x) if not _missing(x) else "" for x in frame[name]] if name in frame else [""] * len(frame)

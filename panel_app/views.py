@@ -50,14 +50,16 @@ def _html(text: str, **kwargs) -> pn.pane.HTML:
 def decision_html(v: vm.ClientView) -> str:
     """The decision in words, as shown and as exported (no colour-only meaning)."""
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in v.reasons) or "<li>Nothing stood out.</li>"
+    # a missing history is said as a fact, apart from the reasons: it is no fault of the client's
+    history = f"<p>Not yet on file: {html.escape(v.history_note)}</p>" if v.history_note else ""
     change = v.counterfactual or ("Granted: nothing to change." if v.decision == "Granted" else "No change was searched.")
     legend = "".join(f"<li><b>{g}</b>: {html.escape(t)}</li>" for g, t in v.grade_legend)
     return (
         f"<h2>Application {v.sk_id}: <span class='decision' style='color:{v.colour}'>{v.icon} {v.decision}</span></h2>"
-        f"<p>Probability of default <b>{v.probability:.1%}</b> · grade <b>{v.grade}</b> · <b>{v.points}</b> points · "
+        f"<p>Probability of default <b>{v.probability_text}</b> · grade <b>{v.grade}</b> · <b>{v.points}</b> points · "
         f"scored on the night of {v.night} by model {html.escape(v.model_version)}</p>"
         f"<p class='chart-text'>{html.escape(v.band_sentence)}</p>"
-        f"<h3>{html.escape(v.reasons_heading)}</h3><ol>{reasons}</ol>"
+        f"<h3>{html.escape(v.reasons_heading)}</h3><ol>{reasons}</ol>{history}"
         f"<h3>What would change the decision</h3><p>{html.escape(change)}</p>"
         f"<h3>Points and grades</h3><p>{html.escape(v.points_sentence)}</p><ul>{legend}</ul>"
     )
@@ -207,24 +209,46 @@ class Dashboard:
 
     def what_if_view(self, sk_id: int) -> pn.viewable.Viewable:
         app = self.store.applicant(sk_id).application
-        credit, annuity = float(app["AMT_CREDIT"]), float(app["AMT_ANNUITY"])
+        credit, annuity = float(app["AMT_CREDIT"]), app["AMT_ANNUITY"]
+        annuity = float(annuity) if pd.notna(annuity) else None
         goods = float(app["AMT_GOODS_PRICE"]) if pd.notna(app["AMT_GOODS_PRICE"]) else credit
+        term = round(credit / annuity, 1) if annuity else None
         money = f"({vm.currency()})"
         amount_w = pn.widgets.FloatInput(stylesheets=INPUT_CSS, name=f"Amount of the loan {money}", value=credit, start=1, step=1000, width=240)
         annuity_w = pn.widgets.FloatInput(stylesheets=INPUT_CSS, name=f"Repayment each period {money}", value=annuity, start=1, step=100, width=240)
         goods_w = pn.widgets.FloatInput(stylesheets=INPUT_CSS, name=f"Price of the goods {money}", value=goods, start=0, step=1000, width=240)
-        term_w = pn.widgets.IntInput(stylesheets=INPUT_CSS, name="Number of repayments", value=round(credit / annuity), start=1, end=600, width=200)
+        term_w = pn.widgets.FloatInput(stylesheets=INPUT_CSS, name="Number of repayments", value=term, start=1, step=1, width=200)
         run = pn.widgets.Button(name="Re-score with these amounts", button_type="primary")
+        reset = pn.widgets.Button(name="Back to the application's amounts", button_type="default")
         result = pn.Column(sizing_mode="stretch_width")
         chart = charts.Bullet()
         picture = pn.pane.Bokeh(chart.figure, sizing_mode="stretch_width")
+        computing = []  # set while one field is computed from the others, so it does not compute them back
 
-        def from_term(*_):  # a longer term means a smaller repayment for the same amount
-            annuity_w.value = round(amount_w.value / max(term_w.value, 1), 2)
+        def computed(widget, value) -> None:
+            computing.append(True)
+            try:
+                widget.value = value
+            finally:
+                computing.pop()
 
-        def to_term(*_):
-            if annuity_w.value:
-                term_w.param.update(value=max(1, round(amount_w.value / annuity_w.value)))
+        # what the user typed stays as typed; the field that depends on it is computed:
+        # amount or term typed -> the repayment; repayment typed -> the term
+        def from_amount_or_term(*_):
+            if not computing and amount_w.value and term_w.value:
+                computed(annuity_w, round(amount_w.value / term_w.value, 2))
+
+        def from_repayment(*_):
+            if not computing and amount_w.value and annuity_w.value:
+                computed(term_w, round(amount_w.value / annuity_w.value, 1))
+
+        def back(*_):
+            computing.append(True)
+            try:
+                amount_w.value, annuity_w.value, goods_w.value, term_w.value = credit, annuity, goods, term
+            finally:
+                computing.pop()
+            result.objects = []
 
         def rescore(*_):
             try:
@@ -244,28 +268,31 @@ class Dashboard:
                 _html(f"<h3>What would weigh most</h3><ol>{reasons}</ol>"),
             ]
 
-        term_w.param.watch(from_term, "value")
-        annuity_w.param.watch(to_term, "value")
+        amount_w.param.watch(from_amount_or_term, "value")
+        term_w.param.watch(from_amount_or_term, "value")
+        annuity_w.param.watch(from_repayment, "value")
         run.on_click(rescore)
+        reset.on_click(back)
         return pn.Column(
             _html(f"<h2>What if application {sk_id} asked for something else?</h2><p>Change the amounts and re-score: the same "
-                  "features and model as the night compute the answer. Nothing is stored as a decision.</p>"),
-            pn.FlexBox(amount_w, annuity_w, goods_w, term_w), run, result, sizing_mode="stretch_width")
+                  "features and model as the night compute the answer. Nothing is stored as a decision. Typing the amount or "
+                  "the number of repayments computes the repayment; typing the repayment computes the number of repayments.</p>"),
+            pn.FlexBox(amount_w, annuity_w, goods_w, term_w), pn.Row(run, reset), result, sizing_mode="stretch_width")
 
     def supervisor_view(self) -> pn.viewable.Viewable:
         s = vm.supervision(self.store)
         summary = self.store.model_summary()
-        psi = s.psi[["feature", "psi", "noise_floor", "psi_excess", "status"]].round(3) if len(s.psi) else pd.DataFrame()
+        psi = vm.psi_table(s.psi, self.store.meanings())
         report = f"<a href='/reports/drift/drift_{s.drift_night}.html'>Evidently drift report of {s.drift_night}</a>" if s.drift_night else ""
-        flags = "".join(f"<li>{html.escape(f)}</li>" for f in s.fairness_flags) or "<li>No group is flagged by the four-fifths rule.</li>"
-        history = s.history.rename(columns={"model_version": "Model", "created_at": "Trained", "cv_roc_auc": "Cross-validated AUC",
-                                            "promoted_at": "Made champion", "champion": "Champion now"})
+        flags = ("".join(f"<li>{html.escape(f)}</li>" for f in s.fairness_flags)
+                 or "<li>No group is treated unequally (equal opportunity, calibration within the group).</li>")
+        history = vm.history_table(s.history)
         auth.record(self.user, "view supervisor")
         return pn.Column(
             _html("<h2>Supervision</h2>"),
             pn.pane.Bokeh(charts.volumes(s.volumes), sizing_mode="stretch_width"),
             _html("<p class='chart-text'>Chart in words: " + "; ".join(
-                f"{night}: " + ", ".join(f"{int(n)} {vm.DECISIONS[d][1].lower()}" for d, n in row.items())
+                f"{night}: " + ", ".join(f"{int(n):,} {vm.DECISIONS[d][1].lower()}" for d, n in row.items())
                 for night, row in s.volumes.iterrows()) + ".</p>"),
             pn.pane.Bokeh(charts.score_histogram(s.probabilities, float(summary["refer_low"]), float(summary["refer_high"])),
                           sizing_mode="stretch_width"),
@@ -273,8 +300,7 @@ class Dashboard:
                   f"{pd.Series(s.probabilities).median():.1%}.</p>"),
             _html(f"<h3>Drift of the latest night</h3><p>{report}</p>" + psi.to_html(index=False, classes="facts", border=0)),
             _html("<h3>Fairness of the champion</h3><p><a href='/reports/model_card.html'>Model card</a></p><ul>" + flags + "</ul>"
-                  + s.fairness[["attribute", "group", "applicants", "approval_rate", "disparate_impact"]].round(3)
-                  .to_html(index=False, classes="facts", border=0)),
+                  + vm.fairness_table(s.fairness).to_html(index=False, classes="facts", border=0)),
             _html("<h3>Model history</h3>" + history.to_html(index=False, classes="facts", border=0)),
             sizing_mode="stretch_width")
 

@@ -29,8 +29,9 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import APIKeyHeader
+from fastapi_offline import FastAPIOffline
 
-from credit_dagster import ondemand, scoring, settings, snapshot
+from credit_dagster import ondemand, plausibility, scoring, settings, snapshot
 from credit_dagster.api import audit, keys, schemas
 from credit_dagster.ml.registry import RegisteredModel, Registry
 
@@ -223,6 +224,21 @@ class Coalescer:
                 start += len(requests)
 
 
+def refuse_incomplete_or_implausible(requests: list[schemas.ApplicationRequest]) -> None:
+    """422 naming each field an on-demand decision needs and lacks, and each plausibility rule
+    broken (`plausibility`): the night refers such applications, a caller waiting for an answer
+    is told what to correct."""
+    frame = pd.DataFrame([r.application.model_dump() for r in requests])
+    errors = []
+    for i, (missing, broken) in enumerate(zip(plausibility.missing_required(frame), plausibility.problems(frame), strict=True)):
+        where = ["body", "application"] if len(requests) == 1 else ["body", "applications", i, "application"]
+        errors += [{"loc": [*where, c], "msg": f"required for a decision: {plausibility.REQUIRED[c]}", "type": "missing"}
+                   for c in missing]
+        errors += [{"loc": [*where, rule.split(":")[0]], "msg": rule, "type": "implausible"} for rule in broken]
+    if errors:
+        raise RequestValidationError(errors)
+
+
 def _decision_fields(row: dict) -> dict:
     features = row.get("reason_features")
     return {
@@ -230,6 +246,7 @@ def _decision_fields(row: dict) -> dict:
                                "threshold", "refer_low", "refer_high", "calibration", "features_fingerprint", "scored_at")},
         "reasons": scoring.reasons_of(row), "reason_features": features.split(",") if isinstance(features, str) and features else [],
         "counterfactual": row["counterfactual"] if isinstance(row.get("counterfactual"), str) else None,
+        "history_note": row["history_note"] if isinstance(row.get("history_note"), str) else None,
         # stored naive in UTC; said with its zone, as RFC 3339 wants
         "scored_at": pd.Timestamp(row["scored_at"]).tz_localize("UTC").to_pydatetime(),
     }
@@ -285,7 +302,8 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
         scorer.close()
         gc.unfreeze()  # what `Serving.tables` froze is collected as usual again (and finalized at exit)
 
-    app = FastAPI(title="credit-dagster scoring API", version="1", lifespan=lifespan,
+    # FastAPIOffline: /docs and /redoc served with their scripts from this server, never a CDN
+    app = FastAPIOffline(title="credit-dagster scoring API", version="1", lifespan=lifespan,
                   description="Stored nightly decisions and on-demand scores of the champion model, with reasons and "
                               "counterfactuals. On-demand scores use the nightly SQL features and model; each is audited.")
 
@@ -353,6 +371,7 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
     coalescer = Coalescer(score_round, in_flight=scorer.processes)
 
     def score(requests: list[schemas.ApplicationRequest], unknown_policy: str, who: keys.Caller) -> list[dict]:
+        refuse_incomplete_or_implausible(requests)
         serving.champion(), serving.tables()  # 503 before queueing when either is missing
         scored = coalescer.score(requests)
         unknown = [(i, u) for i, u in enumerate(scored["unknown_categories"]) if u]

@@ -132,6 +132,8 @@ class Decision(BaseModel):
     decision: Literal["granted", "refused", "refer to an advisor"]
     reasons: list[str] = Field(description="up to four reasons that raised the risk most, in client wording")
     reason_features: list[str]
+    history_note: str | None = Field(None, description="a history the client does not have yet and whose absence raised the risk, "
+                                                       "stated as a fact (never a reason)")
     counterfactual: str | None = Field(description="for a refusal or referral: the smallest change of amount or term that grants it")
     model_version: str
     threshold: float

@@ -48,18 +48,16 @@ FEATURE_TABLE = _key(_BY_NAME["application_features"])
 @dg.asset(key=dg.AssetKey(["features", "feature_dictionary"]), group_name="features", deps=[FEATURE_TABLE],
           kinds={"duckdb"}, pool=POOL)
 def feature_dictionary(warehouse: Warehouse) -> dg.MaterializeResult:
-    """One row per feature: plain-language meaning for a client, source table, direction of risk."""
+    """One row per feature: its meaning in a client's words, unit, reason group, source table, direction of risk."""
     with warehouse.connect() as con:
         columns = [r[0] for r in con.execute("describe features.application_features").fetchall() if r[0] not in NON_FEATURES]
-        has_kaggle = con.execute(
-            "select count(*) from information_schema.tables where table_schema = 'raw' and table_name = 'columns_description'"
-        ).fetchall()[0][0]
-        kaggle = dict(con.execute('select "Row", "Description" from raw.columns_description').fetchall()) if has_kaggle else {}
-        dictionary = build_dictionary(MODELS, columns, kaggle)
+        dictionary = build_dictionary(MODELS, columns)
         con.execute("create or replace table features.feature_dictionary as select * from dictionary")
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(dictionary),
         "documented_in_sql": int(dictionary["documented"].sum()),
+        "undocumented": dictionary.loc[~dictionary["documented"], "feature"].tolist(),
+        "never_model_inputs": dictionary.loc[~dictionary["model_input"], "feature"].tolist(),
         "protected_features": dictionary.loc[dictionary["protected"], "feature"].tolist(),
         "preview": dg.MetadataValue.md(dictionary.head(30).to_markdown(index=False)),
     })

@@ -106,10 +106,10 @@ def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse,
         unknown = scoring.unknown_categories(model, features)
         if unknown:
             context.log.warning(f"category values unseen in training, scored as missing: {unknown}")
-        to_search = scored.loc[scored["decision"] != scoring.GRANTED, "SK_ID_CURR"].tolist()
+        to_search = scored.loc[(scored["decision"] != scoring.GRANTED) & ~scored["held_back"], "SK_ID_CURR"].tolist()
         context.log.info(f"scored {len(scored):,} applications; searching a counterfactual for the {len(to_search):,} not granted")
         cf = scoring.counterfactuals(con, model, schema, to_search, work_schema=f"cf_{schema}", progress=context.log.info)
-        scored = scored.merge(cf[["SK_ID_CURR", "counterfactual"]], on="SK_ID_CURR", how="left")
+        scored = scoring.with_counterfactuals(scored, cf)
         scored = scored.assign(partition_date=day, **scoring.policy_columns(model),
                                scored_at=datetime.now(UTC).replace(tzinfo=None), run_id=context.run.run_id)
         details = features[["SK_ID_CURR", *[c for c in DETAIL_COLUMNS if c in features]]].assign(partition_date=day)
@@ -217,7 +217,7 @@ SERVING_TABLES = {
     "applicant_features": "select * from scoring.applicant_features",
     "applicant_contributions": "select * from scoring.applicant_contributions",
     "applications": "select * from scoring.applications",
-    "feature_dictionary": "select feature, meaning, risk_direction, protected from features.feature_dictionary",
+    "feature_dictionary": "select * from features.feature_dictionary",
     "monitoring_psi": "select * from monitoring.psi",
 }
 

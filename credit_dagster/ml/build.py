@@ -46,12 +46,14 @@ def build_model(
     refer_margin: float,
     scorecard: Scorecard,
     directions: dict[str, int] | None = None,
+    never_inputs: tuple[str, ...] = (),
     progress: training.Progress | None = None,
 ) -> ModelBuild:
     """Cross-validate the candidates, deploy the multi-table LightGBM's fold models with a
     calibrator fitted on their out-of-fold scores, and audit it. `directions` (+1/-1 per feature,
-    from the feature dictionary) become monotone constraints."""
-    data = training.make_dataset(features, labels, excluded, app_columns, directions)
+    from the feature dictionary) become monotone constraints. `excluded` (sensitive attributes)
+    and `never_inputs` (what no lender could give as a reason) are kept out of the model."""
+    data = training.make_dataset(features, labels, (*excluded, *never_inputs), app_columns, directions)
     cv = training.cross_validate(data, params, progress)
     raw = cv.oof[DEPLOYED]
     model = Ensemble(cv.boosters[DEPLOYED])
@@ -79,6 +81,7 @@ def build_model(
         "features": data.features,
         "categories": data.categories,
         "excluded_features": list(excluded),
+        "never_inputs": list(never_inputs),
         "params": {k: v for k, v in vars(params).items() if k != "costs"},
         "costs": vars(params.costs),
         "fold_rounds": cv.rounds[DEPLOYED],

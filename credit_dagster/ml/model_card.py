@@ -7,6 +7,7 @@ from pathlib import Path
 import markdown
 import pandas as pd
 
+from credit_dagster import settings
 from credit_dagster.ml import fairness
 from credit_dagster.ml.charts import data_uri
 
@@ -15,10 +16,11 @@ def _table(records: list[dict], digits: int = 4) -> str:
     return pd.DataFrame(records).round(digits).to_markdown(index=False)
 
 
-def render_markdown(meta: dict, *, champion: dict, charts: dict[str, bytes], synthetic: bool) -> str:
+def render_markdown(meta: dict, *, champion: dict, charts: dict[str, bytes], synthetic: bool,
+                    tolerances: fairness.Tolerances = fairness.DEFAULT_TOLERANCES) -> str:
     m = meta["cv_metrics"]
     costs = meta["costs"]
-    flags = fairness.flags(meta["fairness"])
+    flags = fairness.flags(meta["fairness"], tolerances)
     sc = meta["scorecard"]
     sel = meta["feature_selection"]
     unselected = next((r for r in meta["comparison"] if r["candidate"].endswith("_no_selection")), None)
@@ -42,7 +44,9 @@ def render_markdown(meta: dict, *, champion: dict, charts: dict[str, bytes], syn
         "- Labels exist only for loans that were granted: refused applicants' outcomes are unknown (reject inference is not done), "
         "so the model learns from a selected population.",
         f"- Features: {len(meta['features'])} from the application and six history tables (SQL in dbt_like_sql/). "
-        f"Kept out of the model as sensitive: {', '.join(meta['excluded_features'])}.",
+        f"Kept out of the model as sensitive: {', '.join(meta['excluded_features'])}."
+        + (f" Never model inputs, since no lender could give them as a reason: {', '.join(meta['never_inputs'])}."
+           if meta.get("never_inputs") else ""),
         "",
         "## Candidates (same stratified folds, out-of-fold)",
         _table(meta["comparison"]),
@@ -91,11 +95,24 @@ def render_markdown(meta: dict, *, champion: dict, charts: dict[str, bytes], syn
         _table(meta["importance_top"][:15]),
         "",
         "## Fairness audit (out-of-fold, at the threshold)",
-        "**Flagged (four-fifths rule):** " + ("; ".join(flags) if flags else "none"),
+        "Raw approval rates differ whenever groups differ in risk, so three figures per group: the approval rate (four-fifths "
+        "rule, shown), the approval rate among clients who repaid (equal opportunity) and the observed default rate against the "
+        "predicted one with its 95 % Jeffreys interval (calibration within the group). The gate acts on the last two: a group "
+        f"is flagged when its repayers are approved less than {tolerances.min_equal_opportunity:.0%} as often as the most "
+        f"approved group's, or its predicted default rate is outside the interval by more than {tolerances.max_calibration_gap:.0%}"
+        f" (groups of fewer than {tolerances.min_applicants} applicants are not judged). A sign-off (`credit-dagster promote`) "
+        "records that the risk committee read these figures and accepts the differences as justified by risk.",
+        "",
+        "**Flagged (unequal treatment):** " + ("; ".join(flags) if flags else "none"),
+        "",
+        "**Under four fifths of the most approved group's raw approval rate (not gating):** "
+        + ("; ".join(fairness.four_fifths(meta["fairness"])) or "none"),
         "",
     ]
+    shown = ["group", "applicants", "approval_rate", "disparate_impact", "approval_rate_repaid", "equal_opportunity",
+             "default_rate", "default_rate_low", "default_rate_high", "predicted_default_rate"]
     for attr, rows in meta["fairness"].items():
-        lines += [f"### {attr}", _table(rows, 3), ""]
+        lines += [f"### {attr}", _table([{k: r[k] for k in shown if k in r} for r in rows], 3), ""]
     lines += [
         "## Limitations and monitoring",
         f"- Cross-validated ROC AUC {m['roc_auc']:.4f} (95 % interval {m['roc_auc_low']:.4f}-{m['roc_auc_high']:.4f}) "
@@ -132,7 +149,8 @@ def write(registry, version: str, reports_dir: Path) -> Path:
     events = [e for e in registry.history() if e["version"] == version and e["event"].startswith("promoted")]
     champion = {"promoted": bool(events), "reason": events[-1]["reason"] if events else "not promoted; see champion_model"}
     chart_png = {name: (folder / f"{name}.png").read_bytes() for name in ("cost_curve", "reliability")}
-    text = render_markdown(model.metadata, champion=champion, charts=chart_png, synthetic=model.metadata.get("synthetic", False))
+    text = render_markdown(model.metadata, champion=champion, charts=chart_png, synthetic=model.metadata.get("synthetic", False),
+                           tolerances=fairness.Tolerances(**settings.fairness_tolerances()))
     html = render_html(text, f"Model card {version}")
     (folder / "model_card.md").write_text(text)
     (folder / "model_card.html").write_text(html)

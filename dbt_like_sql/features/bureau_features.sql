@@ -1,32 +1,32 @@
 -- grain: one row per SK_ID_CURR with at least one Credit Bureau record
 -- description: Credits held at other lenders (bureau) and their monthly status history (bureau_balance). Status 1-5 are 30-day buckets of days past due, C closed, X unknown. Shares are month-weighted; a credit without balance months counts in the credit totals but not in the status shares.
--- BUR_CREDIT_COUNT (?): Number of credits you have had with other lenders
--- BUR_ACTIVE_COUNT (+): Number of credits currently open with other lenders
--- BUR_CLOSED_COUNT (-): Number of credits you have repaid and closed with other lenders
--- BUR_ACTIVE_SHARE (+): Share of your credits with other lenders that are still open
--- BUR_BAD_DEBT_COUNT (+): Credits with other lenders written off as bad debt or sold
--- BUR_DAYS_SINCE_LAST_CREDIT (-): Days since you last took a credit with another lender
--- BUR_DAYS_SINCE_FIRST_CREDIT (-): Length of your credit history with other lenders
--- BUR_CREDIT_SUM (?): Total amount of your credits with other lenders
--- BUR_DEBT_SUM (+): Total debt you still owe to other lenders
--- BUR_ACTIVE_DEBT_SUM (+): Debt still owed on your open credits with other lenders
--- BUR_DEBT_CREDIT_RATIO (+): Share of your credit with other lenders that is still owed
--- BUR_OVERDUE_SUM (+): Amount currently overdue with other lenders
--- BUR_OVERDUE_DEBT_RATIO (+): Share of what you owe other lenders that is overdue
--- BUR_MAX_DAYS_OVERDUE (+): Longest current delay on a credit with another lender
--- BUR_OVERDUE_CREDIT_SHARE (+): Share of your credits with other lenders that are overdue now
--- BUR_MAX_OVERDUE_AMOUNT (+): Largest amount ever overdue with another lender
--- BUR_LIMIT_RATIO (?): Credit-card limits compared with your total credit elsewhere
--- BUR_PROLONG_COUNT (+): Number of times credits with other lenders were extended
--- BUR_ACTIVE_DAYS_TO_END_MEAN (?): Average time left on your open credits with other lenders
--- BUR_BAL_MONTHS (-): Months of repayment history known from other lenders
--- BUR_BAL_LATE_SHARE (+): Share of months with a late payment on credits with other lenders
--- BUR_BAL_ON_TIME_SHARE (-): Share of months paid on time on credits with other lenders
--- BUR_BAL_CLOSED_SHARE (?): Share of months after credits with other lenders were closed
--- BUR_BAL_UNKNOWN_SHARE (?): Share of months with unknown status at other lenders
--- BUR_BAL_WORST_STATUS (+): Worst delay ever reported by another lender (in 30-day steps)
--- BUR_BAL_LATE_SHARE_12M (+): Share of late months with other lenders over the last year
--- BUR_BAL_WORST_STATUS_12M (+): Worst delay reported by another lender over the last year
+-- BUR_CREDIT_COUNT (?, count) [credits elsewhere]: Number of credits you have had with other lenders
+-- BUR_ACTIVE_COUNT (+, count) [credits elsewhere]: Credits you have open with other lenders
+-- BUR_CLOSED_COUNT (-, count) [credits elsewhere]: Credits you have repaid and closed with other lenders
+-- BUR_ACTIVE_SHARE (+, percent) [credits elsewhere]: Share of your credits with other lenders that are still open
+-- BUR_BAD_DEBT_COUNT (+, count): Credits with other lenders written off as bad debt or sold
+-- BUR_DAYS_SINCE_LAST_CREDIT (-, days) [credits elsewhere]: Time since you last took a credit with another lender
+-- BUR_DAYS_SINCE_FIRST_CREDIT (-, days): Length of your credit history with other lenders
+-- BUR_CREDIT_SUM (?, money) [debt elsewhere]: Total amount of your credits with other lenders
+-- BUR_DEBT_SUM (+, money) [debt elsewhere]: Total debt you still owe to other lenders
+-- BUR_ACTIVE_DEBT_SUM (+, money) [debt elsewhere]: Debt still owed on your open credits with other lenders
+-- BUR_DEBT_CREDIT_RATIO (+, percent) [debt elsewhere]: Share of your credit with other lenders that is still owed
+-- BUR_OVERDUE_SUM (+, money) [overdue elsewhere]: Amount currently overdue with other lenders
+-- BUR_OVERDUE_DEBT_RATIO (+, percent) [overdue elsewhere]: Share of what you owe other lenders that is overdue
+-- BUR_MAX_DAYS_OVERDUE (+, days) [overdue elsewhere]: Longest current delay on a credit with another lender
+-- BUR_OVERDUE_CREDIT_SHARE (+, percent) [overdue elsewhere]: Share of your credits with other lenders that are overdue now
+-- BUR_MAX_OVERDUE_AMOUNT (+, money) [overdue elsewhere]: Largest amount ever overdue with another lender
+-- BUR_LIMIT_RATIO (?, percent): Credit-card limits compared with your total credit elsewhere
+-- BUR_PROLONG_COUNT (+, count): Number of times credits with other lenders were extended
+-- BUR_ACTIVE_DAYS_TO_END_MEAN (?, none): Average time left on your open credits with other lenders
+-- BUR_BAL_MONTHS (-, months) [repayment record elsewhere]: Months of repayment history known from other lenders
+-- BUR_BAL_LATE_SHARE (+, percent) [late payments elsewhere]: Share of months with a late payment on credits with other lenders
+-- BUR_BAL_ON_TIME_SHARE (-, percent) [late payments elsewhere]: Share of months paid on time on credits with other lenders
+-- BUR_BAL_CLOSED_SHARE (?, percent) [repayment record elsewhere]: Share of months after credits with other lenders were closed
+-- BUR_BAL_UNKNOWN_SHARE (?, percent) [repayment record elsewhere]: Share of months with unknown status at other lenders
+-- BUR_BAL_WORST_STATUS (+, delay_step) [late payments elsewhere]: Worst delay ever reported by another lender (in 30-day steps)
+-- BUR_BAL_LATE_SHARE_12M (+, percent) [late payments elsewhere]: Share of late months with other lenders over the last year
+-- BUR_BAL_WORST_STATUS_12M (+, delay_step) [late payments elsewhere]: Worst delay reported by another lender over the last year
 with
 
 bureau as (

@@ -1,14 +1,14 @@
 -- grain: one row per SK_ID_CURR with at least one POS or cash loan month
 -- description: Monthly snapshots of earlier point-of-sale and cash loans with Home Credit: days past due (SK_DPD; SK_DPD_DEF ignores small debts), completed loans and what is still to pay.
--- POS_MONTHS (-): Months of point-of-sale and cash loan history with Home Credit
--- POS_LOANS (?): Number of point-of-sale and cash loans with Home Credit
--- POS_DPD_MAX (+): Longest delay on a point-of-sale or cash loan
--- POS_DPD_MEAN (+): Average delay per month on point-of-sale and cash loans
--- POS_DPD_MONTH_SHARE (+): Share of months with a late payment on point-of-sale and cash loans
--- POS_DPD_DEF_MONTH_SHARE (+): Share of months with a significant late payment on point-of-sale and cash loans
--- POS_DPD_MONTH_SHARE_12M (+): Share of late months on point-of-sale and cash loans over the last year
--- POS_COMPLETED_LOANS (-): Point-of-sale and cash loans you have fully repaid
--- POS_REMAINING_INSTALMENTS (+): Repayments still to make on your point-of-sale and cash loans
+-- POS_MONTHS (-, months) [point-of-sale record]: Months of point-of-sale and cash loan history with Home Credit
+-- POS_LOANS (?, count) [point-of-sale record]: Number of point-of-sale and cash loans with Home Credit
+-- POS_DPD_MAX (+, days) [late point-of-sale payments]: Longest delay on a point-of-sale or cash loan
+-- POS_DPD_MEAN (+, days) [late point-of-sale payments]: Average delay per month on point-of-sale and cash loans
+-- POS_DPD_MONTH_SHARE (+, percent) [late point-of-sale payments]: Share of months with a late payment on point-of-sale and cash loans
+-- POS_DPD_DEF_MONTH_SHARE (+, percent) [late point-of-sale payments]: Share of months with a significant late payment on point-of-sale and cash loans
+-- POS_DPD_MONTH_SHARE_12M (+, percent) [late point-of-sale payments]: Share of late months on point-of-sale and cash loans over the last year
+-- POS_COMPLETED_LOANS (-, count) [point-of-sale record]: Point-of-sale and cash loans you have fully repaid
+-- POS_REMAINING_INSTALMENTS (+, count): Repayments still to make on your point-of-sale and cash loans
 with
 
 pos as (
