@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import functools
 import getpass
+import hashlib
+import json
 import os
 import signal
 import sys
@@ -55,9 +59,40 @@ def resolve_data_dir(data_dir: str | None, *, generate: bool = True) -> Path:
             make(folder, settings.DEFAULT_SYNTHETIC_SCALE, settings.DEFAULT_SYNTHETIC_SEED)
     if not folder.is_dir():
         raise CliError(f"data folder {folder} does not exist")
+    _has_kaggle_files(folder)
     label = "SYNTHETIC " if (folder / "SYNTHETIC.txt").exists() else ""
     print(f"Using {label}data in {folder}")
     return folder
+
+
+def _build_stamp(data_dir: Path) -> dict:
+    """What a build depends on: the data files (name, size, modification time) and the code
+    (package and SQL models, by content). A run whose stamp matches the last successful build's
+    goes straight to scoring: signing off a model and running again retrains nothing."""
+    from credit_dagster.sql_models import SQL_DIR
+
+    digest = hashlib.sha256()
+    for path in sorted([*Path(__file__).parent.rglob("*.py"), *SQL_DIR.rglob("*.sql")]):
+        digest.update(path.read_bytes())
+    files = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(data_dir.iterdir()) if p.is_file()}
+    return {"data_dir": str(data_dir), "files": files, "code": digest.hexdigest()}
+
+
+def _has_kaggle_files(folder: Path) -> None:
+    """One line naming every Kaggle file the folder lacks, before any run starts (each missing
+    file would otherwise fail its own ingestion step)."""
+    from credit_dagster.ingest import SourceFileError, find_source_file
+    from credit_dagster.sources import SOURCE_TABLES
+
+    missing = []
+    for spec in SOURCE_TABLES.values():
+        try:
+            find_source_file(folder, spec)
+        except SourceFileError:
+            missing.append(f"{spec.file_stem}.csv")
+    if missing:
+        raise CliError(f"{folder} is not a folder of Home Credit files: {len(missing)} of {len(SOURCE_TABLES)} missing "
+                       f"({', '.join(missing)}; plain or .csv.gz)")
 
 
 def _day(text: str) -> str:
@@ -125,13 +160,22 @@ def _run(args: argparse.Namespace) -> int:
     prepare_dagster_home()
     _remembered().write_text(str(data_dir))
     print(f"CREDIT_HOME={settings.credit_home()}  warehouse={settings.warehouse_path()}  DAGSTER_HOME={settings.dagster_home()}")
-    if not _execute("build_all", data_dir):
-        return 1
     from credit_dagster.ml.registry import Registry
 
-    if Registry(settings.models_dir()).alias("champion") is None:
-        raise CliError("no champion model, so nothing can be scored: see the champion_model reason above and the model card "
-                       f"in {settings.reports_dir()}; after review, `credit-dagster promote VERSION --reason \"...\"`")
+    registry = Registry(settings.models_dir())
+    stamp, built = _build_stamp(data_dir), settings.credit_home() / "build_stamp.json"
+    if not args.rebuild and registry.versions() and built.exists() and json.loads(built.read_text()) == stamp:
+        print("build_all: up to date (same data files and code as the last successful build), not run again; "
+              "--rebuild forces it")
+    elif _execute("build_all", data_dir):
+        built.write_text(json.dumps(stamp))
+    else:
+        return 1
+    if registry.alias("champion") is None:
+        raise CliError(f"no champion model, so nothing can be scored: the fairness or promotion gate held {registry.versions()[-1]} "
+                       f"back (see champion_model above and the model card {settings.reports_dir() / 'model_card.html'}). After "
+                       f"review: credit-dagster promote {registry.versions()[-1]} --reason \"...\", then credit-dagster run again "
+                       "(it scores without rebuilding)")
     inbox = drops.inbox_dir()
     if not drops.days_in_inbox(inbox)[0]:
         counts = drops.replay(data_dir, inbox, args.replay_days, _default_start(args.replay_days))
@@ -186,8 +230,6 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    import getpass
-
     from credit_dagster.ml import model_card
     from credit_dagster.ml.registry import Registry
 
@@ -198,8 +240,25 @@ def _promote(args: argparse.Namespace) -> int:
         raise CliError("--reason must say why the model is signed off (it goes into the registry and the model card)")
     registry.promote(args.version, f"signed off by {getpass.getuser()}: {args.reason.strip()}")
     path = model_card.write(registry, args.version, settings.reports_dir())
-    print(f"{args.version} is now the champion (signed off by {getpass.getuser()}); model card: {path}")
+    _report_champion(args.version, registry.history()[-1]["reason"])
+    print(f"{args.version} is now the champion (signed off by {getpass.getuser()}); model card: {path}\n"
+          "next: credit-dagster run (scores the inbox without rebuilding), or credit-dagster score --start YYYY-MM-DD")
     return 0
+
+
+def _report_champion(version: str, reason: str) -> None:
+    """Tell the Dagster instance, so the UI's model/champion_model shows the signed-off champion
+    (a sign-off happens outside any run)."""
+    import dagster as dg
+
+    from credit_dagster.assets.model import CHAMPION
+    from credit_dagster.instance import prepare_dagster_home
+
+    prepare_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            asset_key=CHAMPION, description="signed off with credit-dagster promote",
+            metadata={"candidate": version, "champion": version, "promoted": True, "reason": reason}))
 
 
 def _ui(args: argparse.Namespace) -> int:
@@ -255,6 +314,10 @@ def _api_key(args: argparse.Namespace) -> int:
 def _dashboard(args: argparse.Namespace) -> int:
     from panel_app import app
 
+    try:
+        app.server_options(args.no_login)  # no sign-in possible: say so before announcing an address
+    except SystemExit as refused:
+        raise CliError(str(refused)) from None
     print(f"Dashboard on http://{args.address}:{args.port}/app (snapshot and sign-in under {settings.credit_home()})")
     return app.main(["--port", str(args.port), "--address", args.address, *(["--no-login"] if args.no_login else [])])
 
@@ -282,65 +345,70 @@ def main(argv: list[str] | None = None) -> int:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="credit-dagster", description=__doc__, formatter_class=fmt)
     parser.add_argument("--verbose", action="store_true", help="show the full traceback when something fails")
+    # also accepted after the command (`credit-dagster run --verbose`), where every error message suggests it
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="show the full traceback when something fails")
     sub = parser.add_subparsers(dest="command", required=True)
-    synth = sub.add_parser("synth", help="write a SYNTHETIC data set in the Kaggle layout", formatter_class=fmt,
+    command = functools.partial(sub.add_parser, parents=[verbose])
+    synth = command("synth", help="write a SYNTHETIC data set in the Kaggle layout", formatter_class=fmt,
                            epilog="example: credit-dagster synth --scale 0.1 --seed 42 --out /tmp/synthetic")
     synth.add_argument("--scale", type=float, default=0.01, help="1 = Kaggle's row counts, about 2.7 GB of CSV (default 0.01)")
     synth.add_argument("--seed", type=int, default=42, help="same seed, same data (default 42)")
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(func=_synth)
-    run = sub.add_parser("run", help="build everything (ingest, features, model) and score the inbox, in-process", formatter_class=fmt,
+    run = command("run", help="build everything (ingest, features, model) and score the inbox, in-process", formatter_class=fmt,
                          epilog="example: credit-dagster run --data-dir /data/home-credit\n"
-                                "A first run takes about 3 minutes on 2 cores with the synthetic default data.")
+                                "A first run takes about 5 minutes on 2 cores with the synthetic default data.")
     run.add_argument("--data-dir", help="folder with the Kaggle CSV files (default: CREDIT_DATA_DIR, else the folder this "
                                         "CREDIT_HOME was built from, else a generated SYNTHETIC data set)")
     run.add_argument("--replay-days", type=int, default=3, help="daily drops to make from application_test when the inbox is empty")
+    run.add_argument("--rebuild", action="store_true", help="run build_all even when the data and the code are those of the last build")
     run.set_defaults(func=_run)
-    replay = sub.add_parser("replay", help="split application_test into N daily drops in the inbox (by SK_ID_CURR)", formatter_class=fmt,
+    replay = command("replay", help="split application_test into N daily drops in the inbox (by SK_ID_CURR)", formatter_class=fmt,
                             epilog="example: credit-dagster replay --days 5 --start 2026-11-16")
     replay.add_argument("--days", type=int, required=True, help="number of daily drops; applicant i goes to day i mod N")
     replay.add_argument("--start", type=_day, help="first day, YYYY-MM-DD (default: N days before today, Europe/Paris)")
     replay.add_argument("--data-dir", help="default: the folder this CREDIT_HOME was built from")
     replay.set_defaults(func=_replay)
-    score = sub.add_parser("score", help="score (or backfill) the nights from --start to --end", formatter_class=fmt,
+    score = command("score", help="score (or backfill) the nights from --start to --end", formatter_class=fmt,
                            epilog="example: credit-dagster score --start 2026-11-16 --end 2026-11-20\n"
                                   "Days without a drop in the inbox are reported and skipped, not failed.")
     score.add_argument("--start", type=_day, required=True, help="first night, YYYY-MM-DD (a day that has ended, Europe/Paris)")
     score.add_argument("--end", type=_day, help="last night, YYYY-MM-DD (default: --start)")
     score.add_argument("--data-dir", help="default: the folder this CREDIT_HOME was built from")
     score.set_defaults(func=_score)
-    promote = sub.add_parser("promote", help="make a registered model the champion, with a recorded sign-off", formatter_class=fmt,
+    promote = command("promote", help="make a registered model the champion, with a recorded sign-off", formatter_class=fmt,
                              epilog='example: credit-dagster promote v0003-20261122T101500 --reason "age gap reviewed by the risk committee"\n'
                                     "Needed when the fairness audit flags a group: automatic promotion stops there.")
     promote.add_argument("version", help="a version under CREDIT_HOME/models (see the model card or the registry)")
     promote.add_argument("--reason", required=True, help="why it is signed off; recorded in the registry and the model card")
     promote.set_defaults(func=_promote)
-    ui = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on the persistent DAGSTER_HOME", formatter_class=fmt,
+    ui = command("ui", help="start the Dagster UI (dagster dev) on the persistent DAGSTER_HOME", formatter_class=fmt,
                         epilog="example: credit-dagster ui --port 3000, then open http://localhost:3000")
     ui.add_argument("--port", type=int, default=3000)
     ui.add_argument("--data-dir", help="default: the folder this CREDIT_HOME was built from")
     ui.set_defaults(func=_ui)
-    api = sub.add_parser("api", help="start the scoring API (HTTP, OpenAPI at /docs)", formatter_class=fmt,
+    api = command("api", help="start the scoring API (HTTP, OpenAPI at /docs)", formatter_class=fmt,
                          epilog="example: credit-dagster api --port 8000, then: curl -H 'X-API-Key: KEY' http://127.0.0.1:8000/v1/model")
     api.add_argument("--host", default=os.environ.get("CREDIT_API_HOST", "127.0.0.1"), help="default 127.0.0.1 (CREDIT_API_HOST)")
     api.add_argument("--port", type=int, default=int(os.environ.get("CREDIT_API_PORT", "8000")), help="default 8000 (CREDIT_API_PORT)")
     api.set_defaults(func=_api)
-    api_key = sub.add_parser("api-key", help="create, revoke or list the API keys of calling systems", formatter_class=fmt,
+    api_key = command("api-key", help="create, revoke or list the API keys of calling systems", formatter_class=fmt,
                              epilog="example: credit-dagster api-key create front-office --rate 50\n"
                                     "Keys are stored hashed in CREDIT_API_KEYS (default CREDIT_HOME/api_keys.json).")
     api_key.add_argument("action", choices=["create", "revoke", "list"])
     api_key.add_argument("name", nargs="?", default="", help="the calling system (for create and revoke)")
     api_key.add_argument("--rate", type=float, default=20.0, help="requests per second allowed to this key (bursts of twice that)")
     api_key.set_defaults(func=_api_key)
-    dash = sub.add_parser("dashboard", help="start the relationship managers' dashboard (Panel), behind a sign-in", formatter_class=fmt,
+    dash = command("dashboard", help="start the relationship managers' dashboard (Panel), behind a sign-in", formatter_class=fmt,
                           epilog="example: credit-dagster dashboard-user add alice; credit-dagster dashboard, then open "
                                  "http://127.0.0.1:5006/app")
     dash.add_argument("--port", type=int, default=int(os.environ.get("CREDIT_DASHBOARD_PORT", "5006")), help="default 5006")
     dash.add_argument("--address", default=os.environ.get("CREDIT_DASHBOARD_HOST", "127.0.0.1"), help="default 127.0.0.1")
     dash.add_argument("--no-login", action="store_true", help="no sign-in: for a local look only")
     dash.set_defaults(func=_dashboard)
-    dash_user = sub.add_parser("dashboard-user", help="add, remove or list the people who may sign in to the dashboard",
+    dash_user = command("dashboard-user", help="add, remove or list the people who may sign in to the dashboard",
                                formatter_class=fmt, epilog="example: credit-dagster dashboard-user add alice  (asks for the password)\n"
                                "Passwords are stored as scrypt hashes in CREDIT_DASHBOARD_USERS (default CREDIT_HOME/dashboard/users.json).")
     dash_user.add_argument("action", choices=["add", "remove", "list"])
@@ -362,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         kind = "error" if isinstance(error, CliError) else type(error).__name__
         message = (str(error).strip() or type(error).__name__).splitlines()[0]
+        if isinstance(error, PermissionError | NotADirectoryError) or getattr(error, "errno", None) == errno.EROFS:
+            kind, message = "error", (f"cannot write {error.filename or 'a file'}: {error.strerror or error}; set CREDIT_HOME to a "
+                                      f"folder you can write (now {settings.credit_home()})")
         print(f"credit-dagster {args.command}: {kind}: {message} (run with --verbose for the traceback)", file=sys.stderr)
         return 1
 

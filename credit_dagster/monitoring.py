@@ -75,8 +75,25 @@ def psi_table(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str]
     return table.sort_values("psi_excess", ascending=False).reset_index(drop=True)
 
 
-def evidently_report(reference: pd.DataFrame, current: pd.DataFrame, path: Path, banner: str) -> dict:
-    """Evidently's data-drift preset as a self-contained HTML file; returns the drift summary."""
+def verdict(table: pd.DataFrame, left_out: list[str]) -> str:
+    """The night's drift verdict in words, as the PSI table gives it, and why Evidently's own
+    test may read otherwise: it cannot compare a column the night leaves empty, which the PSI
+    counts (missing is a bin of its own)."""
+    act = table.loc[table["status"] == "act", "feature"].tolist()
+    investigate = table.loc[table["status"] == "investigate", "feature"].tolist()
+    words = ("Verdict of this night (PSI beyond sampling noise, the figure the checks act on): "
+             + (f"act on {', '.join(act)}" if act else "no feature to act on")
+             + (f"; investigate {', '.join(investigate)}" if investigate else "") + ".")
+    if left_out:
+        words += (f" Left out of Evidently's report below because the night has no value for them at all: {', '.join(left_out)}; "
+                  "the PSI counts them as entirely missing, which is why it can say act where Evidently says no drift.")
+    return words
+
+
+def evidently_report(reference: pd.DataFrame, current: pd.DataFrame, path: Path, banner: str,
+                     table: pd.DataFrame | None = None) -> dict:
+    """Evidently's data-drift preset as a self-contained HTML file, headed by the PSI verdict of
+    `table` (the same features) so the page gives one verdict; returns the drift summary."""
     from evidently import Report
     from evidently.presets import DataDriftPreset
 
@@ -86,9 +103,12 @@ def evidently_report(reference: pd.DataFrame, current: pd.DataFrame, path: Path,
     path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(path))
     text = path.read_text()
-    notice = f"<div style='background:#fff3cd;padding:8px;font-family:sans-serif'>{html.escape(banner)}<br>{html.escape(LABEL_NOTE)}</div>"
+    left_out = [c for c in current.columns if c not in usable]
+    said = verdict(table, left_out) if table is not None else ""
+    notice = (f"<div style='background:#fff3cd;padding:8px;font-family:sans-serif'>{html.escape(banner)}<br>"
+              f"<b>{html.escape(said)}</b><br>{html.escape(LABEL_NOTE)}</div>")
     path.write_text(text.replace("<body>", "<body>" + notice, 1))
     metrics = snapshot.dict()["metrics"]
     drifted = next((m["value"] for m in metrics if m["metric_name"].startswith("DriftedColumnsCount")), {})
     return {"drifted_columns": float(drifted.get("count", 0)), "drifted_share": float(drifted.get("share", 0)),
-            "columns_left_out_empty": [c for c in current.columns if c not in usable]}
+            "columns_left_out_empty": left_out, "verdict": said}

@@ -89,6 +89,57 @@ def test_cli_failures_are_one_line(ops_home, monkeypatch, capsys):
     assert "no model v9999" in capsys.readouterr().err
 
 
+def test_the_cli_speaks_plainly_to_a_new_user(tmp_path, synthetic_dir, monkeypatch, capsys):
+    monkeypatch.setenv("CREDIT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.delenv("CREDIT_DATA_DIR", raising=False)
+    empty = tmp_path / "not_kaggle"
+    empty.mkdir()
+    # a folder without the Kaggle files: one line naming them, before any run
+    assert cli.main(["run", "--data-dir", str(empty)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "8 of 8 missing" in err and "bureau.csv" in err and "SourceFileError" not in err
+    # --verbose, which every error suggests, is taken after the command too
+    with pytest.raises(cli.CliError):
+        cli.main(["run", "--data-dir", str(empty), "--verbose"])
+    capsys.readouterr()
+    # a CREDIT_HOME that cannot be written: said, with what to do
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setenv("CREDIT_HOME", str(tmp_path / "a_file" / "home"))
+    assert cli.main(["run", "--data-dir", str(synthetic_dir)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "set CREDIT_HOME to a folder you can write" in err and "NotADirectoryError" not in err
+    # a dashboard nobody can sign in to is refused before it announces an address
+    monkeypatch.setenv("CREDIT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CREDIT_DASHBOARD_OAUTH_PROVIDER", raising=False)
+    monkeypatch.setenv("CREDIT_DASHBOARD_USERS", str(tmp_path / "none.json"))
+    assert cli.main(["dashboard"]) == 1
+    out, err = capsys.readouterr()
+    assert "http://" not in out and "dashboard-user add" in err
+
+
+@pytest.mark.slow
+def test_a_sign_off_shows_in_the_ui_and_the_next_run_scores_without_rebuilding(ops_home, synthetic_dir, monkeypatch, capsys):
+    from credit_dagster.assets.model import CHAMPION
+    from credit_dagster.ml.registry import Registry
+
+    monkeypatch.setenv("CREDIT_HOME", str(ops_home))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    version = Registry(ops_home / "models").versions()[-1]
+    assert cli.main(["promote", version, "--reason", "fairness figures reviewed by the risk committee"]) == 0
+    assert "next: credit-dagster run" in capsys.readouterr().out
+    with dg.DagsterInstance.get() as instance:  # what the UI shows of model/champion_model
+        shown = instance.get_latest_materialization_event(CHAMPION).asset_materialization.metadata
+        assert shown["champion"].value == version
+    # the home was built from this data with this code: run goes straight to the nights
+    (ops_home / "build_stamp.json").write_text(__import__("json").dumps(cli._build_stamp(synthetic_dir)))
+    assert cli.main(["run", "--data-dir", str(synthetic_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "build_all: up to date" in out and "build_all run" not in out and "nightly_scoring [" in out
+    with dg.DagsterInstance.get() as instance:
+        assert {r.job_name for r in instance.get_runs()} == {"nightly_scoring"}
+
+
 def test_a_night_without_a_drop_is_skipped_not_failed(ops_home, monkeypatch, capsys):
     monkeypatch.setenv("CREDIT_HOME", str(ops_home))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)

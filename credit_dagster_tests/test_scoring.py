@@ -239,6 +239,21 @@ def test_small_night_of_a_many_valued_category_is_noise_not_drift():
     assert monitoring.psi_row("ORGANIZATION_TYPE", reference, shifted)["status"] == "act"
 
 
+def test_the_drift_report_gives_the_psi_verdict_and_says_why_evidently_differs(tmp_path):
+    """A night without a single bureau row (the real sample's test applicants): PSI says act on the
+    bureau feature, Evidently cannot compare an empty column; the report says both, in one verdict."""
+    rng = np.random.default_rng(2)
+    reference = pd.DataFrame({"BUR_DEBT_SUM": rng.gamma(2, 1e5, 5_000), "AMT_CREDIT": rng.gamma(3, 2e5, 5_000)})
+    night = pd.DataFrame({"BUR_DEBT_SUM": np.full(400, np.nan), "AMT_CREDIT": rng.gamma(3, 2e5, 400)})
+    table = monitoring.psi_table(reference, night, ["BUR_DEBT_SUM", "AMT_CREDIT"])
+    assert table.set_index("feature").at["BUR_DEBT_SUM", "status"] == "act"
+    summary = monitoring.evidently_report(reference, night, tmp_path / "drift.html", "a test night", table)
+    page = (tmp_path / "drift.html").read_text()
+    assert summary["columns_left_out_empty"] == ["BUR_DEBT_SUM"]
+    assert "act on BUR_DEBT_SUM" in summary["verdict"] and "Left out of Evidently" in summary["verdict"]
+    assert "act on BUR_DEBT_SUM" in page and "no value for them at all: BUR_DEBT_SUM" in page
+
+
 def _drop(inbox, day, files=("application_test.csv",)):
     (inbox / day).mkdir(parents=True)
     for name in files:

@@ -182,7 +182,7 @@ def drift_report(context: dg.AssetExecutionContext, warehouse: Warehouse, models
     path = reports_dir() / "drift" / f"drift_{day}.html"
     banner = f"Drift of {day} against the training population of model {model.version}" + (" (SYNTHETIC data)" if synthetic else "")
     context.log.info(f"drift: PSI done (worst excess {table['psi_excess'].max():.3f}); writing the Evidently report")
-    summary = monitoring.evidently_report(reference, current, path, banner)
+    summary = monitoring.evidently_report(reference, current, path, banner, table)
     worst = table.sort_values("psi_excess", ascending=False).head(10)
     features_only = table[table["feature"] != "(score)"]
     return dg.MaterializeResult(metadata={
@@ -191,6 +191,7 @@ def drift_report(context: dg.AssetExecutionContext, warehouse: Warehouse, models
         "max_feature_psi": float(features_only["psi"].max()), "max_feature_psi_excess": float(features_only["psi_excess"].max()),
         "evidently_drifted_share": summary["drifted_share"], "label_drift": monitoring.LABEL_NOTE,
         "evidently_columns_left_out_empty": summary["columns_left_out_empty"],
+        "verdict": summary["verdict"],
         "psi_top10": dg.MetadataValue.md(worst[["feature", "psi", "noise_floor", "psi_excess", "status"]].round(4).to_markdown(index=False)),
     })
 
