@@ -22,15 +22,18 @@ def standardize(reference: pd.DataFrame, frame: pd.DataFrame, features: list[str
     return ((frame[features].astype(float) - centre) / spread).fillna(0.0).to_numpy()
 
 
-def nearest(reference: pd.DataFrame, applicants: pd.DataFrame, features: list[str], k: int = K) -> pd.DataFrame:
+def nearest(reference: pd.DataFrame, applicants: pd.DataFrame, features: list[str], k: int = K,
+            scale: pd.DataFrame | None = None) -> pd.DataFrame:
     """For each applicant (SK_ID_CURR + features), its k nearest reference clients:
-    SK_ID_CURR, rank (1 = nearest), neighbour_id, distance."""
+    SK_ID_CURR, rank (1 = nearest), neighbour_id, distance; in the units of `scale` (default the
+    reference itself)."""
     if applicants.empty or reference.empty:
         return pd.DataFrame({"SK_ID_CURR": pd.Series(dtype="int64"), "rank": pd.Series(dtype="int64"),
                              "neighbour_id": pd.Series(dtype="int64"), "distance": pd.Series(dtype=float)})
     k = min(k, len(reference))
-    index = NearestNeighbors(n_neighbors=k).fit(standardize(reference, reference, features))
-    distance, position = index.kneighbors(standardize(reference, applicants, features))
+    scale = reference if scale is None else scale
+    index = NearestNeighbors(n_neighbors=k).fit(standardize(scale, reference, features))
+    distance, position = index.kneighbors(standardize(scale, applicants, features))
     return pd.DataFrame({
         "SK_ID_CURR": np.repeat(applicants["SK_ID_CURR"].to_numpy(), k),
         "rank": np.tile(np.arange(1, k + 1), len(applicants)),

@@ -21,6 +21,8 @@ REQUIRED = {
     "AMT_INCOME_TOTAL": "the income", "NAME_INCOME_TYPE": "the kind of income", "DAYS_BIRTH": "the date of birth",
     "DAYS_EMPLOYED": "the employment",
 }
+# the other columns the rules read
+CHECKED = ("AMT_GOODS_PRICE", "CNT_CHILDREN", "CNT_FAM_MEMBERS")
 NOT_EMPLOYED = 365243  # Kaggle's DAYS_EMPLOYED for clients not in employment (mostly pensioners)
 
 
@@ -96,3 +98,18 @@ def referral_reason(missing: list[str], broken: list[str]) -> str | None:
     if broken:
         return "Application to check: " + "; ".join(b.split(": ", 1)[1] for b in broken)
     return None
+
+
+def findings(frame: pd.DataFrame, examples: int = 10) -> tuple[dict[str, int], list[str]]:
+    """Rows per broken rule (a missing required field counts as a rule of its own) and the first
+    applicants concerned, for a data-quality check over a whole table."""
+    missing, broken = missing_required(frame), problems(frame)
+    counts: dict[str, int] = {}
+    shown = []
+    for i, (lacks, rules) in enumerate(zip(missing, broken, strict=True)):
+        said = [f"{c}: required, not given" for c in lacks] + rules
+        for rule in said:
+            counts[rule] = counts.get(rule, 0) + 1
+        if said and len(shown) < examples:
+            shown.append(f"SK_ID_CURR {frame['SK_ID_CURR'].iloc[i]}: " + "; ".join(said))
+    return counts, shown

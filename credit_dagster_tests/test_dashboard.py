@@ -177,6 +177,9 @@ def test_compare_with_a_group_the_user_picks(store):
                          & (reference["NAME_CONTRACT_TYPE"] == details["NAME_CONTRACT_TYPE"])][feature].dropna()
     assert len(group.group_values) == len(expected) < len(everyone.all_values)
     assert details["NAME_INCOME_TYPE"] in group.group_words
+    # the most similar past clients are looked for among the group asked for, not among everyone
+    assert len(group.neighbours) and set(group.neighbours["NAME_INCOME_TYPE"]) == {details["NAME_INCOME_TYPE"]}
+    assert set(group.neighbours["NAME_CONTRACT_TYPE"]) == {details["NAME_CONTRACT_TYPE"]}
 
 
 def test_supervision_counts_every_decision(store):
@@ -184,6 +187,15 @@ def test_supervision_counts_every_decision(store):
     scored = store.table("scored_applications")
     assert int(s.volumes.to_numpy().sum()) == len(scored)
     assert s.history["champion"].sum() == 1 and len(s.psi) > 0
+    # in words: dates, AUC to three places, yes or no; the drift table names the information
+    history = vm.history_table(s.history)
+    text = " ".join(str(x) for x in history.to_numpy().ravel())
+    assert not ISO_TIME.search(text) and "+00:00" not in text and "True" not in text
+    assert set(history["Champion now"]) <= {"yes", "no"} and all(len(a.split(".")[1]) == 3 for a in history["Cross-validated AUC"])
+    psi = vm.psi_table(s.psi, store.meanings())
+    assert all(not f.isupper() for f in psi["Information"]) and "The score (probability of default)" in set(psi["Information"])
+    fairness = vm.fairness_table(s.fairness)
+    assert {"Approval rate of clients who repaid", "Default rate observed (95 % interval)"} <= set(fairness.columns)
 
 
 def test_store_sees_a_new_night_without_restart(snapshot_file, tmp_path):

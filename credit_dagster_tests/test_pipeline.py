@@ -36,10 +36,15 @@ def test_full_run_on_synthetic_data(build, synthetic_dir):
     assert result.success
     checks = check_results(result)
     failed = [k for k, c in checks.items() if not c.passed]
-    # the synthetic population carries an age gap the fairness gate may flag: a warning, signed off automatically on SYNTHETIC data
-    assert checks and failed in ([], ["credit_model:fairness_equal_treatment"]), failed
-    if failed:
-        assert "signed off automatically" in checks[failed[0]].description and "Automatic promotion stops" not in checks[failed[0]].description
+    # the synthetic population carries an age gap the fairness gate may flag: a warning, signed off automatically on SYNTHETIC
+    # data; like Kaggle's, a few synthetic applications lack their repayment: a warning, they would be referred
+    assert checks and set(failed) <= {"credit_model:fairness_equal_treatment", "application_train:plausible_applications",
+                                      "application_test:plausible_applications"}, failed
+    if "credit_model:fairness_equal_treatment" in failed:
+        fairness = checks["credit_model:fairness_equal_treatment"].description
+        assert "signed off automatically" in fairness and "Automatic promotion stops" not in fairness
+    plausible = checks["application_train:plausible_applications"]
+    assert plausible.passed or "AMT_ANNUITY: required, not given" in plausible.description
     assert all(c.severity == dg.AssetCheckSeverity.WARN for k, c in checks.items() if k in failed)
     with duckdb.connect(str(credit_home / "warehouse.duckdb"), read_only=True) as con:
         for spec in SOURCE_TABLES.values():

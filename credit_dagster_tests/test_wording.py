@@ -90,6 +90,46 @@ def test_incomplete_and_implausible_applications_are_named():
     assert plausibility.referral_reason(missing[0], broken[0]).startswith("Incomplete application: the kind of loan")
 
 
+def test_a_table_check_counts_each_rule_and_names_the_applicants():
+    frame = pd.DataFrame({"SK_ID_CURR": [7, 8], "NAME_CONTRACT_TYPE": ["Cash loans"] * 2, "AMT_CREDIT": [5e5, 5e5],
+                          "AMT_ANNUITY": [np.nan, 6e5], "AMT_INCOME_TOTAL": [1e5] * 2, "NAME_INCOME_TYPE": ["Working"] * 2,
+                          "DAYS_BIRTH": [-12000] * 2, "DAYS_EMPLOYED": [-400] * 2})
+    counts, examples = plausibility.findings(frame)
+    assert counts == {"AMT_ANNUITY: required, not given": 1, "AMT_ANNUITY: the repayment must be less than the loan amount": 1}
+    assert examples[0].startswith("SK_ID_CURR 7: AMT_ANNUITY") and examples[1].startswith("SK_ID_CURR 8:")
+
+
+def check_monotone_in_the_amount(home, day: str) -> None:
+    """Every applicant of the night asking for more, with income, term and goods price fixed,
+    is never scored safer, through the very SQL models and champion of the night."""
+    from credit_dagster import ondemand
+
+    with temporary_home(home):
+        model = Registry(settings.models_dir()).load("champion")
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        apps = con.execute(f"select * from drop_{day.replace('-', '')}.application_test order by SK_ID_CURR").df()
+        dictionary = con.execute("select * from features.feature_dictionary").df()
+    apps = apps[apps["AMT_ANNUITY"].notna()]
+    pds = []
+    for factor in (1.0, 1.25, 2.0, 5.0):
+        asked = apps.assign(AMT_CREDIT=apps["AMT_CREDIT"] * factor, AMT_ANNUITY=apps["AMT_ANNUITY"] * factor)
+        scored = ondemand.score(ondemand.Batch(ondemand.typed(ondemand.APPLICATION, asked)), model, dictionary,
+                                home / "serving" / "serving.duckdb", search_counterfactuals=False)
+        pds.append(scored["probability_of_default"].to_numpy())
+    steps = np.diff(np.vstack(pds), axis=0)
+    assert (steps >= -1e-12).all(), f"{int((steps < -1e-12).sum())} larger loans scored safer"
+    assert (pds[-1] > pds[0]).mean() > 0.5  # and the amount does weigh
+
+
+def test_a_larger_loan_never_looks_safer(scored_home):
+    check_monotone_in_the_amount(scored_home, SCORED_DAYS[0])
+
+
+@pytest.mark.real_sample
+def test_a_larger_loan_never_looks_safer_to_real_applicants(real_scored):
+    check_monotone_in_the_amount(real_scored[0], real_scored[1])
+
+
 def test_the_night_refers_an_incomplete_application_and_never_grants_it(scored_home):
     with temporary_home(scored_home):
         model = Registry(settings.models_dir()).load("champion")

@@ -145,7 +145,10 @@ def volumes(table: pd.DataFrame) -> figure:
                  tools="hover", tooltips="$name: @$name on @night")
     fig.vbar_stack(list(DECISIONS), x="night", width=0.7, color=[GOOD, MIDDLE, BAD], source=ColumnDataSource(data),
                    legend_label=[DECISIONS[d][1] for d in DECISIONS])
-    fig.legend.label_text_font_size = "14px"
+    # below the chart, never over the last night's bar
+    legend = fig.legend[0]
+    legend.update(orientation="horizontal", label_text_font_size="14px", location="center")
+    fig.add_layout(legend, "below")
     _style(fig)
     return fig
 
@@ -156,9 +159,11 @@ def score_histogram(probabilities: np.ndarray, low: float, high: float) -> figur
                  tools="hover,box_zoom,reset", tooltips=[("from", "@left{0.0%}"), ("to", "@right{0.0%}"), ("applications", "@top")],
                  x_axis_label="probability of default", y_axis_label="applications")
     fig.quad(left=edges[:-1], right=edges[1:], bottom=0, top=counts, color="#546e7a")
-    for x, words in ((low, "advisor from here"), (high, "refused from here")):
+    # the two bands are close: one label left of its line, the other right of its own, at two heights
+    for x, words, align, y in ((low, "advisor from here ", "right", 34), (high, " refused from here", "left", 10)):
         fig.add_layout(Span(location=x, dimension="height", line_color=INK, line_dash="dashed", line_width=2))
-        fig.add_layout(Label(x=x, y=10, y_units="screen", text=f" {words}", text_font_size="14px", text_color=INK))
+        fig.add_layout(Label(x=x, y=y, y_units="screen", text=words, text_align=align, text_font_size="14px", text_color=INK,
+                             background_fill_color="white", background_fill_alpha=0.8))
     fig.xaxis.formatter = NumeralTickFormatter(format="0%")
     _style(fig)
     return fig

@@ -15,11 +15,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from credit_dagster import scoring, settings
+from credit_dagster import neighbours, scoring, settings
 from credit_dagster.ml.registry import RegisteredModel, Registry
 from credit_dagster.snapshot import snapshot_path
 
-LIST_COLUMNS = ["partition_date", "SK_ID_CURR", "decision", "grade", "points", "probability_of_default"]
+LIST_COLUMNS = ["partition_date", "SK_ID_CURR", "decision", "grade", "points", "probability_of_default", "refer_low", "refer_high"]
 
 
 @dataclass(frozen=True)
@@ -98,12 +98,21 @@ class SnapshotStore:
                          reasons=scoring.reasons_of(row), comparison=comparison,
                          contributions=self._by_id("applicant_contributions").get(sk_id, empty))
 
-    def neighbours(self, sk_id: int) -> pd.DataFrame:
-        """The past labelled clients most like this applicant, nearest first, without their ids."""
-        similar = self._by_id("similar_clients").get(int(sk_id))
+    def neighbours(self, sk_id: int, within: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The past labelled clients most like this applicant, nearest first, without their ids:
+        among all of them (found when the snapshot was published), or only among `within` (rows of
+        the reference population: the group the user picked), searched now."""
+        reference = self.table("reference_population")
+        if within is None:
+            similar = self._by_id("similar_clients").get(int(sk_id))
+        else:
+            values = self.applicant(sk_id).comparison.set_index("feature")["value"]
+            features = [f for f in self.compared_features() if f in values.index and f in within]
+            applicant = pd.DataFrame([{"SK_ID_CURR": int(sk_id), **{f: values[f] for f in features}}])
+            # distances in the units of the whole population, as the published neighbours
+            similar = neighbours.nearest(within, applicant, features, scale=reference) if len(within) else None
         if similar is None:
             return pd.DataFrame(columns=["rank", "outcome"])
-        reference = self.table("reference_population")
         out = similar.merge(reference, left_on="neighbour_id", right_on="SK_ID_CURR", suffixes=("", "_ref")).sort_values("rank")
         out["outcome"] = out["TARGET"].map({0: "repaid", 1: "had payment difficulties"})
         return out.drop(columns=["SK_ID_CURR", "neighbour_id", "SK_ID_CURR_ref", "TARGET"])

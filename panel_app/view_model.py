@@ -86,11 +86,16 @@ def listing(store: SnapshotStore, night: str | None, decision: str | None, searc
     return Listing(options, f"{wording.plural(len(shown), 'application')}{more}")
 
 
+SHORT = {scoring.GRANTED: "Granted", scoring.REFER: "Referred", scoring.REFUSED: "Refused"}
+
+
 def list_label(row: dict) -> str:
-    icon, words, _ = DECISIONS[row["decision"]]
+    """Short enough to fit the list box: number, decision, probability, grade, night (e.g. "1 Nov")."""
+    icon = DECISIONS[row["decision"]][0]
     bounds = [float(row[b]) for b in ("refer_low", "refer_high") if b in row and not _missing(row[b])]
-    return (f"{int(row['SK_ID_CURR'])} · {icon} {words} · {percents(float(row['probability_of_default']), *bounds)[0]} · "
-            f"grade {row['grade']} · {row['partition_date']}")
+    night = pd.Timestamp(row["partition_date"])
+    return (f"{int(row['SK_ID_CURR'])} · {icon} {SHORT[row['decision']]} · {percents(float(row['probability_of_default']), *bounds)[0]}"
+            f" · {row['grade']} · {night.day} {night:%b}")
 
 
 def follow(options: dict[str, int], current: int | None) -> int | None:
@@ -358,13 +363,14 @@ def compare(store: SnapshotStore, sk_id: int, feature: str, same: list[str]) -> 
         sentence = f"{meaning}: {client_value:,.4g}, {standing(all_values, client_value)} of all past clients."
         if words and len(group_values):
             sentence += f" Among {who}: {standing(group_values, client_value)}."
-    neighbours = store.neighbours(sk_id)
+    # the nearest past clients among those the user asked to compare with
+    neighbours = store.neighbours(sk_id, within=group if words else None)
     repaid = int((neighbours["outcome"] == "repaid").sum()) if len(neighbours) else 0
     return Comparison(feature=feature, meaning=meaning, client_value=client_value, all_values=all_values,
                       group_values=group_values, group_words=f"{who}: {len(group):,} clients", sentence=sentence,
                       neighbours=neighbours,
-                      neighbours_sentence=(f"Of the {len(neighbours)} past clients most like this one, {repaid} repaid without "
-                                           "difficulty." if len(neighbours) else "No similar past client on file."))
+                      neighbours_sentence=(f"Of the {len(neighbours)} past clients most like this one{' among ' + who if words else ''}, "
+                             f"{repaid} repaid without difficulty." if len(neighbours) else "No similar past client on file."))
 
 
 def standing(values: np.ndarray, value: float) -> str:
@@ -471,7 +477,7 @@ def psi_table(psi: pd.DataFrame, meanings: dict[str, str]) -> pd.DataFrame:
     if psi.empty:
         return pd.DataFrame()
     return pd.DataFrame({
-        "Information": [meanings.get(f, humanize(f)) for f in psi["feature"]],
+        "Information": [meanings.get(f, "The score (probability of default)" if f == "(score)" else humanize(f)) for f in psi["feature"]],
         "Drift (PSI)": psi["psi"].map(lambda x: f"{x:.2f}"),
         "Noise level": psi["noise_floor"].map(lambda x: f"{x:.2f}"),
         "Beyond noise": psi["psi_excess"].map(lambda x: f"{x:.2f}"),

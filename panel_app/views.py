@@ -33,6 +33,7 @@ table.facts { border-collapse: collapse; width: 100%; } table.facts th, table.fa
   border-bottom: 1px solid #e0e0e0; vertical-align: top; } table.facts th { font-weight: 600; width: 45%; }
 .decision { font-weight: 700; } .synthetic { background: #fff3cd; padding: .4rem .8rem; border: 1px solid #8a6d00; }
 .note { color: #424242; } .chart-text { color: #424242; font-size: 16px; }
+.scroll { overflow-x: auto; max-width: 100%; }
 @media print { .bk-input-group, .no-print { display: none !important; } }
 """
 
@@ -41,6 +42,11 @@ def _facts(rows: list[tuple[str, str]], caption: str | None = None) -> str:
     cap = f"<caption class='note' style='text-align:left'>{html.escape(caption)}</caption>" if caption else ""
     body = "".join(f"<tr><th scope='row'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     return f"<table class='facts'>{cap}{body}</table>"
+
+
+def _scrolling(table: pd.DataFrame) -> str:
+    """A wide table that scrolls sideways inside the page on a narrow screen, instead of widening it."""
+    return f"<div class='scroll'>{table.to_html(index=False, classes='facts', border=0)}</div>"
 
 
 def _html(text: str, **kwargs) -> pn.pane.HTML:
@@ -298,10 +304,10 @@ class Dashboard:
                           sizing_mode="stretch_width"),
             _html(f"<p class='chart-text'>Chart in words: {len(s.probabilities):,} applications scored, median probability of default "
                   f"{pd.Series(s.probabilities).median():.1%}.</p>"),
-            _html(f"<h3>Drift of the latest night</h3><p>{report}</p>" + psi.to_html(index=False, classes="facts", border=0)),
+            _html(f"<h3>Drift of the latest night</h3><p>{report}</p>" + _scrolling(psi)),
             _html("<h3>Fairness of the champion</h3><p><a href='/reports/model_card.html'>Model card</a></p><ul>" + flags + "</ul>"
-                  + vm.fairness_table(s.fairness).to_html(index=False, classes="facts", border=0)),
-            _html("<h3>Model history</h3>" + history.to_html(index=False, classes="facts", border=0)),
+                  + _scrolling(vm.fairness_table(s.fairness))),
+            _html("<h3>Model history</h3>" + _scrolling(history)),
             sizing_mode="stretch_width")
 
     def page(self) -> pn.viewable.Viewable:

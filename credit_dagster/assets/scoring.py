@@ -11,7 +11,7 @@ import pandas as pd
 
 from credit_dagster import drops, incidents, monitoring, neighbours, ondemand, partitions, quality, scoring, snapshot, sql_models
 from credit_dagster.assets.ingest import POOL, IngestConfig
-from credit_dagster.checks.raw_checks import check_result
+from credit_dagster.checks.raw_checks import check_result, plausibility_result
 from credit_dagster.resources import ModelStore, Warehouse
 from credit_dagster.settings import reports_dir
 from credit_dagster.sources import SOURCE_TABLES
@@ -77,6 +77,13 @@ def drop_quality(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -
                     finding.rule = f"{name}: {finding.rule}"
                     findings.append(finding)
     return check_result(findings)
+
+
+@dg.asset_check(asset=DROP, description="Warns of the night's applications that are incomplete or implausible (referred to "
+                "an advisor, never granted automatically), with counts per rule and examples.")
+def drop_plausible(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+    with warehouse.connect() as con:
+        return plausibility_result(con, f"{drops.drop_schema(context.partition_key)}.application_test")
 
 
 @dg.asset(key=DAILY_FEATURES, group_name="scoring", partitions_def=partitions.drop_days, deps=[DROP], pool=POOL, kinds={"duckdb", "sql"})
@@ -286,4 +293,4 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, mo
 
 
 scoring_assets = [daily_drop, daily_features, scored_applications, drift_report, serving_snapshot]
-scoring_checks = [drop_quality, drop_nothing_quarantined, known_category_values, population_stable]
+scoring_checks = [drop_quality, drop_nothing_quarantined, drop_plausible, known_category_values, population_stable]
