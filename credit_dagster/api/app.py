@@ -166,7 +166,10 @@ class ScoringProcess:
         return all(f.done() and f.exception() is None for f in self._starting)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        # waiting lets the pool close its queues and join its processes: without it, their
+        # semaphores outlive the server ("leaked semaphore objects" at exit); a round in flight
+        # takes well under uvicorn's graceful-shutdown time
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Coalescer:
