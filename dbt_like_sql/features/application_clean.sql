@@ -2,7 +2,7 @@
 -- description: The application as filled in, with Kaggle's sentinels made missing (DAYS_EMPLOYED 365243, XNA codes) and the ratios lenders read first. TARGET is not here: it lives in application_labels so it can never leak into features. Every column is worded here for a client (never with Kaggle's own descriptions), with its risk direction, its unit and, when several columns say one thing, its group: one reason and one bar per group.
 -- APP_CREDIT_INCOME_RATIO (+, times) [loan against income]: The loan amount compared with your yearly income
 -- APP_ANNUITY_INCOME_RATIO (+, percent) [repayment against income]: The share of your income each repayment takes
--- APP_PAYMENT_RATE (-, percent) [repayment term]: The share of the loan repaid each period (a shorter term repays more each time)
+-- APP_PAYMENT_RATE (-, percent) [repayment term]: The share of the loan repaid each period, which a shorter term raises
 -- APP_GOODS_CREDIT_RATIO (-, percent) [loan against goods price]: The price of the goods compared with the loan amount
 -- APP_INCOME_PER_PERSON (-, money) [income]: Your income per member of your household
 -- APP_EMPLOYED_AGE_RATIO (-, percent) [employment]: The share of your life spent in your current job
