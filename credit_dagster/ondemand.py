@@ -228,7 +228,7 @@ def score(batch: Batch, model: RegisteredModel, dictionary: pd.DataFrame, stored
     refused = (scored.loc[(scored["decision"] != scoring.GRANTED) & ~scored["held_back"], "SK_ID_CURR"].tolist()
                if search_counterfactuals else [])
     searched = ~unchanged & rows["SK_ID_CURR"].isin(refused).to_numpy()
-    cf = (scoring.describe_counterfactuals(refused, [scoring.closest_granted(model, rows[searched], matrix=matrix[searched])])
+    cf = (scoring.describe_counterfactuals(refused, [scoring.closest_granted(model, rows[searched], matrix=matrix[searched])], model)
           if refused else pd.DataFrame(columns=scoring.COUNTERFACTUAL_COLUMNS))
     scored = scoring.with_counterfactuals(scored, cf)
     scored["history_source"] = [SUBMITTED if i in submitted else STORED if i in stored else NONE for i in scored["SK_ID_CURR"]]

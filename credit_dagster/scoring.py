@@ -20,7 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from credit_dagster import plausibility, settings, sql_models
+from credit_dagster import plausibility, settings, sql_models, wording
 from credit_dagster.explain import N_REASONS, Explainer
 from credit_dagster.ml.registry import RegisteredModel
 from credit_dagster.ml.scorecard import Scorecard
@@ -230,10 +230,10 @@ def closest_granted(model: RegisteredModel, variants: pd.DataFrame, matrix: pd.D
     return variants.iloc[rows].assign(cf_pd=cf_pd[rows])[["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "AMT_CREDIT", "AMT_ANNUITY"]]
 
 
-def describe_counterfactuals(ids: list[int], best: list[pd.DataFrame]) -> pd.DataFrame:
+def describe_counterfactuals(ids: list[int], best: list[pd.DataFrame], model: RegisteredModel) -> pd.DataFrame:
     """One row per id: the closest granted change found (or none) and its sentence."""
     result = pd.DataFrame({"SK_ID_CURR": ids}).merge(pd.concat(best), on="SK_ID_CURR", how="left")
-    result["counterfactual"] = [_describe(r) for r in result.itertuples()]
+    result["counterfactual"] = [_describe(r, model.metadata["refer_band"]) for r in result.itertuples()]
     return result.drop(columns=["AMT_CREDIT", "AMT_ANNUITY"])
 
 
@@ -280,7 +280,7 @@ def counterfactuals(
                      f"({time.perf_counter() - started:.0f} s)")
     con.execute(f"drop schema {raw} cascade")
     con.execute(f"drop schema {feats} cascade")
-    return describe_counterfactuals(ids, best)
+    return describe_counterfactuals(ids, best, model)
 
 
 def with_counterfactuals(scored: pd.DataFrame, found: pd.DataFrame) -> pd.DataFrame:
@@ -294,7 +294,7 @@ def with_counterfactuals(scored: pd.DataFrame, found: pd.DataFrame) -> pd.DataFr
 HELD_COUNTERFACTUAL = "The application must be completed or corrected first; an advisor then decides."
 
 
-def _describe(row) -> str:
+def _describe(row, band: list[float]) -> str:
     if pd.isna(row.cf_amount):
         return (f"No change within reasonable bounds (down to {min(AMOUNT_STEPS):.0%} of the amount asked, "
                 f"up to {max(TERM_STEPS):g} times the repayment term) would lead to approval.")
@@ -304,4 +304,5 @@ def _describe(row) -> str:
                      "a larger down payment does the same)")
     if row.cf_term > 1:
         parts.append(f"repaying over a {row.cf_term:g} times longer term (instalment {row.AMT_ANNUITY:,.0f})")
-    return "Would be granted when " + " and ".join(parts) + f": estimated probability of default {row.cf_pd:.1%}."
+    return ("Would be granted when " + " and ".join(parts)
+            + f": estimated probability of default {wording.percents(row.cf_pd, *band)[0]}, under {wording.percents(row.cf_pd, *band)[1]}.")

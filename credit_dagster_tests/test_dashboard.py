@@ -148,6 +148,38 @@ def test_what_if_is_the_nightly_score_when_nothing_changes(store):
         vm.what_if(store, int(row["SK_ID_CURR"]), -1, 10, 10)
 
 
+def test_what_if_keeps_what_the_user_typed(store):
+    from panel_app.views import Dashboard
+
+    scored = store.table("scored_applications")
+    sk_id = int(scored.loc[scored["decision"] != scoring.GRANTED, "SK_ID_CURR"].iloc[0])
+    app = store.applicant(sk_id).application
+    view = Dashboard(store, "test").what_if_view(sk_id)
+    amount, annuity, goods, term = view.objects[1].objects
+    run, back = view.objects[2].objects
+    result = view.objects[3]
+    credit = float(app["AMT_CREDIT"])
+    # a typed repayment stays as typed; the number of repayments follows it
+    annuity.value = 15000.0
+    assert annuity.value == 15000.0 and term.value == round(credit / 15000, 1)
+    # a new amount keeps the number of repayments and recomputes the repayment
+    amount.value = credit * 2
+    assert term.value == round(credit / 15000, 1) and annuity.value == round(credit * 2 / term.value, 2)
+    back.clicks += 1
+    assert (amount.value, annuity.value) == (credit, float(app["AMT_ANNUITY"])) and result.objects == []
+    # unchanged amounts say so
+    run.clicks += 1
+    assert "unchanged" in result.objects[0].object
+    # an emptied field is a message, never a NaN or a traceback
+    amount.value = None
+    run.clicks += 1
+    assert "Fill in the amount of the loan" in result.objects[0].object
+    # a rule the API would refuse: the API's words
+    amount.value, annuity.value = credit, credit * 2
+    run.clicks += 1
+    assert "less than the loan amount" in result.objects[0].object
+
+
 def test_nearest_past_clients_match_a_brute_force_search(store):
     from credit_dagster.neighbours import standardize
 
@@ -442,6 +474,17 @@ def test_dashboard_in_a_real_browser(served, store):
         overflow = page.evaluate("() => document.documentElement.scrollWidth")
         assert overflow <= 660, f"the page is {overflow}px wide at 640px: it does not reflow"
         page.screenshot(path=str(SCREENSHOTS / "decision_640.png"), full_page=True)
+        page.get_by_role("button", name="Supervisor").click()
+        page.wait_for_selector("text=Model history", timeout=30_000)
+        time.sleep(1)
+        overflow = page.evaluate("() => document.documentElement.scrollWidth")
+        assert overflow <= 660, f"the supervisor view is {overflow}px wide at 640px"
+        page.screenshot(path=str(SCREENSHOTS / "supervisor_640.png"), full_page=True)
+        page.set_viewport_size({"width": 1440, "height": 1000})
+        time.sleep(1)
+        # every list row fits the list box: nothing cut at the right edge
+        cut = page.locator("select[size]").evaluate("e => e.scrollWidth - e.clientWidth")
+        assert cut <= 0, f"list rows cut by {cut}px at 1440px"
 
         assert page.request.get(f"{base}/reports/model_card.html").ok  # served, behind the same sign-in
         page.goto(f"{base}/logout")

@@ -60,6 +60,46 @@ def test_fairness_audit_by_hand():
     assert table.loc["M", "disparate_impact"] == pytest.approx(1 / 3) and table.loc["M", "four_fifths_flag"]
     assert table.loc["M", "false_positive_rate"] == 0.5 and table.loc["F", "true_positive_rate"] == 1.0
     assert fairness.age_band(pd.Series([-20 * 365.25, -40 * 365.25])).tolist() == ["<25", "35-44"]
+    # equal opportunity: among those who repaid, F approved 3 of 3, M 1 of 2
+    assert table.loc["F", "approval_rate_repaid"] == 1.0 and table.loc["M", "approval_rate_repaid"] == 0.5
+    assert table.loc["M", "equal_opportunity"] == 0.5
+    assert table.loc["M", "predicted_default_rate"] == pytest.approx(0.475) and table.loc["M", "default_rate"] == 0.5
+
+
+def test_jeffreys_interval_by_hand():
+    from scipy.stats import beta
+
+    low, high = fairness.jeffreys_interval(10, 100)
+    assert low == pytest.approx(beta.ppf(0.025, 10.5, 90.5)) and high == pytest.approx(beta.ppf(0.975, 10.5, 90.5))
+    assert fairness.jeffreys_interval(0, 50)[0] == 0.0 and fairness.jeffreys_interval(50, 50)[1] == 1.0
+
+
+def _group(name, n, rate, predicted, repaid_approved, approved=0.8):
+    low, high = fairness.jeffreys_interval(round(rate * n), n)
+    return {"group": name, "applicants": n, "default_rate": rate, "default_rate_low": low, "default_rate_high": high,
+            "predicted_default_rate": predicted, "approval_rate": approved, "approval_rate_repaid": repaid_approved,
+            "disparate_impact": 1.0, "four_fifths_flag": False}
+
+
+def test_the_fairness_gate_acts_on_unequal_treatment_not_on_unequal_risk():
+    def audit(*rows):
+        table = pd.DataFrame(rows)
+        table["equal_opportunity"] = table["approval_rate_repaid"] / table["approval_rate_repaid"].max()
+        return {"age_band": table.to_dict("records")}
+
+    # the young default more and are predicted to: fewer approved, but repayers treated alike: no flag
+    fair = audit(_group("<25", 2000, 0.15, 0.15, 0.90, approved=0.5), _group("35-44", 4000, 0.05, 0.05, 0.95))
+    assert fairness.flags(fair) == []
+    # repayers refused more often: equal opportunity flags
+    unequal = audit(_group("<25", 2000, 0.15, 0.15, 0.60), _group("35-44", 4000, 0.05, 0.05, 0.95))
+    assert any("equal opportunity" in f and "<25" in f for f in fairness.flags(unequal))
+    # a group's risk overstated beyond its interval and the tolerance: calibration flags
+    overstated = audit(_group("<25", 2000, 0.10, 0.15, 0.90), _group("35-44", 4000, 0.05, 0.05, 0.95))
+    assert any("risk overstated" in f for f in fairness.flags(overstated))
+    assert fairness.flags(overstated, fairness.Tolerances(max_calibration_gap=0.06)) == []
+    # a group too small to judge says nothing
+    small = audit(_group("<25", 30, 0.10, 0.30, 0.20), _group("35-44", 4000, 0.05, 0.05, 0.95))
+    assert fairness.flags(small) == []
 
 
 def test_promotion_rules():

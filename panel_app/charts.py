@@ -9,7 +9,7 @@ import pandas as pd
 from bokeh.models import ColumnDataSource, HoverTool, Label, LabelSet, NumeralTickFormatter, Span
 from bokeh.plotting import figure
 
-from panel_app.view_model import DECISIONS, Bar
+from panel_app.view_model import DECISIONS, Bar, percents
 
 GOOD, MIDDLE, BAD, INK = "#1b5e20", "#7a3e00", "#b71c1c", "#212121"
 LIGHT = {"granted": "#c8e6c9", "refer": "#ffe0b2", "refused": "#ffcdd2"}
@@ -57,7 +57,7 @@ class Bullet:
         wide = [i for i in range(3) if (rights[i] - lefts[i]) / end > 0.12]
         self.names.data = {"middle": [(lefts[i] + rights[i]) / 2 for i in wide], "short": [self.SHORT[i] for i in wide]}
         self.client.data = {"right": [probability]}
-        self.label.update(x=probability, text=f"this client {probability:.1%}",
+        self.label.update(x=probability, text=f"this client {percents(probability, low, high)[0]}",
                           text_align="left" if probability < end / 2 else "right")
         self.figure.x_range.end = end
         return self

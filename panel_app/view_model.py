@@ -37,23 +37,7 @@ def money(value) -> str:
     return wording.money(value, currency())
 
 
-def percents(value: float, *bounds: float) -> tuple[str, ...]:
-    """`value` and `bounds` as percentages that compare as the numbers do: one decimal, or two
-    when one would blur a comparison; a value still rounded onto a bound it is not on is moved
-    one hundredth away from it, to its own side (7.4999 % reads "7.49 %" beside "granted under
-    7.50 %", never "7.50 %")."""
-    for decimals in (1, 2):
-        shown = round(100 * value, decimals)
-        marks = [round(100 * b, decimals) for b in bounds]
-        if all((shown < m) == (value < b) and (shown > m) == (value > b) for m, b in zip(marks, bounds, strict=True)):
-            break
-    else:
-        for m, b in zip(marks, bounds, strict=True):
-            if value < b and shown >= m:
-                shown = round(m - 0.01, 2)
-            elif value > b and shown <= m:
-                shown = round(m + 0.01, 2)
-    return tuple(f"{x:.{decimals}f} %" for x in (shown, *marks))
+percents = wording.percents
 
 
 # --- the list and the one selection ----------------------------------------------------------
