@@ -309,20 +309,26 @@ def _gone(pid: int, seconds: float) -> bool:
     return False
 
 
-@pytest.mark.slow  # the full suite (CI) runs it; the everyday subset stays under 3 minutes
-def test_audit_record_survives_a_sigkill_after_the_answer_and_is_folded_once(home, key, night):
-    apps, history, _ = night
+def _api_server() -> tuple[subprocess.Popen, str]:
+    """`credit-dagster api` in a process of its own, once it answers /health; its output piped."""
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "credit_dagster.cli", "api", "--port", str(port)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{base}/health").status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return server, base
+
+
+@pytest.mark.slow  # the full suite (CI) runs it; the everyday subset stays under 3 minutes
+def test_audit_record_survives_a_sigkill_after_the_answer_and_is_folded_once(home, key, night):
+    apps, history, _ = night
+    server, base = _api_server()
     try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         body = {"application": request_of(apps, history, 1)["application"], "on_unknown_category": "as_missing"}
         answer = httpx.post(f"{base}/v1/score", json=body, headers={"X-API-Key": key}, timeout=60).json()
         # the scoring process killed: the next request is scored by a new one, with the same answer
@@ -401,17 +407,8 @@ def test_docs_are_served_by_the_api_itself(client):
 def test_docs_render_offline_in_a_real_browser_and_the_api_stops_clean(home):
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "credit_dagster.cli", "api", "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server, base = _api_server()
     try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium", args=[
                 "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"])

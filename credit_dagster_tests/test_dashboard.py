@@ -230,6 +230,20 @@ def test_supervision_counts_every_decision(store):
     assert {"Approval rate of clients who repaid", "Default rate observed (95 % interval)"} <= set(fairness.columns)
 
 
+def test_supervisor_charts_keep_their_words_apart():
+    import pandas as pd
+    from bokeh.models import Label, Legend
+
+    from panel_app import charts
+
+    volumes = charts.volumes(pd.DataFrame({d: [5, 3] for d in vm.DECISIONS}, index=["2026-11-01", "2026-11-02"]))
+    assert any(isinstance(item, Legend) for item in volumes.below)  # under the chart, never over the last bar
+    histogram = charts.score_histogram(np.array([0.02, 0.08, 0.2]), 0.075, 0.095)
+    labels = [item for item in histogram.center if isinstance(item, Label)]
+    # the two bands' names sit on either side of their lines, at two heights: they cannot overlap
+    assert {lab.text_align for lab in labels} == {"left", "right"} and len({lab.y for lab in labels}) == 2
+
+
 def test_store_sees_a_new_night_without_restart(snapshot_file, tmp_path):
     path = tmp_path / "serving.duckdb"
     shutil.copy(snapshot_file, path)
