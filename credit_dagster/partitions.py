@@ -29,6 +29,14 @@ def register(instance: dg.DagsterInstance, days: Iterable[str]) -> list[str]:
     return new
 
 
+def create_or_extend(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str]) -> None:
+    """`table` with at least `columns` (name -> type): created if missing, and given the columns a
+    newer release added if it is older (they are empty for the rows it already holds)."""
+    con.execute(f"create table if not exists {table} (" + ", ".join(f'"{c}" {t}' for c, t in columns.items()) + ")")
+    for column, dtype in columns.items():
+        con.execute(f'alter table {table} add column if not exists "{column}" {dtype}')
+
+
 def replace_partition(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, day: str,
                       *, in_transaction: bool = False) -> None:
     """Make `table`'s rows for `day` exactly `frame` (which has a partition_date column).

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_dagster import drops, monitoring, scoring, snapshot
+from credit_dagster import drops, monitoring, partitions, scoring, snapshot
 from credit_dagster.definitions import defs
 from credit_dagster.ingest import SourceFileError
 from credit_dagster.ml.registry import Registry
@@ -215,6 +215,18 @@ def test_failed_night_keeps_the_previous_snapshot(tmp_path):
         snapshot.publish(writer, {"t": "select * from no_such_table"}, target)
     with duckdb.connect(str(target), read_only=True) as reader:
         assert reader.execute("select night from t").fetchall() == [(1,)]
+
+
+def test_decision_tables_of_an_older_release_get_the_new_columns():
+    con = duckdb.connect()
+    con.execute("create schema scoring")
+    older = {c: t for c, t in scoring.DECISION_COLUMNS.items() if c != "history_note"}
+    partitions.create_or_extend(con, "scoring.decision_audit", older)
+    con.execute("insert into scoring.decision_audit (SK_ID_CURR, decision) values (1, 'granted')")
+    partitions.create_or_extend(con, "scoring.decision_audit", scoring.DECISION_COLUMNS)
+    con.execute("insert into scoring.decision_audit by name select 2 as SK_ID_CURR, 'No earlier application with us.' as history_note")
+    assert con.execute("select SK_ID_CURR, decision, history_note from scoring.decision_audit order by 1").fetchall() == [
+        (1, "granted", None), (2, None, "No earlier application with us.")]
 
 
 def test_psi_identical_is_zero_and_shift_is_severe():

@@ -7,7 +7,7 @@ it can run any number of times and after any crash.
 
 import dagster as dg
 
-from credit_dagster import scoring
+from credit_dagster import partitions, scoring
 from credit_dagster.api import audit
 from credit_dagster.assets.ingest import POOL
 from credit_dagster.resources import Warehouse
@@ -26,7 +26,7 @@ def ondemand_audit(context: dg.AssetExecutionContext, warehouse: Warehouse) -> d
         context.log.warning(f"unreadable audit line (a write cut short; that answer was never sent): {problem}")
     with warehouse.connect() as con:
         con.execute("create schema if not exists scoring")
-        con.execute("create table if not exists scoring.ondemand_audit (" + ", ".join(f"{c} {t}" for c, t in COLUMNS.items()) + ")")
+        partitions.create_or_extend(con, "scoring.ondemand_audit", COLUMNS)
         added = 0
         if len(records):
             con.register("records_df", records.reindex(columns=list(COLUMNS)))

@@ -24,7 +24,6 @@ SNAPSHOT = dg.AssetKey(["serving", "serving_snapshot"])
 CHAMPION = dg.AssetKey(["model", "champion_model"])
 DICTIONARY = dg.AssetKey(["features", "feature_dictionary"])
 
-SCORED_DDL = "create table if not exists scoring.{name} (" + ", ".join(f"{c} {t}" for c, t in scoring.DECISION_COLUMNS.items()) + ")"
 # what the dashboard groups clients by when it compares one with similar clients
 GROUP_COLUMNS = ["NAME_CONTRACT_TYPE", "NAME_INCOME_TYPE", "NAME_EDUCATION_TYPE", "NAME_HOUSING_TYPE", "APP_AGE_YEARS",
                  "AMT_INCOME_TOTAL"]
@@ -124,13 +123,13 @@ def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse,
         values = features.melt(id_vars="SK_ID_CURR", value_vars=top, var_name="feature", value_name="value").assign(partition_date=day)
         con.execute("create schema if not exists scoring")
         for name in ("scored_applications", "decision_audit"):
-            con.execute(SCORED_DDL.format(name=name))
+            partitions.create_or_extend(con, f"scoring.{name}", scoring.DECISION_COLUMNS)
         columns = [r[0] for r in con.execute("describe scoring.scored_applications").fetchall()]
         con.register("scored_df", scored[columns])
         # one transaction: the day's rows are replaced whole, the audit only grows
         con.execute("begin transaction")
         partitions.replace_partition(con, "scoring.scored_applications", scored[columns], day, in_transaction=True)
-        con.execute("insert into scoring.decision_audit select * from scored_df")
+        con.execute("insert into scoring.decision_audit by name select * from scored_df")
         partitions.replace_partition(con, "scoring.applicant_details", details, day, in_transaction=True)
         partitions.replace_partition(con, "scoring.applicant_features", values, day, in_transaction=True)
         partitions.replace_partition(con, "scoring.applicant_contributions", contributions.assign(partition_date=day), day,
