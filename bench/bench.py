@@ -31,8 +31,8 @@ def stage_synth(workdir: Path, scale: float) -> dict:
 def stage_ingest(workdir: Path, scale: float) -> dict:
     import duckdb
 
-    from credit_dagster.ingest import find_source_file, load_table
-    from credit_dagster.sources import SOURCE_TABLES
+    from credit_dagster.core.sources import SOURCE_TABLES
+    from credit_dagster.ingest.loaders import find_source_file, load_table
 
     db = workdir / "warehouse.duckdb"
     db.unlink(missing_ok=True)
@@ -49,7 +49,7 @@ def stage_ingest(workdir: Path, scale: float) -> dict:
 def _warehouse(workdir: Path):
     import duckdb
 
-    from credit_dagster import settings
+    from credit_dagster.core import settings
 
     config = {"memory_limit": os.environ.get("CREDIT_DUCKDB_MEMORY_LIMIT", "4GB"), "threads": settings.threads()}
     return duckdb.connect(str(workdir / "warehouse.duckdb"), config=config)
@@ -57,7 +57,7 @@ def _warehouse(workdir: Path):
 
 def stage_features(workdir: Path, scale: float) -> dict:
     """The whole SQL feature build over the ingested raw tables."""
-    from credit_dagster import sql_models
+    from credit_dagster.features import sql_models
 
     con = _warehouse(workdir)
     per_model = {}
@@ -105,8 +105,8 @@ def stage_features_pandas(workdir: Path, scale: float) -> dict:
 
 def stage_nightly_batch(workdir: Path, scale: float) -> dict:
     """Features for 2,000 new applicants: the same SQL over that batch's rows only."""
-    from credit_dagster import sql_models
-    from credit_dagster.sources import SOURCE_TABLES
+    from credit_dagster.core.sources import SOURCE_TABLES
+    from credit_dagster.features import sql_models
 
     con = _warehouse(workdir)
     con.execute("create or replace temp table batch_ids as select SK_ID_CURR from raw.application_test order by hash(SK_ID_CURR) limit 2000")
@@ -127,12 +127,12 @@ def stage_nightly_batch(workdir: Path, scale: float) -> dict:
 
 def stage_train(workdir: Path, scale: float) -> dict:
     """Cross-validation of all candidates plus the final fit; parameters from BENCH_TRAIN_PARAMS (JSON)."""
-    from credit_dagster import sql_models
-    from credit_dagster.assets.ingest import is_synthetic
-    from credit_dagster.assets.model import load_training_frames
-    from credit_dagster.feature_dictionary import PROTECTED, risk_directions
-    from credit_dagster.ml import build, training
-    from credit_dagster.ml.scorecard import Scorecard
+    from credit_dagster.features import sql_models
+    from credit_dagster.features.dictionary import PROTECTED, risk_directions
+    from credit_dagster.ingest.assets import is_synthetic
+    from credit_dagster.model import build, training
+    from credit_dagster.model.assets import load_training_frames
+    from credit_dagster.model.scorecard import Scorecard
 
     overrides = json.loads(os.environ.get("BENCH_TRAIN_PARAMS", "{}"))
     con = _warehouse(workdir)
@@ -141,7 +141,7 @@ def stage_train(workdir: Path, scale: float) -> dict:
     result = build.build_model(features, labels, excluded=PROTECTED, app_columns=app_columns,
                                params=training.TrainingParams(**overrides), refer_margin=0.02, scorecard=Scorecard(),
                                directions=risk_directions(sql_models.discover()), progress=print)
-    from credit_dagster.ml.registry import Registry
+    from credit_dagster.model.registry import Registry
 
     registry = Registry(workdir / "models")
     version = registry.register(result.model, {**result.metadata, "synthetic": is_synthetic(workdir / "data")}, result.oof)
@@ -151,7 +151,7 @@ def stage_train(workdir: Path, scale: float) -> dict:
     con.register("oof", result.oof)
     con.execute("create or replace table model.oof_predictions as select * from oof")
     # the feature dictionary the scoring step words its reasons with
-    from credit_dagster.feature_dictionary import build_dictionary
+    from credit_dagster.features.dictionary import build_dictionary
 
     columns = [c for c in features.columns if c != "SK_ID_CURR"]
     con.register("dictionary", build_dictionary(sql_models.discover(), columns))
@@ -173,8 +173,8 @@ def stage_score(workdir: Path, scale: float) -> dict:
 
     import dagster as dg
 
-    from credit_dagster import drops, partitions
     from credit_dagster.definitions import defs
+    from credit_dagster.nightly import drops, partitions
 
     day = "2026-01-01"
     shutil.rmtree(workdir / "inbox", ignore_errors=True)

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from credit_dagster import settings
+from credit_dagster.core import settings
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -69,7 +69,7 @@ def _build_stamp(data_dir: Path) -> dict:
     """What a build depends on: the data files (name, size, modification time) and the code
     (package and SQL models, by content). A run whose stamp matches the last successful build's
     goes straight to scoring: signing off a model and running again retrains nothing."""
-    from credit_dagster.sql_models import SQL_DIR
+    from credit_dagster.features.sql_models import SQL_DIR
 
     digest = hashlib.sha256()
     for path in sorted([*Path(__file__).parent.rglob("*.py"), *SQL_DIR.rglob("*.sql")]):
@@ -81,8 +81,8 @@ def _build_stamp(data_dir: Path) -> dict:
 def _has_kaggle_files(folder: Path) -> None:
     """One line naming every Kaggle file the folder lacks, before any run starts (each missing
     file would otherwise fail its own ingestion step)."""
-    from credit_dagster.ingest import SourceFileError, find_source_file
-    from credit_dagster.sources import SOURCE_TABLES
+    from credit_dagster.core.sources import SOURCE_TABLES
+    from credit_dagster.ingest.loaders import SourceFileError, find_source_file
 
     missing = []
     for spec in SOURCE_TABLES.values():
@@ -109,10 +109,11 @@ def _execute(job_name: str, data_dir: Path, partition_key: str | None = None) ->
     """Run one job in-process against the persistent instance; print what happened."""
     import dagster as dg
 
-    from credit_dagster import incidents, partitions
+    from credit_dagster.core.resources import Warehouse
     from credit_dagster.instance import execute_as_launched
-    from credit_dagster.recovery import recover_dead_runs, run_tags
-    from credit_dagster.resources import Warehouse
+    from credit_dagster.monitoring import incidents
+    from credit_dagster.monitoring.recovery import recover_dead_runs, run_tags
+    from credit_dagster.nightly import partitions
 
     with dg.DagsterInstance.get() as instance:
         for line in recover_dead_runs(instance):
@@ -152,15 +153,15 @@ def _execute(job_name: str, data_dir: Path, partition_key: str | None = None) ->
 
 
 def _run(args: argparse.Namespace) -> int:
-    from credit_dagster import drops
     from credit_dagster.instance import prepare_dagster_home
+    from credit_dagster.nightly import drops
 
     data_dir = resolve_data_dir(args.data_dir)
     os.environ["CREDIT_DATA_DIR"] = str(data_dir)
     prepare_dagster_home()
     _remembered().write_text(str(data_dir))
     print(f"CREDIT_HOME={settings.credit_home()}  warehouse={settings.warehouse_path()}  DAGSTER_HOME={settings.dagster_home()}")
-    from credit_dagster.ml.registry import Registry
+    from credit_dagster.model.registry import Registry
 
     registry = Registry(settings.models_dir())
     stamp, built = _build_stamp(data_dir), settings.credit_home() / "build_stamp.json"
@@ -188,7 +189,7 @@ def _run(args: argparse.Namespace) -> int:
 def _default_start(days: int):
     from datetime import timedelta
 
-    from credit_dagster import drops
+    from credit_dagster.nightly import drops
 
     # drops for the last `days` complete days in Paris, so yesterday's is the newest
     return drops.today() - timedelta(days=days)
@@ -197,7 +198,7 @@ def _default_start(days: int):
 def _replay(args: argparse.Namespace) -> int:
     from datetime import date
 
-    from credit_dagster import drops
+    from credit_dagster.nightly import drops
 
     start = date.fromisoformat(args.start) if args.start else _default_start(args.days)
     counts = drops.replay(resolve_data_dir(args.data_dir, generate=False), drops.inbox_dir(), args.days, start)
@@ -209,8 +210,8 @@ def _replay(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     from datetime import date, timedelta
 
-    from credit_dagster import drops
     from credit_dagster.instance import prepare_dagster_home
+    from credit_dagster.nightly import drops
 
     data_dir = resolve_data_dir(args.data_dir, generate=False)
     prepare_dagster_home()
@@ -230,8 +231,8 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from credit_dagster.ml import model_card
-    from credit_dagster.ml.registry import Registry
+    from credit_dagster.model import model_card
+    from credit_dagster.model.registry import Registry
 
     registry = Registry(settings.models_dir())
     if args.version not in registry.versions():
@@ -251,8 +252,8 @@ def _report_champion(version: str, reason: str) -> None:
     (a sign-off happens outside any run)."""
     import dagster as dg
 
-    from credit_dagster.assets.model import CHAMPION
     from credit_dagster.instance import prepare_dagster_home
+    from credit_dagster.model.assets import CHAMPION
 
     prepare_dagster_home()
     with dg.DagsterInstance.get() as instance:
@@ -283,7 +284,7 @@ def _api(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from credit_dagster.api.app import create_app
+    from credit_dagster.serving.api.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     print(f"Scoring API on http://{args.host}:{args.port} (OpenAPI docs at /docs; snapshot and models under {settings.credit_home()})")
@@ -293,7 +294,7 @@ def _api(args: argparse.Namespace) -> int:
 
 
 def _api_key(args: argparse.Namespace) -> int:
-    from credit_dagster.api import keys
+    from credit_dagster.serving.api import keys
 
     try:
         if args.action == "create":

@@ -2,12 +2,10 @@
 
 import dagster as dg
 
-from credit_dagster.assets.api import ondemand_audit
-from credit_dagster.assets.features import feature_checks, feature_dictionary, sql_assets
-from credit_dagster.assets.ingest import raw_assets, raw_data_profile
-from credit_dagster.assets.model import champion_model, credit_model, model_card_report, model_checks
-from credit_dagster.assets.scoring import scoring_assets, scoring_checks
-from credit_dagster.checks.raw_checks import raw_checks
+from credit_dagster.core.resources import SourceData, Warehouse
+from credit_dagster.features.assets import feature_checks, feature_dictionary, sql_assets
+from credit_dagster.ingest.assets import raw_assets, raw_data_profile
+from credit_dagster.ingest.checks import raw_checks
 from credit_dagster.jobs import (
     build_all,
     drift_retraining_sensor,
@@ -19,12 +17,17 @@ from credit_dagster.jobs import (
     ondemand_audit_schedule,
     train_model,
 )
-from credit_dagster.resources import ModelStore, SourceData, Warehouse
+from credit_dagster.model.assets import champion_model, credit_model, model_card_report, model_checks
+from credit_dagster.model.resources import ModelStore
+from credit_dagster.monitoring.assets import monitoring_assets, monitoring_checks
+from credit_dagster.nightly.assets import nightly_assets, nightly_checks
+from credit_dagster.serving.assets import serving_assets
 
 defs = dg.Definitions(
-    assets=[*raw_assets, raw_data_profile, *sql_assets, feature_dictionary, credit_model, champion_model, model_card_report, *scoring_assets,
-            ondemand_audit],
-    asset_checks=[*raw_checks, *feature_checks, *model_checks, *scoring_checks],
+    # by stage: ingest -> features -> model -> nightly -> monitoring -> serving
+    assets=[*raw_assets, raw_data_profile, *sql_assets, feature_dictionary, credit_model, champion_model, model_card_report,
+            *nightly_assets, *monitoring_assets, *serving_assets],
+    asset_checks=[*raw_checks, *feature_checks, *model_checks, *nightly_checks, *monitoring_checks],
     jobs=[build_all, train_model, nightly_scoring, ondemand_audit_job],
     schedules=[nightly_schedule, ondemand_audit_schedule],
     sensors=[late_drop_sensor, drift_retraining_sensor, incident_sensor],

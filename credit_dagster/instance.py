@@ -1,4 +1,10 @@
-"""The persistent Dagster instance under CREDIT_HOME: telemetry off, one DuckDB writer at a time."""
+"""The persistent Dagster instance under CREDIT_HOME: telemetry off, one DuckDB writer at a time.
+
+The one module that uses Dagster's private API (`dagster._...`): creating a run from the UI's code
+location and executing it in this process (`execute_as_launched`) has no public equivalent.
+It was checked against the release in `PRIVATE_API_CHECKED_WITH`; a test fails when the
+installed Dagster differs, so an upgrade re-checks it (and no other module may import `dagster._`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from credit_dagster import settings
+from credit_dagster.core import settings
 
 if TYPE_CHECKING:
     from dagster import DagsterInstance
@@ -42,6 +48,8 @@ def prepare_dagster_home() -> Path:
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
+
+PRIVATE_API_CHECKED_WITH = "1.13.27"
 
 # The code location `credit-dagster ui` serves (workspace.yaml's python_module, named after it).
 LOCATION = "credit_dagster.definitions"

@@ -5,11 +5,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
-from credit_dagster import drops, incidents, partitions
-from credit_dagster.assets.scoring import DRIFT, SNAPSHOT
-from credit_dagster.resources import Warehouse, WarehouseBusy
+from credit_dagster.core.keys import DRIFT, SNAPSHOT
+from credit_dagster.core.resources import Warehouse, WarehouseBusy
+from credit_dagster.monitoring import incidents
+from credit_dagster.nightly import drops, partitions
+
+# a run under way (Dagster's own list of these, IN_PROGRESS_RUN_STATUSES, is private; a test compares)
+IN_PROGRESS = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
+               dg.DagsterRunStatus.SUSPENDED]
 
 build_all = dg.define_asset_job(
     "build_all",
@@ -93,7 +97,7 @@ def late_drop_sensor(context: dg.SensorEvaluationContext):
     # a night counts as done when its snapshot is published; one still running is left alone
     scored = context.instance.get_materialized_partitions(SNAPSHOT) if days else set()
     running = {record.dagster_run.tags.get("dagster/partition") for record in context.instance.get_run_records(
-        dg.RunsFilter(job_name=nightly_scoring.name, statuses=IN_PROGRESS_RUN_STATUSES))}
+        dg.RunsFilter(job_name=nightly_scoring.name, statuses=IN_PROGRESS))}
     requests = []
     for day in [d for d in days if d not in scored and d not in running and is_late(d, datetime.now(UTC))]:
         latest = max(p.stat().st_mtime for p in (inbox / day).iterdir())

@@ -53,8 +53,8 @@ SCORED_DAYS = ["2026-11-01", "2026-11-02"]
 def score_night(day: str, raise_on_error: bool = True, instance: dg.DagsterInstance | None = None):
     """`nightly_scoring` for `day` in-process, its drop added to the partitions first (as the
     schedule, the sensor and the CLI do)."""
-    from credit_dagster import partitions
     from credit_dagster.definitions import defs
+    from credit_dagster.nightly import partitions
 
     instance = instance or dg.DagsterInstance.ephemeral()
     partitions.register(instance, [day])
@@ -62,7 +62,7 @@ def score_night(day: str, raise_on_error: bool = True, instance: dg.DagsterInsta
         instance=instance, partition_key=day, raise_on_error=raise_on_error)
 
 
-def run_all(data_dir, raise_on_error=False):
+def run_all(data_dir, raise_on_error=False, folds: int = 5):
     """`build_all` in-process. Without the seed-to-seed spread (two more cross-validations of the
     deployed candidate per build): test_ml covers it, and `credit-dagster run` in CI measures it."""
     from credit_dagster.definitions import defs
@@ -71,7 +71,7 @@ def run_all(data_dir, raise_on_error=False):
     return job.execute_in_process(
         instance=dg.DagsterInstance.ephemeral(),
         run_config={"resources": {"source": {"config": {"data_dir": str(data_dir)}}},
-                    "ops": {"model__credit_model": {"config": {"stability_seeds": 0}}}},
+                    "ops": {"model__credit_model": {"config": {"stability_seeds": 0, "n_folds": folds}}}},
         raise_on_error=raise_on_error,
     )
 
@@ -82,7 +82,8 @@ def build(synthetic_dir, tmp_path_factory) -> tuple[Path, dg.ExecuteInProcessRes
     built and its result. `scored_home` goes on to score nights there; the build's own outputs
     (raw tables, features, reports, registry) stay as built."""
     with temporary_home(tmp_path_factory.mktemp("scored_home")) as root:
-        return root, run_all(synthetic_dir, raise_on_error=True)
+        # three folds: what the tests read of the model does not need five, and it is the slowest fixture
+        return root, run_all(synthetic_dir, raise_on_error=True, folds=3)
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +91,7 @@ def scored_home(build, synthetic_dir):
     """The trained CREDIT_HOME of `build` with two replayed drops, the first one scored."""
     from datetime import date
 
-    from credit_dagster import drops
+    from credit_dagster.nightly import drops
 
     with temporary_home(build[0]) as root:
         drops.replay(synthetic_dir, drops.inbox_dir(), 2, date.fromisoformat(SCORED_DAYS[0]))
@@ -103,7 +104,7 @@ def real_run(real_dir, tmp_path_factory):
     """One full run on the real sample, shared by the real-sample tests (it trains a model). When
     the fairness gate holds the model back, it is signed off as a risk committee would."""
     from credit_dagster import cli
-    from credit_dagster.resources import ModelStore
+    from credit_dagster.model.resources import ModelStore
 
     with temporary_home(tmp_path_factory.mktemp("real_home")) as home:
         result = run_all(real_dir, raise_on_error=True)
@@ -123,7 +124,7 @@ def real_scored(real_run, real_dir):
 
     import duckdb
 
-    from credit_dagster import drops
+    from credit_dagster.nightly import drops
 
     home = real_run[0]
     day = "2026-10-01"

@@ -25,12 +25,13 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
 
-from credit_dagster import ondemand, snapshot
-from credit_dagster import settings as credit_settings
-from credit_dagster.api import audit, keys
-from credit_dagster.api.app import create_app
+from credit_dagster.core import audit, snapshot
+from credit_dagster.core import settings as credit_settings
 from credit_dagster.definitions import defs
-from credit_dagster.ml.registry import Registry
+from credit_dagster.model.registry import Registry
+from credit_dagster.serving import ondemand
+from credit_dagster.serving.api import keys
+from credit_dagster.serving.api.app import create_app
 from credit_dagster_tests.conftest import SCORED_DAYS, temporary_home
 
 DAY = SCORED_DAYS[0]
@@ -472,7 +473,7 @@ def test_rounds_run_side_by_side_and_never_hold_one_applicant_twice():
     applicant asked twice in two rounds."""
     from types import SimpleNamespace
 
-    from credit_dagster.api.app import Coalescer
+    from credit_dagster.serving.api.app import Coalescer
 
     entered, release, rounds = threading.Semaphore(0), threading.Event(), []
 

@@ -18,8 +18,8 @@ import duckdb
 import numpy as np
 import pytest
 
-from credit_dagster import explain, scoring
-from credit_dagster.api import audit
+from credit_dagster.core import audit
+from credit_dagster.nightly import explain, scoring
 from panel_app import auth
 from panel_app import view_model as vm
 from panel_app.data_store import SnapshotStore
@@ -181,7 +181,7 @@ def test_what_if_keeps_what_the_user_typed(store):
 
 
 def test_nearest_past_clients_match_a_brute_force_search(store):
-    from credit_dagster.neighbours import standardize
+    from credit_dagster.serving.neighbours import standardize
 
     reference = store.table("reference_population")
     applicants = store.table("applicant_features").pivot_table(index="SK_ID_CURR", columns="feature", values="value",
@@ -381,9 +381,12 @@ ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}|\d{2}:\d{2}:\d{2}\.\d+")
 
 
 def _page_text(page) -> str:
-    """Every text the page shows, shadow roots included (Panel draws each pane in one)."""
-    return page.evaluate("""() => { const out = []; const walk = root => { for (const e of root.querySelectorAll('*')) {
+    """Every text the page shows, shadow roots included (Panel draws each pane in one); not the
+    text of style sheets and scripts, which no one reads."""
+    return page.evaluate("""() => { const out = []; const hidden = new Set(['STYLE', 'SCRIPT', 'NOSCRIPT', 'TEMPLATE']);
+        const walk = root => { for (const e of root.querySelectorAll('*')) {
         if (e.shadowRoot) walk(e.shadowRoot);
+        if (hidden.has(e.tagName) || !e.checkVisibility()) continue;
         for (const n of e.childNodes) if (n.nodeType === 3 && n.textContent.trim()) out.push(n.textContent.trim()); } };
         walk(document); return out.join('\\n'); }""")
 

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_dagster import sql_models
-from credit_dagster.feature_dictionary import build_dictionary
-from credit_dagster.sources import SOURCE_TABLES
+from credit_dagster.core.sources import SOURCE_TABLES
+from credit_dagster.features import sql_models
+from credit_dagster.features.dictionary import build_dictionary
 
 NAN = np.nan
 

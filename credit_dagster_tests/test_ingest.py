@@ -6,8 +6,8 @@ import shutil
 import duckdb
 import pytest
 
-from credit_dagster.ingest import SourceFileError, find_source_file, load_table
-from credit_dagster.sources import COLUMNS_DESCRIPTION, SOURCE_TABLES
+from credit_dagster.core.sources import COLUMNS_DESCRIPTION, SOURCE_TABLES
+from credit_dagster.ingest.loaders import SourceFileError, find_source_file, load_table
 
 BUREAU = SOURCE_TABLES["bureau"]
 APP = SOURCE_TABLES["application_train"]

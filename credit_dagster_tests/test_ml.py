@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from credit_dagster.ml import calibration, fairness, metrics, model_card, promotion, training
-from credit_dagster.ml.ensemble import Ensemble
-from credit_dagster.ml.registry import Registry
-from credit_dagster.ml.scorecard import Scorecard
+from credit_dagster.model import calibration, fairness, metrics, model_card, promotion, training
+from credit_dagster.model.ensemble import Ensemble
+from credit_dagster.model.registry import Registry
+from credit_dagster.model.scorecard import Scorecard
 
 
 def test_perfect_separation_gives_auc_and_ks_of_one():
@@ -64,6 +64,18 @@ def test_fairness_audit_by_hand():
     assert table.loc["F", "approval_rate_repaid"] == 1.0 and table.loc["M", "approval_rate_repaid"] == 0.5
     assert table.loc["M", "equal_opportunity"] == 0.5
     assert table.loc["M", "predicted_default_rate"] == pytest.approx(0.475) and table.loc["M", "default_rate"] == 0.5
+
+
+def test_the_dagster_config_takes_the_training_defaults():
+    from dataclasses import asdict
+
+    from credit_dagster.model.assets import TrainingConfig
+
+    params, config = asdict(training.TrainingParams()), TrainingConfig().model_dump()
+    shared = set(params) & set(config)
+    assert {"n_folds", "max_rounds", "early_stopping_rounds", "stability_seeds", "learning_rate"} <= shared
+    assert {k: config[k] for k in shared} == {k: params[k] for k in shared}
+    assert (config["cost_false_negative"], config["cost_false_positive"]) == tuple(params["costs"].values())
 
 
 def test_jeffreys_interval_by_hand():
@@ -260,8 +272,8 @@ def test_a_random_split_of_the_training_population_shows_no_score_drift(tmp_path
     """The nightly score-drift reference (`pd_deployed`, out-of-fold) is on the deployed model's
     scale: applicants drawn from the same population, scored by the deployed fold ensemble, show
     a score PSI within its sampling noise, while a shifted population does not."""
-    from credit_dagster import monitoring
-    from credit_dagster.ml import build
+    from credit_dagster.model import build
+    from credit_dagster.monitoring import drift
 
     rng = np.random.default_rng(11)
     n = 9000
@@ -274,12 +286,36 @@ def test_a_random_split_of_the_training_population_shows_no_score_drift(tmp_path
     labels = pd.DataFrame({"SK_ID_CURR": frame["SK_ID_CURR"], "TARGET": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)})
     trained, new = frame.iloc[:6000], frame.iloc[6000:]
     result = build.build_model(trained, labels, excluded=("CODE_GENDER", "DAYS_BIRTH"), app_columns=["APP_ONLY", "CAT"],
-                               params=training.TrainingParams(n_folds=3, learning_rate=0.1), refer_margin=0.02,
+                               params=training.TrainingParams(n_folds=3, learning_rate=0.1, stability_seeds=0), refer_margin=0.02,
                                scorecard=Scorecard())
     registry = Registry(tmp_path)
     model = registry.load(registry.register(result.model, result.metadata, result.oof))
     reference = result.oof["pd_deployed"]
-    same = monitoring.psi_row("(score)", reference, pd.Series(model.probability(new)))
-    shifted = monitoring.psi_row("(score)", reference, pd.Series(model.probability(new.assign(X1=new["X1"] + 0.8))))
-    assert same["psi"] < 0.05 and same["psi_excess"] < monitoring.INVESTIGATE / 2, same
-    assert shifted["psi_excess"] >= monitoring.INVESTIGATE, shifted
+    same = drift.psi_row("(score)", reference, pd.Series(model.probability(new)))
+    shifted = drift.psi_row("(score)", reference, pd.Series(model.probability(new.assign(X1=new["X1"] + 0.8))))
+    assert same["psi"] < 0.05 and same["psi_excess"] < drift.INVESTIGATE / 2, same
+    assert shifted["psi_excess"] >= drift.INVESTIGATE, shifted
+
+
+def test_shap_and_lightgbm_give_the_same_treeshap_values_and_the_card_shows_them(build):
+    """The model card's global explanation (shap) and the nightly reasons (LightGBM's pred_contrib)
+    are the same TreeSHAP values of the deployed fold ensemble."""
+    import duckdb
+
+    from credit_dagster.model import global_explanation
+    from credit_dagster_tests.conftest import temporary_home
+
+    home, _ = build
+    with temporary_home(home):
+        registry = Registry(home / "models")
+        model = registry.load(registry.versions()[-1])
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        features = con.execute("select * from features.application_features using sample 300 rows repeatable (1)").df()
+    matrix = model.matrix(features)
+    explanation = global_explanation.shap_values(model.ensemble, matrix)
+    nightly = model.ensemble.contributions(matrix)
+    np.testing.assert_allclose(explanation.values, nightly[:, :-1], atol=1e-6)
+    np.testing.assert_allclose(explanation.base_values, nightly[:, -1], atol=1e-6)
+    folder = registry.root / model.version
+    assert (folder / "shap_beeswarm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "what moves the score, each dot an applicant" in (folder / "model_card.md").read_text()

@@ -120,8 +120,8 @@ def test_the_cli_speaks_plainly_to_a_new_user(tmp_path, synthetic_dir, monkeypat
 
 @pytest.mark.slow
 def test_a_sign_off_shows_in_the_ui_and_the_next_run_scores_without_rebuilding(ops_home, synthetic_dir, monkeypatch, capsys):
-    from credit_dagster.assets.model import CHAMPION
-    from credit_dagster.ml.registry import Registry
+    from credit_dagster.model.assets import CHAMPION
+    from credit_dagster.model.registry import Registry
 
     monkeypatch.setenv("CREDIT_HOME", str(ops_home))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
@@ -208,7 +208,7 @@ def test_ui_serves_the_jobs_and_the_cli_runs_and_stops_on_sigterm(ops_home, monk
     import httpx
 
     from credit_dagster.instance import LOCATION
-    from credit_dagster.recovery import PID_TAG
+    from credit_dagster.monitoring.recovery import PID_TAG
 
     night = _broken_night(ops_home, monkeypatch)  # a run started from the CLI, before the UI
 
@@ -270,9 +270,9 @@ def test_the_incident_sensor_never_waits_for_a_busy_warehouse(credit_home):
     """The run-failure sensor runs in the code server: waiting there for a night's run to free the
     warehouse kept the daemon (and `credit-dagster ui` on SIGTERM) from stopping. With the lock
     held by another real process it keeps the incident in a file, and the next writer folds it."""
-    from credit_dagster import incidents
+    from credit_dagster.core.resources import Warehouse
     from credit_dagster.jobs import incident_sensor
-    from credit_dagster.resources import Warehouse
+    from credit_dagster.monitoring import incidents
 
     @dg.op
     def load_the_drop():
@@ -291,7 +291,7 @@ def test_the_incident_sensor_never_waits_for_a_busy_warehouse(credit_home):
         warehouse = Warehouse().file()
         warehouse.parent.mkdir(parents=True)
         holder = subprocess.Popen([sys.executable, "-c", (
-            "import sys, time\nfrom pathlib import Path\nfrom credit_dagster.resources import warehouse_lock\n"
+            "import sys, time\nfrom pathlib import Path\nfrom credit_dagster.core.resources import warehouse_lock\n"
             f"with warehouse_lock(Path({str(warehouse)!r})):\n    print('held', flush=True)\n    time.sleep(120)")],
             stdout=subprocess.PIPE, text=True)
         try:
@@ -313,8 +313,8 @@ def test_the_incident_sensor_never_waits_for_a_busy_warehouse(credit_home):
 
 
 def test_incidents_taken_by_a_writer_killed_before_its_commit_are_folded_by_the_next(credit_home):
-    from credit_dagster import incidents
-    from credit_dagster.resources import Warehouse
+    from credit_dagster.core.resources import Warehouse
+    from credit_dagster.monitoring import incidents
 
     incidents.keep_for_later(run_id="r1", job="nightly_scoring", partition_key="2026-11-20", step="scored_applications",
                              reason="OSError: disk full", origin="dagster daemon")

@@ -6,9 +6,10 @@ import dagster as dg
 import duckdb
 import pytest
 
+from credit_dagster.core.resources import SourceData, Warehouse
+from credit_dagster.core.sources import SOURCE_TABLES
 from credit_dagster.definitions import defs
-from credit_dagster.resources import ModelStore, SourceData, Warehouse
-from credit_dagster.sources import SOURCE_TABLES
+from credit_dagster.model.resources import ModelStore
 from credit_dagster_tests.conftest import run_all, temporary_home
 
 

@@ -12,10 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_dagster import drops, monitoring, partitions, scoring, snapshot
+from credit_dagster.core import snapshot
 from credit_dagster.definitions import defs
-from credit_dagster.ingest import SourceFileError
-from credit_dagster.ml.registry import Registry
+from credit_dagster.ingest.loaders import SourceFileError
+from credit_dagster.model.registry import Registry
+from credit_dagster.monitoring import drift
+from credit_dagster.nightly import drops, partitions, scoring
 from credit_dagster_tests.conftest import SCORED_DAYS, score_night, temporary_home
 
 DAYS = SCORED_DAYS
@@ -55,7 +57,7 @@ def test_partition_run_scores_every_application_with_reasons(home):
     assert (home / "serving" / "serving.duckdb").exists()
     assert (home / "reports" / "drift" / f"drift_{DAYS[0]}.html").exists()
     with warehouse(home) as con:
-        score_drift = con.execute("select status, psi from monitoring.psi where feature = '(score)' and partition_date = ?",
+        score_drift = con.execute("select status, psi from drift.psi where feature = '(score)' and partition_date = ?",
                                   [DAYS[0]]).fetchall()
     # the night is drawn from the training population: the deployed model's scores must not look drifted
     assert score_drift and score_drift[0][0] == "stable", score_drift
@@ -232,11 +234,11 @@ def test_decision_tables_of_an_older_release_get_the_new_columns():
 def test_psi_identical_is_zero_and_shift_is_severe():
     rng = np.random.default_rng(0)
     ref = pd.Series(rng.normal(size=20_000))
-    assert monitoring.psi(ref, ref) == pytest.approx(0, abs=1e-9)
-    assert monitoring.psi(ref, pd.Series(rng.normal(1.0, size=5_000))) > monitoring.ACT
+    assert drift.psi(ref, ref) == pytest.approx(0, abs=1e-9)
+    assert drift.psi(ref, pd.Series(rng.normal(1.0, size=5_000))) > drift.ACT
     cats = pd.Series(["a", "b"] * 500, dtype=object)
-    assert monitoring.psi(cats, cats) == pytest.approx(0, abs=1e-9)
-    assert monitoring.status(0.05) == "stable" and monitoring.status(0.12) == "investigate" and monitoring.status(0.3) == "act"
+    assert drift.psi(cats, cats) == pytest.approx(0, abs=1e-9)
+    assert drift.status(0.05) == "stable" and drift.status(0.12) == "investigate" and drift.status(0.3) == "act"
 
 
 def test_small_night_of_a_many_valued_category_is_noise_not_drift():
@@ -244,11 +246,11 @@ def test_small_night_of_a_many_valued_category_is_noise_not_drift():
     values = [f"org {i}" for i in range(58)]
     reference = pd.Series(rng.choice(values, 50_000), dtype=object)
     night = pd.Series(rng.choice(values, 300), dtype=object)  # same distribution, a small sample
-    row = monitoring.psi_row("ORGANIZATION_TYPE", reference, night)
-    assert row["psi"] > monitoring.INVESTIGATE  # raw PSI alone would raise a false alarm
-    assert row["noise_floor"] > row["psi"] - monitoring.INVESTIGATE and row["status"] == "stable"
+    row = drift.psi_row("ORGANIZATION_TYPE", reference, night)
+    assert row["psi"] > drift.INVESTIGATE  # raw PSI alone would raise a false alarm
+    assert row["noise_floor"] > row["psi"] - drift.INVESTIGATE and row["status"] == "stable"
     shifted = pd.Series(rng.choice(values[:10], 300), dtype=object)  # real drift: 10 of 58 values only
-    assert monitoring.psi_row("ORGANIZATION_TYPE", reference, shifted)["status"] == "act"
+    assert drift.psi_row("ORGANIZATION_TYPE", reference, shifted)["status"] == "act"
 
 
 def test_the_drift_report_gives_the_psi_verdict_and_says_why_evidently_differs(tmp_path):
@@ -257,9 +259,9 @@ def test_the_drift_report_gives_the_psi_verdict_and_says_why_evidently_differs(t
     rng = np.random.default_rng(2)
     reference = pd.DataFrame({"BUR_DEBT_SUM": rng.gamma(2, 1e5, 5_000), "AMT_CREDIT": rng.gamma(3, 2e5, 5_000)})
     night = pd.DataFrame({"BUR_DEBT_SUM": np.full(400, np.nan), "AMT_CREDIT": rng.gamma(3, 2e5, 400)})
-    table = monitoring.psi_table(reference, night, ["BUR_DEBT_SUM", "AMT_CREDIT"])
+    table = drift.psi_table(reference, night, ["BUR_DEBT_SUM", "AMT_CREDIT"])
     assert table.set_index("feature").at["BUR_DEBT_SUM", "status"] == "act"
-    summary = monitoring.evidently_report(reference, night, tmp_path / "drift.html", "a test night", table)
+    summary = drift.evidently_report(reference, night, tmp_path / "drift.html", "a test night", table)
     page = (tmp_path / "drift.html").read_text()
     assert summary["columns_left_out_empty"] == ["BUR_DEBT_SUM"]
     assert "act on BUR_DEBT_SUM" in summary["verdict"] and "Left out of Evidently" in summary["verdict"]
@@ -293,8 +295,8 @@ def test_schedule_runs_at_two_in_paris_for_the_day_that_ended(tmp_path, monkeypa
 
 
 def test_the_partitions_are_the_drops_and_the_sensor_scores_the_late_ones(tmp_path, monkeypatch):
-    from credit_dagster import partitions
-    from credit_dagster.assets.scoring import SNAPSHOT
+    from credit_dagster.core.keys import SNAPSHOT
+    from credit_dagster.nightly import partitions
 
     monkeypatch.setenv("CREDIT_INBOX", str(tmp_path))
     today = drops.today().isoformat()
@@ -362,7 +364,7 @@ def test_cli_backfills_a_range_of_days(home, synthetic_dir, capsys):
 
 @pytest.mark.parametrize("psi, expected", [(0.3, True), (0.05, False)])
 def test_retraining_sensor_after_three_severe_nights(psi, expected):
-    from credit_dagster.assets.scoring import DRIFT
+    from credit_dagster.core.keys import DRIFT
 
     sensor = defs.resolve_sensor_def("drift_retraining_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED

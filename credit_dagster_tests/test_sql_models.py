@@ -3,7 +3,7 @@
 import duckdb
 import pytest
 
-from credit_dagster import sql_models
+from credit_dagster.features import sql_models
 
 
 def write(folder, name, text):

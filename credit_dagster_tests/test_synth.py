@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_dagster.sources import SENTINEL_DAYS, SOURCE_TABLES
+from credit_dagster.core.sources import SENTINEL_DAYS, SOURCE_TABLES
 from credit_dagster.synth.generator import KAGGLE_ROWS, allocate, generate, row_counts
 from credit_dagster_tests.conftest import TEST_SCALE
 

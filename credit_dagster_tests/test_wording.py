@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_dagster import explain, plausibility, scoring, settings, sql_models, wording
-from credit_dagster.feature_dictionary import build_dictionary
-from credit_dagster.ml.registry import Registry
+from credit_dagster.core import plausibility, settings, wording
+from credit_dagster.features import sql_models
+from credit_dagster.features.dictionary import build_dictionary
+from credit_dagster.model.registry import Registry
+from credit_dagster.nightly import explain, scoring
 from credit_dagster_tests.conftest import SCORED_DAYS, temporary_home
 from panel_app import view_model as vm
 
@@ -102,7 +104,7 @@ def test_a_table_check_counts_each_rule_and_names_the_applicants():
 def check_monotone_in_the_amount(home, day: str) -> None:
     """Every applicant of the night asking for more, with income, term and goods price fixed,
     is never scored safer, through the very SQL models and champion of the night."""
-    from credit_dagster import ondemand
+    from credit_dagster.serving import ondemand
 
     with temporary_home(home):
         model = Registry(settings.models_dir()).load("champion")
@@ -213,7 +215,7 @@ def test_a_whole_synthetic_night_is_explained_truthfully(scored_home):
 
 
 def test_no_application_column_is_left_to_kaggles_description(synthetic_dir):
-    from credit_dagster.kaggle_columns import APPLICATION_TRAIN_COLUMNS
+    from credit_dagster.core.kaggle_columns import APPLICATION_TRAIN_COLUMNS
 
     columns = [c for c in APPLICATION_TRAIN_COLUMNS if c not in ("SK_ID_CURR", "TARGET")]
     dictionary = build_dictionary(sql_models.discover(), columns).set_index("feature")

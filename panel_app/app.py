@@ -14,7 +14,7 @@ import sys
 import jinja2
 import panel as pn
 
-from credit_dagster.settings import reports_dir
+from credit_dagster.core.settings import reports_dir
 from panel_app import auth
 from panel_app.data_store import SnapshotStore
 from panel_app.views import PAGE_CSS, dashboard

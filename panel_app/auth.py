@@ -22,8 +22,8 @@ from pathlib import Path
 
 from panel.auth import BasicAuthProvider, BasicLoginHandler
 
-from credit_dagster import settings
-from credit_dagster.api.audit import AuditLog
+from credit_dagster.core import settings
+from credit_dagster.core.audit import AuditLog
 
 NO_LOGIN = "(no sign-in)"
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}

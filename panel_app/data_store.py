@@ -15,9 +15,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from credit_dagster import neighbours, scoring, settings
-from credit_dagster.ml.registry import RegisteredModel, Registry
-from credit_dagster.snapshot import snapshot_path
+from credit_dagster.core import settings
+from credit_dagster.core.snapshot import snapshot_path
+from credit_dagster.model.registry import RegisteredModel, Registry
+from credit_dagster.nightly import scoring
+from credit_dagster.serving import neighbours
 
 LIST_COLUMNS = ["partition_date", "SK_ID_CURR", "decision", "grade", "points", "probability_of_default", "refer_low", "refer_high"]
 

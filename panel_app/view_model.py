@@ -1,7 +1,7 @@
 """What the dashboard shows, as plain data: no Panel, no Bokeh, testable without a server.
 
 Every view is built from the serving snapshot (`SnapshotStore`) and, for the what-if, from
-the same on-demand scoring the API uses (`credit_dagster.ondemand.score`).
+the same on-demand scoring the API uses (`credit_dagster.serving.ondemand.score`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from credit_dagster import explain, ondemand, plausibility, scoring, settings, wording
-from credit_dagster.ml import fairness as ml_fairness
-from credit_dagster.ml.scorecard import Scorecard
+from credit_dagster.core import plausibility, settings, wording
+from credit_dagster.model import fairness as ml_fairness
+from credit_dagster.model.scorecard import Scorecard
+from credit_dagster.nightly import explain, scoring
+from credit_dagster.serving import ondemand
 from panel_app.data_store import SnapshotStore
 
 LIST_LIMIT = 300  # rows offered in the list at once; the search narrows the rest

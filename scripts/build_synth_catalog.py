@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from credit_dagster.sources import SENTINEL_DAYS, SOURCE_TABLES
+from credit_dagster.core.sources import SENTINEL_DAYS, SOURCE_TABLES
 
 MAX_DISCRETE = 40  # numeric columns with at most this many values are sampled as a value set
 OUT = Path(__file__).resolve().parents[1] / "credit_dagster" / "synth" / "catalog.json"

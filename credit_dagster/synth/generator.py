@@ -23,7 +23,7 @@ import pyarrow.csv as pacsv
 from scipy.special import ndtr
 from tqdm import tqdm
 
-from credit_dagster.sources import SENTINEL_DAYS, SOURCE_TABLES
+from credit_dagster.core.sources import SENTINEL_DAYS, SOURCE_TABLES
 from credit_dagster.synth.marginals import catalog, choice, from_quantiles, sample
 
 # Kaggle's row counts: scale 1 reproduces them exactly.

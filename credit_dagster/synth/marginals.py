@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from credit_dagster.sources import SENTINEL_DAYS
+from credit_dagster.core.sources import SENTINEL_DAYS
 
 CATALOG_PATH = Path(__file__).with_name("catalog.json")
 

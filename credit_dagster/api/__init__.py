@@ -1,1 +1,0 @@
-"""The scoring API over HTTP (FastAPI): see `app.create_app`."""

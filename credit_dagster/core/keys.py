@@ -1,0 +1,22 @@
+"""What the stages share: asset keys and the writer pool.
+
+An asset's key is its table (`features/application_features` is `features.application_features`);
+a stage names another stage's assets from here, never by importing its Dagster module.
+"""
+
+import dagster as dg
+
+# DuckDB allows one writer process: every asset that writes the warehouse takes this pool (limit 1)
+POOL = "duckdb_writer"
+
+FEATURES = dg.AssetKey(["features", "application_features"])
+LABELS = dg.AssetKey(["features", "application_labels"])
+DICTIONARY = dg.AssetKey(["features", "feature_dictionary"])
+CREDIT_MODEL = dg.AssetKey(["model", "credit_model"])
+CHAMPION = dg.AssetKey(["model", "champion_model"])
+DROP = dg.AssetKey(["scoring", "daily_drop"])
+DAILY_FEATURES = dg.AssetKey(["scoring", "daily_features"])
+SCORED = dg.AssetKey(["scoring", "scored_applications"])
+DRIFT = dg.AssetKey(["monitoring", "drift_report"])
+SNAPSHOT = dg.AssetKey(["serving", "serving_snapshot"])
+ONDEMAND_AUDIT = dg.AssetKey(["scoring", "ondemand_audit"])

@@ -1,0 +1,97 @@
+"""Resources bound in definitions.py: the DuckDB warehouse and the source-data folder."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from credit_dagster.core import settings
+
+_held = threading.local()
+
+
+class WarehouseBusy(Exception):
+    """The warehouse is held by another process and the caller chose not to wait."""
+
+
+@contextmanager
+def warehouse_lock(path: Path, say=print, wait: bool = True) -> Iterator[None]:
+    """An exclusive lock on `path`.lock across processes, re-entrant within a thread.
+
+    DuckDB lets one process open a file for writing and no other process read it meanwhile, so
+    two runs (a CLI backfill beside a sensor's run, a check beside a step) would fail on its
+    lock. Every connection waits here instead, and says who it waits for. The kernel releases
+    a flock when its process dies, even by SIGKILL: a crashed run never leaves it held."""
+    depth = getattr(_held, "depth", 0)
+    if depth:
+        _held.depth = depth + 1
+        try:
+            yield
+        finally:
+            _held.depth -= 1
+        return
+    lock_file = path.with_name(path.name + ".lock")
+    with open(lock_file, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            if not wait:
+                raise WarehouseBusy(f"warehouse {path} is in use by {holder}") from None
+            say(f"warehouse {path} is in use by {holder}: waiting for it")
+            started = time.monotonic()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            say(f"warehouse free after {time.monotonic() - started:.0f}s")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"PID {os.getpid()}")
+        handle.flush()
+        _held.depth = 1
+        try:
+            yield
+        finally:
+            _held.depth = 0
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class Warehouse(dg.ConfigurableResource):
+    """The DuckDB warehouse file. Connections from every process take turns (`warehouse_lock`)."""
+
+    path: str = ""  # empty: CREDIT_HOME/warehouse.duckdb
+    memory_limit: str = os.environ.get("CREDIT_DUCKDB_MEMORY_LIMIT", "4GB")
+    threads: int = 0  # 0: CREDIT_THREADS (default: the physical cores)
+
+    def file(self) -> Path:
+        return Path(self.path) if self.path else settings.warehouse_path()
+
+    @contextmanager
+    def connect(self, read_only: bool = False, wait: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection once the warehouse is free; without `wait`, WarehouseBusy if it is not."""
+        path = self.file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        config = {"memory_limit": self.memory_limit, "temp_directory": str(path.parent / "duckdb_tmp"),
+                  "threads": self.threads or settings.threads()}
+        with warehouse_lock(path, say=dg.get_dagster_logger().warning, wait=wait):
+            con = duckdb.connect(str(path), read_only=read_only, config=config)
+            try:
+                yield con
+            finally:
+                con.close()
+
+
+class SourceData(dg.ConfigurableResource):
+    """The folder holding the Kaggle-layout CSV files (empty: CREDIT_DATA_DIR or the synthetic default)."""
+
+    data_dir: str = ""
+
+    def folder(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else settings.data_dir()

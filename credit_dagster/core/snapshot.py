@@ -1,0 +1,43 @@
+"""The serving snapshot: a separate, read-only DuckDB file the dashboard and any API read.
+
+It is written to a temporary file beside the target and renamed over it in one step
+(`os.replace`), so a reader sees either last night's snapshot or tonight's, never half of
+one, and never opens the warehouse (a reader there would block the nightly writer).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import duckdb
+
+from credit_dagster.core import settings
+
+SNAPSHOT_NAME = "serving.duckdb"
+
+
+def snapshot_path() -> Path:
+    return Path(os.environ.get("CREDIT_SERVING_SNAPSHOT") or settings.credit_home() / "serving" / SNAPSHOT_NAME)
+
+
+def publish(con: duckdb.DuckDBPyConnection, tables: dict[str, str], target: Path,
+            indexed: dict[str, str] | None = None) -> dict[str, int]:
+    """Copy each `name: select ...` from the warehouse into a new file, then swap it in atomically.
+    `indexed`: tables looked up by a column (`name: column`), given an index on it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}-{uuid.uuid4().hex[:8]}.duckdb")
+    alias = "snap_" + uuid.uuid4().hex[:8]
+    con.execute(f"attach '{tmp}' as {alias}")
+    counts = {}
+    try:
+        for name, sql in tables.items():
+            con.execute(f"create table {alias}.{name} as {sql}")
+            counts[name] = con.execute(f"select count(*) from {alias}.{name}").fetchall()[0][0]
+            if name in (indexed or {}):
+                con.execute(f'create index {name}_by_{indexed[name]} on {alias}.{name} ("{indexed[name]}")')
+    finally:
+        con.execute(f"detach {alias}")
+    os.replace(tmp, target)
+    return counts

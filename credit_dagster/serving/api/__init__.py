@@ -1,0 +1,1 @@
+"""The scoring API: HTTP routes over on-demand scoring and the serving snapshot, keys, request schemas."""

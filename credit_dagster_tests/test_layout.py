@@ -1,0 +1,62 @@
+"""The house as the README draws it: folders by stage, each with its Dagster definitions, and
+imports that only point down the stages (import-linter's contracts in setup.cfg)."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ["ingest", "features", "model", "nightly", "monitoring", "serving"]
+
+
+def layout_block() -> str:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Layout"):]
+    return section[section.index("```") + 3 : section.index("```", section.index("```") + 3)]
+
+
+def test_the_readme_layout_matches_the_tree():
+    block = layout_block()
+    packages = sorted(p.parent.relative_to(ROOT / "credit_dagster").as_posix() for p in (ROOT / "credit_dagster").rglob("__init__.py")
+                      if p.parent != ROOT / "credit_dagster")
+    named = set(re.findall(r"^\s{2}([a-z_]+)/", block, re.M)) | {f"serving/{n}" for n in re.findall(r"\b(api)/ \(", block)}
+    # every package is in the drawing, and everything drawn is there
+    assert set(packages) <= named, sorted(set(packages) - named)
+    for folder in named:
+        assert (ROOT / "credit_dagster" / folder / "__init__.py").exists(), folder
+    for top in re.findall(r"^([a-z_]+)/", block, re.M):
+        assert (ROOT / top).is_dir(), top
+    for module in re.findall(r"\b([a-z_]+\.py)\b", block):
+        assert list(ROOT.glob(f"**/{module}")), module
+
+
+def test_each_stage_holds_its_dagster_definitions_beside_its_pure_code():
+    for stage in STAGES:
+        folder = ROOT / "credit_dagster" / stage
+        assert (folder / "assets.py").exists(), stage
+        pure = [p for p in folder.glob("*.py") if p.name not in ("__init__.py", "assets.py", "checks.py", "resources.py")]
+        assert pure, f"{stage} has no pure module"
+    definitions = (ROOT / "credit_dagster" / "definitions.py").read_text()
+    assert "@dg." not in definitions and "def " not in definitions  # wiring only
+
+
+def test_imports_keep_the_layering():
+    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+    done = subprocess.run([lint, "--config", str(ROOT / "setup.cfg")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "4 kept, 0 broken" in done.stdout
+
+
+def test_dagsters_private_api_is_used_in_one_module_checked_against_this_release():
+    import dagster
+    from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
+
+    from credit_dagster import instance, jobs
+
+    users = sorted(p.relative_to(ROOT).as_posix() for p in [*(ROOT / "credit_dagster").rglob("*.py"), *(ROOT / "panel_app").rglob("*.py")]
+                   if "dagster._" in p.read_text())
+    assert users == ["credit_dagster/instance.py"], users
+    assert dagster.__version__ == instance.PRIVATE_API_CHECKED_WITH, "Dagster changed: re-check instance.execute_as_launched"
+    assert set(jobs.IN_PROGRESS) == set(IN_PROGRESS_RUN_STATUSES)
