@@ -381,9 +381,12 @@ ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}|\d{2}:\d{2}:\d{2}\.\d+")
 
 
 def _page_text(page) -> str:
-    """Every text the page shows, shadow roots included (Panel draws each pane in one)."""
-    return page.evaluate("""() => { const out = []; const walk = root => { for (const e of root.querySelectorAll('*')) {
+    """Every text the page shows, shadow roots included (Panel draws each pane in one); not the
+    text of style sheets and scripts, which no one reads."""
+    return page.evaluate("""() => { const out = []; const hidden = new Set(['STYLE', 'SCRIPT', 'NOSCRIPT', 'TEMPLATE']);
+        const walk = root => { for (const e of root.querySelectorAll('*')) {
         if (e.shadowRoot) walk(e.shadowRoot);
+        if (hidden.has(e.tagName) || !e.checkVisibility()) continue;
         for (const n of e.childNodes) if (n.nodeType === 3 && n.textContent.trim()) out.push(n.textContent.trim()); } };
         walk(document); return out.join('\\n'); }""")
 
