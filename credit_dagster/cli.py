@@ -42,7 +42,7 @@ def resolve_data_dir(data_dir: str | None, *, generate: bool = True) -> Path:
     (for `run` only) the synthetic default, generated once."""
     if data_dir:
         folder = Path(data_dir).expanduser().resolve()
-    elif os.environ.get("CREDIT_DATA_DIR"):
+    elif settings.current().data_dir:
         folder = settings.data_dir()
     elif _remembered().exists():
         folder = Path(_remembered().read_text().strip())
@@ -125,7 +125,7 @@ def _execute(job_name: str, data_dir: Path, partition_key: str | None = None) ->
             run_config={
                 "resources": {"source": {"config": {"data_dir": str(data_dir)}}},
                 # step-by-step DEBUG events stay in the run's event log (and the UI), not on the terminal
-                "loggers": {"console": {"config": {"log_level": os.environ.get("CREDIT_LOG_LEVEL", "INFO")}}},
+                "loggers": {"console": {"config": {"log_level": settings.current().log_level}}},
             },
             tags=run_tags(), partition_key=partition_key,
         )
@@ -157,7 +157,6 @@ def _run(args: argparse.Namespace) -> int:
     from credit_dagster.nightly import drops
 
     data_dir = resolve_data_dir(args.data_dir)
-    os.environ["CREDIT_DATA_DIR"] = str(data_dir)
     prepare_dagster_home()
     _remembered().write_text(str(data_dir))
     print(f"CREDIT_HOME={settings.credit_home()}  warehouse={settings.warehouse_path()}  DAGSTER_HOME={settings.dagster_home()}")
@@ -265,8 +264,8 @@ def _report_champion(version: str, reason: str) -> None:
 def _ui(args: argparse.Namespace) -> int:
     from credit_dagster.instance import prepare_dagster_home
 
-    # Runs launched from the UI read the same data as `run` would: export it for dagster dev.
-    os.environ["CREDIT_DATA_DIR"] = str(resolve_data_dir(args.data_dir, generate=False))
+    # Runs launched from the UI read the same data as `run` would: in dagster dev's environment.
+    data_dir = resolve_data_dir(args.data_dir, generate=False)
     prepare_dagster_home()
     workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
     target = ["-w", str(workspace)] if workspace.exists() else ["-m", "credit_dagster.definitions"]
@@ -276,7 +275,7 @@ def _ui(args: argparse.Namespace) -> int:
     # background job of a script, nohup) would then ignore SIGTERM too: restore the defaults
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.execv(dagster, [str(dagster), "dev", *target, "-p", str(args.port)])
+    os.execve(dagster, [str(dagster), "dev", *target, "-p", str(args.port)], {**os.environ, "CREDIT_DATA_DIR": str(data_dir)})
 
 
 def _api(args: argparse.Namespace) -> int:
@@ -344,6 +343,7 @@ def _dashboard_user(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     fmt = argparse.RawDescriptionHelpFormatter
+    configured = settings.current()
     parser = argparse.ArgumentParser(prog="credit-dagster", description=__doc__, formatter_class=fmt)
     parser.add_argument("--verbose", action="store_true", help="show the full traceback when something fails")
     # also accepted after the command (`credit-dagster run --verbose`), where every error message suggests it
@@ -392,8 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     ui.set_defaults(func=_ui)
     api = command("api", help="start the scoring API (HTTP, OpenAPI at /docs)", formatter_class=fmt,
                          epilog="example: credit-dagster api --port 8000, then: curl -H 'X-API-Key: KEY' http://127.0.0.1:8000/v1/model")
-    api.add_argument("--host", default=os.environ.get("CREDIT_API_HOST", "127.0.0.1"), help="default 127.0.0.1 (CREDIT_API_HOST)")
-    api.add_argument("--port", type=int, default=int(os.environ.get("CREDIT_API_PORT", "8000")), help="default 8000 (CREDIT_API_PORT)")
+    api.add_argument("--host", default=configured.api_host, help="default 127.0.0.1 (CREDIT_API_HOST)")
+    api.add_argument("--port", type=int, default=configured.api_port, help="default 8000 (CREDIT_API_PORT)")
     api.set_defaults(func=_api)
     api_key = command("api-key", help="create, revoke or list the API keys of calling systems", formatter_class=fmt,
                              epilog="example: credit-dagster api-key create front-office --rate 50\n"
@@ -405,8 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     dash = command("dashboard", help="start the relationship managers' dashboard (Panel), behind a sign-in", formatter_class=fmt,
                           epilog="example: credit-dagster dashboard-user add alice; credit-dagster dashboard, then open "
                                  "http://127.0.0.1:5006/app")
-    dash.add_argument("--port", type=int, default=int(os.environ.get("CREDIT_DASHBOARD_PORT", "5006")), help="default 5006")
-    dash.add_argument("--address", default=os.environ.get("CREDIT_DASHBOARD_HOST", "127.0.0.1"), help="default 127.0.0.1")
+    dash.add_argument("--port", type=int, default=configured.dashboard_port, help="default 5006 (CREDIT_DASHBOARD_PORT)")
+    dash.add_argument("--address", default=configured.dashboard_host, help="default 127.0.0.1 (CREDIT_DASHBOARD_HOST)")
     dash.add_argument("--no-login", action="store_true", help="no sign-in: for a local look only")
     dash.set_defaults(func=_dashboard)
     dash_user = command("dashboard-user", help="add, remove or list the people who may sign in to the dashboard",

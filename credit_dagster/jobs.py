@@ -1,11 +1,11 @@
 """Jobs, the nightly schedule, and the sensors that watch for late drops and severe drift."""
 
-import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 
+from credit_dagster.core import settings
 from credit_dagster.core.keys import DRIFT, SNAPSHOT
 from credit_dagster.core.resources import Warehouse, WarehouseBusy
 from credit_dagster.monitoring import incidents
@@ -63,7 +63,7 @@ def nightly_schedule(context: dg.ScheduleEvaluationContext):
         partitions.register(context.instance, [day.isoformat()])
         return dg.RunRequest(partition_key=day.isoformat(), run_key=f"nightly-{day.isoformat()}")
     empty = empty_business_days(inbox, day)
-    alert = int(os.environ.get("CREDIT_EMPTY_DAYS_ALERT", "3"))
+    alert = settings.current().empty_days_alert
     message = f"no drop for {day} in {inbox}: nothing to score ({empty} weekday(s) in a row without a drop)"
     if empty >= alert:
         context.log.error(f"{message}: check the feed that fills the inbox")
@@ -111,8 +111,8 @@ def drift_retraining_sensor(context: dg.SensorEvaluationContext):
     """Requests retraining when the last CREDIT_RETRAIN_NIGHTS (3) drift reports all had a PSI of
     CREDIT_RETRAIN_PSI (0.25) or more above its noise floor, on a feature or the score. Off by
     default: start it in the UI."""
-    nights = int(os.environ.get("CREDIT_RETRAIN_NIGHTS", "3"))
-    bound = float(os.environ.get("CREDIT_RETRAIN_PSI", "0.25"))
+    configured = settings.current()
+    nights, bound = configured.retrain_nights, configured.retrain_psi
     events = context.instance.fetch_materializations(DRIFT, limit=nights).records
     severe = [e for e in events if e.asset_materialization and
               max(e.asset_materialization.metadata["max_feature_psi_excess"].value,

@@ -60,3 +60,19 @@ def test_dagsters_private_api_is_used_in_one_module_checked_against_this_release
     assert users == ["credit_dagster/instance.py"], users
     assert dagster.__version__ == instance.PRIVATE_API_CHECKED_WITH, "Dagster changed: re-check instance.execute_as_launched"
     assert set(jobs.IN_PROGRESS) == set(IN_PROGRESS_RUN_STATUSES)
+
+
+def test_the_readme_settings_table_is_written_from_the_settings_module():
+    from credit_dagster.core.settings import Settings, env_name, markdown_table
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("<!-- settings table: python -m credit_dagster.core.settings -->\n")
+    shown = readme[start:readme.index("\n<!-- end of settings table -->")].split("\n", 1)[1]
+    assert shown == markdown_table(), "README's settings table is stale: python -m credit_dagster.core.settings"
+    # and no CREDIT_ variable is read or named anywhere but through it (tests' own aside)
+    known = {env_name(f) for f in Settings.model_fields} | {"CREDIT_SCREENSHOTS"}
+    named = set(re.findall(r"CREDIT_[A-Z_]+", readme))
+    assert named <= known, sorted(named - known)
+    readers = [p.relative_to(ROOT).as_posix() for p in [*(ROOT / "credit_dagster").rglob("*.py"), *(ROOT / "panel_app").rglob("*.py")]
+               if re.search(r"environ(\.get)?\(?\[?[\"']CREDIT_", p.read_text())]
+    assert readers == [], readers

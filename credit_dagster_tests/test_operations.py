@@ -125,7 +125,6 @@ def test_a_sign_off_shows_in_the_ui_and_the_next_run_scores_without_rebuilding(o
 
     monkeypatch.setenv("CREDIT_HOME", str(ops_home))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    monkeypatch.setenv("CREDIT_DATA_DIR", str(synthetic_dir))  # `run` exports it: restored after the test
     version = Registry(ops_home / "models").versions()[-1]
     assert cli.main(["promote", version, "--reason", "fairness figures reviewed by the risk committee"]) == 0
     assert "next: credit-dagster run" in capsys.readouterr().out

@@ -202,7 +202,7 @@ def check_night(home, day: str, kaggle_descriptions: set[str]) -> None:
         for group, total in sums.items():
             members = [f for f in column if groups[f] == group and contributions[r, column[f]] > 0 and not info.at[f, "protected"]]
             if total > 0 and any(wording.reason_sentence(info.at[f, "meaning"], info.at[f, "unit"], info.at[f, "direction"],
-                                                         matrix.iat[r, column[f]], medians.get(f), settings.currency())
+                                                         matrix.iat[r, column[f]], medians.get(f), settings.current().currency)
                                  for f in members):
                 sayable += 1
         assert len(names) == min(sayable, 4 - (row["reason_features"] or "").startswith("application")), (row["SK_ID_CURR"], names)

@@ -7,13 +7,13 @@ It starts only behind a sign-in (a users file, or an OAuth/OIDC provider), unles
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 
 import jinja2
 import panel as pn
 
+from credit_dagster.core import settings
 from credit_dagster.core.settings import reports_dir
 from panel_app import auth
 from panel_app.data_store import SnapshotStore
@@ -34,7 +34,7 @@ def create_app() -> pn.viewable.Viewable:
 
 def server_options(no_login: bool) -> dict:
     """How users sign in, from the environment: an OAuth provider, else the users file."""
-    provider = os.environ.get("CREDIT_DASHBOARD_OAUTH_PROVIDER")
+    provider = settings.current().dashboard_oauth_provider
     if provider:
         return {"oauth_provider": provider, "cookie_secret": auth.cookie_secret(),
                 "logout_template": str(auth.SIGN_IN_PAGE)}
@@ -61,8 +61,9 @@ def serve(port: int, address: str, no_login: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, default=int(os.environ.get("CREDIT_DASHBOARD_PORT", "5006")))
-    parser.add_argument("--address", default=os.environ.get("CREDIT_DASHBOARD_HOST", "127.0.0.1"))
+    configured = settings.current()
+    parser.add_argument("--port", type=int, default=configured.dashboard_port)
+    parser.add_argument("--address", default=configured.dashboard_host)
     parser.add_argument("--no-login", action="store_true", help="no sign-in (local use only; every access is logged as such)")
     args = parser.parse_args(argv)
     try:

@@ -36,11 +36,11 @@ def dashboard_home() -> Path:
 
 
 def users_path() -> Path:
-    return Path(os.environ.get("CREDIT_DASHBOARD_USERS") or dashboard_home() / "users.json")
+    return settings.current().dashboard_users or dashboard_home() / "users.json"
 
 
 def access_dir() -> Path:
-    return Path(os.environ.get("CREDIT_DASHBOARD_ACCESS_DIR") or dashboard_home() / "access")
+    return settings.current().dashboard_access_dir or dashboard_home() / "access"
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -92,7 +92,7 @@ def remove_user(name: str, path: Path | None = None) -> bool:
 def cookie_secret() -> str:
     """CREDIT_DASHBOARD_COOKIE_SECRET, else one generated once and kept (mode 600), so a
     restart does not sign everybody out."""
-    configured = os.environ.get("CREDIT_DASHBOARD_COOKIE_SECRET")
+    configured = settings.current().dashboard_cookie_secret
     if configured:
         return configured
     path = dashboard_home() / "cookie_secret"

@@ -31,12 +31,11 @@ DECISIONS = {  # icon, words, text colour (contrast >= 7:1 on white)
 GRADE_MEANING = {"A": "very low risk", "B": "low risk", "C": "moderate risk", "D": "high risk", "E": "very high risk"}
 
 
-currency = settings.currency
 _missing = wording.missing
 
 
 def money(value) -> str:
-    return wording.money(value, currency())
+    return wording.money(value, settings.current().currency)
 
 
 percents = wording.percents
@@ -224,7 +223,7 @@ def every_field(application: pd.Series, dictionary: pd.DataFrame) -> list[tuple[
             label = dictionary.at[column, "meaning"]
         else:
             unit, label = "number", humanize(column)
-        shown = wording.value_text(value, unit if unit != "none" else "number", currency())
+        shown = wording.value_text(value, unit if unit != "none" else "number", settings.current().currency)
         out.append((label, "not given" if shown is None else shown))
     return out
 
@@ -433,7 +432,7 @@ def supervision(store: SnapshotStore) -> Supervision:
     latest = psi[psi["partition_date"] == night].sort_values("psi_excess", ascending=False) if night else psi
     fairness = store.table("model_fairness")
     by_attribute = {a: rows.to_dict("records") for a, rows in fairness.groupby("attribute", sort=False)}
-    flags = ml_fairness.flags(by_attribute, ml_fairness.Tolerances(**settings.fairness_tolerances()))
+    flags = ml_fairness.flags(by_attribute, ml_fairness.configured_tolerances())
     return Supervision(volumes=volumes, probabilities=scored["probability_of_default"].to_numpy(), psi=latest,
                        drift_night=night, fairness=fairness, fairness_flags=flags, history=store.table("model_history"))
 

@@ -23,7 +23,7 @@ PREFIX = "ondemand_"
 
 
 def audit_dir() -> Path:
-    return Path(os.environ.get("CREDIT_API_AUDIT_DIR") or settings.credit_home() / "api" / "audit")
+    return settings.under_home(settings.current().api_audit_dir, "api", "audit")
 
 
 class AuditLog:

@@ -67,7 +67,7 @@ class Warehouse(dg.ConfigurableResource):
     """The DuckDB warehouse file. Connections from every process take turns (`warehouse_lock`)."""
 
     path: str = ""  # empty: CREDIT_HOME/warehouse.duckdb
-    memory_limit: str = os.environ.get("CREDIT_DUCKDB_MEMORY_LIMIT", "4GB")
+    memory_limit: str = ""  # empty: CREDIT_DUCKDB_MEMORY_LIMIT (default 4GB)
     threads: int = 0  # 0: CREDIT_THREADS (default: the physical cores)
 
     def file(self) -> Path:
@@ -78,7 +78,7 @@ class Warehouse(dg.ConfigurableResource):
         """A connection once the warehouse is free; without `wait`, WarehouseBusy if it is not."""
         path = self.file()
         path.parent.mkdir(parents=True, exist_ok=True)
-        config = {"memory_limit": self.memory_limit, "temp_directory": str(path.parent / "duckdb_tmp"),
+        config = {"memory_limit": self.memory_limit or settings.current().duckdb_memory_limit, "temp_directory": str(path.parent / "duckdb_tmp"),
                   "threads": self.threads or settings.threads()}
         with warehouse_lock(path, say=dg.get_dagster_logger().warning, wait=wait):
             con = duckdb.connect(str(path), read_only=read_only, config=config)

@@ -1,16 +1,80 @@
-"""Where state lives. Everything is under CREDIT_HOME (default ./.credit), resolved when used."""
+"""Every setting of the platform, in one typed place: `CREDIT_*` environment variables with the
+defaults below, read when used (`current()` reads the environment afresh, so a process that
+changes it, or a test, is heard at once). Everything else takes what it needs as arguments.
+
+Where state lives: everything is under CREDIT_HOME (default ./.credit). The README's settings
+table is checked against this class by a test.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SYNTHETIC_SCALE = 0.02  # about 6,000 labelled applicants: a run of a few minutes
 DEFAULT_SYNTHETIC_SEED = 42
 
 
+class Settings(BaseSettings):
+    """The environment variable of each field is CREDIT_ and its name in capitals."""
+
+    model_config = SettingsConfigDict(env_prefix="CREDIT_", extra="ignore")
+
+    # where state lives
+    home: Path = Field(Path(".credit"), description="everything the platform writes: warehouse, Dagster, models, reports")
+    data_dir: Path | None = Field(None, description="the folder of Kaggle-layout files (default: the generated SYNTHETIC set)")
+    inbox: Path | None = Field(None, description="daily drops of new applications (default CREDIT_HOME/inbox)")
+    serving_snapshot: Path | None = Field(None, description="the read-only snapshot (default CREDIT_HOME/serving/serving.duckdb)")
+    # resources
+    threads: int = Field(0, ge=0, description="LightGBM's and DuckDB's threads (0: the physical cores)")
+    duckdb_memory_limit: str = Field("4GB", description="DuckDB's memory limit for the warehouse")
+    quality_sample_rows: int = Field(2_000_000, gt=0, description="value-set and range checks above this many rows use a seeded sample")
+    log_level: str = Field("INFO", description="what the CLI prints of a run's log")
+    # what people read
+    currency: str = Field("EUR", description="the currency amounts are shown in (the Kaggle data states none)")
+    # model gates
+    min_auc: float = Field(0.60, description="a model's cross-validated ROC AUC must be above this")
+    max_ece: float = Field(0.03, description="a model's expected calibration error must be under this")
+    max_mean_pd_gap: float = Field(0.01, description="the mean out-of-fold PD must be this close to the default rate")
+    fairness_severity: Literal["warn", "error"] = Field("warn", description="`error` makes the fairness check fail the run")
+    fairness_min_equal_opportunity: float = Field(0.8, description="repayers' approval rate against the most approved group's")
+    fairness_max_calibration_gap: float = Field(0.02, description="a group's predicted minus observed default rate, beyond its interval")
+    # the night
+    empty_days_alert: int = Field(3, description="weekdays in a row without a drop before the schedule logs an error")
+    retrain_nights: int = Field(3, description="nights of severe drift before the retraining sensor asks for a retrain")
+    retrain_psi: float = Field(0.25, description="the PSI that counts as severe drift for the retraining sensor")
+    # the API
+    api_host: str = Field("127.0.0.1", description="where the API listens")
+    api_port: int = Field(8000, description="the API's port")
+    api_max_batch: int = Field(1000, gt=0, description="applications per batch call")
+    api_max_body_bytes: int = Field(20_000_000, gt=0, description="larger bodies get 413")
+    api_scorers: int = Field(2, ge=1, description="on-demand rounds scored at once, one process each")
+    api_keys: Path | None = Field(None, description="the API key store (default CREDIT_HOME/api_keys.json)")
+    api_audit_dir: Path | None = Field(None, description="the API's audit journal (default CREDIT_HOME/api/audit)")
+    # the dashboard
+    dashboard_host: str = Field("127.0.0.1", description="where the dashboard listens")
+    dashboard_port: int = Field(5006, description="the dashboard's port")
+    dashboard_users: Path | None = Field(None, description="the users file (default CREDIT_HOME/dashboard/users.json)")
+    dashboard_access_dir: Path | None = Field(None, description="the access log (default CREDIT_HOME/dashboard/access)")
+    dashboard_cookie_secret: str | None = Field(None, description="the sign-in cookie's secret (default: generated once)")
+    dashboard_oauth_provider: str | None = Field(None, description="a bank's identity provider for Panel's OAuth (e.g. generic)")
+
+
+def current() -> Settings:
+    """The settings as the environment gives them now."""
+    return Settings()
+
+
+def env_name(field: str) -> str:
+    return f"CREDIT_{field.upper()}"
+
+
 def credit_home() -> Path:
-    return Path(os.environ.get("CREDIT_HOME", ".credit")).expanduser().resolve()
+    return current().home.expanduser().resolve()
 
 
 def warehouse_path() -> Path:
@@ -18,6 +82,7 @@ def warehouse_path() -> Path:
 
 
 def dagster_home() -> Path:
+    # DAGSTER_HOME is Dagster's own variable: it wins when set
     return Path(os.environ.get("DAGSTER_HOME") or credit_home() / "dagster").resolve()
 
 
@@ -31,17 +96,17 @@ def synthetic_default_dir() -> Path:
 
 def data_dir() -> Path:
     """The folder of source CSVs: CREDIT_DATA_DIR, or the generated synthetic default."""
-    configured = os.environ.get("CREDIT_DATA_DIR")
-    return Path(configured).expanduser().resolve() if configured else synthetic_default_dir()
+    configured = current().data_dir
+    return configured.expanduser().resolve() if configured else synthetic_default_dir()
 
 
 def models_dir() -> Path:
     return credit_home() / "models"
 
 
-def currency() -> str:
-    """The currency amounts are shown in (CREDIT_CURRENCY, default EUR): the Kaggle data states none."""
-    return os.environ.get("CREDIT_CURRENCY", "EUR")
+def under_home(configured: Path | None, *default: str) -> Path:
+    """A configured path, else the default one under CREDIT_HOME."""
+    return (configured or credit_home().joinpath(*default)).expanduser()
 
 
 def physical_cores() -> int:
@@ -64,18 +129,17 @@ def physical_cores() -> int:
 
 def threads() -> int:
     """CREDIT_THREADS (default: the physical cores) bounds LightGBM's and DuckDB's threads."""
-    configured = os.environ.get("CREDIT_THREADS")
-    return max(1, int(configured)) if configured else physical_cores()
+    return current().threads or physical_cores()
 
 
-def fairness_tolerances() -> dict[str, float]:
-    """When the fairness gate flags a group: CREDIT_FAIRNESS_MIN_EQUAL_OPPORTUNITY (0.8, approval rate
-    of repayers against the most approved group's) and CREDIT_FAIRNESS_MAX_CALIBRATION_GAP (0.02,
-    observed minus predicted default rate, when also outside its 95 % interval)."""
-    return {"min_equal_opportunity": float(os.environ.get("CREDIT_FAIRNESS_MIN_EQUAL_OPPORTUNITY", "0.8")),
-            "max_calibration_gap": float(os.environ.get("CREDIT_FAIRNESS_MAX_CALIBRATION_GAP", "0.02"))}
+def markdown_table() -> str:
+    """The README's settings table, written from the fields above (`python -m credit_dagster.core.settings`)."""
+    rows = ["| variable | default | what it sets |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = "" if field.default is None else str(field.default)
+        rows.append(f"| `{env_name(name)}` | {default or '(see right)'} | {field.description} |")
+    return "\n".join(rows)
 
 
-def fairness_severity() -> str:
-    """CREDIT_FAIRNESS_SEVERITY: `warn` (default) or `error` (the fairness check fails the run)."""
-    return os.environ.get("CREDIT_FAIRNESS_SEVERITY", "warn")
+if __name__ == "__main__":
+    print(markdown_table())

@@ -19,7 +19,7 @@ SNAPSHOT_NAME = "serving.duckdb"
 
 
 def snapshot_path() -> Path:
-    return Path(os.environ.get("CREDIT_SERVING_SNAPSHOT") or settings.credit_home() / "serving" / SNAPSHOT_NAME)
+    return settings.under_home(settings.current().serving_snapshot, "serving", SNAPSHOT_NAME)
 
 
 def publish(con: duckdb.DuckDBPyConnection, tables: dict[str, str], target: Path,

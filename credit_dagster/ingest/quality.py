@@ -2,7 +2,7 @@
 
 Pure functions over a DuckDB connection: the Dagster asset checks in `checks/` call them and
 turn the findings into check results. Keys and foreign keys are always tested on every row;
-value sets and ranges on tables above `SAMPLE_ROWS` rows on a seeded sample (said in the
+value sets and ranges on tables above CREDIT_QUALITY_SAMPLE_ROWS rows on a seeded sample (said in the
 finding), which keeps a 27-million-row table's check to seconds.
 """
 
@@ -16,6 +16,7 @@ from itertools import count
 import duckdb
 import pandas as pd
 
+from credit_dagster.core import settings
 from credit_dagster.core.sources import SENTINEL_DAYS, SourceTable
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # offline: no usage statistics
@@ -23,7 +24,6 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # offline: no usage stat
 import great_expectations as gx  # noqa: E402 - must see the variable above
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
-SAMPLE_ROWS = int(os.environ.get("CREDIT_QUALITY_SAMPLE_ROWS", "2000000"))
 MAX_ORPHAN_SHARE = 0.01  # above this share of child keys without a parent the FK check warns
 _batch_ids = count()
 
@@ -108,10 +108,11 @@ def _sampled(con: duckdb.DuckDBPyConnection, spec: SourceTable, columns: list[st
     select = ", ".join(
         f"nullif({_q(c)}, {SENTINEL_DAYS}) as {_q(c)}" if c.startswith("DAYS_") else _q(c) for c in columns
     )
-    if rows <= SAMPLE_ROWS:
+    sample_rows = settings.current().quality_sample_rows
+    if rows <= sample_rows:
         return _frame(con, f"select {select} from {schema}.{spec.name}"), f"all {rows:,} rows"
-    sample = f"using sample reservoir({SAMPLE_ROWS} rows) repeatable (42)"
-    return _frame(con, f"select {select} from {schema}.{spec.name} {sample}"), f"a seeded sample of {SAMPLE_ROWS:,} of {rows:,} rows"
+    sample = f"using sample reservoir({sample_rows} rows) repeatable (42)"
+    return _frame(con, f"select {select} from {schema}.{spec.name} {sample}"), f"a seeded sample of {sample_rows:,} of {rows:,} rows"
 
 
 def check_values(con: duckdb.DuckDBPyConnection, spec: SourceTable, schema: str = "raw") -> list[Finding]:

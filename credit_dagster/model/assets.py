@@ -1,6 +1,5 @@
 """Model group: train and compare candidates, validate, promote a champion, write the model card."""
 
-import os
 
 import dagster as dg
 import pandas as pd
@@ -134,7 +133,7 @@ def _latest(models: ModelStore):
 @dg.asset_check(asset=CREDIT_MODEL, blocking=True, description="Cross-validated ROC AUC above a floor (CREDIT_MIN_AUC, default 0.60).")
 def auc_above_floor(models: ModelStore) -> dg.AssetCheckResult:
     model = _latest(models)
-    floor = float(os.environ.get("CREDIT_MIN_AUC", "0.60"))
+    floor = settings.current().min_auc
     auc = model.metadata["cv_metrics"]["roc_auc"]
     return dg.AssetCheckResult(passed=auc > floor, severity=dg.AssetCheckSeverity.ERROR,
                                description=f"{model.version}: CV ROC AUC {auc:.4f} vs floor {floor}",
@@ -160,7 +159,7 @@ def no_leakage(models: ModelStore, warehouse: Warehouse) -> dg.AssetCheckResult:
                 description="Expected calibration error of out-of-fold PDs under a bound (CREDIT_MAX_ECE, default 0.03).")
 def calibration_error_bounded(models: ModelStore) -> dg.AssetCheckResult:
     model = _latest(models)
-    bound = float(os.environ.get("CREDIT_MAX_ECE", "0.03"))
+    bound = settings.current().max_ece
     ece = model.metadata["calibration_error"]
     return dg.AssetCheckResult(passed=ece < bound, severity=dg.AssetCheckSeverity.ERROR,
                                description=f"{model.version}: ECE {ece:.4f} vs bound {bound}", metadata={"ece": ece, "bound": bound})
@@ -170,7 +169,7 @@ def calibration_error_bounded(models: ModelStore) -> dg.AssetCheckResult:
                 description="Mean out-of-fold PD of the deployed model within CREDIT_MAX_MEAN_PD_GAP (default 0.01) of the observed default rate.")
 def mean_pd_matches_default_rate(models: ModelStore) -> dg.AssetCheckResult:
     model = _latest(models)
-    bound = float(os.environ.get("CREDIT_MAX_MEAN_PD_GAP", "0.01"))
+    bound = settings.current().max_mean_pd_gap
     predicted, observed = model.metadata["mean_predicted_pd"], model.metadata["default_rate"]
     return dg.AssetCheckResult(passed=abs(predicted - observed) <= bound, severity=dg.AssetCheckSeverity.ERROR,
                                description=f"{model.version}: mean predicted PD {predicted:.4f} vs observed default rate {observed:.4f} "
@@ -190,7 +189,7 @@ def features_match_feature_table(models: ModelStore, warehouse: Warehouse) -> dg
 
 
 def fairness_flags(model) -> list[str]:
-    return fairness.flags(model.metadata["fairness"], fairness.Tolerances(**settings.fairness_tolerances()))
+    return fairness.flags(model.metadata["fairness"], fairness.configured_tolerances())
 
 
 @dg.asset_check(asset=CREDIT_MODEL, description="Equal treatment by gender and age band (out-of-fold, at the threshold): clients "
@@ -200,7 +199,7 @@ def fairness_flags(model) -> list[str]:
 def fairness_equal_treatment(models: ModelStore) -> dg.AssetCheckResult:
     model = _latest(models)
     flags = fairness_flags(model)
-    severity = dg.AssetCheckSeverity.ERROR if settings.fairness_severity() == "error" else dg.AssetCheckSeverity.WARN
+    severity = dg.AssetCheckSeverity.ERROR if settings.current().fairness_severity == "error" else dg.AssetCheckSeverity.WARN
     if not flags:
         description = f"{model.version}: no group treated unequally"
     elif model.metadata.get("synthetic"):

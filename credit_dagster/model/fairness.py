@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import beta
 
+from credit_dagster.core import settings
 from credit_dagster.model.metrics import Costs
 
 FOUR_FIFTHS = 0.8
@@ -36,6 +37,13 @@ class Tolerances:
 
 
 DEFAULT_TOLERANCES = Tolerances()
+
+
+def configured_tolerances() -> Tolerances:
+    """The tolerances CREDIT_FAIRNESS_MIN_EQUAL_OPPORTUNITY and CREDIT_FAIRNESS_MAX_CALIBRATION_GAP set."""
+    configured = settings.current()
+    return Tolerances(min_equal_opportunity=configured.fairness_min_equal_opportunity,
+                      max_calibration_gap=configured.fairness_max_calibration_gap)
 
 
 def jeffreys_interval(defaults: int, n: int, level: float = 0.95) -> tuple[float, float]:

@@ -7,7 +7,6 @@ from pathlib import Path
 import markdown
 import pandas as pd
 
-from credit_dagster.core import settings
 from credit_dagster.model import fairness
 from credit_dagster.model.charts import data_uri
 
@@ -158,7 +157,7 @@ def write(registry, version: str, reports_dir: Path) -> Path:
     chart_png = {name: (folder / f"{name}.png").read_bytes() for name in ("cost_curve", "reliability", "shap_beeswarm", "shap_dependence")
                  if (folder / f"{name}.png").exists()}
     text = render_markdown(model.metadata, champion=champion, charts=chart_png, synthetic=model.metadata.get("synthetic", False),
-                           tolerances=fairness.Tolerances(**settings.fairness_tolerances()))
+                           tolerances=fairness.configured_tolerances())
     html = render_html(text, f"Model card {version}")
     (folder / "model_card.md").write_text(text)
     (folder / "model_card.html").write_text(html)

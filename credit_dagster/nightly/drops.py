@@ -6,7 +6,6 @@ application_test format plus the side-table rows of those applicants, file names
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -22,7 +21,7 @@ DROP_TABLES = [name for name in SOURCE_TABLES if name != "application_train"]
 
 
 def inbox_dir() -> Path:
-    return Path(os.environ.get("CREDIT_INBOX") or settings.credit_home() / "inbox").expanduser().resolve()
+    return settings.under_home(settings.current().inbox, "inbox").resolve()
 
 
 TIMEZONE = ZoneInfo("Europe/Paris")

@@ -139,10 +139,11 @@ def score_and_explain(
 
 def explainer(model: RegisteredModel, dictionary: pd.DataFrame) -> Explainer:
     """The model's explainer for this dictionary and currency, built once (the API asks per round)."""
-    key = (model.version, settings.currency(), int(pd.util.hash_pandas_object(dictionary, index=False).sum()))
+    currency = settings.current().currency
+    key = (model.version, currency, int(pd.util.hash_pandas_object(dictionary, index=False).sum()))
     if key not in _explainers:
         _explainers.clear()  # one champion at a time
-        _explainers[key] = Explainer(model.features, dictionary, model.metadata.get("feature_medians", {}), settings.currency())
+        _explainers[key] = Explainer(model.features, dictionary, model.metadata.get("feature_medians", {}), currency)
     return _explainers[key]
 
 

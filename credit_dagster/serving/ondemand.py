@@ -95,9 +95,9 @@ class Workspace:
     PREPARED_UP_TO = 20
     QUERY = f"select * from {FEATURES}.application_features"
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int | None = None) -> None:
         models, reading_application = _models()
-        self.con = duckdb.connect(config={"threads": settings.threads()})
+        self.con = duckdb.connect(config={"threads": threads or settings.threads()})
         self._stored: tuple | None = None  # (path, inode, mtime) of the attached snapshot
         self._published: set[str] = set()
         self._filled: set[str] = set()  # history tables holding rows of the last call
@@ -196,10 +196,10 @@ _workspaces = threading.local()
 _opened: weakref.WeakSet[Workspace] = weakref.WeakSet()  # a thread's workspace goes with the thread
 
 
-def workspace() -> Workspace:
-    """This thread's workspace, created on first use."""
+def workspace(threads: int | None = None) -> Workspace:
+    """This thread's workspace, created on first use with `threads` (default CREDIT_THREADS)."""
     if not hasattr(_workspaces, "current"):
-        _workspaces.current = Workspace()
+        _workspaces.current = Workspace(threads)
         _opened.add(_workspaces.current)
     return _workspaces.current
 
@@ -212,12 +212,13 @@ def _close_workspaces() -> None:
 
 
 def score(batch: Batch, model: RegisteredModel, dictionary: pd.DataFrame, stored_history: Path | None,
-          *, search_counterfactuals: bool = True) -> pd.DataFrame:
+          *, search_counterfactuals: bool = True, threads: int | None = None) -> pd.DataFrame:
     """Score `batch` as the night would: one row per application with the nightly fields
     (PD, points, grade, decision, reasons, counterfactual, fingerprint) and `history_source`.
-    Without `search_counterfactuals` (the dashboard's what-if), the counterfactual is empty."""
+    Without `search_counterfactuals` (the dashboard's what-if), the counterfactual is empty.
+    `threads`: DuckDB's, when this thread first scores (default CREDIT_THREADS)."""
     ids = batch.applications["SK_ID_CURR"].astype("int64").tolist()
-    ws = workspace()
+    ws = workspace(threads)
     given = {t: rows for t, rows in batch.history.items() if len(rows)}
     ws.load_history(given)
     submitted = {int(i) for t, rows in given.items() if t != "bureau_balance" for i in rows["SK_ID_CURR"].dropna()} & set(ids)

@@ -49,10 +49,6 @@ ERRORS = {
 }
 
 
-def _int_env(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
-
-
 class Serving:
     """The champion and the snapshot's tables, reloaded when their files change. A snapshot
     swapped in during a request is read whole, old or new (it is replaced by a rename)."""
@@ -92,12 +88,12 @@ class Serving:
 
 
 _champion: Serving | None = None  # in the scoring process: its own copy of the champion
+_threads: int | None = None  # in the scoring process: its share of the cores
 
 
 def _start_scoring(models_dir: Path, snapshot_file: Path, server_pid: int, threads: int) -> None:
-    global _champion
-    os.environ["CREDIT_THREADS"] = str(threads)  # this process's share of the cores (DuckDB, LightGBM)
-    _champion = Serving(models_dir, snapshot_file)
+    global _champion, _threads
+    _champion, _threads = Serving(models_dir, snapshot_file), threads
 
     def follow_the_server() -> None:  # a server killed with -9 cannot stop its scoring process: it stops itself
         while os.getppid() == server_pid:
@@ -111,19 +107,19 @@ def _start_scoring(models_dir: Path, snapshot_file: Path, server_pid: int, threa
 def _score_in_process(batch: ondemand.Batch, dictionary: pd.DataFrame) -> pd.DataFrame:
     model = _champion.champion()
     # the model that scored is the one the answer and the audit name, even if promoted meanwhile
-    return ondemand.score(batch, model, dictionary, _champion.snapshot).assign(**scoring.policy_columns(model))
+    return ondemand.score(batch, model, dictionary, _champion.snapshot, threads=_threads).assign(**scoring.policy_columns(model))
 
 
 def _warm_up() -> None:
     """Load the champion and open the workspace before the first request needs them."""
     with contextlib.suppress(HTTPException):  # nothing to load yet: the first score will say so
         _champion.champion()
-    ondemand.workspace()
+    ondemand.workspace(_threads)
 
 
 def scorers() -> int:
     """CREDIT_API_SCORERS: on-demand rounds scored at once, each in its own process (default 2)."""
-    return max(1, _int_env("CREDIT_API_SCORERS", 2))
+    return settings.current().api_scorers
 
 
 class ScoringProcess:
@@ -297,7 +293,7 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
     key_store = key_store or keys.KeyStore()
     audit_log = audit_log or audit.AuditLog()
     limiter = keys.RateLimiter()
-    BatchRequest = schemas.batch_request(_int_env("CREDIT_API_MAX_BATCH", 1000))  # noqa: N806 (a class)
+    BatchRequest = schemas.batch_request(settings.current().api_max_batch)  # noqa: N806 (a class)
     scorer = ScoringProcess(serving.registry.root, serving.snapshot, scorers())
 
     @contextlib.asynccontextmanager
@@ -425,5 +421,5 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
             raise HTTPException(404, f"no model card for {card.parent.name}")
         return HTMLResponse(card.read_text())
 
-    app.add_middleware(BodyLimit, limit=_int_env("CREDIT_API_MAX_BODY_BYTES", 20_000_000))
+    app.add_middleware(BodyLimit, limit=settings.current().api_max_body_bytes)
     return app

@@ -24,7 +24,7 @@ DEFAULT_RATE = 20.0  # requests per second per key, sustained; bursts of twice t
 
 
 def keys_path() -> Path:
-    return Path(os.environ.get("CREDIT_API_KEYS") or settings.credit_home() / "api_keys.json")
+    return settings.under_home(settings.current().api_keys, "api_keys.json")
 
 
 def _digest(key: str) -> str:
