@@ -198,8 +198,20 @@ def test_seed_spread_cross_validates_the_deployed_recipe_with_other_seeds(small_
     assert spread["seeds"] == [42, 43, 44] and spread["roc_auc_pooled"][0] == first
     assert len(set(spread["roc_auc_pooled"])) == 3 and max(spread["roc_auc_pooled"]) - min(spread["roc_auc_pooled"]) < 0.05
     assert spread["min"] <= first <= spread["max"] and 0 < spread["std"] < 0.05
-    assert f"pooled ROC AUC of {spread['min']:.4f}-{spread['max']:.4f}" in model_card._seed_spread(spread)
-    assert "not measured" in model_card._seed_spread(None)
+
+
+def test_the_model_card_says_the_seed_spread_or_that_it_was_not_measured(build):
+    registry = Registry(build[0] / "models")
+    meta = registry.load(registry.versions()[-1]).metadata
+    charts = {"cost_curve": b"png", "reliability": b"png"}
+    spread = {"seeds": [42, 43, 44], "roc_auc_pooled": [0.7253, 0.715, 0.7158], "min": 0.715, "max": 0.7253, "std": 0.0047}
+    card = model_card.render_markdown({**meta, "seed_spread": spread}, champion={"promoted": True, "reason": "r"}, charts=charts,
+                                      synthetic=True)
+    assert "pooled ROC AUC of 0.7150-0.7253 (std 0.0047; 42: 0.7253, 43: 0.7150, 44: 0.7158)" in card
+    assert "> **SYNTHETIC DATA.**" in card and "what moves the score" not in card  # a card without the shap pictures
+    unmeasured = model_card.render_markdown({**meta, "seed_spread": None}, champion={"promoted": False, "reason": "r"},
+                                            charts=charts, synthetic=False)
+    assert "not measured for this model" in unmeasured and "SYNTHETIC" not in unmeasured
 
 
 def test_feature_selection_drops_empty_constant_duplicate_and_noise():
