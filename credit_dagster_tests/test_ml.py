@@ -322,7 +322,7 @@ def test_shap_and_lightgbm_give_the_same_treeshap_values_and_the_card_shows_them
         registry = Registry(home / "models")
         model = registry.load(registry.versions()[-1])
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
-        features = con.execute("select * from features.application_features using sample 300 rows repeatable (1)").df()
+        features = con.execute("select * from features.application_features using sample reservoir(300 rows) repeatable (1)").df()
     matrix = model.matrix(features)
     explanation = global_explanation.shap_values(model.ensemble, matrix)
     nightly = model.ensemble.contributions(matrix)
