@@ -57,7 +57,7 @@ def test_partition_run_scores_every_application_with_reasons(home):
     assert (home / "serving" / "serving.duckdb").exists()
     assert (home / "reports" / "drift" / f"drift_{DAYS[0]}.html").exists()
     with warehouse(home) as con:
-        score_drift = con.execute("select status, psi from drift.psi where feature = '(score)' and partition_date = ?",
+        score_drift = con.execute("select status, psi from monitoring.psi where feature = '(score)' and partition_date = ?",
                                   [DAYS[0]]).fetchall()
     # the night is drawn from the training population: the deployed model's scores must not look drifted
     assert score_drift and score_drift[0][0] == "stable", score_drift

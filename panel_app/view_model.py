@@ -34,8 +34,13 @@ GRADE_MEANING = {"A": "very low risk", "B": "low risk", "C": "moderate risk", "D
 _missing = wording.missing
 
 
+def currency() -> str:
+    """The currency amounts are shown in (CREDIT_CURRENCY)."""
+    return settings.current().currency
+
+
 def money(value) -> str:
-    return wording.money(value, settings.current().currency)
+    return wording.money(value, currency())
 
 
 percents = wording.percents
@@ -223,7 +228,7 @@ def every_field(application: pd.Series, dictionary: pd.DataFrame) -> list[tuple[
             label = dictionary.at[column, "meaning"]
         else:
             unit, label = "number", humanize(column)
-        shown = wording.value_text(value, unit if unit != "none" else "number", settings.current().currency)
+        shown = wording.value_text(value, unit if unit != "none" else "number", currency())
         out.append((label, "not given" if shown is None else shown))
     return out
 
