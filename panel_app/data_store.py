@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from credit_dagster.core import settings
-from credit_dagster.core.snapshot import snapshot_path
+from credit_dagster.core.snapshot import Table, snapshot_path
 from credit_dagster.model.registry import RegisteredModel, Registry
 from credit_dagster.nightly import scoring
 from credit_dagster.serving import neighbours
@@ -54,23 +54,23 @@ class SnapshotStore:
         return _index(str(self.path), self.version(), name)
 
     def model_summary(self) -> pd.Series:
-        return self.table("model_summary").iloc[0]
+        return self.table(Table.MODEL_SUMMARY).iloc[0]
 
     def meanings(self) -> dict[str, str]:
-        return dict(self.table("feature_dictionary")[["feature", "meaning"]].itertuples(index=False, name=None))
+        return dict(self.table(Table.DICTIONARY)[["feature", "meaning"]].itertuples(index=False, name=None))
 
     def dictionary(self) -> pd.DataFrame:
-        return self.table("feature_dictionary")
+        return self.table(Table.DICTIONARY)
 
     def compared_features(self) -> list[str]:
-        return self.table("feature_reference")["feature"].tolist()
+        return self.table(Table.FEATURE_REFERENCE)["feature"].tolist()
 
     def model(self) -> RegisteredModel:
         """The champion that scored the snapshot, from the model registry (files, read only)."""
         return _model(str(settings.models_dir()), str(self.model_summary()["model_version"]))
 
     def decisions(self, day: str | None = None, decision: str | None = None, search: str = "") -> pd.DataFrame:
-        frame = self.table("scored_applications")
+        frame = self.table(Table.SCORED)
         if day:
             frame = frame[frame["partition_date"] == day]
         if decision:
@@ -80,33 +80,33 @@ class SnapshotStore:
         return frame.sort_values(["partition_date", "probability_of_default"], ascending=[False, False])[LIST_COLUMNS]
 
     def days(self) -> list[str]:
-        return sorted(self.table("scored_applications")["partition_date"].unique(), reverse=True)
+        return sorted(self.table(Table.SCORED)["partition_date"].unique(), reverse=True)
 
     def applicant(self, sk_id: int) -> Applicant:
         sk_id = int(sk_id)
-        scored = self._by_id("scored_applications")
+        scored = self._by_id(Table.SCORED)
         if sk_id not in scored:
             raise KeyError(f"applicant {sk_id} is not in the snapshot")
         row = scored[sk_id].iloc[0]
-        details = self._by_id("applicant_details")[sk_id].iloc[0]
-        values = self._by_id("applicant_features").get(sk_id, pd.DataFrame(columns=["feature", "value"]))[["feature", "value"]]
-        comparison = (values.merge(self.table("feature_reference"), on="feature", how="left")
-                      .merge(self.table("feature_dictionary")[["feature", "meaning"]], on="feature", how="left"))
+        details = self._by_id(Table.DETAILS)[sk_id].iloc[0]
+        values = self._by_id(Table.FEATURES).get(sk_id, pd.DataFrame(columns=["feature", "value"]))[["feature", "value"]]
+        comparison = (values.merge(self.table(Table.FEATURE_REFERENCE), on="feature", how="left")
+                      .merge(self.table(Table.DICTIONARY)[["feature", "meaning"]], on="feature", how="left"))
         comparison = comparison[["meaning", "value", "p25", "median_all", "p75", "feature"]]
-        applications = self._by_id("applications")
+        applications = self._by_id(Table.APPLICATIONS)
         empty = pd.DataFrame(columns=["rank", "feature", "value", "contribution"])
         return Applicant(row=row, details=details,
                          application=applications[sk_id].iloc[0] if sk_id in applications else pd.Series(dtype=object),
                          reasons=scoring.reasons_of(row), comparison=comparison,
-                         contributions=self._by_id("applicant_contributions").get(sk_id, empty))
+                         contributions=self._by_id(Table.CONTRIBUTIONS).get(sk_id, empty))
 
     def neighbours(self, sk_id: int, within: pd.DataFrame | None = None) -> pd.DataFrame:
         """The past labelled clients most like this applicant, nearest first, without their ids:
         among all of them (found when the snapshot was published), or only among `within` (rows of
         the reference population: the group the user picked), searched now."""
-        reference = self.table("reference_population")
+        reference = self.table(Table.REFERENCE)
         if within is None:
-            similar = self._by_id("similar_clients").get(int(sk_id))
+            similar = self._by_id(Table.SIMILAR).get(int(sk_id))
         else:
             values = self.applicant(sk_id).comparison.set_index("feature")["value"]
             features = [f for f in self.compared_features() if f in values.index and f in within]

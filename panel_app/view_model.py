@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from credit_dagster.core import plausibility, settings, wording
+from credit_dagster.core.snapshot import Table
 from credit_dagster.model import fairness as ml_fairness
 from credit_dagster.model.scorecard import Scorecard
 from credit_dagster.nightly import explain, scoring
@@ -310,7 +311,7 @@ class Comparison:
 def _banded_reference(path: str, version: float) -> tuple[pd.DataFrame, np.ndarray | None]:
     """The past clients with their age and income band, and the income fifths' edges (None
     when incomes are too few to cut in fifths): once per snapshot, not per click."""
-    reference = SnapshotStore(Path(path)).table("reference_population")
+    reference = SnapshotStore(Path(path)).table(Table.REFERENCE)
     edges = np.unique(np.nanquantile(reference["AMT_INCOME_TOTAL"].astype(float), np.linspace(0, 1, 6)))
     if len(edges) != 6:
         return reference.assign(AGE_BAND="", INCOME_BAND=""), None
@@ -429,17 +430,17 @@ class Supervision:
 
 
 def supervision(store: SnapshotStore) -> Supervision:
-    scored = store.table("scored_applications")
+    scored = store.table(Table.SCORED)
     volumes = scored.pivot_table(index="partition_date", columns="decision", values="SK_ID_CURR", aggfunc="count", fill_value=0)
     volumes = volumes.reindex(columns=list(DECISIONS), fill_value=0).sort_index()
-    psi = store.table("monitoring_psi")
+    psi = store.table(Table.PSI)
     night = str(psi["partition_date"].max()) if len(psi) else None
     latest = psi[psi["partition_date"] == night].sort_values("psi_excess", ascending=False) if night else psi
-    fairness = store.table("model_fairness")
+    fairness = store.table(Table.MODEL_FAIRNESS)
     by_attribute = {a: rows.to_dict("records") for a, rows in fairness.groupby("attribute", sort=False)}
     flags = ml_fairness.flags(by_attribute, ml_fairness.configured_tolerances())
     return Supervision(volumes=volumes, probabilities=scored["probability_of_default"].to_numpy(), psi=latest,
-                       drift_night=night, fairness=fairness, fairness_flags=flags, history=store.table("model_history"))
+                       drift_night=night, fairness=fairness, fairness_flags=flags, history=store.table(Table.MODEL_HISTORY))
 
 
 def _date_time(value) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from enum import StrEnum
 from pathlib import Path
 
 import duckdb
@@ -16,6 +17,26 @@ import duckdb
 from credit_dagster.core import settings
 
 SNAPSHOT_NAME = "serving.duckdb"
+
+
+class Table(StrEnum):
+    """The snapshot's tables: the one contract between the night that publishes them and the
+    dashboard and the API that read them (besides `history_<model>`, one per history SQL model)."""
+
+    SCORED = "scored_applications"  # the current decision per applicant, with reasons and counterfactual
+    DETAILS = "applicant_details"  # what the dashboard shows of each application
+    FEATURES = "applicant_features"  # each applicant's compared features (feature, value)
+    CONTRIBUTIONS = "applicant_contributions"  # what moved each score, by group of features
+    APPLICATIONS = "applications"  # each application as submitted (the what-if starts from it)
+    DICTIONARY = "feature_dictionary"
+    PSI = "monitoring_psi"
+    MODEL_SUMMARY = "model_summary"
+    MODEL_IMPORTANCE = "model_importance"
+    MODEL_FAIRNESS = "model_fairness"
+    MODEL_HISTORY = "model_history"
+    REFERENCE = "reference_population"  # a seeded sample of the labelled clients
+    SIMILAR = "similar_clients"  # each applicant's nearest past clients
+    FEATURE_REFERENCE = "feature_reference"  # where the labelled population stands on each compared feature
 
 
 def snapshot_path() -> Path:

@@ -7,6 +7,7 @@ import pandas as pd
 from credit_dagster.core import audit, snapshot
 from credit_dagster.core.keys import DRIFT, ONDEMAND_AUDIT, POOL, SCORED, SNAPSHOT
 from credit_dagster.core.resources import Warehouse
+from credit_dagster.core.snapshot import Table
 from credit_dagster.model.resources import ModelStore
 from credit_dagster.monitoring import incidents
 from credit_dagster.nightly import drops, partitions, scoring
@@ -18,13 +19,13 @@ GROUP_COLUMNS = ["NAME_CONTRACT_TYPE", "NAME_INCOME_TYPE", "NAME_EDUCATION_TYPE"
 REFERENCE_SAMPLE = 20_000  # labelled clients the dashboard compares with (distributions, nearest neighbours)
 
 SERVING_TABLES = {
-    "scored_applications": "select * from scoring.scored_applications",
-    "applicant_details": "select * from scoring.applicant_details",
-    "applicant_features": "select * from scoring.applicant_features",
-    "applicant_contributions": "select * from scoring.applicant_contributions",
-    "applications": "select * from scoring.applications",
-    "feature_dictionary": "select * from features.feature_dictionary",
-    "monitoring_psi": "select * from monitoring.psi",
+    Table.SCORED: "select * from scoring.scored_applications",
+    Table.DETAILS: "select * from scoring.applicant_details",
+    Table.FEATURES: "select * from scoring.applicant_features",
+    Table.CONTRIBUTIONS: "select * from scoring.applicant_contributions",
+    Table.APPLICATIONS: "select * from scoring.applications",
+    Table.DICTIONARY: "select * from features.feature_dictionary",
+    Table.PSI: "select * from monitoring.psi",
 }
 
 
@@ -68,16 +69,16 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, mo
         cols = ", ".join(f'"{c}"::double as "{c}"' for c in compared)
         tables = {
             **SERVING_TABLES,
-            "model_summary": "select * from summary_df",
-            "model_importance": "select * from importance_df",
-            "model_fairness": "select * from fairness_df",
-            "model_history": "select * from history_df",
-            "reference_population": "select * from reference_df",
-            "similar_clients": "select * from similar_df",
+            Table.MODEL_SUMMARY: "select * from summary_df",
+            Table.MODEL_IMPORTANCE: "select * from importance_df",
+            Table.MODEL_FAIRNESS: "select * from fairness_df",
+            Table.MODEL_HISTORY: "select * from history_df",
+            Table.REFERENCE: "select * from reference_df",
+            Table.SIMILAR: "select * from similar_df",
             # what on-demand scoring reuses for an applicant sent without history rows
             **ondemand.history_tables_sql([n for n in nights if f"{n}_features" in schemas]),
             # where the labelled population stands on each compared feature, for the dashboard
-            "feature_reference": f"""
+            Table.FEATURE_REFERENCE: f"""
                 select feature, median(value) as median_all, quantile_cont(value, 0.25) as p25, quantile_cont(value, 0.75) as p75
                 from (unpivot (select {cols} from features.application_features
                                where SK_ID_CURR in (select SK_ID_CURR from features.application_labels))

@@ -32,6 +32,7 @@ from fastapi.security import APIKeyHeader
 from fastapi_offline import FastAPIOffline
 
 from credit_dagster.core import audit, plausibility, settings, snapshot
+from credit_dagster.core.snapshot import Table
 from credit_dagster.model.registry import RegisteredModel, Registry
 from credit_dagster.nightly import scoring
 from credit_dagster.serving import ondemand
@@ -76,8 +77,8 @@ class Serving:
         if self._tables is None or self._tables[0] != stamp:
             with duckdb.connect(str(self.snapshot), read_only=True) as con:
                 loaded = {name: con.execute(f"select * from {name}").df()
-                          for name in ("scored_applications", "feature_dictionary", "model_summary")}
-            loaded["scored_applications"] = (loaded["scored_applications"].sort_values("partition_date")
+                          for name in (Table.SCORED, Table.DICTIONARY, Table.MODEL_SUMMARY)}
+            loaded[Table.SCORED] = (loaded[Table.SCORED].sort_values("partition_date")
                                              .drop_duplicates("SK_ID_CURR", keep="last").set_index("SK_ID_CURR"))
             self._tables = (stamp, loaded)
             # A night's decisions are millions of Python objects (reasons, texts) that live until
@@ -338,7 +339,7 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
     def ready():
         problems, night, version = [], None, None
         try:
-            summary = serving.tables()["model_summary"].iloc[0]
+            summary = serving.tables()[Table.MODEL_SUMMARY].iloc[0]
             night = str(summary["published_for"])
         except HTTPException as exc:
             problems.append(exc.detail)
@@ -356,7 +357,7 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
     @app.get("/v1/decisions/{sk_id_curr}", response_model=schemas.StoredDecision, summary="The stored nightly decision of an application",
              responses={404: {"description": "no nightly decision for this SK_ID_CURR"}, **ERRORS})
     def stored_decision(sk_id_curr: Annotated[int, PathParam(ge=0, le=schemas.INT64[1])], who: Caller):
-        scored = serving.tables()["scored_applications"]
+        scored = serving.tables()[Table.SCORED]
         if sk_id_curr not in scored.index:
             raise HTTPException(404, f"no nightly decision for SK_ID_CURR {sk_id_curr}")
         row = scored.loc[sk_id_curr].to_dict() | {"SK_ID_CURR": sk_id_curr}
@@ -367,7 +368,7 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
             applications=pd.DataFrame([r.application.model_dump() for r in requests]),
             history={t: pd.DataFrame(rows) for t in ondemand.HISTORY_TABLES
                      if (rows := [row.model_dump() for r in requests if r.history for row in getattr(r.history, t)])},
-        ), serving.tables()["feature_dictionary"])
+        ), serving.tables()[Table.DICTIONARY])
 
     coalescer = Coalescer(score_round, in_flight=scorer.processes)
 
