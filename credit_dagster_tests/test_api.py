@@ -473,7 +473,7 @@ def test_rounds_run_side_by_side_and_never_hold_one_applicant_twice():
     applicant asked twice in two rounds."""
     from types import SimpleNamespace
 
-    from credit_dagster.serving.api.app import Coalescer
+    from credit_dagster.serving.api.runtime import Coalescer
 
     entered, release, rounds = threading.Semaphore(0), threading.Event(), []
 

@@ -2,256 +2,25 @@
 
 It reads the serving snapshot and the model registry, never the warehouse, and writes only its
 own audit files, so it can neither block the nightly writer nor be blocked by it. Configured
-by environment like the rest of the platform (see the README's "Scoring API" section).
+by environment like the rest of the platform (see the README's "Scoring API" section). The
+HTTP side is here and in `routes.py`; what a request needs besides HTTP is `runtime.Runtime`.
 """
 
-
 import contextlib
-import gc
 import logging
-import multiprocessing
-import os
-import threading
 import time
-import uuid
-from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
 
-import duckdb
-import pandas as pd
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi import Path as PathParam
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.security import APIKeyHeader
+from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
-from credit_dagster.core import audit, plausibility, settings, snapshot
-from credit_dagster.core.snapshot import Table
-from credit_dagster.model.registry import RegisteredModel, Registry
-from credit_dagster.nightly import scoring
-from credit_dagster.serving import ondemand
-from credit_dagster.serving.api import keys, schemas
+from credit_dagster.core import audit, settings
+from credit_dagster.serving.api import keys, routes, schemas
+from credit_dagster.serving.api.runtime import Runtime
 
 log = logging.getLogger("credit_dagster.api")
-API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="a key from `credit-dagster api-key create NAME`")
-ERRORS = {
-    401: {"description": "no API key, or an unknown one"},
-    403: {"description": "the API key was revoked"},
-    413: {"description": "the body is larger than CREDIT_API_MAX_BODY_BYTES"},
-    422: {"description": "a field is missing, mistyped, out of range or unknown: `detail` names it"},
-    429: {"description": "over this key's rate limit: retry after `Retry-After` seconds"},
-    503: {"description": "no serving snapshot or no champion model yet"},
-}
-
-
-class Serving:
-    """The champion and the snapshot's tables, reloaded when their files change. A snapshot
-    swapped in during a request is read whole, old or new (it is replaced by a rename)."""
-
-    def __init__(self, models_dir: Path, snapshot_file: Path):
-        self.registry = Registry(models_dir)
-        self.snapshot = snapshot_file
-        self._model: tuple[int, RegisteredModel] | None = None
-        self._tables: tuple[tuple[int, int], dict[str, pd.DataFrame]] | None = None
-
-    def champion(self) -> RegisteredModel:
-        if not self.registry.index.exists() or not self.registry.alias("champion"):
-            raise HTTPException(503, "no champion model yet: run `credit-dagster run` first")
-        stamp = self.registry.index.stat().st_mtime_ns
-        if self._model is None or self._model[0] != stamp:
-            self._model = (stamp, self.registry.load("champion"))
-        return self._model[1]
-
-    def tables(self) -> dict[str, pd.DataFrame]:
-        try:
-            stat = self.snapshot.stat()
-        except FileNotFoundError:
-            raise HTTPException(503, f"no serving snapshot at {self.snapshot} yet: score a night first") from None
-        stamp = (stat.st_ino, stat.st_mtime_ns)
-        if self._tables is None or self._tables[0] != stamp:
-            with duckdb.connect(str(self.snapshot), read_only=True) as con:
-                loaded = {name: con.execute(f"select * from {name}").df()
-                          for name in (Table.SCORED, Table.DICTIONARY, Table.MODEL_SUMMARY)}
-            loaded[Table.SCORED] = (loaded[Table.SCORED].sort_values("partition_date")
-                                             .drop_duplicates("SK_ID_CURR", keep="last").set_index("SK_ID_CURR"))
-            self._tables = (stamp, loaded)
-            # A night's decisions are millions of Python objects (reasons, texts) that live until
-            # the next snapshot: kept out of the cyclic garbage collector, whose full passes over
-            # them stalled every request for seconds at scale 1. Reference counting frees them.
-            gc.freeze()
-        return self._tables[1]
-
-
-_champion: Serving | None = None  # in the scoring process: its own copy of the champion
-_threads: int | None = None  # in the scoring process: its share of the cores
-
-
-def _start_scoring(models_dir: Path, snapshot_file: Path, server_pid: int, threads: int) -> None:
-    global _champion, _threads
-    _champion, _threads = Serving(models_dir, snapshot_file), threads
-
-    def follow_the_server() -> None:  # a server killed with -9 cannot stop its scoring process: it stops itself
-        while os.getppid() == server_pid:
-            time.sleep(1)
-        os._exit(0)
-
-    threading.Thread(target=follow_the_server, name="follow-the-server", daemon=True).start()
-    _warm_up()  # a process started (or restarted) is ready before its first round
-
-
-def _score_in_process(batch: ondemand.Batch, dictionary: pd.DataFrame) -> pd.DataFrame:
-    model = _champion.champion()
-    # the model that scored is the one the answer and the audit name, even if promoted meanwhile
-    return ondemand.score(batch, model, dictionary, _champion.snapshot, threads=_threads).assign(**scoring.policy_columns(model))
-
-
-def _warm_up() -> None:
-    """Load the champion and open the workspace before the first request needs them."""
-    with contextlib.suppress(HTTPException):  # nothing to load yet: the first score will say so
-        _champion.champion()
-    ondemand.workspace(_threads)
-
-
-def scorers() -> int:
-    """CREDIT_API_SCORERS: on-demand rounds scored at once, each in its own process (default 2)."""
-    return settings.current().api_scorers
-
-
-class ScoringProcess:
-    """The on-demand rounds run in processes of their own: scoring is CPU-bound Python, and
-    sharing the GIL with the HTTP side (validation, responses, audit) slowed each round by half.
-    With two, a request arriving during a round starts in the other process instead of waiting
-    for it; the cores are shared between them (CREDIT_THREADS / scorers each). A scoring
-    process that dies (killed, out of memory) is restarted and the round scored again. Each
-    loads the champion itself (a model is too large to send with each round), and gets the
-    snapshot's feature dictionary with the round, so it never loads the snapshot's tables."""
-
-    def __init__(self, models_dir: Path, snapshot_file: Path, processes: int = 1):
-        self.processes = processes
-        self._args = (models_dir, snapshot_file, os.getpid(), max(1, settings.threads() // processes))
-        self._restart = threading.Lock()
-        self._pool = self._start()
-        self._starting: list[Future] = []
-
-    def _start(self) -> ProcessPoolExecutor:
-        # spawned, not forked: the server's threads and open handles stay out of the child
-        return ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start_scoring,
-                                   initargs=self._args)
-
-    def __call__(self, batch: ondemand.Batch, dictionary: pd.DataFrame) -> pd.DataFrame:
-        pool = self._pool
-        try:
-            return pool.submit(_score_in_process, batch, dictionary).result()
-        except BrokenProcessPool:
-            with self._restart:  # the rounds in flight all see the death: one restart
-                if self._pool is pool:
-                    log.warning("an on-demand scoring process died: starting others and scoring the round again")
-                    self._pool = self._start()
-            return self._pool.submit(_score_in_process, batch, dictionary).result()
-
-    def warm_up(self) -> None:
-        """Start the processes now (each warms up as it starts), not on the first requests."""
-        if not self._starting:
-            self._starting = [self._pool.submit(os.getpid) for _ in range(self.processes)]
-
-    def started(self) -> bool:
-        """Whether the processes `warm_up` started are ready for their first round."""
-        return all(f.done() and f.exception() is None for f in self._starting)
-
-    def close(self) -> None:
-        # waiting lets the pool close its queues and join its processes: without it, their
-        # semaphores outlive the server ("leaked semaphore objects" at exit); a round in flight
-        # takes well under uvicorn's graceful-shutdown time
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-class Coalescer:
-    """Scores in rounds, `in_flight` at a time; the requests that arrive while the rounds run
-    are scored together in the next one.
-
-    Most of an on-demand score is fixed cost (building the SQL models, converting frames), so
-    on a two-core machine scoring requests one by one in parallel tops out at a few a second;
-    in rounds the same cores serve many more, and the CPU is never oversubscribed. Requests
-    that share an applicant wait for the next round (one row per applicant per round)."""
-
-    def __init__(self, score: Callable[[list[schemas.ApplicationRequest]], pd.DataFrame], round_rows: int = 1000,
-                 in_flight: int = 1):
-        self._score, self._round_rows = score, round_rows
-        self._pending: deque[tuple[list[schemas.ApplicationRequest], Future]] = deque()
-        self._ready = threading.Condition()
-        for i in range(in_flight):  # rounds scored at once (one per scoring process)
-            threading.Thread(target=self._run, name=f"ondemand-scorer-{i}", daemon=True).start()
-
-    def score(self, requests: list[schemas.ApplicationRequest]) -> pd.DataFrame:
-        future: Future = Future()
-        with self._ready:
-            self._pending.append((requests, future))
-            self._ready.notify()
-        return future.result()
-
-    def _take_round(self) -> list[tuple[list[schemas.ApplicationRequest], Future]]:
-        with self._ready:
-            while not self._pending:
-                self._ready.wait()
-            taken, ids, kept = [], set(), deque()
-            while self._pending:
-                requests, future = self._pending.popleft()
-                mine = {r.application.SK_ID_CURR for r in requests}
-                if taken and (mine & ids or len(ids) + len(mine) > self._round_rows):
-                    kept.append((requests, future))
-                    continue
-                taken.append((requests, future))
-                ids |= mine
-            self._pending.extendleft(reversed(kept))
-            return taken
-
-    def _run(self) -> None:
-        while True:
-            taken = self._take_round()
-            try:
-                scored = self._score([r for requests, _ in taken for r in requests])
-            except BaseException as exc:  # every waiting request gets the error, the thread lives on
-                for _, future in taken:
-                    future.set_exception(exc)
-                continue
-            start = 0
-            for requests, future in taken:
-                future.set_result(scored.iloc[start : start + len(requests)].reset_index(drop=True))
-                start += len(requests)
-
-
-def refuse_incomplete_or_implausible(requests: list[schemas.ApplicationRequest]) -> None:
-    """422 naming each field an on-demand decision needs and lacks, and each plausibility rule
-    broken (`plausibility`): the night refers such applications, a caller waiting for an answer
-    is told what to correct."""
-    frame = pd.DataFrame([r.application.model_dump() for r in requests])
-    errors = []
-    for i, (missing, broken) in enumerate(zip(plausibility.missing_required(frame), plausibility.problems(frame), strict=True)):
-        where = ["body", "application"] if len(requests) == 1 else ["body", "applications", i, "application"]
-        errors += [{"loc": [*where, c], "msg": f"required for a decision: {plausibility.REQUIRED[c]}", "type": "missing"}
-                   for c in missing]
-        errors += [{"loc": [*where, rule.split(":")[0]], "msg": rule, "type": "implausible"} for rule in broken]
-    if errors:
-        raise RequestValidationError(errors)
-
-
-def _decision_fields(row: dict) -> dict:
-    features = row.get("reason_features")
-    return {
-        **{k: row[k] for k in ("SK_ID_CURR", "probability_of_default", "points", "grade", "decision", "model_version",
-                               "threshold", "refer_low", "refer_high", "calibration", "features_fingerprint", "scored_at")},
-        "reasons": scoring.reasons_of(row), "reason_features": features.split(",") if isinstance(features, str) and features else [],
-        "counterfactual": row["counterfactual"] if isinstance(row.get("counterfactual"), str) else None,
-        "history_note": row["history_note"] if isinstance(row.get("history_note"), str) else None,
-        # stored naive in UTC; said with its zone, as RFC 3339 wants
-        "scored_at": pd.Timestamp(row["scored_at"]).tz_localize("UTC").to_pydatetime(),
-    }
 
 
 class BodyLimit:
@@ -290,24 +59,19 @@ class BodyLimit:
 def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None, key_store: keys.KeyStore | None = None,
                audit_log: audit.AuditLog | None = None) -> FastAPI:
     """The API over CREDIT_HOME (or the given folders); CREDIT_API_MAX_BATCH bounds a batch."""
-    serving = Serving(models_dir or settings.models_dir(), snapshot_file or snapshot.snapshot_path())
-    key_store = key_store or keys.KeyStore()
-    audit_log = audit_log or audit.AuditLog()
-    limiter = keys.RateLimiter()
-    BatchRequest = schemas.batch_request(settings.current().api_max_batch)  # noqa: N806 (a class)
-    scorer = ScoringProcess(serving.registry.root, serving.snapshot, scorers())
+    runtime = Runtime(models_dir, snapshot_file, key_store, audit_log)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        scorer.warm_up()
+        runtime.start()
         yield
-        scorer.close()
-        gc.unfreeze()  # what `Serving.tables` froze is collected as usual again (and finalized at exit)
+        runtime.stop()
 
     # FastAPIOffline: /docs and /redoc served with their scripts from this server, never a CDN
     app = FastAPIOffline(title="credit-dagster scoring API", version="1", lifespan=lifespan,
-                  description="Stored nightly decisions and on-demand scores of the champion model, with reasons and "
-                              "counterfactuals. On-demand scores use the nightly SQL features and model; each is audited.")
+                         description="Stored nightly decisions and on-demand scores of the champion model, with reasons and "
+                                     "counterfactuals. On-demand scores use the nightly SQL features and model; each is audited.")
+    app.state.runtime = runtime
 
     @app.exception_handler(RequestValidationError)
     def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -315,112 +79,8 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
         detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
 
-    def caller(request: Request, key: Annotated[str | None, Depends(API_KEY)]) -> keys.Caller:
-        found = key_store.lookup(key) if key else None
-        if found is None:
-            raise HTTPException(401, "missing or unknown API key (header X-API-Key)", headers={"WWW-Authenticate": "X-API-Key"})
-        if found.revoked:
-            raise HTTPException(403, f"the API key of {found.name} was revoked")
-        request.scope.setdefault("state", {})["caller"] = found.name
-        wait = limiter.wait_time(found)
-        if wait:
-            raise HTTPException(429, f"rate limit of {found.rate_per_second:g} requests/s for {found.name}",
-                                headers={"Retry-After": str(max(1, round(wait)))})
-        return found
-
-    Caller = Annotated[keys.Caller, Depends(caller)]  # noqa: N806 (a type)
-
-    @app.get("/health", summary="The process is up")
-    def health() -> dict:
-        return {"status": "ok"}
-
-    @app.get("/ready", summary="A serving snapshot and a champion are loaded", response_model=schemas.Readiness,
-             responses={503: {"model": schemas.Readiness, "description": "not ready: `problems` says why"}})
-    def ready():
-        problems, night, version = [], None, None
-        try:
-            summary = serving.tables()[Table.MODEL_SUMMARY].iloc[0]
-            night = str(summary["published_for"])
-        except HTTPException as exc:
-            problems.append(exc.detail)
-        try:
-            version = serving.champion().version
-        except HTTPException as exc:
-            problems.append(exc.detail)
-        if not scorer.started():  # on-demand scores would wait for a model to load
-            problems.append("the on-demand scoring processes are still starting")
-        body = schemas.Readiness(ready=not problems, night=night, model_version=version, snapshot=str(serving.snapshot), problems=problems)
-        if problems:
-            return JSONResponse(body.model_dump(), status_code=503)
-        return body
-
-    @app.get("/v1/decisions/{sk_id_curr}", response_model=schemas.StoredDecision, summary="The stored nightly decision of an application",
-             responses={404: {"description": "no nightly decision for this SK_ID_CURR"}, **ERRORS})
-    def stored_decision(sk_id_curr: Annotated[int, PathParam(ge=0, le=schemas.INT64[1])], who: Caller):
-        scored = serving.tables()[Table.SCORED]
-        if sk_id_curr not in scored.index:
-            raise HTTPException(404, f"no nightly decision for SK_ID_CURR {sk_id_curr}")
-        row = scored.loc[sk_id_curr].to_dict() | {"SK_ID_CURR": sk_id_curr}
-        return {**_decision_fields(row), "night": row["partition_date"]}
-
-    def score_round(requests: list[schemas.ApplicationRequest]) -> pd.DataFrame:
-        return scorer(ondemand.Batch(
-            applications=pd.DataFrame([r.application.model_dump() for r in requests]),
-            history={t: pd.DataFrame(rows) for t in ondemand.HISTORY_TABLES
-                     if (rows := [row.model_dump() for r in requests if r.history for row in getattr(r.history, t)])},
-        ), serving.tables()[Table.DICTIONARY])
-
-    coalescer = Coalescer(score_round, in_flight=scorer.processes)
-
-    def score(requests: list[schemas.ApplicationRequest], unknown_policy: str, who: keys.Caller) -> list[dict]:
-        refuse_incomplete_or_implausible(requests)
-        serving.champion(), serving.tables()  # 503 before queueing when either is missing
-        scored = coalescer.score(requests)
-        unknown = [(i, u) for i, u in enumerate(scored["unknown_categories"]) if u]
-        if unknown and unknown_policy == "reject":
-            raise RequestValidationError([
-                {"loc": ["body", "application", column] if len(requests) == 1 else ["body", "applications", i, "application", column],
-                 "msg": f"unknown category {value!r}: the model never saw it (on_unknown_category='as_missing' scores it as missing)",
-                 "type": "unknown_category"} for i, u in unknown for column, value in u.items()])
-        request_id, now = uuid.uuid4().hex, datetime.now(UTC).replace(tzinfo=None)
-        decisions, records = [], []
-        for i, row in enumerate(scored.assign(scored_at=now).to_dict("records")):
-            decision_id = f"{request_id}-{i}"
-            decisions.append({**_decision_fields(row), "decision_id": decision_id, "history_source": row["history_source"],
-                              "warnings": [f"{c}={v!r} never seen in training: scored as missing" for c, v in row["unknown_categories"].items()]})
-            records.append({k: row.get(k) for k in scoring.DECISION_COLUMNS} | {
-                "partition_date": None, "run_id": decision_id, "caller": who.name, "history_source": row["history_source"]})
-        audit_log.append(records)  # on disk before the answer leaves
-        return decisions
-
-    @app.post("/v1/score", response_model=schemas.OnDemandDecision, summary="Score one application now", responses=ERRORS)
-    def score_one(body: schemas.ScoreRequest, who: Caller):
-        return score([body], body.on_unknown_category, who)[0]
-
-    @app.post("/v1/score/batch", response_model=schemas.BatchResponse, summary="Score up to CREDIT_API_MAX_BATCH applications now",
-              responses=ERRORS)
-    def score_batch(body: BatchRequest, who: Caller):
-        return {"decisions": score(body.applications, body.on_unknown_category, who)}
-
-    @app.get("/v1/model", response_model=schemas.ModelSummary, summary="The champion model", responses=ERRORS)
-    def model_summary(who: Caller):
-        model = serving.champion()
-        m = model.metadata
-        return {
-            "model_version": model.version, "created_at": m["created_at"], "synthetic": bool(m.get("synthetic")),
-            "threshold": model.threshold, "refer_low": m["refer_band"][0], "refer_high": m["refer_band"][1],
-            "calibration": m["calibration"]["method"], "cv_roc_auc": m["cv_metrics"]["roc_auc"],
-            "cv_roc_auc_interval": [m["cv_metrics"][k] for k in ("roc_auc_low", "roc_auc_high")] if "roc_auc_low" in m["cv_metrics"] else None,
-            "brier": m["cv_metrics"].get("brier"), "features": len(model.features), "model_card": "/v1/model/card",
-        }
-
-    @app.get("/v1/model/card", response_class=HTMLResponse, summary="The champion's model card (HTML)",
-             responses={404: {"description": "the card was not written"}, **ERRORS})
-    def model_card(who: Caller):
-        card = serving.registry.root / serving.champion().version / "model_card.html"
-        if not card.exists():
-            raise HTTPException(404, f"no model card for {card.parent.name}")
-        return HTMLResponse(card.read_text())
-
+    app.include_router(routes.status)
+    app.include_router(routes.decisions)
+    app.include_router(routes.scoring_router(schemas.batch_request(settings.current().api_max_batch)))
     app.add_middleware(BodyLimit, limit=settings.current().api_max_body_bytes)
     return app

@@ -1,0 +1,86 @@
+"""The scoring API's routes: thin over the runtime (`runtime.Runtime`), which the app keeps in
+`app.state.runtime`."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel
+
+from credit_dagster.serving.api import keys, schemas
+from credit_dagster.serving.api.runtime import Runtime
+
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="a key from `credit-dagster api-key create NAME`")
+ERRORS = {
+    401: {"description": "no API key, or an unknown one"},
+    403: {"description": "the API key was revoked"},
+    413: {"description": "the body is larger than CREDIT_API_MAX_BODY_BYTES"},
+    422: {"description": "a field is missing, mistyped, out of range or unknown: `detail` names it"},
+    429: {"description": "over this key's rate limit: retry after `Retry-After` seconds"},
+    503: {"description": "no serving snapshot or no champion model yet"},
+}
+
+
+def runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def caller(request: Request, key: Annotated[str | None, Depends(API_KEY)]) -> keys.Caller:
+    found = runtime(request).caller(key)
+    request.scope.setdefault("state", {})["caller"] = found.name  # for the request's log line
+    return found
+
+
+Caller = Annotated[keys.Caller, Depends(caller)]
+Api = Annotated[Runtime, Depends(runtime)]
+
+status = APIRouter()
+
+
+@status.get("/health", summary="The process is up")
+def health() -> dict:
+    return {"status": "ok"}
+
+
+@status.get("/ready", summary="A serving snapshot and a champion are loaded", response_model=schemas.Readiness,
+            responses={503: {"model": schemas.Readiness, "description": "not ready: `problems` says why"}})
+def ready(api: Api):
+    body = api.readiness()
+    return body if body.ready else JSONResponse(body.model_dump(), status_code=503)
+
+
+decisions = APIRouter(prefix="/v1", responses=ERRORS)
+
+
+@decisions.get("/decisions/{sk_id_curr}", response_model=schemas.StoredDecision, summary="The stored nightly decision of an application",
+               responses={404: {"description": "no nightly decision for this SK_ID_CURR"}})
+def stored_decision(sk_id_curr: Annotated[int, PathParam(ge=0, le=schemas.INT64[1])], api: Api, who: Caller):
+    return api.stored_decision(sk_id_curr)
+
+
+@decisions.get("/model", response_model=schemas.ModelSummary, summary="The champion model")
+def model_summary(api: Api, who: Caller):
+    return api.model_summary()
+
+
+@decisions.get("/model/card", response_class=HTMLResponse, summary="The champion's model card (HTML)",
+               responses={404: {"description": "the card was not written"}})
+def model_card(api: Api, who: Caller):
+    return HTMLResponse(api.model_card())
+
+
+def scoring_router(batch_request: type[BaseModel]) -> APIRouter:
+    """The on-demand routes; `batch_request` bounds a batch by configuration (CREDIT_API_MAX_BATCH)."""
+    router = APIRouter(prefix="/v1", responses=ERRORS)
+
+    @router.post("/score", response_model=schemas.OnDemandDecision, summary="Score one application now")
+    def score_one(body: schemas.ScoreRequest, api: Api, who: Caller):
+        return api.score([body], body.on_unknown_category, who)[0]
+
+    @router.post("/score/batch", response_model=schemas.BatchResponse, summary="Score up to CREDIT_API_MAX_BATCH applications now")
+    def score_batch(body: batch_request, api: Api, who: Caller):  # type: ignore[valid-type]
+        return {"decisions": api.score(body.applications, body.on_unknown_category, who)}
+
+    return router
