@@ -127,7 +127,13 @@ def load_table(
     max_reject_share: float = 0.01,
     allow_empty: bool = False,
 ) -> LoadReport:
-    """Load `path` into `schema.<spec.name>`; bad rows go to `schema.quarantine` with the reason."""
+    """Load `path` into `schema.<spec.name>`; bad rows go to `schema.quarantine` with the reason.
+
+    Staged, held back, judged, swapped: the file is read with its declared schema into a staging
+    table; unparsable rows and missing or duplicate keys are held back with their reason; the load
+    fails if too many were; only then does the staging table replace the old one, in one
+    transaction with its quarantine rows and its load-log line. A failed load leaves the previous
+    table as it was and says so in the log."""
     started = time.perf_counter()
     load_id = uuid.uuid4().hex[:12]
     checksum: dict[str, str] = {}
@@ -141,59 +147,9 @@ def load_table(
     swapping = False
     scratch = tempfile.TemporaryDirectory(prefix="credit_ingest_")  # re-encoded copies, removed at the end
     try:
-        header = read_header(path, spec.encoding)
-        extra = check_header(spec, header, path)
-        declared = {name or f"column_{i}": t for i, (name, t) in enumerate(spec.columns.items())}
-        # Extra columns are read as text and left out, so they can never break the parse.
-        file_types = {c: declared.get(c, "VARCHAR") for c in header}
-        columns_sql = "{" + ", ".join(f"{_sql_str(c)}: {_sql_str(t)}" for c, t in file_types.items()) + "}"
-        rejects = f"rejects_{load_id}"
-        source = path if spec.encoding == "utf-8" else _utf8_copy(path, spec.encoding, Path(scratch.name))
-        select = ", ".join(_ident(c) for c in declared)
-        con.execute(f"drop table if exists {staging}")
-        con.execute(
-            f"""create table {staging} as select {select} from read_csv({_sql_str(str(source))},
-                header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
-                columns = {columns_sql},
-                store_rejects = true, rejects_table = '{rejects}', rejects_scan = 'scan_{load_id}')"""
-        )
-        quarantine_sql = [
-            f"""select '{load_id}' as load_id, {_sql_str(spec.name)} as table_name, {_sql_str(str(path))} as source_file,
-                   line::bigint as line, column_name, error_type || ': ' || error_message as reason,
-                   csv_line as record, now() as quarantined_at
-                from {rejects}"""
-        ]
-        if spec.key:
-            key = _ident(spec.key)
-            quarantine_sql.append(
-                f"""select '{load_id}', {_sql_str(spec.name)}, {_sql_str(str(path))}, null, {_sql_str(spec.key)},
-                       case when s.{key} is null then 'missing {spec.key}'
-                            else 'duplicate {spec.key} ' || s.{key} || ' (appears ' || d.n || ' times; all copies held back)' end,
-                       to_json(s)::varchar, now()
-                    from {staging} s
-                    left join (select {key}, count(*) n from {staging} group by all) d using ({spec.key})
-                    where s.{key} is null or d.n > 1"""
-            )
-        con.execute(f"create temp table held_{load_id} as " + " union all ".join(quarantine_sql))
-        if spec.key:
-            con.execute(
-                f"""delete from {staging} where {_ident(spec.key)} is null or {_ident(spec.key)} in
-                    (select {_ident(spec.key)} from {staging} group by all having count(*) > 1)"""
-            )
-        rows = con.execute(f"select count(*) from {staging}").fetchone()[0]
-        held = con.execute(f"select count(*) from held_{load_id}").fetchone()[0]
-        examples = con.execute(
-            f"select coalesce('line ' || line, 'row'), column_name, reason from held_{load_id} order by line nulls last limit 3"
-        ).fetchall()
-        where = "; ".join(f"{w}, column {c}: {r}" for w, c, r in examples)
-        if rows == 0 and not allow_empty:
-            raise SourceFileError(f"{path}: no loadable data rows" + (f" ({held} rows rejected, e.g. {where})" if held else " (header only)"))
-        if held and held / (rows + held) > max_reject_share:
-            _write_quarantine(con, schema, spec.name, load_id)
-            raise SourceFileError(
-                f"{path}: {held} of {rows + held} rows ({held / (rows + held):.1%}) cannot be loaded, more than the "
-                f"{max_reject_share:.1%} allowed; they are in {schema}.quarantine (load_id {load_id}). First: {where}"
-            )
+        declared, extra = _stage(con, spec, path, staging, load_id, Path(scratch.name))
+        rows, held = _hold_back(con, spec, path, staging, load_id)
+        _judge(con, spec, path, schema, load_id, rows, held, max_reject_share, allow_empty)
         null_shares = _null_shares(con, staging, list(declared), rows)
         reasons = dict(con.execute(f"""
             select case when reason like 'duplicate %' then 'duplicate ' || split_part(reason, ' ', 2)
@@ -223,6 +179,74 @@ def load_table(
         table=spec.name, path=path, rows=rows, quarantined=held, seconds=seconds, sha256=checksum["sha"],
         columns=list(declared), extra_columns=extra, null_shares=null_shares, quarantine_reasons=reasons,
     )
+
+
+def _stage(con: duckdb.DuckDBPyConnection, spec: SourceTable, path: Path, staging: str, load_id: str,
+           scratch: Path) -> tuple[dict[str, str], list[str]]:
+    """Read the file with its declared columns and types into `staging`; rows DuckDB cannot parse
+    go to its rejects table `rejects_<load_id>`. Returns the declared columns and the file's extra ones."""
+    header = read_header(path, spec.encoding)
+    extra = check_header(spec, header, path)
+    declared = {name or f"column_{i}": t for i, (name, t) in enumerate(spec.columns.items())}
+    # Extra columns are read as text and left out, so they can never break the parse.
+    file_types = {c: declared.get(c, "VARCHAR") for c in header}
+    columns_sql = "{" + ", ".join(f"{_sql_str(c)}: {_sql_str(t)}" for c, t in file_types.items()) + "}"
+    source = path if spec.encoding == "utf-8" else _utf8_copy(path, spec.encoding, scratch)
+    select = ", ".join(_ident(c) for c in declared)
+    con.execute(f"drop table if exists {staging}")
+    con.execute(
+        f"""create table {staging} as select {select} from read_csv({_sql_str(str(source))},
+            header = true, auto_detect = false, delim = ',', quote = '"', escape = '"',
+            columns = {columns_sql},
+            store_rejects = true, rejects_table = 'rejects_{load_id}', rejects_scan = 'scan_{load_id}')"""
+    )
+    return declared, extra
+
+
+def _hold_back(con: duckdb.DuckDBPyConnection, spec: SourceTable, path: Path, staging: str, load_id: str) -> tuple[int, int]:
+    """Gather what cannot be loaded in `held_<load_id>`: the rows DuckDB rejected, and every copy of
+    a missing or duplicate key (taken out of `staging`). Returns the rows kept and held back."""
+    quarantine_sql = [
+        f"""select '{load_id}' as load_id, {_sql_str(spec.name)} as table_name, {_sql_str(str(path))} as source_file,
+               line::bigint as line, column_name, error_type || ': ' || error_message as reason,
+               csv_line as record, now() as quarantined_at
+            from rejects_{load_id}"""
+    ]
+    if spec.key:
+        key = _ident(spec.key)
+        quarantine_sql.append(
+            f"""select '{load_id}', {_sql_str(spec.name)}, {_sql_str(str(path))}, null, {_sql_str(spec.key)},
+                   case when s.{key} is null then 'missing {spec.key}'
+                        else 'duplicate {spec.key} ' || s.{key} || ' (appears ' || d.n || ' times; all copies held back)' end,
+                   to_json(s)::varchar, now()
+                from {staging} s
+                left join (select {key}, count(*) n from {staging} group by all) d using ({spec.key})
+                where s.{key} is null or d.n > 1"""
+        )
+    con.execute(f"create temp table held_{load_id} as " + " union all ".join(quarantine_sql))
+    if spec.key:
+        con.execute(f"""delete from {staging} where {_ident(spec.key)} is null or {_ident(spec.key)} in
+                        (select {_ident(spec.key)} from {staging} group by all having count(*) > 1)""")
+    rows = con.execute(f"select count(*) from {staging}").fetchone()[0]
+    return rows, con.execute(f"select count(*) from held_{load_id}").fetchone()[0]
+
+
+def _judge(con: duckdb.DuckDBPyConnection, spec: SourceTable, path: Path, schema: str, load_id: str, rows: int, held: int,
+           max_reject_share: float, allow_empty: bool) -> None:
+    """Fail the load, naming the first bad rows, when nothing is left or too much was held back
+    (those rows are still written to the quarantine, for whoever fixes the file)."""
+    examples = con.execute(
+        f"select coalesce('line ' || line, 'row'), column_name, reason from held_{load_id} order by line nulls last limit 3"
+    ).fetchall()
+    where = "; ".join(f"{w}, column {c}: {r}" for w, c, r in examples)
+    if rows == 0 and not allow_empty:
+        raise SourceFileError(f"{path}: no loadable data rows" + (f" ({held} rows rejected, e.g. {where})" if held else " (header only)"))
+    if held and held / (rows + held) > max_reject_share:
+        _write_quarantine(con, schema, spec.name, load_id)
+        raise SourceFileError(
+            f"{path}: {held} of {rows + held} rows ({held / (rows + held):.1%}) cannot be loaded, more than the "
+            f"{max_reject_share:.1%} allowed; they are in {schema}.quarantine (load_id {load_id}). First: {where}"
+        )
 
 
 def _utf8_copy(path: Path, encoding: str, folder: Path) -> Path:
