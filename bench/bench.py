@@ -10,6 +10,7 @@ Each stage runs in its own child process, so its peak RSS is its own (read from 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -144,7 +145,7 @@ def stage_train(workdir: Path, scale: float) -> dict:
     from credit_dagster.model.registry import Registry
 
     registry = Registry(workdir / "models")
-    version = registry.register(result.model, {**result.metadata, "synthetic": is_synthetic(workdir / "data")}, result.oof)
+    version = registry.register(result.model, dataclasses.replace(result.metadata, synthetic=is_synthetic(workdir / "data")), result.oof)
     registry.promote(version, "benchmark")
     con = _warehouse(workdir)
     con.execute("create schema if not exists model")
@@ -159,9 +160,9 @@ def stage_train(workdir: Path, scale: float) -> dict:
     con.close()
     auc = result.comparison.set_index("candidate")["roc_auc"].round(4).to_dict()
     seconds = result.comparison.set_index("candidate")["train_seconds"].to_dict()
-    return {"rows": result.metadata["training_rows"], "params": overrides, "cv_roc_auc": auc, "cv_seconds": seconds,
-            "fold_rounds": result.metadata["fold_rounds"], "features_used": result.metadata["feature_selection"]["used_by_any_fold"],
-            "seed_spread": result.metadata["seed_spread"]}
+    return {"rows": result.metadata.training_rows, "params": overrides, "cv_roc_auc": auc, "cv_seconds": seconds,
+            "fold_rounds": result.metadata.fold_rounds, "features_used": result.metadata.feature_selection["used_by_any_fold"],
+            "seed_spread": result.metadata.seed_spread}
 
 
 def stage_score(workdir: Path, scale: float) -> dict:

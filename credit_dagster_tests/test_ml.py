@@ -1,5 +1,7 @@
 """Model-building functions on data whose answers are known by hand."""
 
+import dataclasses
+
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -8,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from credit_dagster.model import calibration, fairness, metrics, model_card, promotion, training
 from credit_dagster.model.ensemble import Ensemble
+from credit_dagster.model.metadata import ModelMetadata
 from credit_dagster.model.registry import Registry
 from credit_dagster.model.scorecard import Scorecard
 
@@ -205,11 +208,11 @@ def test_the_model_card_says_the_seed_spread_or_that_it_was_not_measured(build):
     meta = registry.load(registry.versions()[-1]).metadata
     charts = {"cost_curve": b"png", "reliability": b"png"}
     spread = {"seeds": [42, 43, 44], "roc_auc_pooled": [0.7253, 0.715, 0.7158], "min": 0.715, "max": 0.7253, "std": 0.0047}
-    card = model_card.render_markdown({**meta, "seed_spread": spread}, champion={"promoted": True, "reason": "r"}, charts=charts,
+    card = model_card.render_markdown(dataclasses.replace(meta, seed_spread=spread), champion={"promoted": True, "reason": "r"}, charts=charts,
                                       synthetic=True)
     assert "pooled ROC AUC of 0.7150-0.7253 (std 0.0047; 42: 0.7253, 43: 0.7150, 44: 0.7158)" in card
     assert "> **SYNTHETIC DATA.**" in card and "what moves the score" not in card  # a card without the shap pictures
-    unmeasured = model_card.render_markdown({**meta, "seed_spread": None}, champion={"promoted": False, "reason": "r"},
+    unmeasured = model_card.render_markdown(dataclasses.replace(meta, seed_spread=None), champion={"promoted": False, "reason": "r"},
                                             charts=charts, synthetic=False)
     assert "not measured for this model" in unmeasured and "SYNTHETIC" not in unmeasured
 
@@ -250,8 +253,9 @@ def test_contributions_add_up_to_the_raw_score(tmp_path, small_data):
     boosters = [training.fit_lightgbm(small_data.X[cols], small_data.y, params, rounds=50)[0][0]
                 for cols in (["X1", "CAT"], ["X1", "X2", "APP_ONLY"])]  # fold models with different selected features
     registry = Registry(tmp_path)
-    version = registry.register(Ensemble(boosters), {"features": small_data.features, "categories": small_data.categories,
-                                          "calibration": {"method": "sigmoid", "params": {"a": 1.0, "b": 0.0}}, "threshold": 0.5})
+    version = registry.register(Ensemble(boosters), ModelMetadata(
+        features=small_data.features, categories=small_data.categories,
+        calibration={"method": "sigmoid", "params": {"a": 1.0, "b": 0.0}}, threshold=0.5))
     model = registry.load(version)
     frame = small_data.X.assign(CAT=small_data.X["CAT"].astype(object)).head(200)
     contributions = model.contributions(frame)
@@ -264,8 +268,8 @@ def test_registry_versions_and_champion(tmp_path):
     registry = Registry(tmp_path)
     booster = lgb.train({"objective": "binary", "verbosity": -1}, lgb.Dataset(np.random.default_rng(0).normal(size=(100, 2)),
                                                                               np.arange(100) % 2), num_boost_round=2)
-    first = registry.register(Ensemble([booster]), {"features": ["a", "b"]})
-    second = registry.register(Ensemble([booster, booster]), {"features": ["a", "b"]})
+    first = registry.register(Ensemble([booster]), ModelMetadata(features=["a", "b"]))
+    second = registry.register(Ensemble([booster, booster]), ModelMetadata(features=["a", "b"]))
     assert registry.versions() == [first, second] and registry.alias("champion") is None
     registry.promote(first, "first model")
     assert registry.load("champion").version == first and len(registry.load(second).ensemble.boosters) == 2
@@ -331,3 +335,20 @@ def test_shap_and_lightgbm_give_the_same_treeshap_values_and_the_card_shows_them
     folder = registry.root / model.version
     assert (folder / "shap_beeswarm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "what moves the score, each dot an applicant" in (folder / "model_card.md").read_text()
+
+
+def test_model_metadata_is_typed_and_an_older_registry_still_reads(build):
+    import json
+
+    # a registry written before a field existed, with a key since retired
+    older = {"candidate": "lightgbm_all_tables", "features": ["X1"], "threshold": 0.1, "refer_band": [0.08, 0.12], "retired": 1}
+    meta = ModelMetadata.from_json(older)
+    assert meta.threshold == 0.1 and meta.never_inputs == [] and meta.seed_spread is None and meta.feature_medians == {}
+    assert ModelMetadata.from_json(meta.to_json()) == meta
+    # the file a build writes is the same JSON object as before, read back field by field
+    registry = Registry(build[0] / "models")
+    version = registry.versions()[-1]
+    written = json.loads((registry.root / version / "metadata.json").read_text())
+    assert set(written) == set(ModelMetadata().to_json()) and written["version"] == version
+    loaded = registry.load(version).metadata
+    assert loaded.cv_metrics == written["cv_metrics"] and loaded.features == written["features"]

@@ -59,7 +59,7 @@ def test_full_run_on_synthetic_data(build, synthetic_dir):
     assert "SYNTHETIC DATA" in card and "Fairness audit" in card and "data:image/png;base64" in card
     with temporary_home(credit_home):
         champion = ModelStore().registry().load("champion")
-    assert champion.metadata["cv_metrics"]["roc_auc"] > 0.6 and champion.metadata["threshold"] > 0
+    assert champion.metadata.cv_metrics["roc_auc"] > 0.6 and champion.metadata.threshold > 0
 
 
 def test_bad_label_blocks_downstream_and_duplicates_warn(credit_home, synthetic_dir, tmp_path):

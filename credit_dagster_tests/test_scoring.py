@@ -80,7 +80,7 @@ def test_reasons_are_the_largest_risk_raising_contributions(home):
 
 def test_champion_is_monotone_along_each_constrained_feature(home):
     model = Registry(home / "models").load("champion")
-    constraints = model.metadata["monotone_constraints"]
+    constraints = model.metadata.monotone_constraints
     used = set(model.ensemble.used_features())
     with warehouse(home) as con:
         features = con.execute("select * from drop_20261101_features.application_features limit 40").df()
@@ -339,7 +339,7 @@ def test_unknown_category_values_are_reported_and_scored_as_missing(home):
     model = Registry(home / "models").load("champion")
     with warehouse(home) as con:
         features = con.execute("select * from drop_20261101_features.application_features limit 5").df()
-    column = next(iter(model.metadata["categories"]))
+    column = next(iter(model.metadata.categories))
     changed = features.assign(**{column: "Brand-new category"})
     assert scoring.unknown_categories(model, changed) == {column: ["Brand-new category"]}
     as_missing = features.assign(**{column: None})

@@ -171,7 +171,7 @@ def check_night(home, day: str, kaggle_descriptions: set[str]) -> None:
     matrix = model.matrix(features)
     contributions = model.ensemble.contributions(matrix)[:, : matrix.shape[1]]
     column = {f: j for j, f in enumerate(matrix.columns)}
-    medians = model.metadata["feature_medians"]
+    medians = model.metadata.feature_medians
     texts = scored[[f"reason_{i}" for i in range(1, 5)]]
     assert not texts.stack().map(lambda t: any(t.startswith(k) for k in kaggle_descriptions)).any()
     assert not texts.stack().str.contains("typical value|not known|e\\+", regex=True).any()

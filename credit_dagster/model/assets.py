@@ -85,7 +85,7 @@ def credit_model(context: dg.AssetExecutionContext, config: TrainingConfig, ware
         scorecard=Scorecard(config.base_points, config.base_odds, config.points_to_double),
         directions=risk_directions(sql), progress=context.log.info,
     )
-    result.metadata["synthetic"] = is_synthetic(source.folder())
+    result.metadata.synthetic = is_synthetic(source.folder())
     registry = models.registry()
     version = registry.register(result.model, result.metadata, result.oof)
     folder = registry.root / version
@@ -98,25 +98,25 @@ def credit_model(context: dg.AssetExecutionContext, config: TrainingConfig, ware
         con.execute("create or replace table model.oof_predictions as select * from oof")
         con.execute("create or replace table model.candidate_comparison as select * from comparison")
     m = result.metadata
-    cv = m["cv_metrics"]
+    cv = m.cv_metrics
     context.log.info(f"registered {version}: CV ROC AUC {cv['roc_auc']:.4f} (95 % interval {cv['roc_auc_low']:.4f}-"
-                     f"{cv['roc_auc_high']:.4f}), threshold {m['threshold']:.3f}")
+                     f"{cv['roc_auc_high']:.4f}), threshold {m.threshold:.3f}")
     return dg.MaterializeResult(metadata={
         "model_version": version,
         "cv_roc_auc": cv["roc_auc"],
         "cv_roc_auc_interval": [round(cv["roc_auc_low"], 4), round(cv["roc_auc_high"], 4)],
-        "fold_roc_auc": [round(a, 4) for a in m["fold_auc"]],
-        "seed_spread_roc_auc": [round(a, 4) for a in m["seed_spread"]["roc_auc_pooled"]] if m["seed_spread"] else "not measured",
-        "features_used": m["feature_selection"]["used_by_any_fold"],
-        "mean_predicted_pd": m["mean_predicted_pd"],
-        "default_rate": m["default_rate"],
-        "threshold": m["threshold"],
-        "refer_band": m["refer_band"],
-        "calibration": m["calibration"]["method"],
-        "calibration_error": m["calibration_error"],
-        "fold_rounds": m["fold_rounds"],
-        "training_rows": m["training_rows"],
-        "synthetic": m["synthetic"],
+        "fold_roc_auc": [round(a, 4) for a in m.fold_auc],
+        "seed_spread_roc_auc": [round(a, 4) for a in m.seed_spread["roc_auc_pooled"]] if m.seed_spread else "not measured",
+        "features_used": m.feature_selection["used_by_any_fold"],
+        "mean_predicted_pd": m.mean_predicted_pd,
+        "default_rate": m.default_rate,
+        "threshold": m.threshold,
+        "refer_band": m.refer_band,
+        "calibration": m.calibration["method"],
+        "calibration_error": m.calibration_error,
+        "fold_rounds": m.fold_rounds,
+        "training_rows": m.training_rows,
+        "synthetic": m.synthetic,
         "comparison": dg.MetadataValue.md(result.comparison.round(4).to_markdown(index=False)),
         "cost_curve": dg.MetadataValue.md(f"![cost curve]({charts.data_uri(result.charts['cost_curve'])})"),
         "reliability": dg.MetadataValue.md(f"![reliability]({charts.data_uri(result.charts['reliability'])})"),
@@ -134,7 +134,7 @@ def _latest(models: ModelStore):
 def auc_above_floor(models: ModelStore) -> dg.AssetCheckResult:
     model = _latest(models)
     floor = settings.current().min_auc
-    auc = model.metadata["cv_metrics"]["roc_auc"]
+    auc = model.metadata.cv_metrics["roc_auc"]
     return dg.AssetCheckResult(passed=auc > floor, severity=dg.AssetCheckSeverity.ERROR,
                                description=f"{model.version}: CV ROC AUC {auc:.4f} vs floor {floor}",
                                metadata={"roc_auc": auc, "floor": floor})
@@ -160,7 +160,7 @@ def no_leakage(models: ModelStore, warehouse: Warehouse) -> dg.AssetCheckResult:
 def calibration_error_bounded(models: ModelStore) -> dg.AssetCheckResult:
     model = _latest(models)
     bound = settings.current().max_ece
-    ece = model.metadata["calibration_error"]
+    ece = model.metadata.calibration_error
     return dg.AssetCheckResult(passed=ece < bound, severity=dg.AssetCheckSeverity.ERROR,
                                description=f"{model.version}: ECE {ece:.4f} vs bound {bound}", metadata={"ece": ece, "bound": bound})
 
@@ -170,7 +170,7 @@ def calibration_error_bounded(models: ModelStore) -> dg.AssetCheckResult:
 def mean_pd_matches_default_rate(models: ModelStore) -> dg.AssetCheckResult:
     model = _latest(models)
     bound = settings.current().max_mean_pd_gap
-    predicted, observed = model.metadata["mean_predicted_pd"], model.metadata["default_rate"]
+    predicted, observed = model.metadata.mean_predicted_pd, model.metadata.default_rate
     return dg.AssetCheckResult(passed=abs(predicted - observed) <= bound, severity=dg.AssetCheckSeverity.ERROR,
                                description=f"{model.version}: mean predicted PD {predicted:.4f} vs observed default rate {observed:.4f} "
                                            f"(gap allowed {bound})",
@@ -189,7 +189,7 @@ def features_match_feature_table(models: ModelStore, warehouse: Warehouse) -> dg
 
 
 def fairness_flags(model) -> list[str]:
-    return fairness.flags(model.metadata["fairness"], fairness.configured_tolerances())
+    return fairness.flags(model.metadata.fairness, fairness.configured_tolerances())
 
 
 @dg.asset_check(asset=CREDIT_MODEL, description="Equal treatment by gender and age band (out-of-fold, at the threshold): clients "
@@ -202,21 +202,21 @@ def fairness_equal_treatment(models: ModelStore) -> dg.AssetCheckResult:
     severity = dg.AssetCheckSeverity.ERROR if settings.current().fairness_severity == "error" else dg.AssetCheckSeverity.WARN
     if not flags:
         description = f"{model.version}: no group treated unequally"
-    elif model.metadata.get("synthetic"):
+    elif model.metadata.synthetic:
         description = f"{model.version}: " + "; ".join(flags) + ". SYNTHETIC data, no person concerned: signed off automatically."
     else:
         description = (f"{model.version}: " + "; ".join(flags) + ". Automatic promotion stops. The risk committee reviews the "
                        "fairness section of the model card and, if it accepts these differences as justified by risk, signs "
                        f"off: credit-dagster promote {model.version} --reason \"...\"")
     return dg.AssetCheckResult(passed=not flags, severity=severity, description=description,
-                               metadata={"flags": flags, "four_fifths_rule": fairness.four_fifths(model.metadata["fairness"])})
+                               metadata={"flags": flags, "four_fifths_rule": fairness.four_fifths(model.metadata.fairness)})
 
 
 def compare_with_champion(registry, candidate, champion, features: pd.DataFrame) -> tuple[dict, bool, str]:
     """Challenger minus champion ROC AUC on the challenger's labelled applicants, paired bootstrap."""
     oof = registry.out_of_fold(candidate.version)
     champion_oof = registry.out_of_fold(champion.version)
-    same_data = champion.metadata["data_fingerprint"] == candidate.metadata["data_fingerprint"]
+    same_data = champion.metadata.data_fingerprint == candidate.metadata.data_fingerprint
     if same_data and champion_oof is not None:
         paired = oof.merge(champion_oof[["SK_ID_CURR", "raw_score"]], on="SK_ID_CURR", suffixes=("", "_champion"))
         basis = "out-of-fold scores of both models on the same applicants"
@@ -247,7 +247,7 @@ def champion_model(context: dg.AssetExecutionContext, config: PromotionConfig, m
         difference, same_data, basis = compare_with_champion(registry, candidate, registry.load(current), features)
     promote, reason = promotion.decide(difference, same_data=same_data, tolerance=config.tolerance, force=config.force,
                                        checks_passed=True, fairness_flags=fairness_flags(candidate),
-                                       synthetic=bool(candidate.metadata.get("synthetic")))
+                                       synthetic=bool(candidate.metadata.synthetic))
     if current == candidate.version:
         promote, reason = True, "already champion"
     elif promote:

@@ -11,6 +11,7 @@ from sklearn.metrics import roc_auc_score
 
 from credit_dagster.model import calibration, charts, fairness, global_explanation, metrics, training
 from credit_dagster.model.ensemble import Ensemble
+from credit_dagster.model.metadata import ModelMetadata
 from credit_dagster.model.scorecard import Scorecard
 from credit_dagster.model.training import DEPLOYED
 
@@ -18,7 +19,7 @@ from credit_dagster.model.training import DEPLOYED
 @dataclass
 class ModelBuild:
     model: Ensemble
-    metadata: dict  # everything the registry stores beside the artefact
+    metadata: ModelMetadata  # everything the registry stores beside the artefact
     comparison: pd.DataFrame
     oof: pd.DataFrame  # SK_ID_CURR, TARGET, raw score and calibrated PD of the deployed candidate
     importance: pd.DataFrame
@@ -76,45 +77,45 @@ def build_model(
     spread = training.seed_spread(data, params, float(deployed_row["roc_auc_pooled"]), progress) if params.stability_seeds else None
     selections = cv.selections[DEPLOYED]
     dropped_everywhere = set.intersection(*(set(s.dropped) for s in selections)) if selections else set()
-    metadata = {
-        "candidate": DEPLOYED,
-        "features": data.features,
-        "categories": data.categories,
-        "excluded_features": list(excluded),
-        "never_inputs": list(never_inputs),
-        "params": {k: v for k, v in vars(params).items() if k != "costs"},
-        "costs": vars(params.costs),
-        "fold_rounds": cv.rounds[DEPLOYED],
-        "ensemble_size": len(model.boosters),
-        "features_used": model.used_features(),
-        "feature_selection": {
+    metadata = ModelMetadata(
+        candidate=DEPLOYED,
+        features=data.features,
+        categories=data.categories,
+        excluded_features=list(excluded),
+        never_inputs=list(never_inputs),
+        params={k: v for k, v in vars(params).items() if k != "costs"},
+        costs=vars(params.costs),
+        fold_rounds=cv.rounds[DEPLOYED],
+        ensemble_size=len(model.boosters),
+        features_used=model.used_features(),
+        feature_selection={
             "candidates": len(data.features),
             "kept_per_fold": [len(s.kept) for s in selections],
             "used_by_any_fold": len(model.used_features()),
             "dropped_in_every_fold": {f: selections[0].dropped[f] for f in sorted(dropped_everywhere)},
         },
-        "monotone_constraints": {f: d for f, d in data.directions.items() if params.monotone},
-        "training_rows": len(data.y),
-        "default_rate": float(data.y.mean()),
-        "data_fingerprint": fingerprint(data.ids, data.y, data.X),
-        "cv_metrics": deployed_row.to_dict(),
-        "seed_spread": spread,
-        "fold_auc": [float(roc_auc_score(data.y[cv.fold_of == k], raw[cv.fold_of == k])) for k in range(params.n_folds)],
-        "comparison": comparison.to_dict(orient="records"),
-        "calibration": calibrator.to_json(),
-        "calibration_briers": briers,
-        "calibration_error": metrics.expected_calibration_error(data.y, pd_oof),
-        "mean_predicted_pd": float(np.mean(pd_oof)),
-        "threshold": threshold,
-        "expected_cost_per_applicant": cost,
-        "refer_band": list(refer),
-        "scorecard": vars(scorecard),
-        "reliability": reliability,
-        "importance_top": importance.head(30).to_dict(orient="records"),
+        monotone_constraints={f: d for f, d in data.directions.items() if params.monotone},
+        training_rows=len(data.y),
+        default_rate=float(data.y.mean()),
+        data_fingerprint=fingerprint(data.ids, data.y, data.X),
+        cv_metrics=deployed_row.to_dict(),
+        seed_spread=spread,
+        fold_auc=[float(roc_auc_score(data.y[cv.fold_of == k], raw[cv.fold_of == k])) for k in range(params.n_folds)],
+        comparison=comparison.to_dict(orient="records"),
+        calibration=calibrator.to_json(),
+        calibration_briers=briers,
+        calibration_error=metrics.expected_calibration_error(data.y, pd_oof),
+        mean_predicted_pd=float(np.mean(pd_oof)),
+        threshold=threshold,
+        expected_cost_per_applicant=cost,
+        refer_band=list(refer),
+        scorecard=vars(scorecard),
+        reliability=reliability,
+        importance_top=importance.head(30).to_dict(orient="records"),
         # typical values of the training population, to word a reason ("higher than most applicants")
-        "feature_medians": {c: float(v) for c, v in data.X.select_dtypes("number").median().items() if pd.notna(v)},
-        "fairness": {k: v.to_dict(orient="records") for k, v in audits.items()},
-    }
+        feature_medians={c: float(v) for c, v in data.X.select_dtypes("number").median().items() if pd.notna(v)},
+        fairness={k: v.to_dict(orient="records") for k, v in audits.items()},
+    )
     return ModelBuild(
         model=model, metadata=metadata, comparison=comparison,
         # pd_deployed: the deployed calibrator on the same scores, the reference for nightly score drift (a

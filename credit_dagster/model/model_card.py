@@ -10,6 +10,7 @@ import pandas as pd
 
 from credit_dagster.model import fairness
 from credit_dagster.model.charts import data_uri
+from credit_dagster.model.metadata import ModelMetadata
 
 FAIRNESS_SHOWN = ["group", "applicants", "approval_rate", "disparate_impact", "approval_rate_repaid", "equal_opportunity",
                   "default_rate", "default_rate_low", "default_rate_high", "predicted_default_rate"]
@@ -22,17 +23,17 @@ _TEMPLATES.filters.update(
 )
 
 
-def render_markdown(meta: dict, *, champion: dict, charts: dict[str, bytes], synthetic: bool,
+def render_markdown(meta: ModelMetadata, *, champion: dict, charts: dict[str, bytes], synthetic: bool,
                     tolerances: fairness.Tolerances = fairness.DEFAULT_TOLERANCES) -> str:
     """The card in Markdown, from `templates/model_card.md.j2` (the prose lives there)."""
-    spread = meta.get("seed_spread")
+    spread = meta.seed_spread
     return _TEMPLATES.get_template("model_card.md.j2").render(
-        meta=meta, m=meta["cv_metrics"], sc=meta["scorecard"], sel=meta["feature_selection"], champion=champion,
+        meta=meta, m=meta.cv_metrics, sc=meta.scorecard, sel=meta.feature_selection, champion=champion,
         charts=charts, synthetic=synthetic, tolerances=tolerances, spread=spread,
         spread_pairs=list(zip(spread["seeds"], spread["roc_auc_pooled"], strict=True)) if spread else [],
-        unselected=next((r for r in meta["comparison"] if r["candidate"].endswith("_no_selection")), None),
-        flags=fairness.flags(meta["fairness"], tolerances), four_fifths=fairness.four_fifths(meta["fairness"]),
-        fairness_tables={attr: [{k: r[k] for k in FAIRNESS_SHOWN if k in r} for r in rows] for attr, rows in meta["fairness"].items()},
+        unselected=next((r for r in meta.comparison if r["candidate"].endswith("_no_selection")), None),
+        flags=fairness.flags(meta.fairness, tolerances), four_fifths=fairness.four_fifths(meta.fairness),
+        fairness_tables={attr: [{k: r[k] for k in FAIRNESS_SHOWN if k in r} for r in rows] for attr, rows in meta.fairness.items()},
     )
 
 
@@ -53,7 +54,7 @@ def write(registry, version: str, reports_dir: Path) -> Path:
     # the shap pictures exist for models registered since they were added
     chart_png = {name: (folder / f"{name}.png").read_bytes() for name in ("cost_curve", "reliability", "shap_beeswarm", "shap_dependence")
                  if (folder / f"{name}.png").exists()}
-    text = render_markdown(model.metadata, champion=champion, charts=chart_png, synthetic=model.metadata.get("synthetic", False),
+    text = render_markdown(model.metadata, champion=champion, charts=chart_png, synthetic=model.metadata.synthetic,
                            tolerances=fairness.configured_tolerances())
     html = render_html(text, f"Model card {version}")
     (folder / "model_card.md").write_text(text)

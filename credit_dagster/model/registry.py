@@ -22,6 +22,7 @@ import pandas as pd
 
 from credit_dagster.model.calibration import Calibrator
 from credit_dagster.model.ensemble import Ensemble
+from credit_dagster.model.metadata import ModelMetadata
 from credit_dagster.model.training import to_model_frame
 
 
@@ -29,22 +30,22 @@ from credit_dagster.model.training import to_model_frame
 class RegisteredModel:
     version: str
     ensemble: Ensemble
-    metadata: dict
+    metadata: ModelMetadata
 
     @property
     def features(self) -> list[str]:
-        return self.metadata["features"]
+        return self.metadata.features
 
     @property
     def calibrator(self) -> Calibrator:
-        return Calibrator.from_json(self.metadata["calibration"])
+        return Calibrator.from_json(self.metadata.calibration)
 
     @property
     def threshold(self) -> float:
-        return self.metadata["threshold"]
+        return self.metadata.threshold
 
     def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
-        return to_model_frame(frame, self.features, self.metadata["categories"])
+        return to_model_frame(frame, self.features, self.metadata.categories)
 
     def raw_score(self, frame: pd.DataFrame) -> np.ndarray:
         return self.ensemble.raw_score(self.matrix(frame))
@@ -82,7 +83,7 @@ class Registry:
     def versions(self) -> list[str]:
         return sorted(p.name for p in self.root.glob("v*") if (p / "metadata.json").exists())
 
-    def register(self, model: Ensemble, metadata: dict, oof: pd.DataFrame | None = None) -> str:
+    def register(self, model: Ensemble, metadata: ModelMetadata, oof: pd.DataFrame | None = None) -> str:
         now = datetime.now(UTC)
         version = f"v{len(self.versions()) + 1:04d}-{now:%Y%m%dT%H%M%S}"
         folder = self.root / version
@@ -91,8 +92,8 @@ class Registry:
             booster.save_model(str(folder / f"model_{k:02d}.txt"))
         if oof is not None:
             oof.to_csv(folder / "oof.csv.gz", index=False)
-        metadata = {**metadata, "version": version, "created_at": now.isoformat(), "code_version": code_version()}
-        (folder / "metadata.json").write_text(json.dumps(metadata, indent=2, default=_json_default))
+        written = {**metadata.to_json(), "version": version, "created_at": now.isoformat(), "code_version": code_version()}
+        (folder / "metadata.json").write_text(json.dumps(written, indent=2, default=_json_default))
         state = self._read()
         state["history"].append({"version": version, "event": "registered", "at": now.isoformat()})
         self._write(state)
@@ -105,7 +106,10 @@ class Registry:
             raise LookupError(f"no model {version_or_alias!r} in {self.root} (versions: {self.versions()})")
         # metadata.json is written last: a version with it is complete
         boosters = [lgb.Booster(model_file=str(f)) for f in sorted(folder.glob("model*.txt"))]
-        return RegisteredModel(version, Ensemble(boosters), json.loads((folder / "metadata.json").read_text()))
+        return RegisteredModel(version, Ensemble(boosters), self.metadata(version))
+
+    def metadata(self, version: str) -> ModelMetadata:
+        return ModelMetadata.from_json(json.loads((self.root / version / "metadata.json").read_text()))
 
     def out_of_fold(self, version: str) -> pd.DataFrame | None:
         """The out-of-fold scores a version was validated on (None for versions saved without them)."""
@@ -132,9 +136,9 @@ class Registry:
         promoted = {e["version"]: e["at"] for e in state["history"] if e["event"] == "promoted to champion"}
         rows = []
         for version in self.versions():
-            meta = json.loads((self.root / version / "metadata.json").read_text())
-            rows.append({"model_version": version, "created_at": meta.get("created_at"),
-                         "cv_roc_auc": meta.get("cv_metrics", {}).get("roc_auc"), "promoted_at": promoted.get(version),
+            meta = self.metadata(version)
+            rows.append({"model_version": version, "created_at": meta.created_at,
+                         "cv_roc_auc": meta.cv_metrics.get("roc_auc"), "promoted_at": promoted.get(version),
                          "champion": state["aliases"].get("champion") == version})
         return pd.DataFrame(rows, columns=["model_version", "created_at", "cv_roc_auc", "promoted_at", "champion"])
 

@@ -21,7 +21,7 @@ def drift_report(context: dg.AssetExecutionContext, warehouse: Warehouse, models
     day = context.partition_key
     schema = drops.drop_schema(day)
     model = models.registry().load("champion")
-    top = [r["feature"] for r in model.metadata["importance_top"][:15]]
+    top = [r["feature"] for r in model.metadata.importance_top[:15]]
     with warehouse.connect() as con:
         columns = ", ".join(f'"{c}"' for c in top)
         reference = con.execute(f"""select {columns} from features.application_features
@@ -38,7 +38,7 @@ def drift_report(context: dg.AssetExecutionContext, warehouse: Warehouse, models
         table = table.assign(partition_date=day, model_version=model.version, computed_at=datetime.now(UTC).replace(tzinfo=None))
         con.execute("create schema if not exists monitoring")
         partitions.replace_partition(con, "monitoring.psi", table, day)
-    synthetic = model.metadata.get("synthetic", False)
+    synthetic = model.metadata.synthetic
     path = reports_dir() / "drift" / f"drift_{day}.html"
     banner = f"Drift of {day} against the training population of model {model.version}" + (" (SYNTHETIC data)" if synthetic else "")
     context.log.info(f"drift: PSI done (worst excess {table['psi_excess'].max():.3f}); writing the Evidently report")

@@ -109,7 +109,7 @@ def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse,
         scored = scored.assign(partition_date=day, **scoring.policy_columns(model),
                                scored_at=datetime.now(UTC).replace(tzinfo=None), run_id=context.run.run_id)
         details = features[["SK_ID_CURR", *[c for c in DETAIL_COLUMNS if c in features]]].assign(partition_date=day)
-        top = [r["feature"] for r in model.metadata["importance_top"][:15] if r["feature"] in model.metadata.get("feature_medians", {})]
+        top = [r["feature"] for r in model.metadata.importance_top[:15] if r["feature"] in model.metadata.feature_medians]
         values = features.melt(id_vars="SK_ID_CURR", value_vars=top, var_name="feature", value_name="value").assign(partition_date=day)
         con.execute("create schema if not exists scoring")
         for name in ("scored_applications", "decision_audit"):

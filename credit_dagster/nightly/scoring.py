@@ -61,9 +61,9 @@ class Policy:
 
 def policy_columns(model: RegisteredModel) -> dict:
     """The model and policy behind a decision, as stored beside it."""
-    low, high = model.metadata["refer_band"]
+    low, high = model.metadata.refer_band
     return {"model_version": model.version, "threshold": model.threshold, "refer_low": low, "refer_high": high,
-            "calibration": model.metadata["calibration"]["method"]}
+            "calibration": model.metadata.calibration["method"]}
 
 
 def reasons_of(row) -> list[str]:
@@ -72,7 +72,7 @@ def reasons_of(row) -> list[str]:
 
 
 def policy_of(model: RegisteredModel) -> Policy:
-    low, high = model.metadata["refer_band"]
+    low, high = model.metadata.refer_band
     return Policy(low=low, high=high)
 
 
@@ -112,7 +112,7 @@ def _level_hashes(dtype: pd.CategoricalDtype) -> np.ndarray:
 def unknown_categories(model: RegisteredModel, features: pd.DataFrame) -> dict[str, list[str]]:
     """Category values the model never saw in training, per column (they are scored as missing)."""
     unknown = {}
-    for col, known in model.metadata["categories"].items():
+    for col, known in model.metadata.categories.items():
         if col in features:
             values = set(features[col].dropna().astype(str)) - set(known)
             if values:
@@ -143,7 +143,7 @@ def explainer(model: RegisteredModel, dictionary: pd.DataFrame) -> Explainer:
     key = (model.version, currency, int(pd.util.hash_pandas_object(dictionary, index=False).sum()))
     if key not in _explainers:
         _explainers.clear()  # one champion at a time
-        _explainers[key] = Explainer(model.features, dictionary, model.metadata.get("feature_medians", {}), currency)
+        _explainers[key] = Explainer(model.features, dictionary, model.metadata.feature_medians, currency)
     return _explainers[key]
 
 
@@ -161,7 +161,7 @@ def _score(model: RegisteredModel, features: pd.DataFrame, matrix: pd.DataFrame,
     contributions = model.ensemble.contributions(matrix)
     raw = contributions.sum(axis=1)
     pd_ = model.calibrator(raw)
-    card = Scorecard(**{k: tuple(v) if isinstance(v, list) else v for k, v in model.metadata["scorecard"].items()})
+    card = Scorecard(**{k: tuple(v) if isinstance(v, list) else v for k, v in model.metadata.scorecard.items()})
     texts, names, notes = explainer(model, dictionary).reasons(contributions, matrix, features)
     held = held_back(features)
     # held back: referred, with why first, then what weighed most
@@ -235,7 +235,7 @@ def closest_granted(model: RegisteredModel, variants: pd.DataFrame, matrix: pd.D
 def describe_counterfactuals(ids: list[int], best: list[pd.DataFrame], model: RegisteredModel) -> pd.DataFrame:
     """One row per id: the closest granted change found (or none) and its sentence."""
     result = pd.DataFrame({"SK_ID_CURR": ids}).merge(pd.concat(best), on="SK_ID_CURR", how="left")
-    result["counterfactual"] = [_describe(r, model.metadata["refer_band"]) for r in result.itertuples()]
+    result["counterfactual"] = [_describe(r, model.metadata.refer_band) for r in result.itertuples()]
     return result.drop(columns=["AMT_CREDIT", "AMT_ANNUITY"])
 
 

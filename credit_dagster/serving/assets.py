@@ -37,13 +37,13 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, mo
     registry = models.registry()
     model = registry.load("champion")
     summary = pd.DataFrame([{
-        "model_version": model.version, "created_at": model.metadata["created_at"], "threshold": model.threshold,
-        "refer_low": model.metadata["refer_band"][0], "refer_high": model.metadata["refer_band"][1],
-        "cv_roc_auc": model.metadata["cv_metrics"]["roc_auc"], "calibration": model.metadata["calibration"]["method"],
-        "synthetic": bool(model.metadata.get("synthetic", False)), "published_for": context.partition_key,
-        **{f"scorecard_{k}": ",".join(map(str, v)) if isinstance(v, list) else v for k, v in model.metadata["scorecard"].items()},
+        "model_version": model.version, "created_at": model.metadata.created_at, "threshold": model.threshold,
+        "refer_low": model.metadata.refer_band[0], "refer_high": model.metadata.refer_band[1],
+        "cv_roc_auc": model.metadata.cv_metrics["roc_auc"], "calibration": model.metadata.calibration["method"],
+        "synthetic": bool(model.metadata.synthetic), "published_for": context.partition_key,
+        **{f"scorecard_{k}": ",".join(map(str, v)) if isinstance(v, list) else v for k, v in model.metadata.scorecard.items()},
     }])
-    fairness = pd.DataFrame([{"attribute": attribute, **row} for attribute, rows in model.metadata["fairness"].items()
+    fairness = pd.DataFrame([{"attribute": attribute, **row} for attribute, rows in model.metadata.fairness.items()
                              for row in rows])
     with warehouse.connect() as con:
         folded = incidents.fold_kept(con)  # failed runs the incident sensor met with a busy warehouse
@@ -60,7 +60,7 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, mo
             using sample reservoir({REFERENCE_SAMPLE} rows) repeatable (42)""")
         applicants = scoring.frame(con, "pivot scoring.applicant_features on feature using first(value) group by SK_ID_CURR")
         similar = neighbours.nearest(reference, applicants, [c for c in compared if c in applicants])
-        frames = {"summary_df": summary, "importance_df": pd.DataFrame(model.metadata["importance_top"]),
+        frames = {"summary_df": summary, "importance_df": pd.DataFrame(model.metadata.importance_top),
                   "fairness_df": fairness, "history_df": registry.catalogue(), "reference_df": reference, "similar_df": similar}
         for name, frame in frames.items():
             con.register(name, frame)

@@ -242,7 +242,7 @@ def score(batch: Batch, model: RegisteredModel, dictionary: pd.DataFrame, stored
 
 def unknown_categories(model: RegisteredModel, features: pd.DataFrame) -> list[dict[str, str]]:
     """Per row, the category values the model never saw in training (scored as missing)."""
-    known = {c: set(v) for c, v in model.metadata["categories"].items() if c in features}
+    known = {c: set(v) for c, v in model.metadata.categories.items() if c in features}
     values = {c: features[c].to_numpy(dtype=object) for c in known}
     return [{c: str(values[c][i]) for c in known if pd.notna(values[c][i]) and str(values[c][i]) not in known[c]}
             for i in range(len(features))]

@@ -324,11 +324,11 @@ class Runtime:
         model = self.serving.champion()
         m = model.metadata
         return {
-            "model_version": model.version, "created_at": m["created_at"], "synthetic": bool(m.get("synthetic")),
-            "threshold": model.threshold, "refer_low": m["refer_band"][0], "refer_high": m["refer_band"][1],
-            "calibration": m["calibration"]["method"], "cv_roc_auc": m["cv_metrics"]["roc_auc"],
-            "cv_roc_auc_interval": [m["cv_metrics"][k] for k in ("roc_auc_low", "roc_auc_high")] if "roc_auc_low" in m["cv_metrics"] else None,
-            "brier": m["cv_metrics"].get("brier"), "features": len(model.features), "model_card": "/v1/model/card",
+            "model_version": model.version, "created_at": m.created_at, "synthetic": bool(m.synthetic),
+            "threshold": model.threshold, "refer_low": m.refer_band[0], "refer_high": m.refer_band[1],
+            "calibration": m.calibration["method"], "cv_roc_auc": m.cv_metrics["roc_auc"],
+            "cv_roc_auc_interval": [m.cv_metrics[k] for k in ("roc_auc_low", "roc_auc_high")] if "roc_auc_low" in m.cv_metrics else None,
+            "brier": m.cv_metrics.get("brier"), "features": len(model.features), "model_card": "/v1/model/card",
         }
 
     def model_card(self) -> str:
