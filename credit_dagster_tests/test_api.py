@@ -498,7 +498,10 @@ def test_rounds_run_side_by_side_and_never_hold_one_applicant_twice():
     callers.append(call("b", 2))
     assert entered.acquire(timeout=10)  # a second round while the first still runs
     callers += [call("c", 3), call("d", 3), call("e", 4)]
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10  # the three are waiting for the next rounds
+    while len(coalescer._pending) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(coalescer._pending) == 3
     release.set()
     for thread in callers:
         thread.join(30)

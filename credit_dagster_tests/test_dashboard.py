@@ -401,6 +401,14 @@ def _page_text(page) -> str:
         walk(document); return out.join('\\n'); }""")
 
 
+def _settled_to(measure, limit: float) -> float:
+    """What `measure()` gives once the layout has settled at or under `limit` (or after 10 s)."""
+    deadline = time.monotonic() + 10
+    while (value := measure()) > limit and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return value
+
+
 def _readable(text: str) -> None:
     """No number a person cannot read: scientific notation, raw ISO timestamps."""
     assert not SCIENTIFIC.search(text), SCIENTIFIC.search(text).group(0)
@@ -481,7 +489,7 @@ def test_dashboard_in_a_real_browser(served, store):
         page.get_by_role("button", name="Decision").click()
         page.wait_for_selector("text=What moved the score", timeout=30_000)
         page.get_by_text("Every field of the application").click()
-        time.sleep(0.5)
+        page.wait_for_selector("text=Application number", timeout=30_000)
         shown = _page_text(page)
         _readable(shown)
         assert "Application number" in shown and "Sk id curr" not in shown and "Days birth" not in shown
@@ -497,20 +505,17 @@ def test_dashboard_in_a_real_browser(served, store):
         assert small == [], small
         page.screenshot(path=str(SCREENSHOTS / "decision_1440.png"), full_page=True)
         page.set_viewport_size({"width": 640, "height": 1000})
-        time.sleep(1)
-        overflow = page.evaluate("() => document.documentElement.scrollWidth")
+        overflow = _settled_to(lambda: page.evaluate("() => document.documentElement.scrollWidth"), 660)
         assert overflow <= 660, f"the page is {overflow}px wide at 640px: it does not reflow"
         page.screenshot(path=str(SCREENSHOTS / "decision_640.png"), full_page=True)
         page.get_by_role("button", name="Supervisor").click()
         page.wait_for_selector("text=Model history", timeout=30_000)
-        time.sleep(1)
-        overflow = page.evaluate("() => document.documentElement.scrollWidth")
+        overflow = _settled_to(lambda: page.evaluate("() => document.documentElement.scrollWidth"), 660)
         assert overflow <= 660, f"the supervisor view is {overflow}px wide at 640px"
         page.screenshot(path=str(SCREENSHOTS / "supervisor_640.png"), full_page=True)
         page.set_viewport_size({"width": 1440, "height": 1000})
-        time.sleep(1)
         # every list row fits the list box: nothing cut at the right edge
-        cut = page.locator("select[size]").evaluate("e => e.scrollWidth - e.clientWidth")
+        cut = _settled_to(lambda: page.locator("select[size]").evaluate("e => e.scrollWidth - e.clientWidth"), 0)
         assert cut <= 0, f"list rows cut by {cut}px at 1440px"
 
         assert page.request.get(f"{base}/reports/model_card.html").ok  # served, behind the same sign-in
