@@ -37,6 +37,15 @@ def ops_home(scored_home, synthetic_dir, tmp_path) -> Path:
     return home
 
 
+@pytest.fixture
+def empty_home(tmp_path, synthetic_dir) -> Path:
+    """A CREDIT_HOME with nothing built, that knows its data folder: for the CLI's words that need no model."""
+    home = tmp_path / "empty_home"
+    home.mkdir()
+    (home / "data_dir.txt").write_text(str(synthetic_dir))
+    return home
+
+
 @pytest.mark.slow
 def test_sigkill_mid_night_then_the_rerun_completes_without_duplicates(ops_home):
     killed = _cli(ops_home, "score", "--start", DAY)
@@ -82,8 +91,9 @@ def test_two_nights_at_once_both_succeed(ops_home):
     assert not any("Could not set lock" in o for o in outputs)
 
 
-def test_cli_failures_are_one_line(ops_home, monkeypatch, capsys):
-    monkeypatch.setenv("CREDIT_HOME", str(ops_home))
+def test_cli_failures_are_one_line(empty_home, monkeypatch, capsys):
+    monkeypatch.setenv("CREDIT_HOME", str(empty_home))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
     with pytest.raises(SystemExit):
         cli.main(["score", "--start", "18/11/2026"])
     assert "not a day written YYYY-MM-DD" in capsys.readouterr().err
@@ -145,8 +155,8 @@ def test_a_sign_off_shows_in_the_ui_and_the_next_run_scores_without_rebuilding(o
         assert {r.job_name for r in instance.get_runs()} == {"nightly_scoring"}
 
 
-def test_a_night_without_a_drop_is_skipped_not_failed(ops_home, monkeypatch, capsys):
-    monkeypatch.setenv("CREDIT_HOME", str(ops_home))
+def test_a_night_without_a_drop_is_skipped_not_failed(empty_home, monkeypatch, capsys):
+    monkeypatch.setenv("CREDIT_HOME", str(empty_home))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     assert cli.main(["score", "--start", "2026-10-03"]) == 0
     assert "no drop" in capsys.readouterr().out
