@@ -377,6 +377,17 @@ def _shown(page) -> tuple[str | None, str | None]:
             None if "No applications match" in text else text.split()[1].rstrip(":?"))
 
 
+def _answered(page, frames: list[float], asked: float, quiet: float = 0.5, timeout: float = 20) -> None:
+    """Wait until the server has answered what was asked at `asked` (a websocket frame since) and
+    has been quiet for `quiet` seconds: the page then shows the server's reaction whole."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(50)  # Playwright delivers the page's events while it waits
+        if frames and frames[-1] > asked and time.monotonic() - frames[-1] > quiet:
+            return
+    raise AssertionError(f"the server did not answer within {timeout} s")
+
+
 def _settled(page) -> tuple[str | None, str | None]:
     deadline = time.time() + 30
     while True:
@@ -428,7 +439,9 @@ def test_dashboard_in_a_real_browser(served, store):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        outside = []
+        outside, frames = [], []
+        # when the server last spoke on the page's websocket: a step is answered once it spoke and went quiet
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda _: frames.append(time.monotonic())))
         # anything fetched from another host over the network (blob: and data: URLs stay in the page)
         page.on("request", lambda r: outside.append(r.url)
                 if urlparse(r.url).scheme in ("http", "https", "ws", "wss") and urlparse(r.url).hostname != "127.0.0.1" else None)
@@ -465,8 +478,9 @@ def test_dashboard_in_a_real_browser(served, store):
         ]
         seen = []
         for step in steps:
+            asked = time.monotonic()
             step()
-            time.sleep(0.8)
+            _answered(page, frames, asked)
             listed, shown = _settled(page)
             assert listed == shown, f"the list highlights {listed} while the detail shows {shown} (after step {len(seen)})"
             seen.append(shown)
