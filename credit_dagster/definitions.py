@@ -6,22 +6,14 @@ from credit_dagster.core.resources import SourceData, Warehouse
 from credit_dagster.features.assets import feature_checks, feature_dictionary, sql_assets
 from credit_dagster.ingest.assets import raw_assets, raw_data_profile
 from credit_dagster.ingest.checks import raw_checks
-from credit_dagster.jobs import (
-    build_all,
-    drift_retraining_sensor,
-    incident_sensor,
-    late_drop_sensor,
-    nightly_schedule,
-    nightly_scoring,
-    ondemand_audit_job,
-    ondemand_audit_schedule,
-    train_model,
-)
 from credit_dagster.model.assets import champion_model, credit_model, model_card_report, model_checks
+from credit_dagster.model.jobs import build_all, train_model
 from credit_dagster.model.resources import ModelStore
 from credit_dagster.monitoring.assets import monitoring_assets, monitoring_checks
+from credit_dagster.monitoring.sensors import drift_retraining_sensor, incident_sensor
 from credit_dagster.nightly.assets import nightly_assets, nightly_checks
-from credit_dagster.serving.assets import serving_assets
+from credit_dagster.nightly.schedules import late_drop_sensor, nightly_schedule, nightly_scoring
+from credit_dagster.serving.assets import ondemand_audit_job, ondemand_audit_schedule, serving_assets
 
 defs = dg.Definitions(
     # by stage: ingest -> features -> model -> nightly -> monitoring -> serving

@@ -53,13 +53,14 @@ def test_dagsters_private_api_is_used_in_one_module_checked_against_this_release
     import dagster
     from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
-    from credit_dagster import instance, jobs
+    from credit_dagster import instance
+    from credit_dagster.nightly import schedules
 
     users = sorted(p.relative_to(ROOT).as_posix() for p in [*(ROOT / "credit_dagster").rglob("*.py"), *(ROOT / "panel_app").rglob("*.py")]
                    if "dagster._" in p.read_text())
     assert users == ["credit_dagster/instance.py"], users
     assert dagster.__version__ == instance.PRIVATE_API_CHECKED_WITH, "Dagster changed: re-check instance.execute_as_launched"
-    assert set(jobs.IN_PROGRESS) == set(IN_PROGRESS_RUN_STATUSES)
+    assert set(schedules.IN_PROGRESS) == set(IN_PROGRESS_RUN_STATUSES)
 
 
 def test_the_readme_settings_table_is_written_from_the_settings_module():

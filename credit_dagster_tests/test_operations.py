@@ -285,8 +285,8 @@ def test_the_incident_sensor_never_waits_for_a_busy_warehouse(credit_home):
     warehouse kept the daemon (and `credit-dagster ui` on SIGTERM) from stopping. With the lock
     held by another real process it keeps the incident in a file, and the next writer folds it."""
     from credit_dagster.core.resources import Warehouse
-    from credit_dagster.jobs import incident_sensor
     from credit_dagster.monitoring import incidents
+    from credit_dagster.monitoring.sensors import incident_sensor
 
     @dg.op
     def load_the_drop():

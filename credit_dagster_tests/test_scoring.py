@@ -319,7 +319,7 @@ def test_the_partitions_are_the_drops_and_the_sensor_scores_the_late_ones(tmp_pa
 
 
 def test_a_drop_is_late_an_hour_after_its_nightly_tick():
-    from credit_dagster.jobs import is_late
+    from credit_dagster.nightly.schedules import is_late
 
     paris = ZoneInfo("Europe/Paris")
     assert not is_late("2026-11-21", datetime(2026, 11, 22, 2, 59, tzinfo=paris))  # the schedule's turn

@@ -469,6 +469,8 @@ def psi_table(psi: pd.DataFrame, meanings: dict[str, str]) -> pd.DataFrame:
         return pd.DataFrame()
     return pd.DataFrame({
         "Information": [meanings.get(f, "The score (probability of default)" if f == "(score)" else humanize(f)) for f in psi["feature"]],
+        # several columns can share one meaning (the building's figures): the column tells them apart
+        "Column": psi["feature"],
         "Drift (PSI)": psi["psi"].map(lambda x: f"{x:.2f}"),
         "Noise level": psi["noise_floor"].map(lambda x: f"{x:.2f}"),
         "Beyond noise": psi["psi_excess"].map(lambda x: f"{x:.2f}"),

@@ -117,4 +117,12 @@ def ondemand_audit(context: dg.AssetExecutionContext, warehouse: Warehouse) -> d
                                           "folder": dg.MetadataValue.path(str(audit.audit_dir()))})
 
 
+ondemand_audit_job = dg.define_asset_job(
+    "ondemand_audit", selection=dg.AssetSelection.groups("api"),
+    description="Fold the scoring API's audit files into scoring.ondemand_audit (idempotent).",
+)
+# hourly: the API's own files are the record of truth meanwhile (fsync'ed before each answer)
+ondemand_audit_schedule = dg.ScheduleDefinition(job=ondemand_audit_job, cron_schedule="15 * * * *", execution_timezone="Europe/Paris",
+                                                default_status=dg.DefaultScheduleStatus.RUNNING)
+
 serving_assets = [serving_snapshot, ondemand_audit]
