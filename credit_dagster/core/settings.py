@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     fairness_severity: Literal["warn", "error"] = Field("warn", description="`error` makes the fairness check fail the run")
     fairness_min_equal_opportunity: float = Field(0.8, description="repayers' approval rate against the most approved group's")
     fairness_max_calibration_gap: float = Field(0.02, description="a group's predicted minus observed default rate, beyond its interval")
+    # human review
+    review_journal_dir: Path | None = Field(None, description="the review journal (default CREDIT_HOME/review/journal)")
+    review_service_days: int = Field(2, ge=1, description="working days within which a case should be decided")
     # the night
     empty_days_alert: int = Field(3, description="weekdays in a row without a drop before the schedule logs an error")
     retrain_nights: int = Field(3, description="nights of severe drift before the retraining sensor asks for a retrain")

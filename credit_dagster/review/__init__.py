@@ -1,0 +1,1 @@
+"""Stage 7, human review: the cases advisors and supervisors decide, their journal, and its fold into the warehouse."""
