@@ -328,16 +328,16 @@ def _dashboard_user(args: argparse.Namespace) -> int:
     if args.action == "add":
         password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass(f"password for {args.name}: ")
         try:
-            auth.set_user(args.name, password)
+            auth.set_user(args.name, password, role=args.role)
         except ValueError as error:
             raise CliError(str(error)) from error
-        print(f"{args.name} can sign in to the dashboard (hash stored in {auth.users_path()})")
+        print(f"{args.name} can sign in to the dashboard as {args.role} (hash stored in {auth.users_path()})")
     elif args.action == "remove":
         if not auth.remove_user(args.name):
             raise CliError(f"no dashboard user {args.name!r} in {auth.users_path()}")
         print(f"{args.name} can no longer sign in (sessions end when their cookie expires or the server restarts)")
     else:
-        print("\n".join(sorted(auth.read_users())) or f"no user in {auth.users_path()}")
+        print("\n".join(f"{name:24s} {role}" for name, role in sorted(auth.roles().items())) or f"no user in {auth.users_path()}")
     return 0
 
 
@@ -415,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     dash_user.add_argument("action", choices=["add", "remove", "list"])
     dash_user.add_argument("name", nargs="?", default="")
     dash_user.add_argument("--password-stdin", action="store_true", help="read the password from standard input (scripts)")
+    dash_user.add_argument("--role", choices=["advisor", "supervisor"], default="advisor",
+                           help="advisor (default) or supervisor: a supervisor also sees the supervision view")
     dash_user.set_defaults(func=_dashboard_user)
     args = parser.parse_args(argv)
     if args.command == "dashboard-user" and args.action != "list" and not args.name:

@@ -268,7 +268,7 @@ def test_store_sees_a_new_night_without_restart(snapshot_file, tmp_path):
 def test_passwords_are_stored_hashed_and_private(tmp_path):
     users = tmp_path / "users.json"
     auth.set_user("alice", PASSWORD, users)
-    stored = json.loads(users.read_text())["alice"]
+    stored = json.loads(users.read_text())["alice"]["hash"]
     assert PASSWORD not in users.read_text() and stored.startswith("scrypt$")
     assert stat.S_IMODE(users.stat().st_mode) == 0o600
     assert auth.verify_password(PASSWORD, stored) and not auth.verify_password(PASSWORD + "x", stored)
@@ -318,13 +318,52 @@ def stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def served(scored_home, snapshot_file, tmp_path_factory):
     folder = tmp_path_factory.mktemp("dashboard")
-    auth.set_user("alice", PASSWORD, folder / "users.json")
+    auth.set_user("alice", PASSWORD, folder / "users.json", role=auth.SUPERVISOR)
     env = {"CREDIT_HOME": str(scored_home), "CREDIT_SERVING_SNAPSHOT": str(snapshot_file),
            "CREDIT_DASHBOARD_USERS": str(folder / "users.json"), "CREDIT_DASHBOARD_ACCESS_DIR": str(folder / "access"),
            "CREDIT_DASHBOARD_COOKIE_SECRET": "test-secret-" + "x" * 32}
     proc, port = start_server(env, folder / "server.log")
     yield f"http://127.0.0.1:{port}", folder / "access"
     stop(proc)
+
+
+def test_roles_are_stored_with_the_users_and_an_older_file_reads_as_advisors(tmp_path, monkeypatch):
+    users = tmp_path / "users.json"
+    auth.set_user("ann", PASSWORD, users)
+    auth.set_user("sue", PASSWORD, users, role=auth.SUPERVISOR)
+    assert auth.roles(users) == {"ann": auth.ADVISOR, "sue": auth.SUPERVISOR}
+    assert auth.verify_password(PASSWORD, auth.read_users(users)["sue"])
+    with pytest.raises(ValueError, match="a role is one of"):
+        auth.set_user("bob", PASSWORD, users, role="admin")
+    legacy = tmp_path / "legacy.json"
+    legacy.write_text(json.dumps({"old": auth.hash_password(PASSWORD)}))  # written before roles existed
+    assert auth.roles(legacy) == {"old": auth.ADVISOR} and auth.verify_password(PASSWORD, auth.read_users(legacy)["old"])
+    monkeypatch.setenv("CREDIT_DASHBOARD_USERS", str(users))
+    assert auth.role_of("sue") == auth.SUPERVISOR and auth.role_of("stranger") == auth.ADVISOR
+    assert auth.role_of("oidc-user", {"credit_role": "supervisor"}) == auth.SUPERVISOR  # the identity provider's claim
+    assert auth.role_of(auth.NO_LOGIN) == auth.SUPERVISOR  # the local look sees everything
+
+
+def test_an_advisor_is_not_shown_the_supervision_and_is_refused_it(store, tmp_path, monkeypatch):
+    from bokeh.document import Document
+
+    from panel_app.views import Dashboard
+
+    monkeypatch.setenv("CREDIT_DASHBOARD_ACCESS_DIR", str(tmp_path / "access"))
+    advisor = Dashboard(store, "ann", auth.ADVISOR)
+    header = advisor.page()
+    header.get_root(Document())
+    assert "Supervisor" not in advisor.section.options
+    assert "(advisor)" in header.objects[0].object
+    # asked for all the same (a crafted message to the server): refused there, and logged
+    advisor.section.options = [*advisor.section.options, "Supervisor"]
+    advisor.section.value = "Supervisor"
+    assert "Not for your role" in advisor.detail.objects[0].object
+    log, _ = audit.read(tmp_path / "access", prefix="access_")
+    assert "refused: supervisor view" in set(log["event"])
+    supervisor = Dashboard(store, "sue", auth.SUPERVISOR)
+    supervisor.section.value = "Supervisor"
+    assert "Supervision" in supervisor.detail.objects[0].objects[0].object
 
 
 def test_dashboard_refuses_to_start_without_any_sign_in(tmp_path):

@@ -29,7 +29,8 @@ PAGE = jinja2.Environment(loader=jinja2.FileSystemLoader(auth.TEMPLATES), autoes
 
 def create_app() -> pn.viewable.Viewable:
     pn.state.curdoc.template = PAGE
-    return dashboard(SnapshotStore(), pn.state.user or auth.NO_LOGIN)
+    user = pn.state.user or auth.NO_LOGIN
+    return dashboard(SnapshotStore(), user, auth.role_of(user, pn.state.user_info))
 
 
 def server_options(no_login: bool) -> dict:

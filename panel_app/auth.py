@@ -60,9 +60,36 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(candidate, base64.b64decode(digest))
 
 
-def read_users(path: Path | None = None) -> dict[str, str]:
+ADVISOR, SUPERVISOR = "advisor", "supervisor"
+ROLES = (ADVISOR, SUPERVISOR)
+
+
+def _entries(path: Path | None = None) -> dict[str, dict]:
+    """name -> {"hash", "role"}; a file written before roles existed holds hashes alone: advisors."""
     path = path or users_path()
-    return json.loads(path.read_text()) if path.exists() else {}
+    raw = json.loads(path.read_text()) if path.exists() else {}
+    return {name: entry if isinstance(entry, dict) else {"hash": entry, "role": ADVISOR} for name, entry in raw.items()}
+
+
+def read_users(path: Path | None = None) -> dict[str, str]:
+    """name -> password hash, for signing in."""
+    return {name: entry["hash"] for name, entry in _entries(path).items()}
+
+
+def roles(path: Path | None = None) -> dict[str, str]:
+    return {name: entry["role"] for name, entry in _entries(path).items()}
+
+
+def role_of(user: str, user_info: dict | None = None) -> str:
+    """The signed-in user's role: from the users file, or from the identity provider's claim
+    CREDIT_DASHBOARD_ROLE_CLAIM; anyone else is an advisor (the least a reviewer may do). The
+    local look without sign-in (`--no-login`) sees everything."""
+    if user == NO_LOGIN:
+        return SUPERVISOR
+    claimed = (user_info or {}).get(settings.current().dashboard_role_claim)
+    if claimed in ROLES:
+        return claimed
+    return roles().get(user, ADVISOR)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -74,16 +101,18 @@ def _write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def set_user(name: str, password: str, path: Path | None = None) -> None:
+def set_user(name: str, password: str, path: Path | None = None, role: str = ADVISOR) -> None:
     if not name or ":" in name or len(password) < 12:
         raise ValueError("a user name without ':' and a password of at least 12 characters are needed")
-    users = read_users(path)
-    users[name] = hash_password(password)
+    if role not in ROLES:
+        raise ValueError(f"a role is one of {', '.join(ROLES)}, not {role!r}")
+    users = _entries(path)
+    users[name] = {"hash": hash_password(password), "role": role}
     _write_private(path or users_path(), json.dumps(users, indent=2))
 
 
 def remove_user(name: str, path: Path | None = None) -> bool:
-    users = read_users(path)
+    users = _entries(path)
     found = users.pop(name, None) is not None
     _write_private(path or users_path(), json.dumps(users, indent=2))
     return found

@@ -22,6 +22,7 @@ ALL = "(all)"
 # native inputs keep the browser's 13px unless told inside their own shadow root
 INPUT_CSS = [":host select, :host input { font-size: 16px; }"]
 SECTIONS = ["Decision", "Compare", "What if", "Supervisor"]
+SUPERVISOR_ONLY = {"Supervisor"}  # what an advisor is not shown, and is refused if asked for anyway
 # Document-wide: Bokeh and Panel widgets size their text from this variable (12px by default).
 PAGE_CSS = ":root { --bokeh-font-size: 16px; font-size: 16px; } body { margin: 0 1rem; }"
 # Inside each HTML pane (its own shadow root) and in exported pages.
@@ -122,7 +123,7 @@ class DecisionPanel:
 class Dashboard:
     """One user's session: filters, the list, the one selection and the section shown."""
 
-    def __init__(self, store: SnapshotStore, user: str):
+    def __init__(self, store: SnapshotStore, user: str, role: str = auth.ADVISOR):
         self.store, self.user = store, user
         self.shown: int | None = None
         self.client: DecisionPanel | None = None
@@ -132,7 +133,9 @@ class Dashboard:
         self.applications = pn.widgets.Select(stylesheets=INPUT_CSS, name="Applications (arrow keys to move)", size=14, options={},
                                               sizing_mode="stretch_width", min_width=300)
         self.count = _html("")
-        self.section = pn.widgets.RadioButtonGroup(name="View", options=SECTIONS, value=SECTIONS[0], button_type="primary",
+        self.role = role
+        sections = [s for s in SECTIONS if role == auth.SUPERVISOR or s not in SUPERVISOR_ONLY]
+        self.section = pn.widgets.RadioButtonGroup(name="View", options=sections, value=sections[0], button_type="primary",
                                                    button_style="outline")
         self.detail = pn.Column(sizing_mode="stretch_width", min_width=300)
         for widget in (self.night, self.decision, self.search):
@@ -158,6 +161,11 @@ class Dashboard:
         if sk_id == self.shown and not force and self.detail.objects:
             return
         self.shown = sk_id
+        if self.section.value in SUPERVISOR_ONLY and self.role != auth.SUPERVISOR:
+            # not shown to an advisor, and refused on the server if asked for all the same
+            auth.record(self.user, f"refused: {self.section.value.lower()} view", role=self.role)
+            self.detail.objects = [_html("<h2>Not for your role</h2><p>The supervision view is for supervisors.</p>")]
+            return
         if self.section.value == "Supervisor":
             self.detail.objects = [self.supervisor_view()]
             return
@@ -314,7 +322,8 @@ class Dashboard:
         summary = self.store.model_summary()
         synthetic = ("<p class='synthetic'><b>SYNTHETIC DATA: no applicant here is a real person.</b></p>"
                      if summary["synthetic"] else "")
-        signed = (f"Signed in as <b>{html.escape(self.user)}</b> · <a href='/logout'>Sign out</a>" if self.user != auth.NO_LOGIN
+        signed = (f"Signed in as <b>{html.escape(self.user)}</b> ({html.escape(self.role)}) · <a href='/logout'>Sign out</a>"
+                  if self.user != auth.NO_LOGIN
                   else "<b>No sign-in: local use only</b>")
         header = _html(
             f"<header><h1>Credit decisions</h1>{synthetic}<p>{signed} · model <a href='/reports/model_card.html'>"
@@ -328,8 +337,8 @@ class Dashboard:
                          sizing_mode="stretch_width")
 
 
-def dashboard(store: SnapshotStore, user: str) -> pn.viewable.Viewable:
+def dashboard(store: SnapshotStore, user: str, role: str = auth.ADVISOR) -> pn.viewable.Viewable:
     if not store.available():
         return _html(f"<h1>Credit decisions</h1><p>No serving snapshot at {html.escape(str(store.path))} yet: run "
                      "<code>credit-dagster run</code> first.</p>")
-    return Dashboard(store, user).page()
+    return Dashboard(store, user, role).page()

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     dashboard_access_dir: Path | None = Field(None, description="the access log (default CREDIT_HOME/dashboard/access)")
     dashboard_cookie_secret: str | None = Field(None, description="the sign-in cookie's secret (default: generated once)")
     dashboard_oauth_provider: str | None = Field(None, description="a bank's identity provider for Panel's OAuth (e.g. generic)")
+    dashboard_role_claim: str = Field("credit_role", description="the identity provider's claim that says advisor or supervisor")
 
 
 def current() -> Settings:
