@@ -581,3 +581,57 @@ def test_dashboard_in_a_real_browser(served, store):
     log, problems = audit.read(access, prefix="access_")
     assert problems == [] and {"sign-in", "sign-in refused", "view decision", "compare", "simulation"} <= set(log["event"])
     assert set(log.loc[log["event"] == "view decision", "user"]) == {"alice"}
+
+
+def test_the_review_queue_and_four_eyes_in_the_dashboard(store, tmp_path, monkeypatch):
+    """An advisor finishes a referred case from the queue; a contested granted case reversed by
+    an advisor waits for a supervisor, who is not the requester; notes show as text."""
+    from credit_dagster.review import cases as review
+    from credit_dagster.review.journal import ReviewJournal
+    from panel_app.views import Dashboard
+
+    monkeypatch.setenv("CREDIT_DASHBOARD_ACCESS_DIR", str(tmp_path / "access"))
+    journal = ReviewJournal(tmp_path / "journal")
+    ann = Dashboard(store, "ann", auth.ADVISOR, journal=journal)
+    ann.review_status.value = review.OPEN
+    queue = list(ann.applications.options.values())
+    referred = store.decisions(decision=scoring.REFER)
+    assert set(queue) == set(referred["SK_ID_CURR"].astype(int)) and queue  # the queue: every referred application
+    nights = [str(referred.set_index("SK_ID_CURR").at[i, "partition_date"]) for i in queue]
+    assert nights == sorted(nights)  # oldest first
+    first = queue[0]
+    ann.applications.value = first
+    ann.section.value = "Review"
+    view = ann.detail.objects[0]
+    _, final, _, codes, note, record = view.objects[2:]
+    final.value, codes.value, note.value = review.REFUSED, ["affordability"], "<script>alert(1)</script> =HYPERLINK(\"x\")"
+    record.clicks += 1
+    assert first not in ann.applications.options.values()  # decided: out of the open queue
+    ann.review_status.value = review.DECIDED
+    assert first in ann.applications.options.values()
+    ann.applications.value = first
+    ann.section.value = "Decision"
+    ann.section.value = "Review"
+    shown = ann.detail.objects[0].objects[0].object
+    assert "&lt;script&gt;" in shown and "<script>" not in shown and "decided by advisor" in shown
+    # a granted application contested by its client, reversed by the advisor: waits for approval
+    granted = int(store.decisions(decision=scoring.GRANTED)["SK_ID_CURR"].iloc[0])
+    case = vm.record_review(store, journal, granted, review.CONTEST, user="api:front-office", role="", revision=0,
+                            note="[phone] I can repay")
+    vm.record_review(store, journal, granted, review.DECIDE, user="ann", role=auth.ADVISOR, revision=case.revision,
+                     final=review.REFUSED, reason_codes=("fraud_suspicion",))
+    ann.review_status.value = review.WAITING
+    ann.applications.value = granted
+    ann.section.value = "Decision"
+    ann.section.value = "Review"
+    assert "Waiting for a supervisor other than ann" in ann.detail.objects[0].objects[-1].object  # no approve button for her
+    sue = Dashboard(store, "sue", auth.SUPERVISOR, journal=journal)
+    sue.review_status.value = review.WAITING
+    sue.applications.value = granted
+    sue.section.value = "Review"
+    approve = sue.detail.objects[0].objects[-1].objects[0]
+    approve.clicks += 1
+    assert vm.case_of(store, journal, granted).final_decision == review.REFUSED
+    assert vm.case_of(store, journal, granted).decided_by == review.SUPERVISOR
+    log, _ = audit.read(tmp_path / "access", prefix="access_")
+    assert {"review decide", "review approve"} <= set(log["event"])

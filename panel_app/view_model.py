@@ -20,6 +20,8 @@ from credit_dagster.core.snapshot import Table
 from credit_dagster.model import fairness as ml_fairness
 from credit_dagster.model.scorecard import Scorecard
 from credit_dagster.nightly import explain, scoring
+from credit_dagster.review import cases as review
+from credit_dagster.review.journal import ReviewJournal
 from credit_dagster.serving import ondemand
 from panel_app.data_store import SnapshotStore
 
@@ -63,11 +65,26 @@ def parse_search(text: str) -> tuple[str, str | None]:
     return text, None
 
 
-def listing(store: SnapshotStore, night: str | None, decision: str | None, search: str) -> Listing:
+def cases(store: SnapshotStore, journal: ReviewJournal) -> dict[int, review.Case]:
+    """Every case now: each application the model referred, as the night left it, and every one
+    the review journal touched, as its actions leave it."""
+    scored = store.table(Table.SCORED)
+    now = {int(i): review.new_case(int(i), review.REFER) for i in scored.loc[scored["decision"] == scoring.REFER, "SK_ID_CURR"]}
+    now.update(review.replay(journal.actions())[0])
+    return now
+
+
+def listing(store: SnapshotStore, night: str | None, decision: str | None, search: str,
+            status: str | None = None, journal: ReviewJournal | None = None) -> Listing:
+    """The list box's rows; with a review `status`, the cases in that status, oldest night first (the queue)."""
     digits, problem = parse_search(search)
     if problem:
         return Listing({}, problem)
     rows = store.decisions(night, decision, digits)
+    if status:
+        current = cases(store, journal or ReviewJournal())
+        rows = rows[[current.get(int(i)) is not None and current[int(i)].status == status for i in rows["SK_ID_CURR"]]]
+        rows = rows.sort_values(["partition_date", "SK_ID_CURR"])
     if rows.empty:
         wanted = f" starting with {digits}" if digits else ""
         return Listing({}, f"No applications match{wanted}: change the night, the decision or the search.")
@@ -496,3 +513,31 @@ def fairness_table(fairness: pd.DataFrame) -> pd.DataFrame:
 def _column(frame: pd.DataFrame, name: str, write) -> list[str]:
     # models registered before a column existed show it empty
     return [write(x) if not _missing(x) else "" for x in frame[name]] if name in frame else [""] * len(frame)
+
+
+# --- human review ----------------------------------------------------------------------------
+
+def case_of(store: SnapshotStore, journal: ReviewJournal, sk_id: int) -> review.Case:
+    return journal.case(sk_id, str(store.applicant(sk_id).row["decision"]))
+
+
+def record_review(store: SnapshotStore, journal: ReviewJournal, sk_id: int, action: str, *, user: str, role: str,
+                  revision: int, final: str | None = None, reason_codes: tuple[str, ...] = (), note: str = "") -> review.Case:
+    """Record a review action on the application as the snapshot has it; ReviewError says why not."""
+    row = store.applicant(sk_id).row
+    return journal.record(sk_id, action, user=user, role=role, model_version=str(row["model_version"]),
+                          model_decision=str(row["decision"]), revision=revision, final=final, reason_codes=reason_codes, note=note)
+
+
+def case_history(journal: ReviewJournal, sk_id: int) -> list[str]:
+    """What was done on the case, in words, oldest first (the notes as written: the page escapes them)."""
+    lines = []
+    for a in journal.actions():
+        if a.sk_id != sk_id:
+            continue
+        what = {review.DECIDE: f"decided: {a.final}", review.APPROVE: "approved the override", review.SEND_BACK: "sent it back",
+                review.CONTEST: "recorded the client's contest"}.get(a.action, a.action)
+        codes = "; ".join(review.REASON_CODES.get(c, c) for c in a.reason_codes)
+        lines.append(f"{a.at[:16].replace('T', ' ')} UTC · {a.user} ({a.role or 'client'}) {what}" + (f" · {codes}" if codes else "")
+                     + (f" · “{a.note}”" if a.note else ""))
+    return lines

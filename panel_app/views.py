@@ -14,6 +14,8 @@ from collections.abc import Callable
 import pandas as pd
 import panel as pn
 
+from credit_dagster.review import cases as review
+from credit_dagster.review.journal import ReviewJournal
 from panel_app import auth, charts
 from panel_app import view_model as vm
 from panel_app.data_store import SnapshotStore
@@ -21,7 +23,9 @@ from panel_app.data_store import SnapshotStore
 ALL = "(all)"
 # native inputs keep the browser's 13px unless told inside their own shadow root
 INPUT_CSS = [":host select, :host input { font-size: 16px; }"]
-SECTIONS = ["Decision", "Compare", "What if", "Supervisor"]
+SECTIONS = ["Decision", "Compare", "What if", "Review", "Supervisor"]
+REVIEW_STATUSES = [review.OPEN, review.WAITING, review.DECIDED]
+CHANNELS = ["phone", "letter", "branch", "e-mail", "the lender's other systems"]
 SUPERVISOR_ONLY = {"Supervisor"}  # what an advisor is not shown, and is refused if asked for anyway
 # Document-wide: Bokeh and Panel widgets size their text from this variable (12px by default).
 PAGE_CSS = ":root { --bokeh-font-size: 16px; font-size: 16px; } body { margin: 0 1rem; }"
@@ -123,12 +127,14 @@ class DecisionPanel:
 class Dashboard:
     """One user's session: filters, the list, the one selection and the section shown."""
 
-    def __init__(self, store: SnapshotStore, user: str, role: str = auth.ADVISOR):
+    def __init__(self, store: SnapshotStore, user: str, role: str = auth.ADVISOR, journal: ReviewJournal | None = None):
         self.store, self.user = store, user
+        self.journal = journal or ReviewJournal()
         self.shown: int | None = None
         self.client: DecisionPanel | None = None
         self.night = pn.widgets.Select(stylesheets=INPUT_CSS, name="Night", options=[ALL, *store.days()], width=170)
         self.decision = pn.widgets.Select(stylesheets=INPUT_CSS, name="Decision", options=[ALL, *vm.DECISIONS], width=200)
+        self.review_status = pn.widgets.Select(stylesheets=INPUT_CSS, name="Review", options=[ALL, *REVIEW_STATUSES], width=200)
         self.search = pn.widgets.TextInput(stylesheets=INPUT_CSS, name="Application number starts with", placeholder="e.g. 1002", width=230)
         self.applications = pn.widgets.Select(stylesheets=INPUT_CSS, name="Applications (arrow keys to move)", size=14, options={},
                                               sizing_mode="stretch_width", min_width=300)
@@ -138,7 +144,7 @@ class Dashboard:
         self.section = pn.widgets.RadioButtonGroup(name="View", options=sections, value=sections[0], button_type="primary",
                                                    button_style="outline")
         self.detail = pn.Column(sizing_mode="stretch_width", min_width=300)
-        for widget in (self.night, self.decision, self.search):
+        for widget in (self.night, self.decision, self.review_status, self.search):
             widget.param.watch(self.refresh, "value")
         self.applications.param.watch(lambda _: self.render(), "value")
         self.section.param.watch(lambda _: self.render(force=True), "value")
@@ -148,7 +154,8 @@ class Dashboard:
     def refresh(self, *_) -> None:
         night = None if self.night.value == ALL else self.night.value
         decision = None if self.decision.value == ALL else self.decision.value
-        listing = vm.listing(self.store, night, decision, self.search.value)
+        status = None if self.review_status.value == ALL else self.review_status.value
+        listing = vm.listing(self.store, night, decision, self.search.value, status, self.journal)
         keep = vm.follow(listing.options, self.applications.value)
         self.count.object = f"<p class='note'>{html.escape(listing.message)}</p>"
         with pn.io.hold():
@@ -173,7 +180,8 @@ class Dashboard:
             self.detail.objects = [_html("<h2>No applications match</h2><p>Change the night, the decision or the search.</p>")]
             return
         auth.record(self.user, f"view {self.section.value.lower()}", int(sk_id))
-        build = {"Decision": self.decision_view, "Compare": self.compare_view, "What if": self.what_if_view}[self.section.value]
+        build = {"Decision": self.decision_view, "Compare": self.compare_view, "What if": self.what_if_view,
+                 "Review": self.review_view}[self.section.value]
         self.detail.objects = [build(int(sk_id))]
 
     def decision_view(self, sk_id: int) -> pn.viewable.Viewable:
@@ -293,6 +301,61 @@ class Dashboard:
                   "the number of repayments computes the repayment; typing the repayment computes the number of repayments.</p>"),
             pn.FlexBox(amount_w, annuity_w, goods_w, term_w), pn.Row(run, reset), result, sizing_mode="stretch_width")
 
+    def review_view(self, sk_id: int) -> pn.viewable.Viewable:
+        """The case of the selected application, what was done on it, and what this role may do now."""
+        case = vm.case_of(self.store, self.journal, sk_id)
+        words = {review.GRANTED: "granted", review.REFUSED: "refused", review.REFER: "referred to an advisor"}
+        history = "".join(f"<li>{html.escape(line)}</li>" for line in vm.case_history(self.journal, sk_id)) or "<li>Nothing yet.</li>"
+        said = _html("")
+
+        def act(action: str, **fields) -> None:
+            try:
+                vm.record_review(self.store, self.journal, sk_id, action, user=self.user, role=self.role, revision=case.revision, **fields)
+            except review.ReviewError as refused:
+                said.object = f"<p role='alert'>{html.escape(str(refused))}</p>"
+                auth.record(self.user, f"review refused: {action}", sk_id, reason=str(refused))
+                return
+            auth.record(self.user, f"review {action}", sk_id, **{k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()
+                                                                 if k != "note"})
+            # the list follows (a decided case leaves the open queue), then the view
+            self.refresh()
+            self.render(force=True)
+
+        form: list = []
+        if case.status == review.OPEN:
+            final = pn.widgets.RadioButtonGroup(name="Final decision", options={"Grant": review.GRANTED, "Refuse": review.REFUSED},
+                                                value=review.GRANTED, button_type="primary", button_style="outline")
+            codes = pn.widgets.CheckBoxGroup(name="Reasons", options={text: code for code, text in review.REASON_CODES.items()})
+            note = pn.widgets.TextAreaInput(stylesheets=INPUT_CSS, name="Note (kept with the decision)", max_length=review.MAX_NOTE,
+                                            sizing_mode="stretch_width")
+            record = pn.widgets.Button(name="Record the decision", button_type="primary")
+            record.on_click(lambda _: act(review.DECIDE, final=final.value, reason_codes=tuple(codes.value), note=note.value))
+            form = [_html("<h3>Decide</h3><p>Reversing the model's own decision waits for a supervisor's approval.</p>"),
+                    final, _html("<p>Reasons:</p>"), codes, note, record]
+        elif case.status == review.WAITING and self.role == auth.SUPERVISOR and self.user != case.requested_by:
+            comment = pn.widgets.TextAreaInput(stylesheets=INPUT_CSS, name="Comment", max_length=review.MAX_NOTE, sizing_mode="stretch_width")
+            approve = pn.widgets.Button(name="Approve the override", button_type="primary")
+            back = pn.widgets.Button(name="Send it back", button_type="default")
+            approve.on_click(lambda _: act(review.APPROVE, note=comment.value))
+            back.on_click(lambda _: act(review.SEND_BACK, note=comment.value))
+            form = [_html(f"<h3>Approve</h3><p>{html.escape(str(case.requested_by))} asks to have it "
+                          f"{words.get(case.requested_final, '')}.</p>"), comment, pn.Row(approve, back)]
+        elif case.status == review.WAITING:
+            form = [_html(f"<p>Waiting for a supervisor other than {html.escape(str(case.requested_by))} to approve.</p>")]
+        else:
+            channel = pn.widgets.Select(stylesheets=INPUT_CSS, name="The client asked by", options=CHANNELS)
+            words_in = pn.widgets.TextAreaInput(stylesheets=INPUT_CSS, name="The client's own words", max_length=review.MAX_NOTE,
+                                                sizing_mode="stretch_width")
+            contest = pn.widgets.Button(name="Record the client's request for a human review", button_type="primary")
+            contest.on_click(lambda _: act(review.CONTEST, note=f"[{channel.value}] {words_in.value}"))
+            form = [_html("<h3>A client contests</h3><p>Recording it puts the application back in the review queue.</p>"),
+                    channel, words_in, contest]
+        return pn.Column(
+            _html(f"<h2>Review of application {sk_id}</h2><p>The model: <b>{words.get(case.model_decision, case.model_decision)}</b>. "
+                  f"Now: <b>{html.escape(case.status)}</b>, {words.get(case.final_decision, case.final_decision)} "
+                  f"(decided by {html.escape(case.decided_by)}).</p><h3>What was done</h3><ul>{history}</ul>"),
+            said, *form, sizing_mode="stretch_width")
+
     def supervisor_view(self) -> pn.viewable.Viewable:
         s = vm.supervision(self.store)
         summary = self.store.model_summary()
@@ -329,7 +392,7 @@ class Dashboard:
             f"<header><h1>Credit decisions</h1>{synthetic}<p>{signed} · model <a href='/reports/model_card.html'>"
             f"{html.escape(str(summary['model_version']))}</a> (cross-validated AUC {summary['cv_roc_auc']:.3f}) · "
             f"snapshot of the night of {summary['published_for']}</p></header>")
-        filters = pn.FlexBox(self.night, self.decision, self.search)
+        filters = pn.FlexBox(self.night, self.decision, self.review_status, self.search)
         # side by side on a wide screen; the list above the detail when narrow (640 px, or 200 % zoom)
         side = pn.Column(filters, self.count, self.applications, styles={"flex": "1 1 380px", "max-width": "560px"})
         main = pn.Column(self.section, self.detail, styles={"flex": "3 1 560px", "min-width": "0"})
