@@ -69,18 +69,24 @@ class Explainer:
         for k, history in enumerate(HISTORIES):
             self.kind_of[[j for j, f in enumerate(features) if f.startswith(history.prefixes)]] = k
 
-    def _sums(self, contributions: np.ndarray, rows: pd.DataFrame) -> np.ndarray:
+    def _absent(self, rows: pd.DataFrame) -> np.ndarray:
+        """Per row and kind of history, whether the applicant has none of it (a missing count is none)."""
+        absent = np.zeros((len(rows), len(HISTORIES)), dtype=bool)
+        for k, history in enumerate(HISTORIES):
+            column = rows.get(history.present_column)
+            if column is not None:
+                absent[:, k] = pd.to_numeric(column, errors="coerce").fillna(0).to_numpy() == 0
+        return absent
+
+    def _sums(self, contributions: np.ndarray, absent: np.ndarray) -> np.ndarray:
         """Per row, the contribution of each group, then of each missing-history fact: a history
         the applicant lacks moves its features' contributions from their groups to its fact."""
         p, g = len(self.features), len(self.group_names)
         contrib = contributions[:, :p].copy()
         sums = np.zeros((len(contrib), g + len(self.facts)))
         for k, history in enumerate(HISTORIES):
-            column = rows.get(history.present_column)
-            absent = (np.zeros(len(contrib), bool) if column is None
-                      else (pd.to_numeric(column, errors="coerce").fillna(0).to_numpy() == 0))
             of_kind = self.kind_of == k
-            moved = np.where(absent[:, None], contrib[:, of_kind], 0.0)
+            moved = np.where(absent[:, k, None], contrib[:, of_kind], 0.0)
             sums[:, g + self.facts.index(history.fact)] += moved.sum(axis=1)
             contrib[:, of_kind] -= moved
         np.add.at(sums.T, self.group_of, contrib.T)
@@ -90,7 +96,8 @@ class Explainer:
                 k: int = N_REASONS) -> tuple[list[list[str]], list[list[str]], list[str | None]]:
         """For each row: up to k reasons (the groups that raised the risk most, worded), the
         features that worded them, and the missing-history facts that raised it (or None)."""
-        sums = self._sums(contributions, rows)
+        absent = self._absent(rows)
+        sums = self._sums(contributions, absent)
         g = len(self.group_names)
         contrib = contributions[:, : len(self.features)]
         candidates = {j: None for j in range(len(self.features))}
@@ -105,7 +112,7 @@ class Explainer:
                 for j in members[np.argsort(-contrib[r, members], kind="stable")]:
                     if contrib[r, j] <= 0:
                         break
-                    if not self.sayable[j] or (self.kind_of[j] >= 0 and self._absent(rows, r, self.kind_of[j])):
+                    if not self.sayable[j] or (self.kind_of[j] >= 0 and absent[r, self.kind_of[j]]):
                         continue
                     if candidates[j] is None:
                         candidates[j] = matrix.iloc[:, j].to_numpy(dtype=object)
@@ -121,17 +128,13 @@ class Explainer:
             notes.append(facts[0] + "".join(f"; {f[:1].lower()}{f[1:]}" for f in facts[1:]) + "." if facts else None)
         return texts, names, notes
 
-    def _absent(self, rows: pd.DataFrame, r: int, kind: int) -> bool:
-        column = rows.get(HISTORIES[kind].present_column)
-        return column is not None and pd.notna(column.iloc[r]) and float(column.iloc[r]) == 0
-
     def bars(self, ids: np.ndarray, contributions: np.ndarray, matrix: pd.DataFrame, rows: pd.DataFrame,
              k: int = TOP_BARS) -> pd.DataFrame:
         """Per applicant, the base value, the k groups that moved the score most (log-odds), each
         labelled by its strongest member and the client's value, and the rest summed: rank 0,
         1..k and k+1; they add up to the raw score."""
         p, g = len(self.features), len(self.group_names)
-        sums = self._sums(contributions, rows)
+        sums = self._sums(contributions, self._absent(rows))
         k = min(k, sums.shape[1])
         contrib = contributions[:, :p]
         values = matrix.to_numpy(dtype=object)
