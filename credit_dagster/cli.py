@@ -341,6 +341,22 @@ def _dashboard_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refer_everything(args: argparse.Namespace) -> int:
+    from credit_dagster.core import refer_all
+    from panel_app import auth
+
+    if args.action != "status":
+        if not args.by or not args.why:
+            raise CliError(f"refer-everything {args.action} needs --by (a supervisor of the dashboard) and --why")
+        role = auth.roles().get(args.by, "")
+        try:
+            refer_all.set_switch(args.action == "on", by=args.by, role=role, why=args.why)
+        except (PermissionError, ValueError) as refused:
+            raise CliError(str(refused)) from None
+    print(refer_all.state().sentence())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     fmt = argparse.RawDescriptionHelpFormatter
     configured = settings.current()
@@ -418,6 +434,13 @@ def main(argv: list[str] | None = None) -> int:
     dash_user.add_argument("--role", choices=["advisor", "supervisor"], default="advisor",
                            help="advisor (default) or supervisor: a supervisor also sees the supervision view")
     dash_user.set_defaults(func=_dashboard_user)
+    switch = command("refer-everything", help="a supervisor sends every new decision to an advisor (on), or lets the model decide again (off)",
+                     formatter_class=fmt, epilog='example: credit-dagster refer-everything on --by sue --why "income data feed broken"\n'
+                     "Takes effect on the next API request and the next night; journaled with who, when and why.")
+    switch.add_argument("action", choices=["on", "off", "status"])
+    switch.add_argument("--by", default="", help="the supervisor (a dashboard user with the supervisor role)")
+    switch.add_argument("--why", default="", help="the reason, kept in the journal")
+    switch.set_defaults(func=_refer_everything)
     args = parser.parse_args(argv)
     if args.command == "dashboard-user" and args.action != "list" and not args.name:
         parser.error(f"dashboard-user {args.action} needs a user name")

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from credit_dagster.review import cases as review
-from credit_dagster.review.assets import case_table
 from credit_dagster.review.journal import ReviewJournal
+from credit_dagster.review.queue import case_table
 
 CODES = ("verified_income",)
 

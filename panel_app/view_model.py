@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from credit_dagster.model import fairness as ml_fairness
 from credit_dagster.model.scorecard import Scorecard
 from credit_dagster.nightly import explain, scoring
 from credit_dagster.review import cases as review
+from credit_dagster.review import letters
 from credit_dagster.review.journal import ReviewJournal
+from credit_dagster.review.queue import case_table
 from credit_dagster.serving import ondemand
 from panel_app.data_store import SnapshotStore
 
@@ -65,45 +68,51 @@ def parse_search(text: str) -> tuple[str, str | None]:
     return text, None
 
 
-def cases(store: SnapshotStore, journal: ReviewJournal) -> dict[int, review.Case]:
-    """Every case now: each application the model referred, as the night left it, and every one
-    the review journal touched, as its actions leave it."""
-    scored = store.table(Table.SCORED)
-    now = {int(i): review.new_case(int(i), review.REFER) for i in scored.loc[scored["decision"] == scoring.REFER, "SK_ID_CURR"]}
-    now.update(review.replay(journal.actions())[0])
-    return now
+def queue(store: SnapshotStore, journal: ReviewJournal) -> pd.DataFrame:
+    """Every case now (`review.queue.case_table`): each application the model referred, and every one
+    the journal touched, with its status and its age in working days against the service time."""
+    scored = store.table(Table.SCORED)[["SK_ID_CURR", "decision", "partition_date"]]
+    return case_table(scored, journal.actions(), datetime.now(UTC).date(), settings.current().review_service_days)
 
 
 def listing(store: SnapshotStore, night: str | None, decision: str | None, search: str,
             status: str | None = None, journal: ReviewJournal | None = None) -> Listing:
-    """The list box's rows; with a review `status`, the cases in that status, oldest night first (the queue)."""
+    """The list box's rows; with a review `status`, the cases in that status, the longest waiting first (the queue)."""
     digits, problem = parse_search(search)
     if problem:
         return Listing({}, problem)
     rows = store.decisions(night, decision, digits)
+    late = ""
     if status:
-        current = cases(store, journal or ReviewJournal())
-        rows = rows[[current.get(int(i)) is not None and current[int(i)].status == status for i in rows["SK_ID_CURR"]]]
-        rows = rows.sort_values(["partition_date", "SK_ID_CURR"])
+        cases = queue(store, journal or ReviewJournal())
+        cases = cases.loc[cases["status"] == status, ["SK_ID_CURR", "opened", "working_days_open", "past_service_time"]]
+        rows = rows.merge(cases, on="SK_ID_CURR").sort_values(["opened", "SK_ID_CURR"])
+        if rows["past_service_time"].any():
+            late = f"; {int(rows['past_service_time'].sum()):,} past the service time of {settings.current().review_service_days} working days"
     if rows.empty:
         wanted = f" starting with {digits}" if digits else ""
         return Listing({}, f"No applications match{wanted}: change the night, the decision or the search.")
     shown = rows.head(LIST_LIMIT)
     options = {list_label(r): int(r["SK_ID_CURR"]) for r in shown.to_dict("records")}
     more = f" (the first {LIST_LIMIT} of {len(rows):,}; type more digits to narrow)" if len(rows) > LIST_LIMIT else ""
-    return Listing(options, f"{wording.plural(len(shown), 'application')}{more}")
+    return Listing(options, f"{wording.plural(len(shown), 'application')}{more}{late}")
 
 
 SHORT = {scoring.GRANTED: "Granted", scoring.REFER: "Referred", scoring.REFUSED: "Refused"}
 
 
 def list_label(row: dict) -> str:
-    """Short enough to fit the list box: number, decision, probability, grade, night (e.g. "1 Nov")."""
+    """Short enough to fit the list box: number, decision, probability, grade, night (e.g. "1 Nov"), and
+    for a case waiting in the queue, how long it has waited."""
     icon = DECISIONS[row["decision"]][0]
     bounds = [float(row[b]) for b in ("refer_low", "refer_high") if b in row and not _missing(row[b])]
     night = pd.Timestamp(row["partition_date"])
-    return (f"{int(row['SK_ID_CURR'])} · {icon} {SHORT[row['decision']]} · {percents(float(row['probability_of_default']), *bounds)[0]}"
-            f" · {row['grade']} · {night.day} {night:%b}")
+    label = (f"{int(row['SK_ID_CURR'])} · {icon} {SHORT[row['decision']]} · {percents(float(row['probability_of_default']), *bounds)[0]}"
+             f" · {row['grade']} · {night.day} {night:%b}")
+    days = row.get("working_days_open")
+    if days:  # a case waiting: how long, against the service time
+        label += f" · {wording.plural(int(days), 'working day')} waiting{', late' if row.get('past_service_time') else ''}"
+    return label
 
 
 def follow(options: dict[str, int], current: int | None) -> int | None:
@@ -532,12 +541,28 @@ def record_review(store: SnapshotStore, journal: ReviewJournal, sk_id: int, acti
 def case_history(journal: ReviewJournal, sk_id: int) -> list[str]:
     """What was done on the case, in words, oldest first (the notes as written: the page escapes them)."""
     lines = []
-    for a in journal.actions():
-        if a.sk_id != sk_id:
-            continue
+    for a in journal.actions_of(sk_id):
         what = {review.DECIDE: f"decided: {a.final}", review.APPROVE: "approved the override", review.SEND_BACK: "sent it back",
                 review.CONTEST: "recorded the client's contest"}.get(a.action, a.action)
         codes = "; ".join(review.REASON_CODES.get(c, c) for c in a.reason_codes)
         lines.append(f"{a.at[:16].replace('T', ' ')} UTC · {a.user} ({a.role or 'client'}) {what}" + (f" · {codes}" if codes else "")
                      + (f" · “{a.note}”" if a.note else ""))
     return lines
+
+
+def waiting_sentence(store: SnapshotStore, journal: ReviewJournal, sk_id: int) -> str:
+    """How long the case has waited, against the service time ("" once decided)."""
+    cases = queue(store, journal).set_index("SK_ID_CURR")
+    if sk_id not in cases.index or cases.at[sk_id, "status"] not in (review.OPEN, review.WAITING):
+        return ""
+    days, service = int(cases.at[sk_id, "working_days_open"]), settings.current().review_service_days
+    late = "past" if cases.at[sk_id, "past_service_time"] else "within"
+    return (f"Waiting since {pd.Timestamp(cases.at[sk_id, 'opened']):%-d %B %Y}: {wording.plural(days, 'working day')}, "
+            f"{late} the service time of {wording.plural(service, 'working day')}.")
+
+
+def client_letter(store: SnapshotStore, journal: ReviewJournal, sk_id: int) -> letters.Letter:
+    """The letter due to the client now: the decision, or the outcome of the review they asked for."""
+    row = store.applicant(sk_id).row.to_dict()
+    case = journal.case(sk_id, str(row["decision"]))
+    return letters.letter(row, case, review.contest_words(journal.actions_of(sk_id)), synthetic=bool(store.model_summary()["synthetic"]))

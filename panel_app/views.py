@@ -10,11 +10,14 @@ from __future__ import annotations
 import html
 import io
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pandas as pd
 import panel as pn
 
+from credit_dagster.core import refer_all
 from credit_dagster.review import cases as review
+from credit_dagster.review import letters
 from credit_dagster.review.journal import ReviewJournal
 from panel_app import auth, charts
 from panel_app import view_model as vm
@@ -25,7 +28,6 @@ ALL = "(all)"
 INPUT_CSS = [":host select, :host input { font-size: 16px; }"]
 SECTIONS = ["Decision", "Compare", "What if", "Review", "Supervisor"]
 REVIEW_STATUSES = [review.OPEN, review.WAITING, review.DECIDED]
-CHANNELS = ["phone", "letter", "branch", "e-mail", "the lender's other systems"]
 SUPERVISOR_ONLY = {"Supervisor"}  # what an advisor is not shown, and is refused if asked for anyway
 # Document-wide: Bokeh and Panel widgets size their text from this variable (12px by default).
 PAGE_CSS = ":root { --bokeh-font-size: 16px; font-size: 16px; } body { margin: 0 1rem; }"
@@ -139,6 +141,7 @@ class Dashboard:
         self.applications = pn.widgets.Select(stylesheets=INPUT_CSS, name="Applications (arrow keys to move)", size=14, options={},
                                               sizing_mode="stretch_width", min_width=300)
         self.count = _html("")
+        self.banner = _html("")  # "refer everything", on every page while it is on
         self.role = role
         sections = [s for s in SECTIONS if role == auth.SUPERVISOR or s not in SUPERVISOR_ONLY]
         self.section = pn.widgets.RadioButtonGroup(name="View", options=sections, value=sections[0], button_type="primary",
@@ -158,6 +161,9 @@ class Dashboard:
         listing = vm.listing(self.store, night, decision, self.search.value, status, self.journal)
         keep = vm.follow(listing.options, self.applications.value)
         self.count.object = f"<p class='note'>{html.escape(listing.message)}</p>"
+        switch = refer_all.state()
+        self.banner.object = (f"<p class='synthetic' role='status'><b>Every new decision goes to an advisor.</b> "
+                              f"{html.escape(switch.sentence())}</p>" if switch.on else "")
         with pn.io.hold():
             self.applications.options = listing.options
             self.applications.value = keep
@@ -306,6 +312,7 @@ class Dashboard:
         case = vm.case_of(self.store, self.journal, sk_id)
         words = {review.GRANTED: "granted", review.REFUSED: "refused", review.REFER: "referred to an advisor"}
         history = "".join(f"<li>{html.escape(line)}</li>" for line in vm.case_history(self.journal, sk_id)) or "<li>Nothing yet.</li>"
+        waiting = vm.waiting_sentence(self.store, self.journal, sk_id)
         said = _html("")
 
         def act(action: str, **fields) -> None:
@@ -343,18 +350,31 @@ class Dashboard:
         elif case.status == review.WAITING:
             form = [_html(f"<p>Waiting for a supervisor other than {html.escape(str(case.requested_by))} to approve.</p>")]
         else:
-            channel = pn.widgets.Select(stylesheets=INPUT_CSS, name="The client asked by", options=CHANNELS)
-            words_in = pn.widgets.TextAreaInput(stylesheets=INPUT_CSS, name="The client's own words", max_length=review.MAX_NOTE,
+            channel = pn.widgets.Select(stylesheets=INPUT_CSS, name="The client asked by", options=list(review.CHANNELS))
+            asked_on = pn.widgets.DatePicker(stylesheets=INPUT_CSS, name="On", value=datetime.now(UTC).date(), width=200)
+            words_in = pn.widgets.TextAreaInput(stylesheets=INPUT_CSS, name="The client's own words", max_length=review.MAX_NOTE - 100,
                                                 sizing_mode="stretch_width")
             contest = pn.widgets.Button(name="Record the client's request for a human review", button_type="primary")
-            contest.on_click(lambda _: act(review.CONTEST, note=f"[{channel.value}] {words_in.value}"))
+            contest.on_click(lambda _: act(review.CONTEST, note=review.contest_note(channel.value, str(asked_on.value), words_in.value)))
             form = [_html("<h3>A client contests</h3><p>Recording it puts the application back in the review queue.</p>"),
-                    channel, words_in, contest]
+                    pn.Row(channel, asked_on), words_in, contest]
+        letter_html = pn.widgets.FileDownload(callback=lambda: self._letter(sk_id, pdf=False), filename=f"letter_{sk_id}.html",
+                                              label="The letter to the client (HTML)", button_type="default", button_style="outline")
+        letter_pdf = pn.widgets.FileDownload(callback=lambda: self._letter(sk_id, pdf=True), filename=f"letter_{sk_id}.pdf",
+                                             label="The letter to the client (PDF)", button_type="default", button_style="outline")
         return pn.Column(
             _html(f"<h2>Review of application {sk_id}</h2><p>The model: <b>{words.get(case.model_decision, case.model_decision)}</b>. "
                   f"Now: <b>{html.escape(case.status)}</b>, {words.get(case.final_decision, case.final_decision)} "
-                  f"(decided by {html.escape(case.decided_by)}).</p><h3>What was done</h3><ul>{history}</ul>"),
-            said, *form, sizing_mode="stretch_width")
+                  f"(decided by {html.escape(case.decided_by)}).</p>"
+                  + (f"<p>{html.escape(waiting)}</p>" if waiting else "") + f"<h3>What was done</h3><ul>{history}</ul>"),
+            said, *form, _html("<h3>Letters</h3><p>The letter due now: the decision, its reasons in the client's words, what "
+                               "would change it, and how to ask for a person; after a review the client asked for, its outcome.</p>"),
+            pn.Row(letter_html, letter_pdf), sizing_mode="stretch_width")
+
+    def _letter(self, sk_id: int, pdf: bool) -> io.BytesIO | io.StringIO:
+        letter = vm.client_letter(self.store, self.journal, sk_id)
+        auth.record(self.user, "letter", sk_id, kind=letter.kind, format="pdf" if pdf else "html")
+        return io.BytesIO(letters.to_pdf(letter)) if pdf else io.StringIO(letters.to_html(letter))
 
     def supervisor_view(self) -> pn.viewable.Viewable:
         s = vm.supervision(self.store)
@@ -366,7 +386,7 @@ class Dashboard:
         history = vm.history_table(s.history)
         auth.record(self.user, "view supervisor")
         return pn.Column(
-            _html("<h2>Supervision</h2>"),
+            _html("<h2>Supervision</h2>"), self.switch_control(),
             pn.pane.Bokeh(charts.volumes(s.volumes), sizing_mode="stretch_width"),
             _html("<p class='chart-text'>Chart in words: " + "; ".join(
                 f"{night}: " + ", ".join(f"{int(n):,} {vm.DECISIONS[d][1].lower()}" for d, n in row.items())
@@ -380,6 +400,30 @@ class Dashboard:
                   + _scrolling(vm.fairness_table(s.fairness))),
             _html("<h3>Model history</h3>" + _scrolling(history)),
             sizing_mode="stretch_width")
+
+    def switch_control(self) -> pn.viewable.Viewable:
+        """Refer everything: on, every new decision (nightly or on demand) goes to an advisor until off."""
+        switch = refer_all.state()
+        why = pn.widgets.TextInput(stylesheets=INPUT_CSS, name="Why (kept in the journal)", max_length=refer_all.MAX_WHY,
+                                   sizing_mode="stretch_width")
+        flip = pn.widgets.Button(name="Switch refer everything " + ("off" if switch.on else "on"),
+                                 button_type="danger" if not switch.on else "primary")
+        said = _html("")
+
+        def toggle(_):
+            try:  # the role is checked here, on the server, whatever the page showed
+                refer_all.set_switch(not switch.on, by=self.user, role=self.role, why=why.value)
+            except (PermissionError, ValueError) as refused:
+                said.object = f"<p role='alert'>{html.escape(str(refused))}</p>"
+                auth.record(self.user, "refused: refer everything", reason=str(refused))
+                return
+            auth.record(self.user, "refer everything " + ("off" if switch.on else "on"), why=why.value)
+            self.refresh()
+            self.render(force=True)
+
+        flip.on_click(toggle)
+        return pn.Column(_html(f"<h3>Refer everything</h3><p>{html.escape(switch.sentence())} It takes effect on the next API "
+                               "request and the next night.</p>"), why, flip, said, sizing_mode="stretch_width")
 
     def page(self) -> pn.viewable.Viewable:
         summary = self.store.model_summary()
@@ -396,7 +440,7 @@ class Dashboard:
         # side by side on a wide screen; the list above the detail when narrow (640 px, or 200 % zoom)
         side = pn.Column(filters, self.count, self.applications, styles={"flex": "1 1 380px", "max-width": "560px"})
         main = pn.Column(self.section, self.detail, styles={"flex": "3 1 560px", "min-width": "0"})
-        return pn.Column(header, pn.FlexBox(side, main, flex_wrap="wrap", gap="1.5rem", sizing_mode="stretch_width"),
+        return pn.Column(header, self.banner, pn.FlexBox(side, main, flex_wrap="wrap", gap="1.5rem", sizing_mode="stretch_width"),
                          sizing_mode="stretch_width")
 
 

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     # human review
     review_journal_dir: Path | None = Field(None, description="the review journal (default CREDIT_HOME/review/journal)")
     review_service_days: int = Field(2, ge=1, description="working days within which a case should be decided")
+    lender_name: str = Field("Your lender", description="who signs the letters to clients")
+    review_contact: str = Field("your advisor, by phone or at your branch", description="how a client asks for a human review (letters)")
     # the night
     empty_days_alert: int = Field(3, description="weekdays in a row without a drop before the schedule logs an error")
     retrain_nights: int = Field(3, description="nights of severe drift before the retraining sensor asks for a retrain")

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from credit_dagster.core import refer_all
 from credit_dagster.core.keys import CHAMPION, DAILY_FEATURES, DICTIONARY, DROP, POOL, SCORED
 from credit_dagster.core.resources import Warehouse
 from credit_dagster.core.sources import SOURCE_TABLES
@@ -99,6 +100,8 @@ def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse,
         if features.empty:
             raise ValueError(f"drop {day} has no application left to score (empty, or all quarantined): see {schema}.quarantine")
         scored, contributions = scoring.score_and_explain(model, features, dictionary)
+        if scored["refer_everything"].any():  # the night's log says so, with who set it and why
+            context.log.warning(f"{refer_all.state().sentence()}: every decision of night {day} is referred to an advisor")
         unknown = scoring.unknown_categories(model, features)
         if unknown:
             context.log.warning(f"category values unseen in training, scored as missing: {unknown}")
@@ -134,7 +137,7 @@ def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse,
         "mean_pd": float(scored["probability_of_default"].mean()),
         "counterfactuals_found": int(cf["cf_amount"].notna().sum()) if len(cf) else 0,
         "counterfactuals_searched": len(to_search),
-        "unknown_category_values": unknown,
+        "unknown_category_values": unknown, "refer_everything": bool(scored["refer_everything"].any()),
     })
 
 

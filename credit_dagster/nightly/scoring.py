@@ -20,7 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from credit_dagster.core import plausibility, settings, wording
+from credit_dagster.core import plausibility, refer_all, settings, wording
 from credit_dagster.core.sources import SOURCE_TABLES
 from credit_dagster.features import sql_models
 from credit_dagster.model.registry import RegisteredModel
@@ -150,10 +150,11 @@ def explainer(model: RegisteredModel, dictionary: pd.DataFrame) -> Explainer:
 _explainers: dict[tuple, Explainer] = {}
 
 
-def held_back(features: pd.DataFrame) -> list[str | None]:
-    """Per row, why the model alone may not decide it (incomplete or implausible), or None."""
+def held_back(features: pd.DataFrame, switch: refer_all.Switch = refer_all.OFF) -> list[str | None]:
+    """Per row, why the model alone may not decide it (incomplete, implausible, or a supervisor
+    switched "refer everything" on), or None."""
     missing, broken = plausibility.missing_required(features), plausibility.problems(features)
-    return [plausibility.referral_reason(m, b) for m, b in zip(missing, broken, strict=True)]
+    return [plausibility.referral_reason(m, b) or (refer_all.REASON if switch.on else None) for m, b in zip(missing, broken, strict=True)]
 
 
 def _score(model: RegisteredModel, features: pd.DataFrame, matrix: pd.DataFrame,
@@ -163,7 +164,8 @@ def _score(model: RegisteredModel, features: pd.DataFrame, matrix: pd.DataFrame,
     pd_ = model.calibrator(raw)
     card = Scorecard(**{k: tuple(v) if isinstance(v, list) else v for k, v in model.metadata.scorecard.items()})
     texts, names, notes = explainer(model, dictionary).reasons(contributions, matrix, features)
-    held = held_back(features)
+    switch = refer_all.state()  # read at every scoring: it takes effect on the next round or night
+    held = held_back(features, switch)
     # held back: referred, with why first, then what weighed most
     decision = np.where([h is not None for h in held], REFER, policy_of(model).decide(pd_)).astype(object)
     texts = [[h, *t[: N_REASONS - 1]] if h else t for h, t in zip(held, texts, strict=True)]
@@ -179,6 +181,7 @@ def _score(model: RegisteredModel, features: pd.DataFrame, matrix: pd.DataFrame,
     out["reason_features"] = [",".join(n) for n in names]
     out["history_note"] = notes
     out["held_back"] = [h is not None for h in held]
+    out["refer_everything"] = switch.on
     return out, contributions
 
 

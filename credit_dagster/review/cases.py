@@ -32,6 +32,17 @@ APPROVE, SEND_BACK, CONTEST = "approve", "send back", "contest"
 ACTIONS = (DECIDE, APPROVE, SEND_BACK, CONTEST)
 OPEN, WAITING, DECIDED, CLOSED = "open", "waiting for approval", "decided", "decided by the model"
 MAX_NOTE = 2000  # characters: a note is the reviewer's words, bounded and never interpreted
+CHANNELS = ("phone", "letter", "branch", "e-mail", "the lender's other systems")  # how a client asks for a review
+
+
+def contest_note(channel: str, received_on: str, words: str) -> str:
+    """A contest's note: how and when the client asked, then their own words as they gave them."""
+    return f"[{channel}, {received_on}] {words}"
+
+
+def contest_words(actions: Iterable[Action]) -> str:
+    """What the client said in their latest contest (its note), for the letter answering it."""
+    return next((a.note for a in reversed(list(actions)) if a.action == CONTEST), "")
 
 
 class ReviewError(ValueError):

@@ -1,11 +1,11 @@
 """The scoring API's routes: thin over the runtime (`runtime.Runtime`), which the app keeps in
 `app.state.runtime`."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
@@ -58,6 +58,26 @@ decisions = APIRouter(prefix="/v1", responses=ERRORS)
                responses={404: {"description": "no nightly decision for this SK_ID_CURR"}})
 def stored_decision(sk_id_curr: Annotated[int, PathParam(ge=0, le=schemas.INT64[1])], api: Api, who: Caller):
     return api.stored_decision(sk_id_curr)
+
+
+@decisions.post("/decisions/{sk_id_curr}/contest", response_model=schemas.ReviewState, status_code=201,
+                summary="A client asks for a human review of the decision",
+                responses={404: {"description": "no nightly decision for this SK_ID_CURR"}})
+def contest(sk_id_curr: Annotated[int, PathParam(ge=0, le=schemas.INT64[1])], body: schemas.ContestRequest, api: Api, who: Caller):
+    """Puts the application in the advisors' review queue, whatever the model decided. Authenticated by the
+    calling system's key (a header, never a cookie: no cross-site request can carry it)."""
+    return api.contest(sk_id_curr, body, who)
+
+
+@decisions.get("/decisions/{sk_id_curr}/letter", summary="The letter due to the client now (HTML, or PDF with format=pdf)",
+               response_class=HTMLResponse, responses={404: {"description": "no nightly decision for this SK_ID_CURR"},
+                                                       200: {"content": {"application/pdf": {}}}})
+def letter(sk_id_curr: Annotated[int, PathParam(ge=0, le=schemas.INT64[1])], api: Api, who: Caller,
+           format: Literal["html", "pdf"] = "html"):
+    if format == "pdf":
+        return Response(api.letter(sk_id_curr, pdf=True), media_type="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="letter_{sk_id_curr}.pdf"'})
+    return HTMLResponse(api.letter(sk_id_curr, pdf=False))
 
 
 @decisions.get("/model", response_model=schemas.ModelSummary, summary="The champion model")

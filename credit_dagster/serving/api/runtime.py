@@ -23,10 +23,13 @@ import pandas as pd
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
-from credit_dagster.core import audit, plausibility, settings, snapshot
+from credit_dagster.core import audit, plausibility, refer_all, settings, snapshot
 from credit_dagster.core.snapshot import Table
 from credit_dagster.model.registry import RegisteredModel, Registry
 from credit_dagster.nightly import scoring
+from credit_dagster.review import cases as review
+from credit_dagster.review import letters
+from credit_dagster.review.journal import ReviewJournal
 from credit_dagster.serving import ondemand
 from credit_dagster.serving.api import keys, schemas
 
@@ -234,15 +237,26 @@ def _decision_fields(row: dict) -> dict:
         "history_note": row["history_note"] if isinstance(row.get("history_note"), str) else None,
         # stored naive in UTC; said with its zone, as RFC 3339 wants
         "scored_at": pd.Timestamp(row["scored_at"]).tz_localize("UTC").to_pydatetime(),
+        "refer_everything": bool(row.get("refer_everything", False)),
     }
+
+
+def review_fields(case: review.Case) -> dict:
+    """Where a person's review stands (`schemas.ReviewState`)."""
+    by_person = case.decided_by != "model"
+    return {"SK_ID_CURR": case.sk_id, "final_decision": case.final_decision, "decided_by": case.decided_by,
+            "review_status": case.status, "review_reason_codes": list(case.reason_codes) if by_person else [],
+            "decided_at": datetime.fromisoformat(case.updated_at) if by_person and case.updated_at else None,
+            "contested": case.contested}
 
 
 class Runtime:
     """Everything a request needs besides HTTP, built once per app."""
 
     def __init__(self, models_dir: Path | None = None, snapshot_file: Path | None = None, key_store: keys.KeyStore | None = None,
-                 audit_log: audit.AuditLog | None = None):
+                 audit_log: audit.AuditLog | None = None, journal: ReviewJournal | None = None):
         self.serving = Serving(models_dir or settings.models_dir(), snapshot_file or snapshot.snapshot_path())
+        self.journal = journal or ReviewJournal()
         self.key_store = key_store or keys.KeyStore()
         self.audit_log = audit_log or audit.AuditLog()
         self.limiter = keys.RateLimiter()
@@ -284,12 +298,36 @@ class Runtime:
         return schemas.Readiness(ready=not problems, night=night, model_version=version, snapshot=str(self.serving.snapshot),
                                  problems=problems)
 
-    def stored_decision(self, sk_id_curr: int) -> dict:
+    def _stored(self, sk_id_curr: int) -> dict:
         scored = self.serving.tables()[Table.SCORED]
         if sk_id_curr not in scored.index:
             raise HTTPException(404, f"no nightly decision for SK_ID_CURR {sk_id_curr}")
-        row = scored.loc[sk_id_curr].to_dict() | {"SK_ID_CURR": sk_id_curr}
-        return {**_decision_fields(row), "night": row["partition_date"]}
+        return scored.loc[sk_id_curr].to_dict() | {"SK_ID_CURR": sk_id_curr}
+
+    def stored_decision(self, sk_id_curr: int) -> dict:
+        """The night's decision, and the one that stands now (a person's, once decided), from the review journal itself:
+        an action shows on the next request, not after the next fold."""
+        row = self._stored(sk_id_curr)
+        case = self.journal.case(sk_id_curr, row["decision"])
+        return {**_decision_fields(row), "night": row["partition_date"], **review_fields(case),
+                "refer_everything": refer_all.state().on}
+
+    def contest(self, sk_id_curr: int, body: schemas.ContestRequest, who: keys.Caller) -> dict:
+        """Put the application in the review queue at its client's request, whatever the model decided;
+        journaled (fsync'ed) before the answer leaves."""
+        row = self._stored(sk_id_curr)
+        case = self.journal.record(sk_id_curr, review.CONTEST, user=f"api:{who.name}", role="", model_version=str(row["model_version"]),
+                                   model_decision=str(row["decision"]), revision=None,
+                                   note=review.contest_note(body.channel, body.received_on.isoformat(), body.client_words))
+        return review_fields(case)
+
+    def letter(self, sk_id_curr: int, pdf: bool) -> str | bytes:
+        """The letter due to the client now (the decision, or the outcome of the review they asked for)."""
+        row = self._stored(sk_id_curr)
+        case = self.journal.case(sk_id_curr, row["decision"])
+        said = letters.letter(row, case, review.contest_words(self.journal.actions_of(sk_id_curr)),
+                              synthetic=bool(self.serving.tables()[Table.MODEL_SUMMARY].iloc[0]["synthetic"]))
+        return letters.to_pdf(said) if pdf else letters.to_html(said)
 
     def _score_round(self, requests: list[schemas.ApplicationRequest]) -> pd.DataFrame:
         return self.scorer(ondemand.Batch(

@@ -7,12 +7,13 @@ in a column name must not silently score the application as if the value were mi
 """
 
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from credit_dagster.core.sources import SENTINEL_DAYS, SOURCE_TABLES
+from credit_dagster.review import cases as review
 from credit_dagster.serving import ondemand
 
 INT64 = (-(2**63), 2**63 - 1)
@@ -142,10 +143,33 @@ class Decision(BaseModel):
     calibration: str
     features_fingerprint: str
     scored_at: datetime
+    refer_everything: bool = Field(description="a supervisor has switched 'refer everything' on: every new decision, nightly "
+                                               "or on demand, is referred to an advisor until it is switched off")
 
 
-class StoredDecision(Decision):
+class ReviewState(BaseModel):
+    """Where a person's review of the application stands."""
+
+    SK_ID_CURR: int
+    final_decision: Literal["granted", "refused", "refer to an advisor"] = Field(
+        description="the decision that stands: a person's once decided (and approved, for an override), else the model's")
+    decided_by: Literal["model", "advisor", "supervisor"]
+    review_status: Literal["open", "waiting for approval", "decided", "decided by the model"]
+    review_reason_codes: list[str] = Field(description="a person's reason codes (README: Human review)")
+    decided_at: datetime | None = Field(description="when a person decided; None while the model's decision stands")
+    contested: bool = Field(description="the client asked for a human review")
+
+
+class StoredDecision(Decision, ReviewState):
     night: str = Field(description="the nightly partition (YYYY-MM-DD) that scored it")
+
+
+class ContestRequest(Strict):
+    """A client asks for a person to review the decision (Consumer Credit Directive 2023/2225 Art. 18)."""
+
+    channel: Literal[*review.CHANNELS]
+    received_on: date = Field(description="when the client asked")
+    client_words: str = Field("", max_length=review.MAX_NOTE - 100, description="the client's own words, kept as text and never interpreted")
 
 
 class OnDemandDecision(Decision):

@@ -1,0 +1,89 @@
+"""The letters to a client (Consumer Credit Directive 2023/2225 Art. 18, GDPR Art. 22): the
+decision, the main reasons in the client's words, what would change it, that an automated
+assessment was used and how to ask for a person; after a review the client asked for, a second
+letter with its outcome. HTML (one template, escaped) and PDF (fpdf2, offline: the same text)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jinja2
+import matplotlib
+from fpdf import FPDF
+
+from credit_dagster.core import settings
+from credit_dagster.nightly import scoring
+from credit_dagster.review import cases as review
+
+_TEMPLATE = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")), autoescape=True,
+                               undefined=jinja2.StrictUndefined).get_template("letter.html.j2")
+# a Unicode font that ships with a pinned dependency: a client's words may hold any character
+FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+FONT_BOLD = FONT.with_name("DejaVuSans-Bold.ttf")
+OUTCOMES = {
+    review.GRANTED: "We have granted your loan.",
+    review.REFUSED: "We are sorry: we cannot grant your loan.",
+    review.REFER: "An advisor is looking at your application and will contact you within {days} working days.",
+}
+REVIEWER = {"advisor": "An advisor", "supervisor": "An advisor and a supervisor", "model": "Nobody"}
+
+
+@dataclass(frozen=True)
+class Letter:
+    kind: str  # "decision", or "review" after a review the client asked for
+    sk_id: int
+    title: str
+    outcome: str
+    decided_by_person: bool
+    reasons: list[str]
+    history_note: str | None
+    change: str | None
+    human_reasons: list[str] = field(default_factory=list)
+    reviewer: str = ""
+    decided_on: str = ""
+    contest_words: str = ""
+    synthetic: bool = False
+
+
+def letter(row: dict, case: review.Case, contest_words: str = "", synthetic: bool = False) -> Letter:
+    """The letter due now on one application: `row` is its stored decision (the serving
+    snapshot's scored_applications), `case` its review as the journal has it."""
+    days = settings.current().review_service_days
+    final = case.final_decision if case.status == review.DECIDED or case.decided_by == "model" else review.REFER
+    by_person = case.decided_by in (review.ADVISOR, review.SUPERVISOR)
+    change = row.get("counterfactual") if final != review.GRANTED and isinstance(row.get("counterfactual"), str) else None
+    common = {"sk_id": int(case.sk_id), "outcome": OUTCOMES[final].format(days=days), "decided_by_person": by_person,
+              "reasons": scoring.reasons_of(row), "change": change, "synthetic": synthetic,
+              "history_note": row["history_note"] if isinstance(row.get("history_note"), str) else None}
+    if case.contested and case.status == review.DECIDED:
+        return Letter(kind="review", title=f"The review you asked for: application {case.sk_id}", reviewer=REVIEWER[case.decided_by],
+                      decided_on=(case.updated_at or "")[:10], contest_words=contest_words,
+                      human_reasons=[review.REASON_CODES.get(c, c) for c in case.reason_codes], **common)
+    if case.contested:  # received, not yet decided: the decision stands meanwhile
+        common["outcome"] = (f"We have received your request for a human review. A person will look at your application and "
+                             f"write to you within {days} working days. Meanwhile our decision stands: " + common["outcome"])
+    return Letter(kind="decision", title=f"Our decision on your application {case.sk_id}",
+                  human_reasons=[review.REASON_CODES.get(c, c) for c in case.reason_codes] if by_person else [], **common)
+
+
+def to_html(letter: Letter, styled: bool = True) -> str:
+    """The letter as a page (every value escaped: a client's words are shown, never interpreted)."""
+    current = settings.current()
+    return _TEMPLATE.render(**asdict(letter), styled=styled, lender=current.lender_name, contact=current.review_contact,
+                            written_on=datetime.now(UTC).strftime("%d %B %Y"))
+
+
+def to_pdf(letter: Letter) -> bytes:
+    """The same letter as a PDF, rendered here (no browser, no network)."""
+    pdf = FPDF(format="A4")
+    pdf.set_title(letter.title)
+    pdf.set_creator(settings.current().lender_name)
+    pdf.add_font("DejaVu", "", str(FONT))
+    pdf.add_font("DejaVu", "B", str(FONT_BOLD))
+    pdf.set_font("DejaVu", size=11)
+    pdf.add_page()
+    body = to_html(letter, styled=False)
+    pdf.write_html(body[body.index("<body>") + 6 : body.index("</body>")], font_family="DejaVu")
+    return bytes(pdf.output())

@@ -1,0 +1,57 @@
+"""The review queue and the final decisions, as tables: what the fold writes to the warehouse and
+publishes, and what the dashboard lists (pure pandas, no Dagster)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from credit_dagster.review import cases as review
+
+CASE_COLUMNS = ["SK_ID_CURR", "model_decision", "status", "final_decision", "decided_by", "reason_codes", "revision",
+                "requested_by", "contested", "opened", "updated_at", "working_days_open", "past_service_time"]
+FINAL_COLUMNS = ["SK_ID_CURR", "model_decision", "final_decision", "decided_by", "reason_codes", "decided_at", "status",
+                 "model_version", "partition_date"]
+
+
+def case_table(scored: pd.DataFrame, actions: list[review.Action], today: date, service_days: int) -> pd.DataFrame:
+    """One row per case: every application the model referred (`scored`: SK_ID_CURR, decision,
+    partition_date) and every one the journal touched, as the actions leave it. A case waits
+    from its night, or from the client's contest; its age is counted in working days."""
+    reviewed, _ = review.replay(actions)
+    opened = {int(r.SK_ID_CURR): str(r.partition_date)[:10] for r in scored.itertuples()}
+    cases = {int(r.SK_ID_CURR): review.new_case(int(r.SK_ID_CURR), r.decision) for r in scored.itertuples() if r.decision == review.REFER}
+    cases.update(reviewed)
+    contested_at = {a.sk_id: a.at[:10] for a in actions if a.action == review.CONTEST}
+    rows = []
+    for case in cases.values():
+        since = contested_at.get(case.sk_id) or opened.get(case.sk_id) or (case.updated_at or today.isoformat())[:10]
+        waiting = case.status in (review.OPEN, review.WAITING)
+        age = int(np.busday_count(since, today.isoformat())) if waiting else 0
+        rows.append({"SK_ID_CURR": case.sk_id, "model_decision": case.model_decision, "status": case.status,
+                     "final_decision": case.final_decision, "decided_by": case.decided_by, "reason_codes": ",".join(case.reason_codes),
+                     "revision": case.revision, "requested_by": case.requested_by, "contested": case.contested,
+                     "opened": since, "updated_at": case.updated_at, "working_days_open": age,
+                     "past_service_time": waiting and age > service_days})
+    return pd.DataFrame(rows, columns=CASE_COLUMNS)
+
+
+def final_decisions(scored: pd.DataFrame, cases: pd.DataFrame) -> pd.DataFrame:
+    """The decision that stands per scored application (`scored`: SK_ID_CURR, decision,
+    model_version, scored_at, partition_date): a person's once decided or approved, else the
+    model's (a case still open or waiting keeps the model's decision meanwhile)."""
+    human = cases.loc[cases["status"] == review.DECIDED].set_index("SK_ID_CURR")
+    out = scored[["SK_ID_CURR", "decision", "model_version", "scored_at", "partition_date"]].rename(
+        columns={"decision": "model_decision"}).copy()
+    by = out["SK_ID_CURR"].map(human["decided_by"]) if len(human) else pd.Series(None, index=out.index, dtype=object)
+    reviewed = by.notna()
+    out["final_decision"] = np.where(reviewed, out["SK_ID_CURR"].map(human["final_decision"]) if len(human) else None, out["model_decision"])
+    out["decided_by"] = np.where(reviewed, by, "model")
+    out["reason_codes"] = np.where(reviewed, out["SK_ID_CURR"].map(human["reason_codes"]) if len(human) else None, "")
+    out["decided_at"] = np.where(reviewed, out["SK_ID_CURR"].map(human["updated_at"]) if len(human) else None,
+                                 out["scored_at"].astype(str))
+    status = cases.set_index("SK_ID_CURR")["status"]
+    out["status"] = out["SK_ID_CURR"].map(status).fillna(review.CLOSED)
+    return out[FINAL_COLUMNS].reset_index(drop=True)
