@@ -39,8 +39,10 @@ SCHEMA = "drop_" + DAY.replace("-", "")
 
 
 @pytest.fixture(scope="module")
-def home(scored_home):
-    with temporary_home(scored_home) as root:
+def home(scored_home, tmp_path_factory):
+    with temporary_home(scored_home) as root, pytest.MonkeyPatch.context() as mp:
+        # what these tests contest (the fuzzer too) stays out of the shared home's review journal
+        mp.setenv("CREDIT_REVIEW_JOURNAL_DIR", str(tmp_path_factory.mktemp("api_review_journal")))
         yield root
 
 
@@ -515,3 +517,76 @@ def test_the_snapshot_indexes_the_history_the_api_looks_up(home):
         indexed = {r[0]: r[1] for r in con.execute("select table_name, expressions from duckdb_indexes()").fetchall()}
     assert history and set(indexed) == history
     assert all("SK_ID_CURR" in expressions for expressions in indexed.values())
+
+
+@pytest.fixture(scope="module")
+def review_client(home, tmp_path_factory):
+    """An API with a review journal of its own (the contests and the switch of these tests stay here)."""
+    folder = tmp_path_factory.mktemp("review_journal")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CREDIT_REVIEW_JOURNAL_DIR", str(folder))  # before the scoring processes start: they read the switch too
+        with TestClient(create_app(), raise_server_exceptions=False) as c:
+            yield c, folder
+
+
+def test_a_contest_queues_the_application_and_the_answer_shows_the_human_decision(review_client, key, night):
+    from credit_dagster.review import cases as review
+    from credit_dagster.review.journal import ReviewJournal
+
+    client, folder = review_client
+    _, _, scored = night
+    granted = int(scored.index[scored["decision"] == review.GRANTED][0])
+    said = {"X-API-Key": key}
+    before = client.get(f"/v1/decisions/{granted}", headers=said).json()
+    assert (before["final_decision"], before["decided_by"], before["review_status"]) == (review.GRANTED, "model", review.CLOSED)
+    words = '<script>alert(1)</script> =HYPERLINK("http://x.example","y")'
+    body = {"channel": "phone", "received_on": "2026-11-30", "client_words": words}
+    assert client.post(f"/v1/decisions/{granted}/contest", json=body).status_code == 401  # the caller's key, or nothing
+    assert client.post("/v1/decisions/1/contest", json=body, headers=said).status_code == 404
+    for wrong in ({**body, "channel": "pigeon"}, {**body, "client_words": "x" * 5000}, {**body, "note": "extra"}):
+        assert client.post(f"/v1/decisions/{granted}/contest", json=wrong, headers=said).status_code == 422
+    contested = client.post(f"/v1/decisions/{granted}/contest", json=body, headers=said)
+    assert contested.status_code == 201 and contested.json()["review_status"] == review.OPEN and contested.json()["contested"]
+    journal = ReviewJournal(folder)
+    assert journal.case(granted, review.GRANTED).status == review.OPEN  # in the advisors' queue
+    assert journal.actions_of(granted)[0].user.startswith("api:tests-") and words in journal.actions_of(granted)[0].note
+    # an advisor reverses the model: the model's decision stands until a supervisor approves
+    journal.record(granted, review.DECIDE, user="ann", role=review.ADVISOR, model_version="v", model_decision=review.GRANTED,
+                   revision=1, final=review.REFUSED, reason_codes=("fraud_suspicion",))
+    waiting = client.get(f"/v1/decisions/{granted}", headers=said).json()
+    assert (waiting["final_decision"], waiting["review_status"]) == (review.GRANTED, review.WAITING)
+    journal.record(granted, review.APPROVE, user="tom", role=review.SUPERVISOR, model_version="v", model_decision=review.GRANTED,
+                   revision=2)
+    after = client.get(f"/v1/decisions/{granted}", headers=said).json()
+    assert (after["final_decision"], after["decided_by"], after["review_reason_codes"]) == (review.REFUSED, "supervisor", ["fraud_suspicion"])
+    assert after["decided_at"] and after["decision"] == review.GRANTED  # the night's own decision is still said
+    letter = client.get(f"/v1/decisions/{granted}/letter", headers=said)
+    assert letter.status_code == 200 and "reviewed your application in person" in letter.text
+    assert "<script>" not in letter.text and "&lt;script&gt;" in letter.text
+    pdf = client.get(f"/v1/decisions/{granted}/letter?format=pdf", headers=said)
+    assert pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
+
+
+def test_refer_everything_refers_the_next_request_and_every_answer_says_so(review_client, key, night):
+    from credit_dagster.core import refer_all
+    from credit_dagster.review import cases as review
+
+    client, folder = review_client
+    apps, history, scored = night
+    i = next(i for i, sk in enumerate(apps["SK_ID_CURR"]) if scored.loc[sk, "decision"] == review.GRANTED)
+    body, said = {**request_of(apps, history, i), "on_unknown_category": "as_missing"}, {"X-API-Key": key}
+    sk_id = int(apps["SK_ID_CURR"].iloc[i])
+
+    def score() -> dict:
+        response = client.post("/v1/score", json=body, headers=said)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    assert (score()["decision"], score()["refer_everything"]) == (review.GRANTED, False)
+    refer_all.set_switch(True, by="sue", role=review.SUPERVISOR, why="income data feed broken", folder=folder)
+    referred = score()
+    assert (referred["decision"], referred["refer_everything"], referred["reasons"][0]) == (review.REFER, True, refer_all.REASON)
+    assert client.get(f"/v1/decisions/{sk_id}", headers=said).json()["refer_everything"] is True
+    refer_all.set_switch(False, by="sue", role=review.SUPERVISOR, why="feed repaired", folder=folder)
+    assert (score()["decision"], score()["refer_everything"]) == (review.GRANTED, False)
+    assert client.get(f"/v1/decisions/{sk_id}", headers=said).json()["refer_everything"] is False

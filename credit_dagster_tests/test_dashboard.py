@@ -321,6 +321,7 @@ def served(scored_home, snapshot_file, tmp_path_factory):
     auth.set_user("alice", PASSWORD, folder / "users.json", role=auth.SUPERVISOR)
     env = {"CREDIT_HOME": str(scored_home), "CREDIT_SERVING_SNAPSHOT": str(snapshot_file),
            "CREDIT_DASHBOARD_USERS": str(folder / "users.json"), "CREDIT_DASHBOARD_ACCESS_DIR": str(folder / "access"),
+           "CREDIT_REVIEW_JOURNAL_DIR": str(folder / "journal"),
            "CREDIT_DASHBOARD_COOKIE_SECRET": "test-secret-" + "x" * 32}
     proc, port = start_server(env, folder / "server.log")
     yield f"http://127.0.0.1:{port}", folder / "access"
@@ -649,3 +650,222 @@ def _texts(view) -> str:
 
 def _button(view, name: str):
     return next((p for p in _parts(view) if getattr(p, "name", None) == name and hasattr(p, "clicks")), None)
+
+
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _signed_in(browser, base: str, name: str):
+    """A browser context of its own (its own cookie) with `name` signed in: one person at one desk."""
+    page = _listening(browser.new_context(viewport={"width": 1440, "height": 1000}).new_page())
+    page.goto(f"{base}/app")
+    page.fill("#username", name)
+    page.fill("#password", PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("text=What weighed most", timeout=60_000)
+    return page
+
+
+def _listening(page):
+    """The page, noting when the server last spoke on its websocket (`_step` waits on it)."""
+    page.frames_received = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda _: page.frames_received.append(time.monotonic())))
+    return page
+
+
+def _step(page, act, silent_after: float = 2.0) -> None:
+    """Do `act` and wait until the server has answered it whole (its reaction drawn, or refused),
+    or has said nothing for `silent_after` seconds (nothing changed on the page)."""
+    asked = time.monotonic()
+    act()
+    deadline = asked + 30
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+        frames = page.frames_received
+        if frames and frames[-1] > asked:
+            if time.monotonic() - frames[-1] > 0.5:
+                return
+        elif time.monotonic() - asked > silent_after:
+            return
+    raise AssertionError("the server did not finish answering within 30 s")
+
+
+def _open_case(page, sk_id: int, status: str = "(all)", decision: str = "(all)") -> None:
+    """Filter the list, search the application, open its review: the heading must name it. (The
+    search, last, narrows the list to it: a click on a list still being replaced by a filter
+    lands on whatever the filter left, which is then shown; that is tested apart.)"""
+    page.locator("select").nth(1).select_option(decision)
+    page.locator("select").nth(2).select_option(status)
+    search = page.get_by_placeholder("e.g. 1002")
+    search.fill(str(sk_id))
+    search.press("Enter")
+    _step(page, page.get_by_role("button", name="Refresh the list").click)  # what others did meanwhile
+    _step(page, page.get_by_role("button", name="Review", exact=True).click)
+    page.wait_for_selector(f"text=Review of application {sk_id}", timeout=30_000)
+    highlighted = page.locator("select[size]").evaluate("e => e.selectedIndex < 0 ? null : e.options[e.selectedIndex].text")
+    assert highlighted and highlighted.startswith(f"{sk_id} "), highlighted
+
+
+def _decide(page, final: str, reason: str, note: str = "") -> None:
+    page.get_by_role("button", name=final, exact=True).click()
+    page.get_by_text(reason, exact=True).click()
+    if note:
+        page.get_by_label("Note (kept with the decision)").fill(note)
+    _step(page, page.get_by_role("button", name="Record the decision").click)
+
+
+def _reviewed(journal_dir: Path, sk_id: int) -> list[str]:
+    from credit_dagster.review.journal import ReviewJournal
+
+    return [a.action for a in ReviewJournal(journal_dir).actions_of(sk_id)]
+
+
+@pytest.mark.browser
+def test_review_in_a_real_browser(scored_home, snapshot_file, store, tmp_path):
+    """Advisors and supervisors finish cases in Chromium: decide, four eyes with send back and
+    approval, nobody approves their own request, two tabs on one case, a reload mid-form, the
+    back button, the kill switch's banner, axe on the new views, and a SIGKILL of the server
+    right after a confirmed action."""
+    from playwright.sync_api import sync_playwright
+
+    for name, role in (("ann", auth.ADVISOR), ("sue", auth.SUPERVISOR), ("tom", auth.SUPERVISOR)):
+        auth.set_user(name, PASSWORD, tmp_path / "users.json", role=role)
+    env = {"CREDIT_HOME": str(scored_home), "CREDIT_SERVING_SNAPSHOT": str(snapshot_file),
+           "CREDIT_DASHBOARD_USERS": str(tmp_path / "users.json"), "CREDIT_DASHBOARD_ACCESS_DIR": str(tmp_path / "access"),
+           "CREDIT_REVIEW_JOURNAL_DIR": str(tmp_path / "journal"), "CREDIT_DASHBOARD_COOKIE_SECRET": "test-secret-" + "y" * 32}
+    server = {"env": env, "log": tmp_path / "server.log", "proc": None}
+    server["proc"], port = start_server(env, tmp_path / "server.log")
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+            try:
+                _review_steps(browser, f"http://127.0.0.1:{port}", tmp_path / "journal", store, server)
+            except BaseException:  # what each page showed, for whoever reads the failure
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                for i, page in enumerate(pg for context in browser.contexts for pg in context.pages):
+                    page.screenshot(path=str(SCREENSHOTS / f"review_failure_{i}.png"), full_page=True)
+                raise
+            browser.close()
+    finally:
+        stop(server["proc"])
+    log, problems = audit.read(tmp_path / "access", prefix="access_")
+    assert problems == [] and {"review decide", "review approve", "review send back", "review contest", "refer everything on",
+                               "review refused: decide", "letter"} <= set(log["event"])
+
+
+def _no_serious_axe_finding(page) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+
+    violations = [v for v in Axe().run(page).response["violations"] if v["impact"] in ("serious", "critical")]
+    assert violations == [], [(v["id"], v["help"], [n["target"] for n in v["nodes"][:3]]) for v in violations]
+
+
+def _review_steps(browser, base: str, journal: Path, store, server: dict) -> None:
+    from credit_dagster.review import cases as review
+
+    referred = [int(i) for i in store.decisions(decision=scoring.REFER).sort_values("SK_ID_CURR")["SK_ID_CURR"]]
+    granted = [int(i) for i in store.decisions(decision=scoring.GRANTED).sort_values("SK_ID_CURR")["SK_ID_CURR"]]
+    assert len(referred) >= 4 and len(granted) >= 2
+    ann = _signed_in(browser, base, "ann")
+    assert ann.get_by_role("button", name="Supervisor").count() == 0  # not shown to an advisor
+    # an advisor decides a referred case from the open queue
+    _open_case(ann, referred[0], review.OPEN)
+    _decide(ann, "Refuse", "The repayment would not be affordable", "<script>alert(1)</script> =HYPERLINK(\"x\")")
+    ann.wait_for_selector(f"text=Recorded on application {referred[0]}", timeout=30_000)
+    assert _reviewed(journal, referred[0]) == [review.DECIDE]
+    _open_case(ann, referred[0], review.DECIDED)
+    assert "<script>alert(1)</script> =HYPERLINK" in _page_text(ann)  # the note shown as text, never run
+    with ann.expect_download() as letter:
+        ann.get_by_role("button", name="The letter to the client (PDF)").click()
+    assert letter.value.suggested_filename == f"letter_{referred[0]}.pdf" and Path(letter.value.path()).read_bytes()[:4] == b"%PDF"
+
+    # two tabs of one advisor on one case: the second is told the case changed, nothing recorded twice
+    second = _listening(ann.context.new_page())
+    second.goto(f"{base}/app")
+    second.wait_for_selector("text=What weighed most", timeout=60_000)
+    _open_case(ann, referred[1], review.OPEN)
+    _open_case(second, referred[1], review.OPEN)
+    _decide(ann, "Grant", "Income verified with documents")
+    ann.wait_for_selector(f"text=Recorded on application {referred[1]}", timeout=30_000)
+    _decide(second, "Refuse", "The repayment would not be affordable")
+    second.wait_for_selector("text=changed since you opened it", timeout=30_000)
+    assert _reviewed(journal, referred[1]) == [review.DECIDE]
+    second.close()
+
+    # a reload in the middle of the form records nothing; the back button replays nothing
+    _open_case(ann, referred[2], review.OPEN)
+    ann.get_by_role("button", name="Refuse", exact=True).click()
+    ann.get_by_label("Note (kept with the decision)").fill("half written")
+    ann.reload()
+    ann.wait_for_selector("text=What weighed most", timeout=60_000)
+    assert _reviewed(journal, referred[2]) == []
+    _open_case(ann, referred[2], review.OPEN)
+    _decide(ann, "Grant", "Additional collateral or a guarantor")
+    ann.wait_for_selector(f"text=Recorded on application {referred[2]}", timeout=30_000)
+    ann.go_back()
+    ann.go_forward()
+    ann.wait_for_selector("text=What weighed most", timeout=60_000)
+    assert _reviewed(journal, referred[2]) == [review.DECIDE]
+
+    # a client contests a granted application; the advisor's reversal waits for a supervisor
+    target = granted[0]
+    _open_case(ann, target, decision=scoring.GRANTED)
+    ann.get_by_label("The client's own words").fill("I was told I could borrow more")
+    ann.get_by_role("button", name="Record the client's request for a human review").click()
+    ann.wait_for_selector("text=recorded the client's contest", timeout=30_000)
+    _decide(ann, "Refuse", "Suspicion of fraud")
+    ann.wait_for_selector("text=Waiting for a supervisor other than ann", timeout=30_000)
+    assert ann.get_by_role("button", name="Approve the override").count() == 0
+
+    sue = _signed_in(browser, base, "sue")
+    _open_case(sue, target, review.WAITING)
+    sue.get_by_label("Comment").fill("Ask for the ID documents first")
+    sue.get_by_role("button", name="Send it back").click()
+    sue.wait_for_selector(f"text=Recorded on application {target}", timeout=30_000)
+    assert _reviewed(journal, target) == [review.CONTEST, review.DECIDE, review.SEND_BACK]
+    _open_case(ann, target, review.OPEN)
+    _decide(ann, "Refuse", "Suspicion of fraud")
+    ann.wait_for_selector(f"text=Recorded on application {target}", timeout=30_000)  # out of the open queue: the next shows
+    _open_case(sue, target, review.WAITING)
+    _no_serious_axe_finding(sue)
+    _step(sue, sue.get_by_role("button", name="Approve the override").click)
+    assert _reviewed(journal, target) == [review.CONTEST, review.DECIDE, review.SEND_BACK, review.DECIDE, review.APPROVE]
+    _open_case(sue, target, review.DECIDED)
+    assert "decided by supervisor" in _page_text(sue) and "approved the override" in _page_text(sue)
+
+    # a supervisor's own request waits for another supervisor
+    own = granted[1]
+    _open_case(sue, own, decision=scoring.GRANTED)
+    sue.get_by_role("button", name="Record the client's request for a human review").click()
+    sue.wait_for_selector("text=recorded the client's contest", timeout=30_000)
+    _decide(sue, "Refuse", "The repayment would not be affordable")
+    sue.wait_for_selector("text=Waiting for a supervisor other than sue", timeout=30_000)
+    assert sue.get_by_role("button", name="Approve the override").count() == 0
+    tom = _signed_in(browser, base, "tom")
+    _open_case(tom, own, review.WAITING)
+    _step(tom, tom.get_by_role("button", name="Approve the override").click)
+    assert _reviewed(journal, own)[-1] == review.APPROVE
+
+    # the kill switch: a supervisor sets it, every page says so
+    sue.get_by_role("button", name="Supervisor").click()
+    sue.get_by_label("Why (kept in the journal)").fill("income data feed broken")
+    sue.get_by_role("button", name="Switch refer everything on").click()
+    sue.wait_for_selector("text=Every new decision goes to an advisor", timeout=30_000)
+    _no_serious_axe_finding(sue)
+    ann.reload()
+    ann.wait_for_selector("text=Every new decision goes to an advisor", timeout=60_000)
+    sue.get_by_label("Why (kept in the journal)").fill("feed repaired")
+    sue.get_by_role("button", name="Switch refer everything off").click()
+    sue.wait_for_selector("text=Refer everything is off", timeout=30_000)
+
+    # SIGKILL of the server right after a confirmed action: the action is in the journal
+    _open_case(ann, referred[3], review.OPEN)
+    _decide(ann, "Grant", "Income verified with documents")
+    ann.wait_for_selector(f"text=Recorded on application {referred[3]}", timeout=30_000)
+    server["proc"].kill()
+    server["proc"].wait(timeout=10)
+    assert _reviewed(journal, referred[3]) == [review.DECIDE]
+    server["proc"], port = start_server(server["env"], server["log"].with_name("server_after_kill.log"))
+    again = _signed_in(browser, f"http://127.0.0.1:{port}", "ann")
+    _open_case(again, referred[3], review.DECIDED)
+    assert "decided by advisor" in _page_text(again)

@@ -1,6 +1,9 @@
 """Human review: who may decide what, four eyes on overrides, a journal that loses nothing and
 applies nothing twice, and its fold into the warehouse."""
 
+import dataclasses
+import io
+import json
 import os
 import shutil
 import signal
@@ -15,8 +18,9 @@ import pandas as pd
 import pytest
 
 from credit_dagster.review import cases as review
+from credit_dagster.review import letters
 from credit_dagster.review.journal import ReviewJournal
-from credit_dagster.review.queue import case_table
+from credit_dagster.review.queue import case_table, final_decisions
 
 CODES = ("verified_income",)
 
@@ -132,3 +136,137 @@ def _action(sk_id, action, user, role, model_decision, revision, final=None, cod
     return review.Action(action_id=f"{sk_id}-{revision}-{user}", sk_id=sk_id, action=action, user=user, role=role,
                          at="2026-12-01T10:00:00+00:00", model_version="v1", model_decision=model_decision, revision=revision,
                          final=final, reason_codes=tuple(codes) if action == review.DECIDE else (), note=note)
+
+
+def test_the_journal_is_read_once_and_a_line_being_written_waits_until_whole(tmp_path):
+    from credit_dagster.review import journal as journal_module
+
+    journal = ReviewJournal(tmp_path)
+    journal.record(21, review.DECIDE, user="ann", role=review.ADVISOR, model_version="v1", model_decision=review.REFER,
+                   revision=0, final=review.GRANTED, reason_codes=CODES)
+    assert [a.sk_id for a in journal.actions()] == [21]
+    path = next(tmp_path.glob("review_*.jsonl"))
+    # another process is writing a line: half of it is no action yet
+    line = json.dumps(dataclasses.asdict(_action(22, review.CONTEST, "api:x", "", review.GRANTED, 0, note="[phone] hello")))
+    with open(path, "ab") as handle:
+        handle.write(line[:25].encode())
+    assert [a.sk_id for a in journal.actions()] == [21]
+    with open(path, "ab") as handle:
+        handle.write((line[25:] + "\n").encode())
+    assert [a.sk_id for a in ReviewJournal(tmp_path).actions()] == [21, 22]
+    assert journal_module._reads[tmp_path.resolve()].offsets[path.name] == path.stat().st_size  # read up to here, once
+    assert journal.case(22, review.GRANTED).contested and journal.actions_of(21)[0].user == "ann"
+    # a fresh process reads the same journal whole
+    script = (f"from credit_dagster.review.journal import ReviewJournal\n"
+              f"print([a.sk_id for a in ReviewJournal(__import__('pathlib').Path({str(tmp_path)!r})).actions()])")
+    assert subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.strip() == "[21, 22]"
+
+
+def test_the_decision_that_stands_is_a_persons_once_decided_and_approved():
+    scored = pd.DataFrame({"SK_ID_CURR": [1, 2, 3, 4], "decision": [review.REFER, review.REFUSED, review.GRANTED, review.GRANTED],
+                           "model_version": "v1", "scored_at": pd.Timestamp("2026-11-30 02:00"), "partition_date": "2026-11-29"})
+    actions = [
+        _action(1, review.DECIDE, "ann", review.ADVISOR, review.REFER, 0, final=review.GRANTED),
+        _action(2, review.CONTEST, "api:x", "", review.REFUSED, 0),
+        _action(2, review.DECIDE, "ann", review.ADVISOR, review.REFUSED, 1, final=review.GRANTED),  # an override: waits
+        _action(3, review.CONTEST, "api:x", "", review.GRANTED, 0),
+        _action(3, review.DECIDE, "ann", review.ADVISOR, review.GRANTED, 1, final=review.REFUSED, codes=("fraud_suspicion",)),
+        _action(3, review.APPROVE, "tom", review.SUPERVISOR, review.GRANTED, 2),
+    ]
+    cases = case_table(scored, actions, date(2026, 12, 1), service_days=2)
+    final = final_decisions(scored, cases).set_index("SK_ID_CURR")
+    assert tuple(final.loc[1, ["final_decision", "decided_by", "status"]]) == (review.GRANTED, "advisor", review.DECIDED)
+    assert tuple(final.loc[2, ["final_decision", "decided_by", "status"]]) == (review.REFUSED, "model", review.WAITING)
+    assert tuple(final.loc[3, ["final_decision", "decided_by", "reason_codes"]]) == (review.REFUSED, "supervisor", "fraud_suspicion")
+    assert tuple(final.loc[4, ["final_decision", "decided_by", "status"]]) == (review.GRANTED, "model", review.CLOSED)
+    assert final.loc[4, "decided_at"].startswith("2026-11-30") and final.loc[3, "decided_at"].startswith("2026-12-01")
+
+
+HOSTILE = '<script>alert(1)</script> =HYPERLINK("http://x.example","click") “fair?” 5 €'
+
+
+def test_letters_say_the_decision_in_plain_words_and_answer_a_contest():
+    import pypdf
+
+    row = {"decision": review.REFUSED, "reason_1": "Your repayments would take a large share of your income",
+           "reason_2": "Two late payments on past loans", "counterfactual": "Asking for 20% less would have it granted.",
+           "history_note": "no credit card history"}
+    contested = review.apply(review.new_case(5, review.REFUSED),
+                             _action(5, review.CONTEST, "api:x", "", review.REFUSED, 0, note=review.contest_note("phone", "2026-11-30", HOSTILE)))
+    first = letters.letter(row, contested, contested.note)
+    page = letters.to_html(first)
+    for said in ("cannot grant your loan", "received your request for a human review", "automated assessment",
+                 "large share of your income", "Asking for 20% less", "Your right to a human review", "application number 5"):
+        assert said in page, said
+    decided = review.apply(contested, _action(5, review.DECIDE, "ann", review.ADVISOR, review.REFUSED, 1, final=review.REFUSED,
+                                              codes=("affordability",)))
+    second = letters.letter(row, decided, contested.note, synthetic=True)
+    page = letters.to_html(second)
+    assert second.kind == "review" and "An advisor reviewed your application in person" in page
+    assert review.REASON_CODES["affordability"] in page and "SYNTHETIC" in page
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # the client's words, as text
+    text = " ".join(pypdf.PdfReader(io.BytesIO(letters.to_pdf(second))).pages[0].extract_text().split())
+    assert "An advisor reviewed your application in person" in text and review.REASON_CODES["affordability"] in text
+    assert '<script>alert(1)</script> =HYPERLINK("http://x.example","click") “fair?” 5 €' in text  # printed, never run
+    granted = letters.letter({"decision": review.GRANTED}, review.new_case(6, review.GRANTED))
+    assert "We have granted your loan" in letters.to_html(granted) and granted.change is None
+
+
+def test_refer_everything_is_journaled_by_a_supervisor_only(tmp_path):
+    from credit_dagster.core import refer_all
+
+    assert refer_all.state(tmp_path) == refer_all.OFF
+    with pytest.raises(PermissionError, match="only a supervisor"):
+        refer_all.set_switch(True, by="ann", role=review.ADVISOR, why="test", folder=tmp_path)
+    with pytest.raises(ValueError, match="say why"):
+        refer_all.set_switch(True, by="sue", role=review.SUPERVISOR, why=" ", folder=tmp_path)
+    refer_all.set_switch(True, by="sue", role=review.SUPERVISOR, why="income feed broken", folder=tmp_path)
+    now = refer_all.state(tmp_path)
+    assert now.on and now.by == "sue" and "income feed broken" in now.sentence()
+    refer_all.set_switch(False, by="tom", role=review.SUPERVISOR, why="feed repaired", folder=tmp_path)
+    assert not refer_all.state(tmp_path).on and refer_all.state(tmp_path).by == "tom"
+    lines = [json.loads(line) for f in tmp_path.glob("switch_*.jsonl") for line in f.read_text().splitlines()]
+    assert [(r["on"], r["by"]) for r in lines] == [(True, "sue"), (False, "tom")]  # both kept, in order
+
+
+@pytest.mark.slow
+def test_refer_everything_refers_a_night_while_the_fold_runs_beside_it(tmp_path, scored_home):
+    """Switched on, a night refers every application, with the first reason and a line in its
+    log; the review fold runs meanwhile in another process and neither fails on the other.
+    Switched off, the same night decides again."""
+    from credit_dagster.core import refer_all
+    from credit_dagster.definitions import defs
+    from credit_dagster_tests.conftest import SCORED_DAYS, score_night, temporary_home
+
+    home = tmp_path / "home"
+    shutil.copytree(scored_home, home)
+    journal = home / "review" / "journal"
+    refer_all.set_switch(True, by="sue", role=review.SUPERVISOR, why="income data feed broken", folder=journal)
+    env = {**os.environ, "CREDIT_HOME": str(home)}
+    env.pop("DAGSTER_HOME", None)
+    night = subprocess.Popen([sys.executable, "-c", "from credit_dagster_tests.conftest import score_night\n"
+                              f"print('night succeeded:', score_night({SCORED_DAYS[1]!r}, raise_on_error=False).success)"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    folds = 0
+    with temporary_home(home):
+        ReviewJournal(journal).record(1, review.CONTEST, user="api:x", role="", model_version="v1", model_decision=review.GRANTED,
+                                      revision=None, note="[phone, 2026-12-01] please look again")
+        while night.poll() is None or folds == 0:  # the fold, again and again, while the night runs
+            assert defs.resolve_job_def("review_fold").execute_in_process(instance=dg.DagsterInstance.ephemeral()).success
+            folds += 1
+    log = night.communicate(timeout=600)[0]
+    assert "night succeeded: True" in log, log[-3000:]
+    assert "Refer everything is ON" in log and "income data feed broken" in log  # the night's log says so
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        night_two = con.execute("select decision, reason_1 from scoring.scored_applications where partition_date = ?",
+                                [SCORED_DAYS[1]]).df()
+        folded = con.execute("select count(*) from review.actions").fetchone()[0]
+    assert len(night_two) and set(night_two["decision"]) == {review.REFER}
+    assert (night_two["reason_1"] == refer_all.REASON).mean() > 0.9  # first reason, unless incomplete or implausible
+    assert folded == 1
+    refer_all.set_switch(False, by="tom", role=review.SUPERVISOR, why="feed repaired", folder=journal)
+    with temporary_home(home):
+        assert score_night(SCORED_DAYS[1]).success
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        again = con.execute("select decision from scoring.scored_applications where partition_date = ?", [SCORED_DAYS[1]]).df()
+    assert len(again) == len(night_two) and {review.GRANTED, review.REFUSED} <= set(again["decision"])

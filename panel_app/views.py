@@ -147,6 +147,12 @@ class Dashboard:
         self.section = pn.widgets.RadioButtonGroup(name="View", options=sections, value=sections[0], button_type="primary",
                                                    button_style="outline")
         self.detail = pn.Column(sizing_mode="stretch_width", min_width=300)
+        # what the last review action did: it stays said when the queue moves on to the next case
+        self.confirmation = _html("", margin=(0, 10))
+        # the queue changes under other people's hands: read it again on request (never on a timer,
+        # which would wipe a form being filled in)
+        self.reload = pn.widgets.Button(name="Refresh the list", button_type="default", button_style="outline", align="end")
+        self.reload.on_click(self.refresh)
         for widget in (self.night, self.decision, self.review_status, self.search):
             widget.param.watch(self.refresh, "value")
         self.applications.param.watch(lambda _: self.render(), "value")
@@ -167,7 +173,8 @@ class Dashboard:
         with pn.io.hold():
             self.applications.options = listing.options
             self.applications.value = keep
-        self.render()
+        # a case may have changed in another session since it was drawn: the review is drawn anew
+        self.render(force=self.section.value == "Review")
 
     def render(self, force: bool = False) -> None:
         sk_id = self.applications.value
@@ -320,10 +327,14 @@ class Dashboard:
                 vm.record_review(self.store, self.journal, sk_id, action, user=self.user, role=self.role, revision=case.revision, **fields)
             except review.ReviewError as refused:
                 said.object = f"<p role='alert'>{html.escape(str(refused))}</p>"
+                self.confirmation.object = ""
                 auth.record(self.user, f"review refused: {action}", sk_id, reason=str(refused))
                 return
             auth.record(self.user, f"review {action}", sk_id, **{k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()
                                                                  if k != "note"})
+            done = {review.DECIDE: f"decided: {fields.get('final')}", review.APPROVE: "override approved",
+                    review.SEND_BACK: "sent back", review.CONTEST: "the client's request for a human review recorded"}[action]
+            self.confirmation.object = f"<p role='status'><b>Recorded on application {sk_id}</b>: {html.escape(done)}.</p>"
             # the list follows (a decided case leaves the open queue), then the view
             self.refresh()
             self.render(force=True)
@@ -436,10 +447,10 @@ class Dashboard:
             f"<header><h1>Credit decisions</h1>{synthetic}<p>{signed} · model <a href='/reports/model_card.html'>"
             f"{html.escape(str(summary['model_version']))}</a> (cross-validated AUC {summary['cv_roc_auc']:.3f}) · "
             f"snapshot of the night of {summary['published_for']}</p></header>")
-        filters = pn.FlexBox(self.night, self.decision, self.review_status, self.search)
+        filters = pn.FlexBox(self.night, self.decision, self.review_status, self.search, self.reload)
         # side by side on a wide screen; the list above the detail when narrow (640 px, or 200 % zoom)
         side = pn.Column(filters, self.count, self.applications, styles={"flex": "1 1 380px", "max-width": "560px"})
-        main = pn.Column(self.section, self.detail, styles={"flex": "3 1 560px", "min-width": "0"})
+        main = pn.Column(self.section, self.confirmation, self.detail, styles={"flex": "3 1 560px", "min-width": "0"})
         return pn.Column(header, self.banner, pn.FlexBox(side, main, flex_wrap="wrap", gap="1.5rem", sizing_mode="stretch_width"),
                          sizing_mode="stretch_width")
 
