@@ -634,8 +634,22 @@ def test_the_review_queue_and_four_eyes_in_the_dashboard(store, tmp_path, monkey
     _button(sue.detail.objects[0], "Approve the override").clicks += 1
     assert vm.case_of(store, journal, granted).final_decision == review.REFUSED
     assert vm.case_of(store, journal, granted).decided_by == review.SUPERVISOR
+    # the role is checked when the action is taken, on the server, whatever the page still shows:
+    # a session drawn for a supervisor whose role is an advisor's by the time of the click
+    other = int(store.decisions(decision=scoring.GRANTED)["SK_ID_CURR"].iloc[1])
+    case = vm.record_review(store, journal, other, review.CONTEST, user="api:front-office", role="", revision=0)
+    vm.record_review(store, journal, other, review.DECIDE, user="ann", role=auth.ADVISOR, revision=case.revision,
+                     final=review.REFUSED, reason_codes=("fraud_suspicion",))
+    max_ = Dashboard(store, "max", auth.SUPERVISOR, journal=journal)
+    max_.review_status.value = review.WAITING
+    max_.applications.value = other
+    max_.section.value = "Review"
+    max_.role = auth.ADVISOR
+    _button(max_.detail.objects[0], "Approve the override").clicks += 1
+    assert "only a supervisor may approve" in _texts(max_.detail.objects[0])
+    assert vm.case_of(store, journal, other).status == review.WAITING
     log, _ = audit.read(tmp_path / "access", prefix="access_")
-    assert {"review decide", "review approve"} <= set(log["event"])
+    assert {"review decide", "review approve", "review refused: approve"} <= set(log["event"])
 
 
 def _parts(view):
@@ -789,6 +803,7 @@ def _review_steps(browser, base: str, journal: Path, store, server: dict) -> Non
     ann.wait_for_selector(f"text=Recorded on application {referred[1]}", timeout=30_000)
     _decide(second, "Refuse", "The repayment would not be affordable")
     second.wait_for_selector("text=changed since you opened it", timeout=30_000)
+    second.wait_for_selector("text=decided: granted", timeout=30_000)  # and sees what the first did
     assert _reviewed(journal, referred[1]) == [review.DECIDE]
     second.close()
 

@@ -326,9 +326,14 @@ class Dashboard:
             try:
                 vm.record_review(self.store, self.journal, sk_id, action, user=self.user, role=self.role, revision=case.revision, **fields)
             except review.ReviewError as refused:
-                said.object = f"<p role='alert'>{html.escape(str(refused))}</p>"
-                self.confirmation.object = ""
                 auth.record(self.user, f"review refused: {action}", sk_id, reason=str(refused))
+                alert = f"<p role='alert'><b>Not recorded</b>: {html.escape(str(refused))}</p>"
+                if vm.case_of(self.store, self.journal, sk_id).revision != case.revision:
+                    # someone acted first: show the case as it is now, with what they did
+                    self.confirmation.object = alert
+                    self.render(force=True)
+                else:  # the form keeps what was typed, to be corrected
+                    said.object, self.confirmation.object = alert, ""
                 return
             auth.record(self.user, f"review {action}", sk_id, **{k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()
                                                                  if k != "note"})
