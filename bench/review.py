@@ -6,8 +6,8 @@ Runs on a copy-free home: the journal, the users and the access log go to a temp
 (CREDIT_REVIEW_JOURNAL_DIR), and the fold writes review.* in the home's warehouse.
 
 1. Recording: `--lines` actions through `ReviewJournal.record` (lock, incremental read, replay of
-   the case, fsync), a contest and a decision on each of `--lines`/2 scored applications:
-   p50 and p95 per action.
+   the case, fsync), a client's contest then the advisor's decision on the granted applications
+   in turn: p50 and p95 per action.
 2. Reading: the whole journal in a fresh process (cold), and again in this one after one more line.
 3. The fold (`review_fold`, in-process): first with every line new, then with none.
 4. In Chromium (Debian's, driven by Playwright): an advisor records `--browser-actions` actions
@@ -47,14 +47,16 @@ def scored_ids(decision: str, limit: int) -> list[int]:
 
 
 def record_lines(lines: int) -> list[float]:
+    """A client's contest, then the advisor's decision, on granted applications in turn (a case
+    decided is contested again once every application has had its turn)."""
     from credit_dagster.review.journal import ReviewJournal
 
     journal, times = ReviewJournal(), []
-    ids = scored_ids(review.GRANTED, lines // 2) + scored_ids(review.REFUSED, lines // 2)
-    assert len(ids) * 2 >= lines, f"only {len(ids)} decided applications: {lines} lines need {lines // 2}"
-    for sk_id in ids[: lines // 2]:
+    ids = scored_ids(review.GRANTED, lines // 2)
+    for n in range(lines // 2):
+        sk_id = ids[n % len(ids)]
         for action, fields in ((review.CONTEST, {"note": "[phone, 2026-12-01] please look again"}),
-                               (review.DECIDE, {"final": review.REFUSED, "reason_codes": ("affordability",)})):
+                               (review.DECIDE, {"final": review.GRANTED, "reason_codes": ("verified_income",)})):
             start = time.perf_counter()
             case = journal.case(sk_id, review.GRANTED)
             journal.record(sk_id, action, user="bench", role=review.ADVISOR, model_version="v", model_decision=review.GRANTED,

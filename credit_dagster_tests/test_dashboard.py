@@ -728,6 +728,17 @@ def _decide(page, final: str, reason: str, note: str = "") -> None:
     _step(page, page.get_by_role("button", name="Record the decision").click)
 
 
+def _contest_and_reverse(page, user: str, sk_id: int, reason: str, words: str = "") -> None:
+    """A client contests a granted application; `user` asks to refuse it: it waits for another supervisor."""
+    _open_case(page, sk_id, decision=scoring.GRANTED)
+    page.get_by_label("The client's own words").fill(words)
+    page.get_by_role("button", name="Record the client's request for a human review").click()
+    page.wait_for_selector("text=recorded the client's contest", timeout=30_000)
+    _decide(page, "Refuse", reason)
+    page.wait_for_selector(f"text=Waiting for a supervisor other than {user}", timeout=30_000)
+    assert page.get_by_role("button", name="Approve the override").count() == 0
+
+
 def _reviewed(journal_dir: Path, sk_id: int) -> list[str]:
     from credit_dagster.review.journal import ReviewJournal
 
@@ -824,13 +835,7 @@ def _review_steps(browser, base: str, journal: Path, store, server: dict) -> Non
 
     # a client contests a granted application; the advisor's reversal waits for a supervisor
     target = granted[0]
-    _open_case(ann, target, decision=scoring.GRANTED)
-    ann.get_by_label("The client's own words").fill("I was told I could borrow more")
-    ann.get_by_role("button", name="Record the client's request for a human review").click()
-    ann.wait_for_selector("text=recorded the client's contest", timeout=30_000)
-    _decide(ann, "Refuse", "Suspicion of fraud")
-    ann.wait_for_selector("text=Waiting for a supervisor other than ann", timeout=30_000)
-    assert ann.get_by_role("button", name="Approve the override").count() == 0
+    _contest_and_reverse(ann, "ann", target, "Suspicion of fraud", "I was told I could borrow more")
 
     sue = _signed_in(browser, base, "sue")
     _open_case(sue, target, review.WAITING)
@@ -850,12 +855,7 @@ def _review_steps(browser, base: str, journal: Path, store, server: dict) -> Non
 
     # a supervisor's own request waits for another supervisor
     own = granted[1]
-    _open_case(sue, own, decision=scoring.GRANTED)
-    sue.get_by_role("button", name="Record the client's request for a human review").click()
-    sue.wait_for_selector("text=recorded the client's contest", timeout=30_000)
-    _decide(sue, "Refuse", "The repayment would not be affordable")
-    sue.wait_for_selector("text=Waiting for a supervisor other than sue", timeout=30_000)
-    assert sue.get_by_role("button", name="Approve the override").count() == 0
+    _contest_and_reverse(sue, "sue", own, "The repayment would not be affordable")
     tom = _signed_in(browser, base, "tom")
     _open_case(tom, own, review.WAITING)
     _step(tom, tom.get_by_role("button", name="Approve the override").click)

@@ -339,10 +339,10 @@ class Dashboard:
                                                                  if k != "note"})
             done = {review.DECIDE: f"decided: {fields.get('final')}", review.APPROVE: "override approved",
                     review.SEND_BACK: "sent back", review.CONTEST: "the client's request for a human review recorded"}[action]
-            self.confirmation.object = f"<p role='status'><b>Recorded on application {sk_id}</b>: {html.escape(done)}.</p>"
-            # the list follows (a decided case leaves the open queue), then the view
-            self.refresh()
-            self.render(force=True)
+            with pn.io.hold():  # the confirmation, the list and the view reach the page together
+                self.confirmation.object = f"<p role='status'><b>Recorded on application {sk_id}</b>: {html.escape(done)}.</p>"
+                # the list follows (a decided case leaves the open queue), and the view (refresh draws a review anew)
+                self.refresh()
 
         form: list = []
         if case.status == review.OPEN:
@@ -383,9 +383,20 @@ class Dashboard:
                   f"Now: <b>{html.escape(case.status)}</b>, {words.get(case.final_decision, case.final_decision)} "
                   f"(decided by {html.escape(case.decided_by)}).</p>"
                   + (f"<p>{html.escape(waiting)}</p>" if waiting else "") + f"<h3>What was done</h3><ul>{history}</ul>"),
-            said, *form, _html("<h3>Letters</h3><p>The letter due now: the decision, its reasons in the client's words, what "
-                               "would change it, and how to ask for a person; after a review the client asked for, its outcome.</p>"),
+            said, *form, _html(self._assessment(sk_id)),
+            _html("<h3>Letters</h3><p>The letter due now: the decision, its reasons in the client's words, what would change it, "
+                  "and how to ask for a person; after a review the client asked for, its outcome.</p>"),
             pn.Row(letter_html, letter_pdf), sizing_mode="stretch_width")
+
+    def _assessment(self, sk_id: int) -> str:
+        """The model's reasons and what would change its decision, beside the form (the decision,
+        compare and what-if views have the rest)."""
+        v = vm.client_view(self.store, sk_id)
+        reasons = "".join(f"<li>{html.escape(r)}</li>" for r in v.reasons) or "<li>Nothing stood out.</li>"
+        change = v.counterfactual or ("Granted: nothing to change." if v.decision == "Granted" else "No change was searched.")
+        return (f"<h3>The model's assessment</h3><p>Probability of default <b>{v.probability_text}</b> · grade <b>{v.grade}</b>. "
+                f"{html.escape(v.band_sentence)}</p><p>{html.escape(v.reasons_heading)}:</p><ol>{reasons}</ol>"
+                f"<p><b>What would change the decision</b>: {html.escape(change)}</p>")
 
     def _letter(self, sk_id: int, pdf: bool) -> io.BytesIO | io.StringIO:
         letter = vm.client_letter(self.store, self.journal, sk_id)

@@ -22,7 +22,7 @@ DEFAULT_SYNTHETIC_SEED = 42
 class Settings(BaseSettings):
     """The environment variable of each field is CREDIT_ and its name in capitals."""
 
-    model_config = SettingsConfigDict(env_prefix="CREDIT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CREDIT_", extra="ignore", frozen=True)
 
     # where state lives
     home: Path = Field(Path(".credit"), description="everything the platform writes: warehouse, Dagster, models, reports")
@@ -70,9 +70,17 @@ class Settings(BaseSettings):
     dashboard_role_claim: str = Field("credit_role", description="the identity provider's claim that says advisor or supervisor")
 
 
+_read: tuple[tuple, Settings] | None = None
+
+
 def current() -> Settings:
-    """The settings as the environment gives them now."""
-    return Settings()
+    """The settings as the environment gives them now. Read anew when a CREDIT_* variable changed
+    (building them costs milliseconds, and a dashboard page asks hundreds of times)."""
+    global _read
+    key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("CREDIT_")))
+    if _read is None or _read[0] != key:
+        _read = (key, Settings())
+    return _read[1]
 
 
 def env_name(field: str) -> str:
