@@ -229,6 +229,31 @@ def _score(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _outcomes(args: argparse.Namespace) -> int:
+    """SYNTHETIC outcomes of the granted applications into the outcomes inbox, then (or only) the back-test."""
+    import duckdb
+
+    from credit_dagster.instance import prepare_dagster_home
+    from credit_dagster.outcomes import assets as outcomes
+    from credit_dagster.outcomes import reports
+
+    data_dir = resolve_data_dir(args.data_dir, generate=False)
+    if args.synthetic_months:
+        from credit_dagster.synth import outcomes as synthetic
+
+        with duckdb.connect(str(settings.warehouse_path()), read_only=True) as con:
+            granted = con.execute(f"select SK_ID_CURR, partition_date from ({outcomes.decisions_sql(con)}) "
+                                  "where final_decision = 'granted'").df()
+        frame = synthetic.outcomes(data_dir, granted, args.synthetic_months)
+        target = outcomes.inbox() / f"synthetic_{args.synthetic_months:02d}_months" / reports.FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(target, index=False)
+        print(f"SYNTHETIC outcomes at {args.synthetic_months} months on book: {len(frame):,} granted applications, "
+              f"{int(frame['TARGET'].sum()):,} with payment difficulties, in {target}")
+    prepare_dagster_home()
+    return 0 if _execute("backtest", data_dir) else 1
+
+
 def _promote(args: argparse.Namespace) -> int:
     from credit_dagster.model import model_card
     from credit_dagster.model.registry import Registry
@@ -434,6 +459,13 @@ def main(argv: list[str] | None = None) -> int:
     dash_user.add_argument("--role", choices=["advisor", "supervisor"], default="advisor",
                            help="advisor (default) or supervisor: a supervisor also sees the supervision view")
     dash_user.set_defaults(func=_dashboard_user)
+    backtest = command("backtest", help="fold the outcome files of the inbox and back-test every model version per vintage",
+                       formatter_class=fmt, epilog="example: credit-dagster backtest --synthetic-months 12\n"
+                       "Outcome files: loan_outcomes.csv in any subfolder of CREDIT_OUTCOMES_INBOX (README: Outcomes and back-testing).")
+    backtest.add_argument("--synthetic-months", type=int, default=0,
+                          help="first write SYNTHETIC outcomes of every granted application at this many months on book")
+    backtest.add_argument("--data-dir", help="default: the folder this CREDIT_HOME was built from")
+    backtest.set_defaults(func=_outcomes)
     switch = command("refer-everything", help="a supervisor sends every new decision to an advisor (on), or lets the model decide again (off)",
                      formatter_class=fmt, epilog='example: credit-dagster refer-everything on --by sue --why "income data feed broken"\n'
                      "Takes effect on the next API request and the next night; journaled with who, when and why.")

@@ -13,16 +13,17 @@ from credit_dagster.monitoring.assets import monitoring_assets, monitoring_check
 from credit_dagster.monitoring.sensors import drift_retraining_sensor, incident_sensor
 from credit_dagster.nightly.assets import nightly_assets, nightly_checks
 from credit_dagster.nightly.schedules import late_drop_sensor, nightly_schedule, nightly_scoring
+from credit_dagster.outcomes.assets import backtest_job, backtest_schedule, outcome_assets, outcome_checks
 from credit_dagster.review.assets import review_assets, review_checks, review_job, review_schedule
 from credit_dagster.serving.assets import ondemand_audit_job, ondemand_audit_schedule, serving_assets
 
 defs = dg.Definitions(
-    # by stage: ingest -> features -> model -> nightly -> monitoring -> serving -> review
+    # by stage: ingest -> features -> model -> nightly -> monitoring -> serving -> review -> outcomes
     assets=[*raw_assets, raw_data_profile, *sql_assets, feature_dictionary, credit_model, champion_model, model_card_report,
-            *nightly_assets, *monitoring_assets, *serving_assets, *review_assets],
-    asset_checks=[*raw_checks, *feature_checks, *model_checks, *nightly_checks, *monitoring_checks, *review_checks],
-    jobs=[build_all, train_model, nightly_scoring, ondemand_audit_job, review_job],
-    schedules=[nightly_schedule, ondemand_audit_schedule, review_schedule],
+            *nightly_assets, *monitoring_assets, *serving_assets, *review_assets, *outcome_assets],
+    asset_checks=[*raw_checks, *feature_checks, *model_checks, *nightly_checks, *monitoring_checks, *review_checks, *outcome_checks],
+    jobs=[build_all, train_model, nightly_scoring, ondemand_audit_job, review_job, backtest_job],
+    schedules=[nightly_schedule, ondemand_audit_schedule, review_schedule, backtest_schedule],
     sensors=[late_drop_sensor, drift_retraining_sensor, incident_sensor],
     resources={"warehouse": Warehouse(), "source": SourceData(), "models": ModelStore()},
     # One process writes the warehouse: DuckDB allows a single writer. Runs launched from the

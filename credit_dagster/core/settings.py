@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     review_service_days: int = Field(2, ge=1, description="working days within which a case should be decided")
     lender_name: str = Field("Your lender", description="who signs the letters to clients")
     review_contact: str = Field("your advisor, by phone or at your branch", description="how a client asks for a human review (letters)")
+    # outcomes and back-testing
+    outcomes_inbox: Path | None = Field(None, description="outcome files (loan_outcomes.csv, any subfolder; default CREDIT_HOME/outcomes/inbox)")
+    backtest_min_outcomes: int = Field(100, ge=1, description="outcomes a vintage (or grade) needs before it is judged")
+    backtest_min_defaults: int = Field(5, ge=1, description="defaults (and repayers) a vintage needs before its AUC is judged")
+    backtest_auc_tolerance: float = Field(0.05, ge=0, description="a realized AUC this far under development's interval fails (less: warns)")
     # the night
     empty_days_alert: int = Field(3, description="weekdays in a row without a drop before the schedule logs an error")
     retrain_nights: int = Field(3, description="nights of severe drift before the retraining sensor asks for a retrain")

@@ -1,0 +1,188 @@
+"""Outcomes' assets: the outcome files folded in and settled (`outcomes.loan_outcomes`, with
+`outcomes.quarantine`), and the back-test of every model version per monthly vintage
+(`outcomes.backtest_vintages`, `outcomes.backtest_grades`) with the checks that act on it.
+
+Not partitioned: outcomes arrive for any vintage in any order, and every delivery can change
+the figures of many vintages at once; settling all reports ever received and recomputing every
+vintage (seconds for a million outcomes, see BENCHMARKS.md) keeps the tables a function of what
+was received, whatever the order."""
+
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from credit_dagster.core import settings, snapshot
+from credit_dagster.core.keys import BACKTEST_GRADES, BACKTEST_VINTAGES, OUTCOMES, POOL, REVIEW, SCORED
+from credit_dagster.core.resources import Warehouse
+from credit_dagster.model.resources import ModelStore
+from credit_dagster.nightly import partitions
+from credit_dagster.outcomes import backtest, reports
+
+BACKTEST_SNAPSHOT = "backtest.duckdb"
+RECEIVED = {"SK_ID_CURR": "bigint", "REPORTING_DATE": "varchar", "MONTHS_ON_BOOK": "bigint", "WORST_DPD": "bigint", "TARGET": "bigint",
+            "file": "varchar", "line": "bigint", "delivery": "varchar"}
+DELIVERIES = {"delivery": "varchar", "path": "varchar", "received_at": "varchar", "rows": "bigint", "unreadable_rows": "bigint",
+              "error": "varchar"}
+UNREADABLE = {"file": "varchar", "line": "bigint", "SK_ID_CURR": "varchar", "REPORTING_DATE": "varchar", "reason": "varchar",
+              "delivery": "varchar"}
+
+
+def inbox() -> Path:
+    return settings.under_home(settings.current().outcomes_inbox, "outcomes", "inbox")
+
+
+def decisions_sql(con) -> str:
+    """Each scored application's decision as it stands: a person's once the review fold has it, else the model's."""
+    has_review = con.execute("select count(*) from information_schema.tables where table_schema = 'review' "
+                             "and table_name = 'final_decisions'").fetchall()[0][0]
+    final = "coalesce(f.final_decision, s.decision)" if has_review else "s.decision"
+    join = "left join review.final_decisions f using (SK_ID_CURR)" if has_review else ""
+    return (f"select s.SK_ID_CURR, s.model_version, s.partition_date, s.probability_of_default, s.grade, {final} as final_decision "
+            f"from scoring.scored_applications s {join}")
+
+
+@dg.asset(key=OUTCOMES, group_name="outcomes", deps=[SCORED, REVIEW], pool=POOL, kinds={"duckdb"})
+def loan_outcomes(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    """Every new outcome file of the inbox (each once, by checksum) into outcomes.received, then
+    what stands of all reports ever received: one outcome per applicant, and outcomes.quarantine."""
+    files = sorted(p for p in inbox().rglob("*.csv") if p.is_file())
+    with warehouse.connect() as con:
+        con.execute("create schema if not exists outcomes")
+        for table, columns in (("received", RECEIVED), ("deliveries", DELIVERIES), ("unreadable", UNREADABLE)):
+            partitions.create_or_extend(con, f"outcomes.{table}", columns)
+        seen = {r[0] for r in con.execute("select delivery from outcomes.deliveries").fetchall()}
+        new, failed = 0, []
+        for path in files:
+            delivery = hashlib.sha256(path.read_bytes()).hexdigest()
+            if delivery in seen:
+                continue  # the same file delivered again: applied once
+            seen.add(delivery)
+            try:
+                good, unreadable = reports.read(path)
+            except reports.OutcomeFileError as exc:
+                failed.append(str(exc))
+                context.log.error(f"outcome file not taken: {exc}")
+                con.execute("insert into outcomes.deliveries values (?, ?, ?, 0, 0, ?)",
+                            [delivery, str(path), datetime.now(UTC).isoformat(), str(exc)])
+                continue
+            con.register("good_df", good.assign(file=str(path.relative_to(inbox())), delivery=delivery))
+            con.register("bad_df", unreadable.assign(file=str(path.relative_to(inbox())), delivery=delivery))
+            con.execute("begin transaction")
+            con.execute("insert into outcomes.received by name select * from good_df")
+            con.execute("insert into outcomes.unreadable by name select * from bad_df")
+            con.execute("insert into outcomes.deliveries values (?, ?, ?, ?, ?, null)",
+                        [delivery, str(path), datetime.now(UTC).isoformat(), len(good), len(unreadable)])
+            con.execute("commit")
+            new += 1
+        received = con.execute("select * from outcomes.received").df()
+        decisions = con.execute(decisions_sql(con)).df()
+        settled, quarantined = reports.settle(received, decisions)
+        unreadable = con.execute("select file, line, SK_ID_CURR, REPORTING_DATE, reason from outcomes.unreadable").df()
+        quarantine = pd.concat([unreadable, quarantined.astype({"SK_ID_CURR": str})], ignore_index=True)
+        con.register("settled_df", settled)
+        con.register("quarantine_df", quarantine)
+        con.execute("create or replace table outcomes.loan_outcomes as select * from settled_df")
+        con.execute("create or replace table outcomes.quarantine as select * from quarantine_df")
+    reasons = quarantine["reason"].str.split(":").str[0].value_counts().head(10).to_dict() if len(quarantine) else {}
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(settled), "new_files": new, "files_not_taken": failed, "reports_received": len(received),
+        "quarantined": len(quarantine), "quarantined_by_reason": reasons, "defaults": int(settled["TARGET"].sum()),
+        "inbox": dg.MetadataValue.path(str(inbox())),
+    })
+
+
+@dg.asset_check(asset=OUTCOMES, description="Fails when an outcome file could not be read at all (a column missing, not a CSV).")
+def every_outcome_file_read(warehouse: Warehouse) -> dg.AssetCheckResult:
+    with warehouse.connect() as con:
+        failed = [r[0] for r in con.execute("select error from outcomes.deliveries where error is not null").fetchall()]
+    return dg.AssetCheckResult(passed=not failed, severity=dg.AssetCheckSeverity.ERROR,
+                               description=f"{len(failed)} file(s) not taken: {failed[0]}" if failed else "every file was read",
+                               metadata={"not_taken": failed[:20]})
+
+
+def _judged(warehouse: Warehouse, models: ModelStore) -> tuple[pd.DataFrame, dict, dict]:
+    registry = models.registry()
+    with warehouse.connect() as con:
+        rows = backtest.judged(con.execute(decisions_sql(con)).df(), con.execute("select * from outcomes.loan_outcomes").df())
+    development, reference = {}, {}
+    for version in rows["model_version"].unique():
+        metrics = registry.load(version).metadata.cv_metrics
+        development[version] = {k: metrics.get(k, float("nan")) for k in ("roc_auc", "roc_auc_low", "roc_auc_high")}
+        oof = registry.out_of_fold(version)
+        if oof is not None:
+            reference[version] = oof["pd_deployed" if "pd_deployed" in oof else "pd"]
+    return rows, development, reference
+
+
+def _markdown(frame: pd.DataFrame) -> dg.MetadataValue:
+    return dg.MetadataValue.md(frame.round(4).to_markdown(index=False) if len(frame) else "no decision yet")
+
+
+@dg.asset(key=BACKTEST_VINTAGES, group_name="outcomes", deps=[OUTCOMES], pool=POOL, kinds={"duckdb"})
+def backtest_vintages(warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
+    """Per model version and monthly vintage: decisions, outcomes so far, realized ROC AUC and
+    Gini with a bootstrap 95 % interval against development, PSI of the PD against development."""
+    rows, development, reference = _judged(warehouse, models)
+    current = settings.current()
+    table = backtest.vintages(rows, development, reference, current.backtest_auc_tolerance, current.backtest_min_outcomes,
+                              current.backtest_min_defaults)
+    with warehouse.connect() as con:
+        con.register("vintages_df", table)
+        con.execute("create or replace table outcomes.backtest_vintages as select * from vintages_df")
+    return dg.MaterializeResult(metadata={"dagster/row_count": len(table), "vintages": _markdown(table[[
+        "model_version", "vintage", "decisions", "never_judged", "with_outcome", "defaults", "realized_auc", "realized_auc_low",
+        "realized_auc_high", "development_auc", "psi", "verdict"]] if len(table) else table)})
+
+
+@dg.asset(key=BACKTEST_GRADES, group_name="outcomes", deps=[OUTCOMES, BACKTEST_VINTAGES], pool=POOL, kinds={"duckdb"})
+def backtest_grades(warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
+    """Per model version, vintage and grade: observed against predicted default rate with the
+    Jeffreys interval and test, and the whole portfolio's test (grade `all`). Both back-test
+    tables are then published in a small snapshot of their own for the dashboard."""
+    rows, _, _ = _judged(warehouse, models)
+    table = backtest.grades(rows, settings.current().backtest_min_outcomes)
+    with warehouse.connect() as con:
+        con.register("grades_df", table)
+        con.execute("create or replace table outcomes.backtest_grades as select * from grades_df")
+        published = snapshot.publish(con, {"backtest_vintages": "select * from outcomes.backtest_vintages",
+                                           "backtest_grades": "select * from outcomes.backtest_grades"}, backtest_snapshot_path())
+    return dg.MaterializeResult(metadata={"dagster/row_count": len(table), "grades": _markdown(table), "published": published,
+                                          "snapshot": dg.MetadataValue.path(str(backtest_snapshot_path()))})
+
+
+def backtest_snapshot_path() -> Path:
+    return snapshot.snapshot_path().with_name(BACKTEST_SNAPSHOT)
+
+
+def _verdicts(warehouse: Warehouse, table: str, what: str) -> dg.AssetCheckResult:
+    with warehouse.connect() as con:
+        found = con.execute(f"select * from outcomes.{table} where verdict in ('warn', 'fail')").df()
+    failing = found["verdict"].eq(backtest.FAIL).any()
+    names = [" ".join(str(v) for v in r) for r in found.drop(columns="verdict").iloc[:, :3].itertuples(index=False)]
+    return dg.AssetCheckResult(
+        passed=found.empty, severity=dg.AssetCheckSeverity.ERROR if failing else dg.AssetCheckSeverity.WARN,
+        description=f"{len(found)} {what} outside what development promised" if len(found) else f"every {what} judged holds",
+        metadata={"outside": names[:20]})
+
+
+@dg.asset_check(asset=BACKTEST_VINTAGES, description="Warns when a vintage's realized AUC falls under the development interval; "
+                "fails beyond CREDIT_BACKTEST_AUC_TOLERANCE.")
+def realized_auc_holds(warehouse: Warehouse) -> dg.AssetCheckResult:
+    return _verdicts(warehouse, "backtest_vintages", "vintage(s)")
+
+
+@dg.asset_check(asset=BACKTEST_GRADES, description="Warns when a grade defaults more than its PD allows (Jeffreys p < 5 %); "
+                "fails under 0.1 %.")
+def grades_calibrated(warehouse: Warehouse) -> dg.AssetCheckResult:
+    return _verdicts(warehouse, "backtest_grades", "grade(s)")
+
+
+backtest_job = dg.define_asset_job("backtest", selection=dg.AssetSelection.groups("outcomes"),
+                                   description="Fold new outcome files, settle them, back-test every model version per vintage.")
+backtest_schedule = dg.ScheduleDefinition(job=backtest_job, cron_schedule="0 7 * * *", execution_timezone="Europe/Paris",
+                                          default_status=dg.DefaultScheduleStatus.RUNNING)
+outcome_assets = [loan_outcomes, backtest_vintages, backtest_grades]
+outcome_checks = [every_outcome_file_read, realized_auc_holds, grades_calibrated]
