@@ -1,0 +1,135 @@
+"""Outcomes come back: bad files quarantined with their reason, deliveries in any order give the
+same tables, and the back-test equals an independent computation on SYNTHETIC outcomes."""
+
+import itertools
+import shutil
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import beta
+from sklearn.metrics import roc_auc_score
+
+from credit_dagster.outcomes import backtest, reports
+
+HEADER = "SK_ID_CURR,REPORTING_DATE,MONTHS_ON_BOOK,WORST_DPD,TARGET\n"
+DECISIONS = pd.DataFrame({"SK_ID_CURR": [1, 2, 3, 4, 5], "partition_date": "2026-11-02",
+                          "final_decision": ["granted", "refused", "granted", "granted", "refer to an advisor"]})
+
+
+def _file(tmp_path, name: str, rows: str):
+    path = tmp_path / name
+    path.write_text(HEADER + rows)
+    return path
+
+
+def test_each_bad_report_is_quarantined_with_its_reason(tmp_path):
+    path = _file(tmp_path, "a.csv", "1,2026-12-02,1,0,0\n1,2027-01-02,2,95,1\n1,2027-02-02,3,95,0\n"  # a default withdrawn
+                                    "2,2026-12-02,1,0,0\n5,2026-12-02,1,0,0\n9,2026-12-02,1,0,0\n"  # refused, referred, unknown
+                                    "3,2026-10-01,1,0,0\n"  # before the decision
+                                    "4,2026-12-02,1,0,0\n4,2026-12-02,1,30,0\n"  # one date, two stories
+                                    "x,2026-13-01,-1,a,2\n"  # unreadable
+                                    "1,2027-01-02,2,95,1\n3,2027-01-02,2,0,0\n")  # a repeat, a good one
+    good, unreadable = reports.read(path)
+    assert len(unreadable) == 1 and unreadable.at[0, "line"] == 11
+    assert all(w in unreadable.at[0, "reason"] for w in ("SK_ID_CURR 'x'", "REPORTING_DATE '2026-13-01'", "MONTHS_ON_BOOK '-1'",
+                                                         "WORST_DPD 'a'", "TARGET '2'"))
+    outcomes, quarantine = reports.settle(good, DECISIONS)
+    why = dict(zip(quarantine["line"], quarantine["reason"], strict=True))
+    assert "withdraws a default" in why[4]
+    assert why[5].startswith("never granted (refused)") and why[6].startswith("never granted (refer to an advisor)")
+    assert why[7].startswith("unknown applicant") and "before the decision" in why[8]
+    assert "disagree" in why[9] and "disagree" in why[10]
+    assert outcomes.set_index("SK_ID_CURR")[["REPORTING_DATE", "TARGET", "reports"]].to_dict("index") == {
+        1: {"REPORTING_DATE": "2027-01-02", "TARGET": 1, "reports": 2},  # the latest that stands; the repeat counted once
+        3: {"REPORTING_DATE": "2027-01-02", "TARGET": 0, "reports": 1}}
+
+
+@pytest.mark.parametrize("text, words", [("SK_ID_CURR,TARGET\n1,0\n", r"missing column\(s\) REPORTING_DATE"), ("", "not a readable CSV")])
+def test_a_file_that_is_no_outcome_file_is_refused_whole(tmp_path, text, words):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(reports.OutcomeFileError, match=words):
+        reports.read(path)
+
+
+def test_deliveries_in_any_order_or_repeated_give_the_same_tables(tmp_path):
+    files = [_file(tmp_path, "m1.csv", "1,2026-12-02,1,0,0\n3,2026-12-02,1,0,0\n4,2026-12-02,1,0,0\n"),
+             _file(tmp_path, "m2.csv", "1,2027-01-02,2,95,1\n3,2027-01-02,2,5,0\n4,2027-01-02,2,0,0\n"),
+             _file(tmp_path, "m3.csv", "1,2027-02-02,3,95,0\n3,2027-02-02,3,5,0\n4,2027-02-02,3,0,1\n")]
+    results = set()
+    for order in [*itertools.permutations(files), (*files, files[1], files[0])]:
+        received = pd.concat([reports.read(f)[0] for f in order], ignore_index=True)
+        outcomes, quarantine = reports.settle(received, DECISIONS)
+        results.add((outcomes.to_csv(index=False), quarantine.drop_duplicates().to_csv(index=False)))
+    assert len(results) == 1
+    outcomes = pd.read_csv(pd.io.common.StringIO(next(iter(results))[0])).set_index("SK_ID_CURR")
+    assert outcomes.loc[1, "TARGET"] == 1 and outcomes.loc[4, "TARGET"] == 1 and outcomes.loc[3, "REPORTING_DATE"] == "2027-02-02"
+
+
+def test_a_model_scoring_noise_fails_and_a_grade_above_its_pd_is_flagged():
+    rng = np.random.default_rng(3)
+    n = 6000
+    target = (rng.random(n) < 0.08).astype(float)
+    rows = pd.DataFrame({"model_version": "v", "vintage": "2026-11", "final_decision": "granted", "TARGET": target,
+                         "probability_of_default": rng.uniform(0.02, 0.15, n), "grade": "C"})
+    table = backtest.vintages(rows, {"v": {"roc_auc": 0.75, "roc_auc_low": 0.73, "roc_auc_high": 0.77}}, {}, tolerance=0.05,
+                              min_outcomes=100, min_defaults=5)
+    assert table.at[0, "verdict"] == backtest.FAIL and table.at[0, "realized_auc_high"] < 0.6
+    rate = target.mean()
+    calibrated = rows.assign(probability_of_default=rate)
+    low = rows.assign(probability_of_default=0.6 * rate)  # promises less than it delivers
+    assert backtest.grades(calibrated, 100).set_index("grade").at["C", "verdict"] == backtest.OK
+    flagged = backtest.grades(low, 100).set_index("grade")
+    assert flagged.at["C", "verdict"] == backtest.FAIL and flagged.at["all", "verdict"] == backtest.FAIL
+    d = int(target.sum())
+    assert flagged.at["C", "jeffreys_p"] == pytest.approx(beta.cdf(0.6 * rate, d + 0.5, n - d + 0.5))
+
+
+@pytest.mark.slow
+def test_synthetic_outcomes_back_test_equals_an_independent_computation(tmp_path, scored_home, synthetic_dir):
+    """Two nights scored, SYNTHETIC outcomes of their granted applications delivered (and one
+    delivered again, and a malformed file beside them), the back-test run: its figures are those
+    computed here on the same rows."""
+    from credit_dagster.definitions import defs
+    from credit_dagster.outcomes.assets import decisions_sql, inbox
+    from credit_dagster.synth import outcomes as synthetic
+    from credit_dagster_tests.conftest import SCORED_DAYS, score_night, temporary_home
+
+    home = tmp_path / "home"
+    shutil.copytree(scored_home, home)
+    with temporary_home(home):
+        assert score_night(SCORED_DAYS[1]).success
+        with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+            decided = con.execute(decisions_sql(con)).df()
+        granted = decided[decided["final_decision"] == "granted"]
+        delivered = synthetic.outcomes(synthetic_dir, granted, months=12)
+        for name in ("m12", "m12_again"):
+            (inbox() / name).mkdir(parents=True)
+            delivered.to_csv(inbox() / name / reports.FILE, index=False)
+        (inbox() / "broken").mkdir()
+        (inbox() / "broken" / reports.FILE).write_text("SK_ID_CURR;TARGET\n1;0\n")
+        result = defs.resolve_job_def("backtest").execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+        checks = {e.event_specific_data.check_name: e.event_specific_data.passed for e in result.all_events
+                  if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+        assert result.success and checks["every_outcome_file_read"] is False  # said, and the good files taken
+        with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+            vintages = con.execute("select * from outcomes.backtest_vintages").df()
+            grades = con.execute("select * from outcomes.backtest_grades").df()
+            received = con.execute("select count(*) from outcomes.received").fetchone()[0]
+    assert received == len(delivered)  # the same file delivered twice is taken once
+    assert len(decided["partition_date"].unique()) == 2 and len(vintages) == 1
+    joined = granted.merge(delivered, on="SK_ID_CURR")
+    row = vintages.iloc[0]
+    assert row["decisions"] == len(decided) and row["never_judged"] == len(decided) - len(granted)
+    assert row["with_outcome"] == len(joined) and row["defaults"] == joined["TARGET"].sum()
+    assert row["realized_auc"] == pytest.approx(roc_auc_score(joined["TARGET"], joined["probability_of_default"]), abs=1e-12)
+    assert row["realized_auc_low"] < row["realized_auc"] < row["realized_auc_high"]
+    expected = joined.groupby("grade").agg(n=("TARGET", "size"), d=("TARGET", "sum"), p=("probability_of_default", "mean"))
+    got = grades[grades["grade"] != "all"].set_index("grade")
+    assert (got["with_outcome"] == expected["n"]).all() and (got["defaults"] == expected["d"]).all()
+    assert np.allclose(got["predicted_rate"], expected["p"]) and np.allclose(got["observed_rate"], expected["d"] / expected["n"])
+    # the generator's own label: the model ranks its defaulters above chance, as in development
+    assert row["realized_auc"] > 0.6
