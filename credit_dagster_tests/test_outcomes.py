@@ -36,7 +36,7 @@ def test_each_bad_report_is_quarantined_with_its_reason(tmp_path):
     assert len(unreadable) == 1 and unreadable.at[0, "line"] == 11
     assert all(w in unreadable.at[0, "reason"] for w in ("SK_ID_CURR 'x'", "REPORTING_DATE '2026-13-01'", "MONTHS_ON_BOOK '-1'",
                                                          "WORST_DPD 'a'", "TARGET '2'"))
-    outcomes, quarantine = reports.settle(good, DECISIONS)
+    outcomes, quarantine, _ = reports.settle(good, DECISIONS)
     why = dict(zip(quarantine["line"], quarantine["reason"], strict=True))
     assert "withdraws a default" in why[4]
     assert why[5].startswith("never granted (refused)") and why[6].startswith("never granted (refer to an advisor)")
@@ -62,8 +62,8 @@ def test_deliveries_in_any_order_or_repeated_give_the_same_tables(tmp_path):
     results = set()
     for order in [*itertools.permutations(files), (*files, files[1], files[0])]:
         received = pd.concat([reports.read(f)[0] for f in order], ignore_index=True)
-        outcomes, quarantine = reports.settle(received, DECISIONS)
-        results.add((outcomes.to_csv(index=False), quarantine.drop_duplicates().to_csv(index=False)))
+        outcomes, quarantine, standing = reports.settle(received, DECISIONS)
+        results.add((outcomes.to_csv(index=False), quarantine.drop_duplicates().to_csv(index=False), standing.to_csv(index=False)))
     assert len(results) == 1
     outcomes = pd.read_csv(pd.io.common.StringIO(next(iter(results))[0])).set_index("SK_ID_CURR")
     assert outcomes.loc[1, "TARGET"] == 1 and outcomes.loc[4, "TARGET"] == 1 and outcomes.loc[3, "REPORTING_DATE"] == "2027-02-02"
@@ -133,3 +133,17 @@ def test_synthetic_outcomes_back_test_equals_an_independent_computation(tmp_path
     assert np.allclose(got["predicted_rate"], expected["p"]) and np.allclose(got["observed_rate"], expected["d"] / expected["n"])
     # the generator's own label: the model ranks its defaulters above chance, as in development
     assert row["realized_auc"] > 0.6
+    # the supervisor sees it in the dashboard, in pictures and in words
+    from panel_app import view_model as vm
+    from panel_app.data_store import SnapshotStore
+    from panel_app.views import Dashboard
+
+    store = SnapshotStore(home / "serving" / "serving.duckdb")
+    seen = vm.backtesting(store)
+    assert f"{len(joined):,} granted applications have an outcome" in seen.sentence
+    assert set(seen.grades["grade"]) == set(expected.index) and "by month 12" in seen.curves_sentence
+    with temporary_home(home):  # the access log of this look stays in the copy
+        board = Dashboard(store, "sue", "supervisor")
+        board.section.value = "Supervisor"
+    shown = " ".join(str(p.object) for p in board.detail.objects[0].objects if isinstance(getattr(p, "object", None), str))
+    assert "Back-testing on repayment outcomes" in shown and "Realized AUC (95 % interval)" in shown

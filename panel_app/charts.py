@@ -167,3 +167,39 @@ def score_histogram(probabilities: np.ndarray, low: float, high: float) -> figur
     fig.xaxis.formatter = NumeralTickFormatter(format="0%")
     _style(fig)
     return fig
+
+
+def calibration(grades: pd.DataFrame) -> figure:
+    """Per grade, the default rate observed (with its 95 % interval) against the one predicted."""
+    names = grades["grade"].astype(str).tolist()
+    fig = figure(x_range=names, height=300, sizing_mode="stretch_width", title="Defaults per grade: observed against predicted",
+                 tools="hover", tooltips=[("grade", "@grade"), ("observed", "@observed{0.0%}"), ("predicted", "@predicted{0.0%}")],
+                 x_axis_label="grade", y_axis_label="default rate")
+    source = ColumnDataSource({"grade": names, "observed": grades["observed_rate"], "predicted": grades["predicted_rate"],
+                               "low": grades["observed_low"], "high": grades["observed_high"]})
+    fig.segment(x0="grade", x1="grade", y0="low", y1="high", line_width=3, color="#546e7a", source=source, legend_label="observed, 95 % interval")
+    fig.scatter(x="grade", y="observed", size=11, color=INK, source=source, legend_label="observed")
+    fig.scatter(x="grade", y="predicted", size=13, marker="diamond", color=BAD, source=source, legend_label="predicted")
+    fig.yaxis.formatter = NumeralTickFormatter(format="0%")
+    legend = fig.legend[0]
+    legend.update(orientation="horizontal", label_text_font_size="14px", location="center")
+    fig.add_layout(legend, "below")
+    _style(fig)
+    return fig
+
+
+def vintage_curves(curves: pd.DataFrame) -> figure:
+    """Cumulative default rate by months on book, one line per grade (labelled at its end)."""
+    fig = figure(height=300, sizing_mode="stretch_width", title="Payment difficulties by months on book, per grade",
+                 x_axis_label="months on book", y_axis_label="defaulted so far", tools="hover",
+                 tooltips=[("grade", "@grade"), ("month", "@months_on_book"), ("defaulted", "@cumulative_default_rate{0.0%}")])
+    for grade, rows in curves.groupby("grade"):
+        source = ColumnDataSource(rows)
+        fig.line(x="months_on_book", y="cumulative_default_rate", line_width=2, color=INK, source=source)
+        fig.scatter(x="months_on_book", y="cumulative_default_rate", size=8, color=INK, source=source)
+        last = rows.iloc[-1]
+        fig.add_layout(Label(x=float(last["months_on_book"]), y=float(last["cumulative_default_rate"]), text=f" {grade}",
+                             text_font_size="14px", text_color=INK))
+    fig.yaxis.formatter = NumeralTickFormatter(format="0%")
+    _style(fig)
+    return fig

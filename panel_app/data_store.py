@@ -53,6 +53,11 @@ class SnapshotStore:
     def _by_id(self, name: str) -> _ById:
         return _index(str(self.path), self.version(), name)
 
+    def beside(self, file: str, name: str) -> pd.DataFrame | None:
+        """A table of a small snapshot published beside this one (the back-test's), or None before its first."""
+        path = self.path.with_name(file)
+        return _load(str(path), path.stat().st_mtime, name) if path.exists() else None
+
     def model_summary(self) -> pd.Series:
         return self.table(Table.MODEL_SUMMARY).iloc[0]
 

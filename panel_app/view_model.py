@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from credit_dagster.core import plausibility, settings, wording
+from credit_dagster.core import plausibility, settings, snapshot, wording
 from credit_dagster.core.snapshot import Table
 from credit_dagster.model import fairness as ml_fairness
 from credit_dagster.model.scorecard import Scorecard
@@ -566,3 +566,51 @@ def client_letter(store: SnapshotStore, journal: ReviewJournal, sk_id: int) -> l
     row = store.applicant(sk_id).row.to_dict()
     case = journal.case(sk_id, str(row["decision"]))
     return letters.letter(row, case, review.contest_words(journal.actions_of(sk_id)), synthetic=bool(store.model_summary()["synthetic"]))
+
+
+# --- back-testing on outcomes ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Backtesting:
+    vintages: pd.DataFrame  # in words, one row per model version and vintage
+    grades: pd.DataFrame  # the newest judged vintage of the newest model version: observed against predicted per grade
+    curves: pd.DataFrame  # cumulative default rate by months on book, per grade
+    sentence: str
+    grades_sentence: str
+    curves_sentence: str
+
+
+def backtesting(store: SnapshotStore) -> Backtesting | None:
+    """What the outcomes say of the decisions, once the back-test has run (else None)."""
+    vintages, grades, curves = (store.beside(snapshot.BACKTEST_SNAPSHOT, t) for t in ("backtest_vintages", "backtest_grades", "backtest_curves"))
+    if vintages is None or vintages.empty:
+        return None
+    judged = vintages[vintages["with_outcome"] > 0].sort_values(["vintage", "model_version"])
+    latest = judged.iloc[-1] if len(judged) else vintages.sort_values("vintage").iloc[-1]
+    per_grade = grades[(grades["model_version"] == latest["model_version"]) & (grades["vintage"] == latest["vintage"])
+                       & (grades["grade"] != "all")].sort_values("grade")
+    version_curves = curves[curves["model_version"] == latest["model_version"]]
+
+    def auc(r) -> str:
+        return "not yet" if pd.isna(r["realized_auc"]) else f"{r['realized_auc']:.3f} ({r['realized_auc_low']:.3f} to {r['realized_auc_high']:.3f})"
+
+    table = pd.DataFrame({
+        "Model": vintages["model_version"], "Vintage": vintages["vintage"], "Decisions": vintages["decisions"].map("{:,}".format),
+        "Never judged (not granted)": vintages["never_judged"].map("{:,}".format),
+        "With an outcome": [f"{w:,} ({s:.0%})" for w, s in zip(vintages["with_outcome"], vintages["share_with_outcome"], strict=True)],
+        "Defaults": vintages["defaults"].map("{:,}".format), "Realized AUC (95 % interval)": [auc(r) for _, r in vintages.iterrows()],
+        "Development AUC": vintages["development_auc"].map("{:.3f}".format), "PSI of the score": vintages["psi"].map("{:.3f}".format),
+        "Verdict": vintages["verdict"]})
+    failing = per_grade[per_grade["verdict"].isin(["warn", "fail"])]["grade"].tolist()
+    return Backtesting(
+        vintages=table, grades=per_grade, curves=version_curves,
+        sentence=(f"{int(vintages['with_outcome'].sum()):,} granted applications have an outcome so far, "
+                  f"{int(vintages['defaults'].sum()):,} with payment difficulties; {int(vintages['never_judged'].sum()):,} "
+                  "decisions can never be judged (not granted: no loan, no outcome)."),
+        grades_sentence=(f"Model {latest['model_version']}, vintage {latest['vintage']}: " + "; ".join(
+            f"grade {r.grade} defaulted {r.observed_rate:.1%} (between {r.observed_low:.1%} and {r.observed_high:.1%}) "
+            f"against {r.predicted_rate:.1%} predicted" for r in per_grade.itertuples())
+            + (f". Defaulting more than promised: grade {', '.join(failing)}." if failing else ". Every grade within what was promised.")),
+        curves_sentence="; ".join(f"grade {g}: " + ", ".join(f"{r.cumulative_default_rate:.1%} by month {r.months_on_book}"
+                                                              for r in rows.itertuples())
+                                  for g, rows in version_curves.groupby("grade")) + ".")

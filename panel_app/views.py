@@ -426,7 +426,23 @@ class Dashboard:
             _html("<h3>Fairness of the champion</h3><p><a href='/reports/model_card.html'>Model card</a></p><ul>" + flags + "</ul>"
                   + _scrolling(vm.fairness_table(s.fairness))),
             _html("<h3>Model history</h3>" + _scrolling(history)),
+            *self._backtesting(),
             sizing_mode="stretch_width")
+
+    def _backtesting(self) -> list[pn.viewable.Viewable]:
+        """What repayment outcomes say of the decisions (the back-test's snapshot), or that none came yet."""
+        b = vm.backtesting(self.store)
+        if b is None:
+            return [_html("<h3>Back-testing on repayment outcomes</h3><p>No outcome yet: once outcome files are delivered, "
+                          "<code>credit-dagster backtest</code> (or the daily job) compares each decision with what the client did.</p>")]
+        return [
+            _html(f"<h3>Back-testing on repayment outcomes</h3><p>{html.escape(b.sentence)}</p>"),
+            pn.pane.Bokeh(charts.calibration(b.grades), sizing_mode="stretch_width"),
+            _html(f"<p class='chart-text'>Chart in words: {html.escape(b.grades_sentence)}</p>"),
+            pn.pane.Bokeh(charts.vintage_curves(b.curves), sizing_mode="stretch_width"),
+            _html(f"<p class='chart-text'>Chart in words: {html.escape(b.curves_sentence)}</p>"),
+            _html("<h3>Each model version, each month of decisions</h3>" + _scrolling(b.vintages)),
+        ]
 
     def switch_control(self) -> pn.viewable.Viewable:
         """Refer everything: on, every new decision (nightly or on demand) goes to an advisor until off."""

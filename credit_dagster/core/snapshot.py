@@ -43,6 +43,15 @@ def snapshot_path() -> Path:
     return settings.under_home(settings.current().serving_snapshot, "serving", SNAPSHOT_NAME)
 
 
+# small snapshots published beside it by the stages after the night: the review's fold, the back-test
+REVIEW_SNAPSHOT, BACKTEST_SNAPSHOT = "review.duckdb", "backtest.duckdb"
+
+
+def beside(name: str) -> Path:
+    """A small snapshot published beside the serving one."""
+    return snapshot_path().with_name(name)
+
+
 def publish(con: duckdb.DuckDBPyConnection, tables: dict[str, str], target: Path,
             indexed: dict[str, str] | None = None) -> dict[str, int]:
     """Copy each `name: select ...` from the warehouse into a new file, then swap it in atomically.

@@ -21,7 +21,6 @@ from credit_dagster.model.resources import ModelStore
 from credit_dagster.nightly import partitions
 from credit_dagster.outcomes import backtest, reports
 
-BACKTEST_SNAPSHOT = "backtest.duckdb"
 RECEIVED = {"SK_ID_CURR": "bigint", "REPORTING_DATE": "varchar", "MONTHS_ON_BOOK": "bigint", "WORST_DPD": "bigint", "TARGET": "bigint",
             "file": "varchar", "line": "bigint", "delivery": "varchar"}
 DELIVERIES = {"delivery": "varchar", "path": "varchar", "received_at": "varchar", "rows": "bigint", "unreadable_rows": "bigint",
@@ -79,12 +78,14 @@ def loan_outcomes(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg
             new += 1
         received = con.execute("select * from outcomes.received").df()
         decisions = con.execute(decisions_sql(con)).df()
-        settled, quarantined = reports.settle(received, decisions)
+        settled, quarantined, standing = reports.settle(received, decisions)
         unreadable = con.execute("select file, line, SK_ID_CURR, REPORTING_DATE, reason from outcomes.unreadable").df()
         quarantine = pd.concat([unreadable, quarantined.astype({"SK_ID_CURR": str})], ignore_index=True)
         con.register("settled_df", settled)
         con.register("quarantine_df", quarantine)
+        con.register("standing_df", standing)
         con.execute("create or replace table outcomes.loan_outcomes as select * from settled_df")
+        con.execute("create or replace table outcomes.loan_reports as select * from standing_df")
         con.execute("create or replace table outcomes.quarantine as select * from quarantine_df")
     reasons = quarantine["reason"].str.split(":").str[0].value_counts().head(10).to_dict() if len(quarantine) else {}
     return dg.MaterializeResult(metadata={
@@ -141,20 +142,20 @@ def backtest_vintages(warehouse: Warehouse, models: ModelStore) -> dg.Materializ
 def backtest_grades(warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
     """Per model version, vintage and grade: observed against predicted default rate with the
     Jeffreys interval and test, and the whole portfolio's test (grade `all`). Both back-test
-    tables are then published in a small snapshot of their own for the dashboard."""
+    tables and the vintage curves (`backtest.curves`) are then published in a small snapshot of
+    their own for the dashboard (`serving/backtest.duckdb`)."""
     rows, _, _ = _judged(warehouse, models)
     table = backtest.grades(rows, settings.current().backtest_min_outcomes)
     with warehouse.connect() as con:
+        curves = backtest.curves(con.execute("select * from outcomes.loan_reports").df(), rows)
         con.register("grades_df", table)
+        con.register("curves_df", curves)
         con.execute("create or replace table outcomes.backtest_grades as select * from grades_df")
         published = snapshot.publish(con, {"backtest_vintages": "select * from outcomes.backtest_vintages",
-                                           "backtest_grades": "select * from outcomes.backtest_grades"}, backtest_snapshot_path())
+                                           "backtest_grades": "select * from outcomes.backtest_grades",
+                                           "backtest_curves": "select * from curves_df"}, snapshot.beside(snapshot.BACKTEST_SNAPSHOT))
     return dg.MaterializeResult(metadata={"dagster/row_count": len(table), "grades": _markdown(table), "published": published,
-                                          "snapshot": dg.MetadataValue.path(str(backtest_snapshot_path()))})
-
-
-def backtest_snapshot_path() -> Path:
-    return snapshot.snapshot_path().with_name(BACKTEST_SNAPSHOT)
+                                          "snapshot": dg.MetadataValue.path(str(snapshot.beside(snapshot.BACKTEST_SNAPSHOT)))})
 
 
 def _verdicts(warehouse: Warehouse, table: str, what: str) -> dg.AssetCheckResult:

@@ -112,3 +112,21 @@ def grades(rows: pd.DataFrame, min_outcomes: int) -> pd.DataFrame:
                         "jeffreys_p": p_value, "verdict": grade_verdict(p_value) if n >= min_outcomes else "too few outcomes"})
     return pd.DataFrame(out, columns=["model_version", "vintage", "grade", "with_outcome", "defaults", "observed_rate", "predicted_rate",
                                       "observed_low", "observed_high", "jeffreys_p", "verdict"])
+
+
+def curves(reports: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """Vintage curves: per model version, grade and months on book, the share of the granted
+    applications observed that long who had payment difficulties by then (`reports`: every
+    report that stands; `rows`: the decisions, `judged`)."""
+    granted = rows.loc[rows["final_decision"] == GRANTED, ["SK_ID_CURR", "model_version", "grade"]]
+    seen = reports.groupby("SK_ID_CURR").agg(observed_to=("MONTHS_ON_BOOK", "max"))
+    first = reports[reports["TARGET"] == 1].groupby("SK_ID_CURR")["MONTHS_ON_BOOK"].min().rename("defaulted_at")
+    people = granted.merge(seen, on="SK_ID_CURR").merge(first, on="SK_ID_CURR", how="left")
+    out = []
+    for month in sorted(reports["MONTHS_ON_BOOK"].unique()):
+        observed = people[people["observed_to"] >= month]
+        for (version, grade), cell in observed.groupby(["model_version", "grade"], sort=True):
+            defaulted = int((cell["defaulted_at"] <= month).sum())
+            out.append({"model_version": version, "grade": grade, "months_on_book": int(month), "observed": len(cell),
+                        "defaulted": defaulted, "cumulative_default_rate": defaulted / len(cell)})
+    return pd.DataFrame(out, columns=["model_version", "grade", "months_on_book", "observed", "defaulted", "cumulative_default_rate"])

@@ -67,10 +67,11 @@ def read(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return good.reset_index(drop=True), quarantined.reset_index(drop=True)
 
 
-def settle(received: pd.DataFrame, decisions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def settle(received: pd.DataFrame, decisions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """What stands of every report received (`read`'s rows, from every delivery), against the
     decisions (`SK_ID_CURR`, `final_decision`, `partition_date`): one outcome per applicant (its
-    latest report that stands, with how many reports stood) and the reports quarantined with why."""
+    latest report that stands, with how many reports stood), the reports quarantined with why,
+    and every report that stands (once each: the vintage curves read them)."""
     reports = received[COLUMNS + ["file", "line"]].copy()
     final = decisions.drop_duplicates("SK_ID_CURR").set_index("SK_ID_CURR")
     reasons = pd.Series("", index=reports.index)
@@ -103,4 +104,5 @@ def settle(received: pd.DataFrame, decisions: pd.DataFrame) -> tuple[pd.DataFram
     latest = stood.sort_values(["SK_ID_CURR", "REPORTING_DATE"]).groupby("SK_ID_CURR").tail(1)
     outcomes = latest[COLUMNS].merge(stood.groupby("SK_ID_CURR").size().rename("reports").reset_index(), on="SK_ID_CURR")
     return (outcomes.sort_values("SK_ID_CURR").reset_index(drop=True),
-            quarantine.sort_values(["file", "line"]).reset_index(drop=True)[QUARANTINE_COLUMNS])
+            quarantine.sort_values(["file", "line"]).reset_index(drop=True)[QUARANTINE_COLUMNS],
+            stood[COLUMNS].sort_values(["SK_ID_CURR", "REPORTING_DATE"]).reset_index(drop=True))

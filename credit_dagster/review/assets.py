@@ -4,7 +4,6 @@ stands per application (`review.final_decisions`), published in a small review s
 its own (`serving/review.duckdb`) so that other systems read them without the warehouse."""
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -16,8 +15,6 @@ from credit_dagster.nightly import partitions
 from credit_dagster.review import cases as review
 from credit_dagster.review.journal import ReviewJournal
 from credit_dagster.review.queue import case_table, final_decisions
-
-REVIEW_SNAPSHOT = "review.duckdb"
 
 ACTION_COLUMNS = {"action_id": "varchar", "sk_id": "bigint", "action": "varchar", "user": "varchar", "role": "varchar",
                   "at": "varchar", "model_version": "varchar", "model_decision": "varchar", "revision": "integer",
@@ -52,7 +49,7 @@ def review_cases(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.
         con.execute("create or replace table review.cases as select * from cases_df")
         con.execute("create or replace table review.final_decisions as select * from final_df")
         published = snapshot.publish(con, {"cases": "select * from review.cases", "final_decisions": "select * from review.final_decisions"},
-                                     review_snapshot_path(), indexed={"final_decisions": "SK_ID_CURR"})
+                                     snapshot.beside(snapshot.REVIEW_SNAPSHOT), indexed={"final_decisions": "SK_ID_CURR"})
     counts = table["status"].value_counts().to_dict()
     overridden = int(((final["decided_by"] != "model") & (final["final_decision"] != final["model_decision"])
                       & (final["model_decision"] != review.REFER)).sum())
@@ -61,12 +58,8 @@ def review_cases(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.
         "waiting_for_approval": int(counts.get(review.WAITING, 0)), "past_service_time": int(table["past_service_time"].sum()),
         "decided_by_people": int((final["decided_by"] != "model").sum()), "overrides": overridden,
         "unreadable_journal_lines": journal.unreadable()[:20],
-        "review_snapshot": dg.MetadataValue.path(str(review_snapshot_path())), "published": published,
+        "review_snapshot": dg.MetadataValue.path(str(snapshot.beside(snapshot.REVIEW_SNAPSHOT))), "published": published,
     })
-
-
-def review_snapshot_path() -> Path:
-    return snapshot.snapshot_path().with_name(REVIEW_SNAPSHOT)
 
 
 @dg.asset_check(asset=REVIEW, description="Warns when cases wait longer than CREDIT_REVIEW_SERVICE_DAYS working days.")
