@@ -147,3 +147,20 @@ def test_synthetic_outcomes_back_test_equals_an_independent_computation(tmp_path
         board.section.value = "Supervisor"
     shown = " ".join(str(p.object) for p in board.detail.objects[0].objects if isinstance(getattr(p, "object", None), str))
     assert "Back-testing on repayment outcomes" in shown and "Realized AUC (95 % interval)" in shown
+
+
+def test_overrides_are_counted_per_reviewer_and_grade_with_their_default_rate():
+    rows = pd.DataFrame([
+        # (model's, final, decided by, reviewer, grade, TARGET)
+        ("refused", "granted", "supervisor", "ann", "D", 1.0), ("refused", "granted", "supervisor", "ann", "D", 0.0),
+        ("refer to an advisor", "granted", "advisor", "ann", "C", 0.0), ("granted", "refused", "supervisor", "bob", "B", None),
+        ("refer to an advisor", "refused", "advisor", "bob", "C", None),
+        ("granted", "granted", "model", None, "B", 0.0), ("granted", "granted", "model", None, "D", 1.0),
+        ("granted", "granted", "model", None, "D", 0.0), ("granted", "granted", "model", None, "D", 0.0),
+    ], columns=["model_decision", "final_decision", "decided_by", "reviewer", "grade", "TARGET"])
+    table = backtest.overrides(rows).set_index(["segment", "value"])
+    assert tuple(table.loc[("overall", "all"), ["decided_by_people", "overrides", "granted_against_the_model", "their_outcomes"]]) == (5, 3, 3, 3)
+    assert table.loc[("overall", "all"), "their_default_rate"] == pytest.approx(1 / 3)
+    assert table.loc[("overall", "all"), "model_granted_default_rate"] == pytest.approx(1 / 4)
+    assert table.loc[("reviewer", "ann"), "override_rate"] == pytest.approx(2 / 3) and table.loc[("reviewer", "bob"), "overrides"] == 1
+    assert table.loc[("grade", "D"), "their_default_rate"] == 0.5 and table.loc[("grade", "D"), "model_granted_default_rate"] == pytest.approx(1 / 3)

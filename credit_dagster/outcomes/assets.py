@@ -15,7 +15,7 @@ import dagster as dg
 import pandas as pd
 
 from credit_dagster.core import settings, snapshot
-from credit_dagster.core.keys import BACKTEST_GRADES, BACKTEST_VINTAGES, OUTCOMES, POOL, REVIEW, SCORED
+from credit_dagster.core.keys import BACKTEST_GRADES, BACKTEST_OVERRIDES, BACKTEST_VINTAGES, OUTCOMES, POOL, REVIEW, SCORED
 from credit_dagster.core.resources import Warehouse
 from credit_dagster.model.resources import ModelStore
 from credit_dagster.nightly import partitions
@@ -37,10 +37,16 @@ def decisions_sql(con) -> str:
     """Each scored application's decision as it stands: a person's once the review fold has it, else the model's."""
     has_review = con.execute("select count(*) from information_schema.tables where table_schema = 'review' "
                              "and table_name = 'final_decisions'").fetchall()[0][0]
-    final = "coalesce(f.final_decision, s.decision)" if has_review else "s.decision"
-    join = "left join review.final_decisions f using (SK_ID_CURR)" if has_review else ""
-    return (f"select s.SK_ID_CURR, s.model_version, s.partition_date, s.probability_of_default, s.grade, {final} as final_decision "
-            f"from scoring.scored_applications s {join}")
+    if not has_review:
+        return ("select SK_ID_CURR, model_version, partition_date, probability_of_default, grade, decision as model_decision, "
+                "decision as final_decision, 'model' as decided_by, null as reviewer from scoring.scored_applications")
+    # the reviewer: who took the last decision on the case (the one a supervisor approved, for an override)
+    return """select s.SK_ID_CURR, s.model_version, s.partition_date, s.probability_of_default, s.grade, s.decision as model_decision,
+                     coalesce(f.final_decision, s.decision) as final_decision, coalesce(f.decided_by, 'model') as decided_by,
+                     case when f.decided_by <> 'model' then r.user end as reviewer
+              from scoring.scored_applications s left join review.final_decisions f using (SK_ID_CURR)
+              left join (select sk_id as SK_ID_CURR, arg_max("user", at) as user from review.actions where action = 'decide'
+                         group by sk_id) r using (SK_ID_CURR)"""
 
 
 @dg.asset(key=OUTCOMES, group_name="outcomes", deps=[SCORED, REVIEW], pool=POOL, kinds={"duckdb"})
@@ -158,6 +164,19 @@ def backtest_grades(warehouse: Warehouse, models: ModelStore) -> dg.MaterializeR
                                           "snapshot": dg.MetadataValue.path(str(snapshot.beside(snapshot.BACKTEST_SNAPSHOT)))})
 
 
+@dg.asset(key=BACKTEST_OVERRIDES, group_name="outcomes", deps=[OUTCOMES], pool=POOL, kinds={"duckdb"})
+def backtest_overrides(warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
+    """Overrides monitored (EBA/GL/2020/06 4.3.4): per reviewer, per grade and overall, how many
+    decisions people took, how many reversed the model, and how the applications a person granted
+    against the model repaid against those the model granted itself."""
+    rows, _, _ = _judged(warehouse, models)
+    table = backtest.overrides(rows)
+    with warehouse.connect() as con:
+        con.register("overrides_df", table)
+        con.execute("create or replace table outcomes.backtest_overrides as select * from overrides_df")
+    return dg.MaterializeResult(metadata={"dagster/row_count": len(table), "overrides": _markdown(table)})
+
+
 def _verdicts(warehouse: Warehouse, table: str, what: str) -> dg.AssetCheckResult:
     with warehouse.connect() as con:
         found = con.execute(f"select * from outcomes.{table} where verdict in ('warn', 'fail')").df()
@@ -185,5 +204,5 @@ backtest_job = dg.define_asset_job("backtest", selection=dg.AssetSelection.group
                                    description="Fold new outcome files, settle them, back-test every model version per vintage.")
 backtest_schedule = dg.ScheduleDefinition(job=backtest_job, cron_schedule="0 7 * * *", execution_timezone="Europe/Paris",
                                           default_status=dg.DefaultScheduleStatus.RUNNING)
-outcome_assets = [loan_outcomes, backtest_vintages, backtest_grades]
+outcome_assets = [loan_outcomes, backtest_vintages, backtest_grades, backtest_overrides]
 outcome_checks = [every_outcome_file_read, realized_auc_holds, grades_calibrated]

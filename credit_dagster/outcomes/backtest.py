@@ -130,3 +130,31 @@ def curves(reports: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
             out.append({"model_version": version, "grade": grade, "months_on_book": int(month), "observed": len(cell),
                         "defaulted": defaulted, "cumulative_default_rate": defaulted / len(cell)})
     return pd.DataFrame(out, columns=["model_version", "grade", "months_on_book", "observed", "defaulted", "cumulative_default_rate"])
+
+
+OVERRIDE_COLUMNS = ["segment", "value", "decided_by_people", "overrides", "override_rate", "granted_against_the_model",
+                    "their_outcomes", "their_default_rate", "granted_by_the_model_outcomes", "model_granted_default_rate"]
+
+
+def overrides(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per reviewer, per grade and overall (`rows`: `judged`, with `model_decision`, `decided_by`,
+    `reviewer`): decisions taken by people, overrides (a person reversing the model's grant or
+    refusal), and the default rate of the applications a person granted against the model beside
+    that of those the model granted itself."""
+    people = rows[rows["decided_by"] != "model"]
+    model_granted = rows[(rows["decided_by"] == "model") & (rows["final_decision"] == GRANTED) & rows["TARGET"].notna()]
+    out = []
+    for segment, column in (("overall", None), ("reviewer", "reviewer"), ("grade", "grade")):
+        groups = [("all", people)] if column is None else list(people.groupby(column, sort=True))
+        for value, cell in groups:
+            reversed_ = cell[cell["model_decision"].isin([GRANTED, "refused"]) & (cell["final_decision"] != cell["model_decision"])]
+            against = cell[(cell["final_decision"] == GRANTED) & (cell["model_decision"] != GRANTED)]
+            known = against[against["TARGET"].notna()]
+            base = model_granted if column != "grade" else model_granted[model_granted["grade"] == value]
+            out.append({"segment": segment, "value": str(value), "decided_by_people": len(cell), "overrides": len(reversed_),
+                        "override_rate": len(reversed_) / len(cell) if len(cell) else float("nan"),
+                        "granted_against_the_model": len(against), "their_outcomes": len(known),
+                        "their_default_rate": float(known["TARGET"].mean()) if len(known) else float("nan"),
+                        "granted_by_the_model_outcomes": len(base),
+                        "model_granted_default_rate": float(base["TARGET"].mean()) if len(base) else float("nan")})
+    return pd.DataFrame(out, columns=OVERRIDE_COLUMNS)
