@@ -14,6 +14,7 @@ from credit_dagster.monitoring.sensors import drift_retraining_sensor, incident_
 from credit_dagster.nightly.assets import nightly_assets, nightly_checks
 from credit_dagster.nightly.schedules import late_drop_sensor, nightly_schedule, nightly_scoring
 from credit_dagster.outcomes.assets import backtest_job, backtest_schedule, outcome_assets, outcome_checks
+from credit_dagster.outcomes.sensors import performance_retraining_sensor
 from credit_dagster.review.assets import review_assets, review_checks, review_job, review_schedule
 from credit_dagster.serving.assets import ondemand_audit_job, ondemand_audit_schedule, serving_assets
 
@@ -24,7 +25,7 @@ defs = dg.Definitions(
     asset_checks=[*raw_checks, *feature_checks, *model_checks, *nightly_checks, *monitoring_checks, *review_checks, *outcome_checks],
     jobs=[build_all, train_model, nightly_scoring, ondemand_audit_job, review_job, backtest_job],
     schedules=[nightly_schedule, ondemand_audit_schedule, review_schedule, backtest_schedule],
-    sensors=[late_drop_sensor, drift_retraining_sensor, incident_sensor],
+    sensors=[late_drop_sensor, drift_retraining_sensor, incident_sensor, performance_retraining_sensor],
     resources={"warehouse": Warehouse(), "source": SourceData(), "models": ModelStore()},
     # One process writes the warehouse: DuckDB allows a single writer. Runs launched from the
     # UI are further serialized by the `duckdb_writer` pool (limit 1 in DAGSTER_HOME/dagster.yaml).

@@ -164,3 +164,20 @@ def test_overrides_are_counted_per_reviewer_and_grade_with_their_default_rate():
     assert table.loc[("overall", "all"), "model_granted_default_rate"] == pytest.approx(1 / 4)
     assert table.loc[("reviewer", "ann"), "override_rate"] == pytest.approx(2 / 3) and table.loc[("reviewer", "bob"), "overrides"] == 1
     assert table.loc[("grade", "D"), "their_default_rate"] == 0.5 and table.loc[("grade", "D"), "model_granted_default_rate"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("failing, judged, expected", [(1, 5000, True), (1, 50, False), (0, 5000, False)])
+def test_the_performance_sensor_asks_for_a_retrain_when_the_back_test_fails_on_enough_outcomes(failing, judged, expected):
+    from credit_dagster.core.keys import BACKTEST_GRADES, BACKTEST_VINTAGES
+    from credit_dagster.definitions import defs
+
+    sensor = defs.resolve_sensor_def("performance_retraining_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED  # off by default, like the drift one
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(BACKTEST_VINTAGES, metadata={"failing": failing, "outcomes_judged": judged}))
+        instance.report_runless_asset_event(dg.AssetMaterialization(BACKTEST_GRADES, metadata={"failing": 0, "outcomes_judged": judged}))
+        with dg.build_sensor_context(instance=instance, definitions=defs) as context:
+            requests = sensor.evaluate_tick(context).run_requests
+    assert bool(requests) is expected
+    if expected:
+        assert requests[0].job_name in (None, "train_model") and "backtest_vintages" in requests[0].tags["credit/reason"]

@@ -139,7 +139,10 @@ def backtest_vintages(warehouse: Warehouse, models: ModelStore) -> dg.Materializ
     with warehouse.connect() as con:
         con.register("vintages_df", table)
         con.execute("create or replace table outcomes.backtest_vintages as select * from vintages_df")
-    return dg.MaterializeResult(metadata={"dagster/row_count": len(table), "vintages": _markdown(table[[
+    judged = table[table["verdict"].isin([backtest.OK, backtest.WARN, backtest.FAIL])] if len(table) else table
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(table), "failing": int((table["verdict"] == backtest.FAIL).sum()) if len(table) else 0,
+        "outcomes_judged": int(judged["with_outcome"].sum()) if len(judged) else 0, "vintages": _markdown(table[[
         "model_version", "vintage", "decisions", "never_judged", "with_outcome", "defaults", "realized_auc", "realized_auc_low",
         "realized_auc_high", "development_auc", "psi", "verdict"]] if len(table) else table)})
 
@@ -161,6 +164,8 @@ def backtest_grades(warehouse: Warehouse, models: ModelStore) -> dg.MaterializeR
                                            "backtest_grades": "select * from outcomes.backtest_grades",
                                            "backtest_curves": "select * from curves_df"}, snapshot.beside(snapshot.BACKTEST_SNAPSHOT))
     return dg.MaterializeResult(metadata={"dagster/row_count": len(table), "grades": _markdown(table), "published": published,
+                                          "failing": int((table["verdict"] == backtest.FAIL).sum()),
+                                          "outcomes_judged": int(table.loc[table["grade"] == "all", "with_outcome"].sum()),
                                           "snapshot": dg.MetadataValue.path(str(snapshot.beside(snapshot.BACKTEST_SNAPSHOT)))})
 
 
