@@ -181,3 +181,10 @@ def test_the_performance_sensor_asks_for_a_retrain_when_the_back_test_fails_on_e
     assert bool(requests) is expected
     if expected:
         assert requests[0].job_name in (None, "train_model") and "backtest_vintages" in requests[0].tags["credit/reason"]
+
+
+def test_the_bootstrap_auc_is_scikit_learns_auc_ties_included():
+    rng = np.random.default_rng(1)
+    y = (rng.random(3000) < 0.1).astype(int)
+    score = np.round(rng.random(3000) + 0.3 * y, 2)  # many ties
+    assert backtest._auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)

@@ -92,7 +92,8 @@ def settle(received: pd.DataFrame, decisions: pd.DataFrame) -> tuple[pd.DataFram
     hold(same_day, "two reports of this applicant and this date disagree")
     # a report that goes back on an earlier one (in reporting order, whatever the delivery order)
     standing = reports[reasons == ""].drop_duplicates(COLUMNS).sort_values(["SK_ID_CURR", "REPORTING_DATE"])
-    earlier = standing.groupby("SK_ID_CURR")[values].transform(lambda s: s.cummax().shift())
+    running = standing.groupby("SK_ID_CURR")[values].cummax()
+    earlier = running.groupby(standing["SK_ID_CURR"]).shift()  # the most any earlier report said
     key = reports["SK_ID_CURR"].astype(str) + "/" + reports["REPORTING_DATE"]
     standing_key = standing["SK_ID_CURR"].astype(str) + "/" + standing["REPORTING_DATE"]
     for column, words in (("TARGET", "withdraws a default reported before"), ("WORST_DPD", "lowers the worst days past due reported before"),
