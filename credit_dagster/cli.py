@@ -200,7 +200,7 @@ def _replay(args: argparse.Namespace) -> int:
     from credit_dagster.nightly import drops
 
     start = date.fromisoformat(args.start) if args.start else _default_start(args.days)
-    counts = drops.replay(resolve_data_dir(args.data_dir, generate=False), drops.inbox_dir(), args.days, start)
+    counts = drops.replay(resolve_data_dir(args.data_dir, generate=False), drops.inbox_dir(), args.days, start, labelled=args.labelled)
     for day, n in counts.items():
         print(f"  {drops.inbox_dir() / day}: {n} applications")
     return 0
@@ -229,13 +229,22 @@ def _score(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _deliver(frame, folder: str, what: str) -> None:
+    from credit_dagster.outcomes import assets as outcomes
+    from credit_dagster.outcomes import reports
+
+    target = outcomes.inbox() / folder / reports.FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(target, index=False)
+    print(f"{what}: {len(frame):,} granted applications, {int(frame['TARGET'].sum()):,} with payment difficulties, in {target}")
+
+
 def _outcomes(args: argparse.Namespace) -> int:
     """SYNTHETIC outcomes of the granted applications into the outcomes inbox, then (or only) the back-test."""
     import duckdb
 
     from credit_dagster.instance import prepare_dagster_home
     from credit_dagster.outcomes import assets as outcomes
-    from credit_dagster.outcomes import reports
 
     data_dir = resolve_data_dir(args.data_dir, generate=False)
     if args.synthetic_months:
@@ -245,11 +254,14 @@ def _outcomes(args: argparse.Namespace) -> int:
             granted = con.execute(f"select SK_ID_CURR, partition_date from ({outcomes.decisions_sql(con)}) "
                                   "where final_decision = 'granted'").df()
         frame = synthetic.outcomes(data_dir, granted, args.synthetic_months)
-        target = outcomes.inbox() / f"synthetic_{args.synthetic_months:02d}_months" / reports.FILE
-        target.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(target, index=False)
-        print(f"SYNTHETIC outcomes at {args.synthetic_months} months on book: {len(frame):,} granted applications, "
-              f"{int(frame['TARGET'].sum()):,} with payment difficulties, in {target}")
+        _deliver(frame, f"synthetic_{args.synthetic_months:02d}_months", "SYNTHETIC outcomes")
+    if args.labelled_outcomes:
+        from credit_dagster.nightly import drops
+
+        with duckdb.connect(str(settings.warehouse_path()), read_only=True) as con:
+            granted = con.execute(f"select SK_ID_CURR, partition_date from ({outcomes.decisions_sql(con)}) "
+                                  "where final_decision = 'granted'").df()
+        _deliver(drops.labelled_outcomes(data_dir, granted), "labelled_12_months", "the labelled applicants' outcomes")
     prepare_dagster_home()
     return 0 if _execute("backtest", data_dir) else 1
 
@@ -412,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--days", type=int, required=True, help="number of daily drops; applicant i goes to day i mod N")
     replay.add_argument("--start", type=_day, help="first day, YYYY-MM-DD (default: N days before today, Europe/Paris)")
     replay.add_argument("--data-dir", help="default: the folder this CREDIT_HOME was built from")
+    replay.add_argument("--labelled", action="store_true", help="replay the labelled applicants of DATA_DIR/extra_labelled instead "
+                        "(never trained on); `backtest --labelled-outcomes` later delivers their TARGET as outcomes")
     replay.set_defaults(func=_replay)
     score = command("score", help="score (or backfill) the nights from --start to --end", formatter_class=fmt,
                            epilog="example: credit-dagster score --start 2026-11-16 --end 2026-11-20\n"
@@ -464,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
                        "Outcome files: loan_outcomes.csv in any subfolder of CREDIT_OUTCOMES_INBOX (README: Outcomes and back-testing).")
     backtest.add_argument("--synthetic-months", type=int, default=0,
                           help="first write SYNTHETIC outcomes of every granted application at this many months on book")
+    backtest.add_argument("--labelled-outcomes", action="store_true",
+                          help="first deliver the TARGET of the labelled applicants `replay --labelled` sent as drops (real sample)")
     backtest.add_argument("--data-dir", help="default: the folder this CREDIT_HOME was built from")
     backtest.set_defaults(func=_outcomes)
     switch = command("refer-everything", help="a supervisor sends every new decision to an advisor (on), or lets the model decide again (off)",

@@ -12,6 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
+import pandas as pd
 
 from credit_dagster.core import settings
 from credit_dagster.core.sources import SOURCE_TABLES
@@ -57,14 +58,24 @@ def drop_schema(day: str) -> str:
     return "drop_" + day.replace("-", "")
 
 
-def replay(data_dir: Path, inbox: Path, days: int, start: date) -> dict[str, int]:
+LABELLED = "extra_labelled"  # labelled applicants the model never trained on, beside the Kaggle files (real sample)
+
+
+def replay(data_dir: Path, inbox: Path, days: int, start: date, labelled: bool = False) -> dict[str, int]:
     """Split application_test (and the applicants' side-table rows) into `days` daily drops,
-    deterministically: applicant SK_ID_CURR goes to day SK_ID_CURR mod days."""
+    deterministically: applicant SK_ID_CURR goes to day SK_ID_CURR mod days. `labelled`: the
+    applications of `<data_dir>/extra_labelled/application_train` instead, their TARGET left out
+    (it comes back later as their outcome: `labelled_outcomes`)."""
     if days < 1:
         raise ValueError("days must be at least 1")
     con = duckdb.connect()
     for name in DROP_TABLES:
         spec = SOURCE_TABLES[name]
+        if labelled and name == "application_test":
+            train = SOURCE_TABLES["application_train"]
+            load_table(con, train, find_source_file(data_dir / LABELLED, train), max_reject_share=1.0)
+            con.execute("create table raw.application_test as select * exclude (TARGET) from raw.application_train")
+            continue
         load_table(con, spec, find_source_file(data_dir, spec), max_reject_share=1.0, allow_empty=True)
     counts = {}
     for i in range(days):
@@ -82,6 +93,20 @@ def replay(data_dir: Path, inbox: Path, days: int, start: date) -> dict[str, int
         counts[day] = con.execute("select count(*) from ids").fetchall()[0][0]
     con.close()
     return counts
+
+
+def labelled_outcomes(data_dir: Path, granted: pd.DataFrame, months: int = 12) -> pd.DataFrame:
+    """The outcome reports of replayed labelled applicants that were granted (`granted`:
+    SK_ID_CURR, partition_date): their Kaggle TARGET, `months` after their night. Kaggle gives
+    the flag alone: the worst days past due is stated as 30 for payment difficulties, else 0."""
+    import pandas as pd
+
+    spec = SOURCE_TABLES["application_train"]
+    labels = pd.read_csv(find_source_file(data_dir / LABELLED, spec), usecols=["SK_ID_CURR", "TARGET"])
+    rows = granted.merge(labels, on="SK_ID_CURR")
+    nights = pd.to_datetime(rows["partition_date"].astype(str).str[:10])
+    return pd.DataFrame({"SK_ID_CURR": rows["SK_ID_CURR"], "REPORTING_DATE": (nights + pd.DateOffset(months=months)).dt.strftime("%Y-%m-%d"),
+                         "MONTHS_ON_BOOK": months, "WORST_DPD": rows["TARGET"] * 30, "TARGET": rows["TARGET"]})
 
 
 @dataclass

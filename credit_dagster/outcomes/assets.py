@@ -116,11 +116,13 @@ def _judged(warehouse: Warehouse, models: ModelStore) -> tuple[pd.DataFrame, dic
         rows = backtest.judged(con.execute(decisions_sql(con)).df(), con.execute("select * from outcomes.loan_outcomes").df())
     development, reference = {}, {}
     for version in rows["model_version"].unique():
-        metrics = registry.load(version).metadata.cv_metrics
-        development[version] = {k: metrics.get(k, float("nan")) for k in ("roc_auc", "roc_auc_low", "roc_auc_high")}
+        metadata = registry.load(version).metadata
+        development[version] = {k: metadata.cv_metrics.get(k, float("nan")) for k in ("roc_auc", "roc_auc_low", "roc_auc_high")}
         oof = registry.out_of_fold(version)
         if oof is not None:
             reference[version] = oof["pd_deployed" if "pd_deployed" in oof else "pd"]
+            development[version] |= backtest.granted_development(oof["TARGET"].to_numpy(int), reference[version].to_numpy(float),
+                                                                 metadata.refer_band[0])
     return rows, development, reference
 
 
