@@ -599,7 +599,8 @@ def backtesting(store: SnapshotStore) -> Backtesting | None:
         "Never judged (not granted)": vintages["never_judged"].map("{:,}".format),
         "With an outcome": [f"{w:,} ({s:.0%})" for w, s in zip(vintages["with_outcome"], vintages["share_with_outcome"], strict=True)],
         "Defaults": vintages["defaults"].map("{:,}".format), "Realized AUC (95 % interval)": [auc(r) for _, r in vintages.iterrows()],
-        "Development AUC among those granted": vintages["development_granted_auc"].map("{:.3f}".format), "PSI of the score": vintages["psi"].map("{:.3f}".format),
+        "Development AUC among those granted": vintages["development_granted_auc"].map("{:.3f}".format),
+        "PSI of the score": vintages["psi"].map("{:.3f}".format),
         "Verdict": vintages["verdict"]})
     failing = per_grade[per_grade["verdict"].isin(["warn", "fail"])]["grade"].tolist()
     return Backtesting(

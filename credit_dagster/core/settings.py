@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     backtest_min_outcomes: int = Field(100, ge=1, description="outcomes a vintage (or grade) needs before it is judged")
     backtest_min_defaults: int = Field(5, ge=1, description="defaults (and repayers) a vintage needs before its AUC is judged")
     backtest_auc_tolerance: float = Field(0.05, ge=0, description="a realized AUC this far under development's interval fails (less: warns)")
+    outcome_final_months: int = Field(12, ge=1, description="months on book after which an outcome without difficulties is final (a label)")
     retrain_min_outcomes: int = Field(1000, ge=1, description="outcomes judged before failing back-test checks ask for a retrain")
     # the night
     empty_days_alert: int = Field(3, description="weekdays in a row without a drop before the schedule logs an error")

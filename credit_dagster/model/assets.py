@@ -2,6 +2,7 @@
 
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from credit_dagster.core import settings
@@ -61,10 +62,48 @@ class PromotionConfig(dg.Config):
 
 
 def load_training_frames(con) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The labelled applicants of the source data, and those whose repayment outcome is final
+    (`outcome_labelled`), except the newest vintage, kept for the out-of-time test."""
     features = con.execute("select * from features.application_features").df()
     labels = con.execute("select * from features.application_labels").df()
     app_columns = [r[0] for r in con.execute("describe features.application_clean").fetchall()]
+    learned, _ = outcome_labelled(con)
+    if len(learned):
+        # their features as their night computed them, in place of any computed since (the build's own table
+        # holds application_test's applicants too, from data that may postdate the decision)
+        features = pd.concat([features[~features["SK_ID_CURR"].isin(learned["SK_ID_CURR"])],
+                              learned.drop(columns=["TARGET", "vintage"])], ignore_index=True)
+        labels = pd.concat([labels, learned[["SK_ID_CURR", "TARGET"]]], ignore_index=True)
     return features, labels, app_columns
+
+
+def outcome_labelled(con) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Applicants scored by a night whose outcome is final (payment difficulties, or
+    CREDIT_OUTCOME_FINAL_MONTHS on book without): their features as the night computed them
+    (`drop_<night>_features`, never recomputed from later data) with their TARGET. Split in two:
+    the vintages a retrain learns from, and the newest vintage, which no model trains on (the
+    out-of-time test of `champion_model`)."""
+    empty = pd.DataFrame(columns=["SK_ID_CURR", "TARGET", "vintage"])
+    has = con.execute("select count(*) from information_schema.tables where table_schema = 'outcomes' "
+                      "and table_name = 'loan_outcomes'").fetchall()[0][0]
+    if not has:
+        return empty, empty
+    rows = con.execute("""select o.SK_ID_CURR, o.TARGET, s.partition_date from outcomes.loan_outcomes o
+                          join scoring.scored_applications s using (SK_ID_CURR)
+                          where (o.TARGET = 1 or o.MONTHS_ON_BOOK >= ?)
+                            and o.SK_ID_CURR not in (select SK_ID_CURR from features.application_labels)""",
+                       [settings.current().outcome_final_months]).df()
+    if rows.empty:
+        return empty, empty
+    frames = []
+    for night, group in rows.groupby("partition_date"):
+        ids = ", ".join(str(int(i)) for i in group["SK_ID_CURR"])
+        schema = f"drop_{str(night)[:10].replace('-', '')}_features"
+        frames.append(con.execute(f"select * from {schema}.application_features where SK_ID_CURR in ({ids})").df()
+                      .merge(group[["SK_ID_CURR", "TARGET"]], on="SK_ID_CURR").assign(vintage=str(night)[:7]))
+    found = pd.concat(frames, ignore_index=True)
+    newest = found["vintage"].max()
+    return found[found["vintage"] < newest].reset_index(drop=True), found[found["vintage"] == newest].reset_index(drop=True)
 
 
 @dg.asset(key=CREDIT_MODEL, group_name=GROUP, deps=[FEATURES, LABELS], kinds={"lightgbm", "sklearn"}, pool=POOL)
@@ -240,11 +279,17 @@ def champion_model(context: dg.AssetExecutionContext, config: PromotionConfig, m
     registry = models.registry()
     candidate = _latest(models)
     current = registry.alias("champion")
-    difference, same_data, basis = None, False, "no champion yet"
+    difference, same_data, basis, out_of_time = None, False, "no champion yet", None
     if current and current != candidate.version:
         with warehouse.connect(read_only=True) as con:
-            features = con.execute("select * from features.application_features").df()
-        difference, same_data, basis = compare_with_champion(registry, candidate, registry.load(current), features)
+            features, _, _ = load_training_frames(con)
+            _, newest = outcome_labelled(con)
+        champion = registry.load(current)
+        difference, same_data, basis = compare_with_champion(registry, candidate, champion, features)
+        out_of_time = out_of_time_test(candidate, champion, newest)
+        if out_of_time:
+            registry.note(candidate.version, "out-of-time test", out_of_time["sentence"])
+            context.log.info(out_of_time["sentence"])
     promote, reason = promotion.decide(difference, same_data=same_data, tolerance=config.tolerance, force=config.force,
                                        checks_passed=True, fairness_flags=fairness_flags(candidate),
                                        synthetic=bool(candidate.metadata.synthetic))
@@ -257,7 +302,22 @@ def champion_model(context: dg.AssetExecutionContext, config: PromotionConfig, m
         "candidate": candidate.version, "champion": registry.alias("champion") or "none",
         "promoted": promote, "reason": reason, "comparison_basis": basis,
         **({"auc_difference": difference} if difference else {}),
+        **({"out_of_time": {k: v for k, v in out_of_time.items() if k != "sentence"}} if out_of_time else {}),
     })
+
+
+def out_of_time_test(candidate, champion, newest: pd.DataFrame) -> dict | None:
+    """Both models on the newest vintage of final outcomes, which neither trained on (paired
+    bootstrap of the AUC difference), when it has enough outcomes (CREDIT_BACKTEST_MIN_OUTCOMES)."""
+    y = newest["TARGET"].to_numpy(int) if len(newest) else np.array([], dtype=int)
+    if len(y) < settings.current().backtest_min_outcomes or not 0 < y.sum() < len(y):
+        return None
+    result = metrics.paired_auc_difference(y, candidate.raw_score(newest), champion.raw_score(newest))
+    vintage = str(newest["vintage"].iloc[0])
+    return {"vintage": vintage, "applicants": len(y), "defaults": int(y.sum()), **result,
+            "sentence": (f"out of time, on vintage {vintage} ({len(y):,} applicants with a final outcome, {int(y.sum())} defaults, "
+                         f"trained on by neither): {candidate.version} minus {champion.version} ROC AUC {result['difference']:+.4f} "
+                         f"(95 % interval {result['low']:+.4f} to {result['high']:+.4f})")}
 
 
 @dg.asset(group_name=GROUP, key=dg.AssetKey([GROUP, "model_card"]), deps=[CHAMPION], kinds={"html"})

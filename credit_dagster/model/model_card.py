@@ -50,7 +50,9 @@ def write(registry, version: str, reports_dir: Path) -> Path:
     model = registry.load(version)
     folder = registry.root / version
     events = [e for e in registry.history() if e["version"] == version and e["event"].startswith("promoted")]
-    champion = {"promoted": bool(events), "reason": events[-1]["reason"] if events else "not promoted; see champion_model"}
+    champion = {"promoted": bool(events), "reason": events[-1]["reason"] if events else "not promoted; see champion_model",
+                "out_of_time": next((e["reason"] for e in reversed(registry.history())
+                                     if e["version"] == version and e["event"] == "out-of-time test"), None)}
     # the shap pictures exist for models registered since they were added
     chart_png = {name: (folder / f"{name}.png").read_bytes() for name in ("cost_curve", "reliability", "shap_beeswarm", "shap_dependence")
                  if (folder / f"{name}.png").exists()}

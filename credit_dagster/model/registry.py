@@ -126,6 +126,12 @@ class Registry:
                                  "at": datetime.now(UTC).isoformat()})
         self._write(state)
 
+    def note(self, version: str, event: str, reason: str) -> None:
+        """A line of the version's history that is no promotion (an out-of-time test, say)."""
+        state = self._read()
+        state["history"].append({"version": version, "event": event, "reason": reason, "at": datetime.now(UTC).isoformat()})
+        self._write(state)
+
     def history(self) -> list[dict]:
         return self._read()["history"]
 
