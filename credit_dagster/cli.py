@@ -240,28 +240,25 @@ def _deliver(frame, folder: str, what: str) -> None:
 
 
 def _outcomes(args: argparse.Namespace) -> int:
-    """SYNTHETIC outcomes of the granted applications into the outcomes inbox, then (or only) the back-test."""
+    """Outcomes of the granted applications into the outcomes inbox (SYNTHETIC ones, or the real
+    labelled applicants' TARGET), then (or only) the back-test."""
     import duckdb
 
     from credit_dagster.instance import prepare_dagster_home
+    from credit_dagster.nightly import drops
     from credit_dagster.outcomes import assets as outcomes
+    from credit_dagster.synth import outcomes as synthetic
 
     data_dir = resolve_data_dir(args.data_dir, generate=False)
-    if args.synthetic_months:
-        from credit_dagster.synth import outcomes as synthetic
-
+    if args.synthetic_months or args.labelled_outcomes:
         with duckdb.connect(str(settings.warehouse_path()), read_only=True) as con:
             granted = con.execute(f"select SK_ID_CURR, partition_date from ({outcomes.decisions_sql(con)}) "
                                   "where final_decision = 'granted'").df()
-        frame = synthetic.outcomes(data_dir, granted, args.synthetic_months)
-        _deliver(frame, f"synthetic_{args.synthetic_months:02d}_months", "SYNTHETIC outcomes")
-    if args.labelled_outcomes:
-        from credit_dagster.nightly import drops
-
-        with duckdb.connect(str(settings.warehouse_path()), read_only=True) as con:
-            granted = con.execute(f"select SK_ID_CURR, partition_date from ({outcomes.decisions_sql(con)}) "
-                                  "where final_decision = 'granted'").df()
-        _deliver(drops.labelled_outcomes(data_dir, granted), "labelled_12_months", "the labelled applicants' outcomes")
+        if args.synthetic_months:
+            _deliver(synthetic.outcomes(data_dir, granted, args.synthetic_months), f"synthetic_{args.synthetic_months:02d}_months",
+                     "SYNTHETIC outcomes")
+        if args.labelled_outcomes:
+            _deliver(drops.labelled_outcomes(data_dir, granted), "labelled_12_months", "the labelled applicants' outcomes")
     prepare_dagster_home()
     return 0 if _execute("backtest", data_dir) else 1
 

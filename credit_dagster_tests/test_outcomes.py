@@ -13,6 +13,8 @@ from scipy.stats import beta
 from sklearn.metrics import roc_auc_score
 
 from credit_dagster.outcomes import backtest, reports
+from credit_dagster.review import cases as review
+from credit_dagster.review.journal import ReviewJournal
 
 HEADER = "SK_ID_CURR,REPORTING_DATE,MONTHS_ON_BOOK,WORST_DPD,TARGET\n"
 DECISIONS = pd.DataFrame({"SK_ID_CURR": [1, 2, 3, 4, 5], "partition_date": "2026-11-02",
@@ -104,8 +106,15 @@ def test_synthetic_outcomes_back_test_equals_an_independent_computation(tmp_path
     shutil.copytree(scored_home, home)
     with temporary_home(home):
         assert score_night(SCORED_DAYS[1]).success
+        # an advisor grants a referred application: a loan, so an outcome, credited to her
+        with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+            referred = con.execute("select SK_ID_CURR from scoring.scored_applications where decision = ? limit 1", [review.REFER]).fetchone()[0]
+        ReviewJournal().record(referred, review.DECIDE, user="ann", role=review.ADVISOR, model_version="v", model_decision=review.REFER,
+                               revision=0, final=review.GRANTED, reason_codes=("verified_income",))
+        assert defs.resolve_job_def("review_fold").execute_in_process(instance=dg.DagsterInstance.ephemeral()).success
         with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
             decided = con.execute(decisions_sql(con)).df()
+        assert tuple(decided.set_index("SK_ID_CURR").loc[referred, ["final_decision", "decided_by", "reviewer"]]) == ("granted", "advisor", "ann")
         granted = decided[decided["final_decision"] == "granted"]
         delivered = synthetic.outcomes(synthetic_dir, granted, months=12)
         for name in ("m12", "m12_again"):
@@ -121,6 +130,8 @@ def test_synthetic_outcomes_back_test_equals_an_independent_computation(tmp_path
             vintages = con.execute("select * from outcomes.backtest_vintages").df()
             grades = con.execute("select * from outcomes.backtest_grades").df()
             received = con.execute("select count(*) from outcomes.received").fetchone()[0]
+            overrides = con.execute("select * from outcomes.backtest_overrides").df().set_index(["segment", "value"])
+        assert overrides.loc[("reviewer", "ann"), "decided_by_people"] == 1 and overrides.loc[("reviewer", "ann"), "their_outcomes"] == 1
     assert received == len(delivered)  # the same file delivered twice is taken once
     assert len(decided["partition_date"].unique()) == 2 and len(vintages) == 1
     joined = granted.merge(delivered, on="SK_ID_CURR")

@@ -43,9 +43,9 @@ def decisions_sql(con) -> str:
     # the reviewer: who took the last decision on the case (the one a supervisor approved, for an override)
     return """select s.SK_ID_CURR, s.model_version, s.partition_date, s.probability_of_default, s.grade, s.decision as model_decision,
                      coalesce(f.final_decision, s.decision) as final_decision, coalesce(f.decided_by, 'model') as decided_by,
-                     case when f.decided_by <> 'model' then r.user end as reviewer
+                     case when f.decided_by <> 'model' then r.reviewer end as reviewer
               from scoring.scored_applications s left join review.final_decisions f using (SK_ID_CURR)
-              left join (select sk_id as SK_ID_CURR, arg_max("user", at) as user from review.actions where action = 'decide'
+              left join (select sk_id as SK_ID_CURR, arg_max("user", "at") as reviewer from review.actions where action = 'decide'
                          group by sk_id) r using (SK_ID_CURR)"""
 
 
