@@ -160,6 +160,8 @@ def test_synthetic_outcomes_back_test_equals_an_independent_computation(tmp_path
         board.section.value = "Supervisor"
     shown = " ".join(str(p.object) for p in board.detail.objects[0].objects if isinstance(getattr(p, "object", None), str))
     assert "Back-testing on repayment outcomes" in shown and "Realized AUC (95 % interval)" in shown
+    assert "Overrides and how they repaid" in shown and "Reviewer ann" in shown and "Realized ROC AUC" not in shown  # a picture
+    assert len(seen.auc_over_time) == 1 and seen.auc_over_time.iloc[0]["realized_auc"] == pytest.approx(row["realized_auc"])
 
 
 def test_overrides_are_counted_per_reviewer_and_grade_with_their_default_rate():

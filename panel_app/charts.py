@@ -203,3 +203,24 @@ def vintage_curves(curves: pd.DataFrame) -> figure:
     fig.yaxis.formatter = NumeralTickFormatter(format="0%")
     _style(fig)
     return fig
+
+
+def auc_over_time(rows: pd.DataFrame) -> figure:
+    """Realized ROC AUC per vintage with its 95 % interval, one line per model version, and the
+    development AUC among the applicants the policy grants (dashed), to compare with."""
+    vintages = sorted(rows["vintage"].unique())
+    fig = figure(x_range=vintages, height=300, sizing_mode="stretch_width", title="Realized ROC AUC per month of decisions",
+                 x_axis_label="vintage (month of the decision)", y_axis_label="ROC AUC", tools="hover",
+                 tooltips=[("model", "@model_version"), ("vintage", "@vintage"), ("realized", "@realized_auc{0.000}"),
+                           ("95 % interval", "@realized_auc_low{0.000} to @realized_auc_high{0.000}")])
+    for version, cell in rows.groupby("model_version"):
+        source = ColumnDataSource(cell)
+        fig.segment(x0="vintage", x1="vintage", y0="realized_auc_low", y1="realized_auc_high", line_width=3, color="#546e7a", source=source)
+        fig.line(x="vintage", y="realized_auc", line_width=2, color=INK, source=source)
+        fig.scatter(x="vintage", y="realized_auc", size=9, color=INK, source=source)
+        fig.add_layout(Span(location=float(cell["development_granted_auc"].iloc[0]), dimension="width", line_dash="dashed",
+                            line_color=BAD, line_width=2))
+        fig.add_layout(Label(x=0, y=float(cell["development_granted_auc"].iloc[0]), x_units="screen", text=f" development, {version}",
+                             text_font_size="14px", text_color=BAD, background_fill_color="white", background_fill_alpha=0.8))
+    _style(fig)
+    return fig

@@ -575,6 +575,8 @@ class Backtesting:
     vintages: pd.DataFrame  # in words, one row per model version and vintage
     grades: pd.DataFrame  # the newest judged vintage of the newest model version: observed against predicted per grade
     curves: pd.DataFrame  # cumulative default rate by months on book, per grade
+    auc_over_time: pd.DataFrame  # per model version and vintage: realized AUC and its interval, development's among the granted
+    overrides: pd.DataFrame  # in words: per reviewer, per grade and overall
     sentence: str
     grades_sentence: str
     curves_sentence: str
@@ -582,7 +584,8 @@ class Backtesting:
 
 def backtesting(store: SnapshotStore) -> Backtesting | None:
     """What the outcomes say of the decisions, once the back-test has run (else None)."""
-    vintages, grades, curves = (store.beside(snapshot.BACKTEST_SNAPSHOT, t) for t in ("backtest_vintages", "backtest_grades", "backtest_curves"))
+    vintages, grades, curves, overrides = (store.beside(snapshot.BACKTEST_SNAPSHOT, t) for t in (
+        "backtest_vintages", "backtest_grades", "backtest_curves", "backtest_overrides"))
     if vintages is None or vintages.empty:
         return None
     judged = vintages[vintages["with_outcome"] > 0].sort_values(["vintage", "model_version"])
@@ -603,8 +606,24 @@ def backtesting(store: SnapshotStore) -> Backtesting | None:
         "PSI of the score": vintages["psi"].map("{:.3f}".format),
         "Verdict": vintages["verdict"]})
     failing = per_grade[per_grade["verdict"].isin(["warn", "fail"])]["grade"].tolist()
+
+    def rate(value) -> str:
+        return "no outcome yet" if pd.isna(value) else f"{value:.1%}"
+
+    people = pd.DataFrame({
+        "Who or what": [("All reviewers" if s == "overall" else f"{'Reviewer' if s == 'reviewer' else 'Grade'} {v}")
+                        for s, v in zip(overrides["segment"], overrides["value"], strict=True)],
+        "Decided by people": overrides["decided_by_people"].map("{:,}".format),
+        "Overrides": [f"{o:,} ({r:.0%})" if pd.notna(r) else f"{o:,}"
+                      for o, r in zip(overrides["overrides"], overrides["override_rate"], strict=True)],
+        "Granted against the model": overrides["granted_against_the_model"].map("{:,}".format),
+        "Their default rate": overrides["their_default_rate"].map(rate),
+        "Default rate of the model's grants": overrides["model_granted_default_rate"].map(rate),
+    }) if overrides is not None else pd.DataFrame()
     return Backtesting(
-        vintages=table, grades=per_grade, curves=version_curves,
+        vintages=table, grades=per_grade, curves=version_curves, overrides=people,
+        auc_over_time=judged[["model_version", "vintage", "realized_auc", "realized_auc_low", "realized_auc_high",
+                              "development_granted_auc"]].dropna(subset=["realized_auc"]),
         sentence=(f"{int(vintages['with_outcome'].sum()):,} granted applications have an outcome so far, "
                   f"{int(vintages['defaults'].sum()):,} with payment difficulties; {int(vintages['never_judged'].sum()):,} "
                   "decisions can never be judged (not granted: no loan, no outcome)."),

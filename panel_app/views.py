@@ -51,9 +51,11 @@ def _facts(rows: list[tuple[str, str]], caption: str | None = None) -> str:
     return f"<table class='facts'>{cap}{body}</table>"
 
 
-def _scrolling(table: pd.DataFrame) -> str:
-    """A wide table that scrolls sideways inside the page on a narrow screen, instead of widening it."""
-    return f"<div class='scroll'>{table.to_html(index=False, classes='facts', border=0)}</div>"
+def _scrolling(table: pd.DataFrame, label: str) -> str:
+    """A wide table that scrolls sideways inside the page on a narrow screen, instead of widening it;
+    a region the keyboard can reach and scroll (Tab to it, then the arrow keys)."""
+    return (f"<div class='scroll' tabindex='0' role='region' aria-label='{html.escape(label)}'>"
+            f"{table.to_html(index=False, classes='facts', border=0)}</div>")
 
 
 def _html(text: str, **kwargs) -> pn.pane.HTML:
@@ -422,10 +424,10 @@ class Dashboard:
                           sizing_mode="stretch_width"),
             _html(f"<p class='chart-text'>Chart in words: {len(s.probabilities):,} applications scored, median probability of default "
                   f"{pd.Series(s.probabilities).median():.1%}.</p>"),
-            _html(f"<h3>Drift of the latest night</h3><p>{report}</p>" + _scrolling(psi)),
+            _html(f"<h3>Drift of the latest night</h3><p>{report}</p>" + _scrolling(psi, "Drift of the latest night")),
             _html("<h3>Fairness of the champion</h3><p><a href='/reports/model_card.html'>Model card</a></p><ul>" + flags + "</ul>"
-                  + _scrolling(vm.fairness_table(s.fairness))),
-            _html("<h3>Model history</h3>" + _scrolling(history)),
+                  + _scrolling(vm.fairness_table(s.fairness), "Fairness of the champion")),
+            _html("<h3>Model history</h3>" + _scrolling(history, "Model history")),
             *self._backtesting(),
             sizing_mode="stretch_width")
 
@@ -441,7 +443,15 @@ class Dashboard:
             _html(f"<p class='chart-text'>Chart in words: {html.escape(b.grades_sentence)}</p>"),
             pn.pane.Bokeh(charts.vintage_curves(b.curves), sizing_mode="stretch_width"),
             _html(f"<p class='chart-text'>Chart in words: {html.escape(b.curves_sentence)}</p>"),
-            _html("<h3>Each model version, each month of decisions</h3>" + _scrolling(b.vintages)),
+            *([pn.pane.Bokeh(charts.auc_over_time(b.auc_over_time), sizing_mode="stretch_width"),
+               _html("<p class='chart-text'>Chart in words: " + html.escape("; ".join(
+                   f"{r.model_version}, {r.vintage}: {r.realized_auc:.3f} ({r.realized_auc_low:.3f} to {r.realized_auc_high:.3f}) "
+                   f"against {r.development_granted_auc:.3f} in development" for r in b.auc_over_time.itertuples())) + ".</p>")]
+              if len(b.auc_over_time) else []),
+            _html("<h3>Each model version, each month of decisions</h3>" + _scrolling(b.vintages, "Back-test per model version and vintage")),
+            _html("<h3>Overrides and how they repaid</h3><p>Decisions taken by people, how often they reversed the model, and how "
+                  "the applications a person granted against the model repaid beside those the model granted itself.</p>"
+                  + (_scrolling(b.overrides, "Overrides and how they repaid") if len(b.overrides) else "<p>No decision taken by a person yet.</p>")),
         ]
 
     def switch_control(self) -> pn.viewable.Viewable:
@@ -449,8 +459,7 @@ class Dashboard:
         switch = refer_all.state()
         why = pn.widgets.TextInput(stylesheets=INPUT_CSS, name="Why (kept in the journal)", max_length=refer_all.MAX_WHY,
                                    sizing_mode="stretch_width")
-        flip = pn.widgets.Button(name="Switch refer everything " + ("off" if switch.on else "on"),
-                                 button_type="danger" if not switch.on else "primary")
+        flip = pn.widgets.Button(name="Switch refer everything " + ("off" if switch.on else "on"), button_type="primary")
         said = _html("")
 
         def toggle(_):

@@ -149,12 +149,12 @@ def backtest_vintages(warehouse: Warehouse, models: ModelStore) -> dg.Materializ
         "realized_auc_high", "development_auc", "psi", "verdict"]] if len(table) else table)})
 
 
-@dg.asset(key=BACKTEST_GRADES, group_name="outcomes", deps=[OUTCOMES, BACKTEST_VINTAGES], pool=POOL, kinds={"duckdb"})
+@dg.asset(key=BACKTEST_GRADES, group_name="outcomes", deps=[OUTCOMES, BACKTEST_VINTAGES, BACKTEST_OVERRIDES], pool=POOL, kinds={"duckdb"})
 def backtest_grades(warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
     """Per model version, vintage and grade: observed against predicted default rate with the
-    Jeffreys interval and test, and the whole portfolio's test (grade `all`). Both back-test
-    tables and the vintage curves (`backtest.curves`) are then published in a small snapshot of
-    their own for the dashboard (`serving/backtest.duckdb`)."""
+    Jeffreys interval and test, and the whole portfolio's test (grade `all`). The back-test
+    tables, the vintage curves (`backtest.curves`) and the overrides are then published in a
+    small snapshot of their own for the dashboard (`serving/backtest.duckdb`)."""
     rows, _, _ = _judged(warehouse, models)
     table = backtest.grades(rows, settings.current().backtest_min_outcomes)
     with warehouse.connect() as con:
@@ -164,7 +164,9 @@ def backtest_grades(warehouse: Warehouse, models: ModelStore) -> dg.MaterializeR
         con.execute("create or replace table outcomes.backtest_grades as select * from grades_df")
         published = snapshot.publish(con, {"backtest_vintages": "select * from outcomes.backtest_vintages",
                                            "backtest_grades": "select * from outcomes.backtest_grades",
-                                           "backtest_curves": "select * from curves_df"}, snapshot.beside(snapshot.BACKTEST_SNAPSHOT))
+                                           "backtest_curves": "select * from curves_df",
+                                           "backtest_overrides": "select * from outcomes.backtest_overrides"},
+                                     snapshot.beside(snapshot.BACKTEST_SNAPSHOT))
     return dg.MaterializeResult(metadata={"dagster/row_count": len(table), "grades": _markdown(table), "published": published,
                                           "failing": int((table["verdict"] == backtest.FAIL).sum()),
                                           "outcomes_judged": int(table.loc[table["grade"] == "all", "with_outcome"].sum()),
