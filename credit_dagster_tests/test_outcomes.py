@@ -126,6 +126,7 @@ def test_synthetic_outcomes_back_test_equals_an_independent_computation(tmp_path
         checks = {e.event_specific_data.check_name: e.event_specific_data.passed for e in result.all_events
                   if e.event_type_value == "ASSET_CHECK_EVALUATION"}
         assert result.success and checks["every_outcome_file_read"] is False  # said, and the good files taken
+        assert checks["outcomes_expectations"] is True  # Great Expectations on what was settled
         with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
             vintages = con.execute("select * from outcomes.backtest_vintages").df()
             grades = con.execute("select * from outcomes.backtest_grades").df()

@@ -17,6 +17,7 @@ import pandas as pd
 from credit_dagster.core import settings, snapshot
 from credit_dagster.core.keys import BACKTEST_GRADES, BACKTEST_OVERRIDES, BACKTEST_VINTAGES, OUTCOMES, POOL, REVIEW, SCORED
 from credit_dagster.core.resources import Warehouse
+from credit_dagster.ingest import quality
 from credit_dagster.model.resources import ModelStore
 from credit_dagster.nightly import partitions
 from credit_dagster.outcomes import backtest, reports
@@ -108,6 +109,25 @@ def every_outcome_file_read(warehouse: Warehouse) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=not failed, severity=dg.AssetCheckSeverity.ERROR,
                                description=f"{len(failed)} file(s) not taken: {failed[0]}" if failed else "every file was read",
                                metadata={"not_taken": failed[:20]})
+
+
+@dg.asset_check(asset=OUTCOMES, blocking=True, description="Great Expectations on the settled outcomes: one per applicant, "
+                "TARGET 0 or 1, months on book and days past due in range, a date on each. Blocks the back-test.")
+def outcomes_expectations(warehouse: Warehouse) -> dg.AssetCheckResult:
+    with warehouse.connect() as con:
+        settled = con.execute("select * from outcomes.loan_outcomes").df()
+    # GX through `quality`, which turns its usage statistics off before importing it
+    findings = quality.run_expectations(settled, [
+        (quality.gx.expectations.ExpectColumnValuesToBeUnique(column="SK_ID_CURR"), True),
+        (quality.gx.expectations.ExpectColumnValuesToBeInSet(column="TARGET", value_set=[0, 1]), True),
+        (quality.gx.expectations.ExpectColumnValuesToBeBetween(column="MONTHS_ON_BOOK", min_value=0, max_value=600), True),
+        (quality.gx.expectations.ExpectColumnValuesToBeBetween(column="WORST_DPD", min_value=0, max_value=100_000), True),
+        (quality.gx.expectations.ExpectColumnValuesToNotBeNull(column="REPORTING_DATE"), True),
+    ])
+    failed = [f.describe() for f in findings if not f.passed]
+    return dg.AssetCheckResult(passed=not failed, severity=dg.AssetCheckSeverity.ERROR,
+                               description="; ".join(failed) if failed else f"{len(findings)} expectations met by {len(settled):,} outcomes",
+                               metadata={"findings": [f.describe() for f in findings]})
 
 
 def _judged(warehouse: Warehouse, models: ModelStore) -> tuple[pd.DataFrame, dict, dict]:
@@ -214,4 +234,4 @@ backtest_job = dg.define_asset_job("backtest", selection=dg.AssetSelection.group
 backtest_schedule = dg.ScheduleDefinition(job=backtest_job, cron_schedule="0 7 * * *", execution_timezone="Europe/Paris",
                                           default_status=dg.DefaultScheduleStatus.RUNNING)
 outcome_assets = [loan_outcomes, backtest_vintages, backtest_grades, backtest_overrides]
-outcome_checks = [every_outcome_file_read, realized_auc_holds, grades_calibrated]
+outcome_checks = [every_outcome_file_read, outcomes_expectations, realized_auc_holds, grades_calibrated]
