@@ -127,6 +127,8 @@ def test_synthetic_outcomes_back_test_equals_an_independent_computation(tmp_path
                   if e.event_type_value == "ASSET_CHECK_EVALUATION"}
         assert result.success and checks["every_outcome_file_read"] is False  # said, and the good files taken
         assert checks["outcomes_expectations"] is True  # Great Expectations on what was settled
+        plots = {k for e in result.get_asset_materialization_events() for k in e.materialization.metadata if k.endswith("_plot")}
+        assert plots == {"realized_auc_plot", "calibration_plot"}  # pictures in the Dagster UI too
         with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
             vintages = con.execute("select * from outcomes.backtest_vintages").df()
             grades = con.execute("select * from outcomes.backtest_grades").df()

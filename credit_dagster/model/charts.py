@@ -44,5 +44,22 @@ def reliability_png(rows: list[dict], title: str) -> bytes:
     return png(fig)
 
 
+def intervals_png(labels: list[str], observed: list[float], low: list[float], high: list[float], expected: list[float],
+                  expected_label: str, ylabel: str, title: str) -> bytes:
+    """Observed values with their 95 % intervals beside what was expected, per label (a grade, a vintage)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    x = np.arange(len(labels))
+    # clipped: with no default at all, the Jeffreys interval starts just above the observed 0
+    errors = [np.clip(np.subtract(observed, low), 0, None), np.clip(np.subtract(high, observed), 0, None)]
+    ax.errorbar(x, observed, yerr=errors, fmt="o", color="#212121",
+                capsize=4, label="observed, 95 % interval")
+    ax.scatter(x, expected, marker="D", color="#b71c1c", zorder=3, label=expected_label)
+    ax.set_xticks(x, labels)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return png(fig)
+
+
 def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()

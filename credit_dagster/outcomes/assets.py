@@ -18,6 +18,7 @@ from credit_dagster.core import settings, snapshot
 from credit_dagster.core.keys import BACKTEST_GRADES, BACKTEST_OVERRIDES, BACKTEST_VINTAGES, OUTCOMES, POOL, REVIEW, SCORED
 from credit_dagster.core.resources import Warehouse
 from credit_dagster.ingest import quality
+from credit_dagster.model import charts
 from credit_dagster.model.resources import ModelStore
 from credit_dagster.nightly import partitions
 from credit_dagster.outcomes import backtest, reports
@@ -150,6 +151,10 @@ def _markdown(frame: pd.DataFrame) -> dg.MetadataValue:
     return dg.MetadataValue.md(frame.round(4).to_markdown(index=False) if len(frame) else "no decision yet")
 
 
+def _picture(png: bytes, words: str) -> dg.MetadataValue:
+    return dg.MetadataValue.md(f"![{words}]({charts.data_uri(png)})")
+
+
 @dg.asset(key=BACKTEST_VINTAGES, group_name="outcomes", deps=[OUTCOMES], pool=POOL, kinds={"duckdb"})
 def backtest_vintages(warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
     """Per model version and monthly vintage: decisions, outcomes so far, realized ROC AUC and
@@ -162,7 +167,11 @@ def backtest_vintages(warehouse: Warehouse, models: ModelStore) -> dg.Materializ
         con.register("vintages_df", table)
         con.execute("create or replace table outcomes.backtest_vintages as select * from vintages_df")
     judged = table[table["verdict"].isin([backtest.OK, backtest.WARN, backtest.FAIL])] if len(table) else table
-    return dg.MaterializeResult(metadata={
+    plot = {"realized_auc_plot": _picture(charts.intervals_png(
+        [f"{v}\n{m[:5]}" for v, m in zip(judged["vintage"], judged["model_version"], strict=True)], judged["realized_auc"].tolist(),
+        judged["realized_auc_low"].tolist(), judged["realized_auc_high"].tolist(), judged["development_granted_auc"].tolist(),
+        "development, among the granted", "ROC AUC", "Realized ROC AUC per vintage and model"), "realized AUC per vintage")} if len(judged) else {}
+    return dg.MaterializeResult(metadata={**plot,
         "dagster/row_count": len(table), "failing": int((table["verdict"] == backtest.FAIL).sum()) if len(table) else 0,
         "outcomes_judged": int(judged["with_outcome"].sum()) if len(judged) else 0, "vintages": _markdown(table[[
         "model_version", "vintage", "decisions", "never_judged", "with_outcome", "defaults", "realized_auc", "realized_auc_low",
@@ -187,7 +196,13 @@ def backtest_grades(warehouse: Warehouse, models: ModelStore) -> dg.MaterializeR
                                            "backtest_curves": "select * from curves_df",
                                            "backtest_overrides": "select * from outcomes.backtest_overrides"},
                                      snapshot.beside(snapshot.BACKTEST_SNAPSHOT))
-    return dg.MaterializeResult(metadata={"dagster/row_count": len(table), "grades": _markdown(table), "published": published,
+    latest = table[table["grade"] != "all"]
+    latest = latest[(latest["vintage"] == latest["vintage"].max()) & (latest["model_version"] == latest["model_version"].max())]
+    plot = {"calibration_plot": _picture(charts.intervals_png(
+        latest["grade"].tolist(), latest["observed_rate"].tolist(), latest["observed_low"].tolist(), latest["observed_high"].tolist(),
+        latest["predicted_rate"].tolist(), "predicted", "default rate",
+        f"Defaults per grade, vintage {latest['vintage'].iloc[0]}"), "observed against predicted per grade")} if len(latest) else {}
+    return dg.MaterializeResult(metadata={**plot, "dagster/row_count": len(table), "grades": _markdown(table), "published": published,
                                           "failing": int((table["verdict"] == backtest.FAIL).sum()),
                                           "outcomes_judged": int(table.loc[table["grade"] == "all", "with_outcome"].sum()),
                                           "snapshot": dg.MetadataValue.path(str(snapshot.beside(snapshot.BACKTEST_SNAPSHOT)))})
