@@ -563,9 +563,7 @@ def waiting_sentence(store: SnapshotStore, journal: ReviewJournal, sk_id: int) -
 
 def client_letter(store: SnapshotStore, journal: ReviewJournal, sk_id: int) -> letters.Letter:
     """The letter due to the client now: the decision, or the outcome of the review they asked for."""
-    row = store.applicant(sk_id).row.to_dict()
-    case = journal.case(sk_id, str(row["decision"]))
-    return letters.letter(row, case, review.contest_words(journal.actions_of(sk_id)), synthetic=bool(store.model_summary()["synthetic"]))
+    return letters.due(store.applicant(sk_id).row.to_dict(), journal, bool(store.model_summary()["synthetic"]))
 
 
 # --- back-testing on outcomes ---------------------------------------------------------------------

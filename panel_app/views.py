@@ -62,12 +62,17 @@ def _html(text: str, **kwargs) -> pn.pane.HTML:
     return pn.pane.HTML(text, sizing_mode="stretch_width", stylesheets=[CSS], **kwargs)
 
 
+def _reasons_and_change(v: vm.ClientView) -> tuple[str, str]:
+    """The reasons as list items (escaped) and what would change the decision, in words."""
+    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in v.reasons) or "<li>Nothing stood out.</li>"
+    return reasons, v.counterfactual or ("Granted: nothing to change." if v.decision == "Granted" else "No change was searched.")
+
+
 def decision_html(v: vm.ClientView) -> str:
     """The decision in words, as shown and as exported (no colour-only meaning)."""
-    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in v.reasons) or "<li>Nothing stood out.</li>"
+    reasons, change = _reasons_and_change(v)
     # a missing history is said as a fact, apart from the reasons: it is no fault of the client's
     history = f"<p>Not yet on file: {html.escape(v.history_note)}</p>" if v.history_note else ""
-    change = v.counterfactual or ("Granted: nothing to change." if v.decision == "Granted" else "No change was searched.")
     legend = "".join(f"<li><b>{g}</b>: {html.escape(t)}</li>" for g, t in v.grade_legend)
     return (
         f"<h2>Application {v.sk_id}: <span class='decision' style='color:{v.colour}'>{v.icon} {v.decision}</span></h2>"
@@ -394,8 +399,7 @@ class Dashboard:
         """The model's reasons and what would change its decision, beside the form (the decision,
         compare and what-if views have the rest)."""
         v = vm.client_view(self.store, sk_id)
-        reasons = "".join(f"<li>{html.escape(r)}</li>" for r in v.reasons) or "<li>Nothing stood out.</li>"
-        change = v.counterfactual or ("Granted: nothing to change." if v.decision == "Granted" else "No change was searched.")
+        reasons, change = _reasons_and_change(v)
         return (f"<h3>The model's assessment</h3><p>Probability of default <b>{v.probability_text}</b> · grade <b>{v.grade}</b>. "
                 f"{html.escape(v.band_sentence)}</p><p>{html.escape(v.reasons_heading)}:</p><ol>{reasons}</ol>"
                 f"<p><b>What would change the decision</b>: {html.escape(change)}</p>")

@@ -131,12 +131,17 @@ def outcomes_expectations(warehouse: Warehouse) -> dg.AssetCheckResult:
                                metadata={"findings": [f.describe() for f in findings]})
 
 
-def _judged(warehouse: Warehouse, models: ModelStore) -> tuple[pd.DataFrame, dict, dict]:
-    registry = models.registry()
+def _judged(warehouse: Warehouse) -> pd.DataFrame:
     with warehouse.connect() as con:
-        rows = backtest.judged(con.execute(decisions_sql(con)).df(), con.execute("select * from outcomes.loan_outcomes").df())
+        return backtest.judged(con.execute(decisions_sql(con)).df(), con.execute("select * from outcomes.loan_outcomes").df())
+
+
+def _development(models: ModelStore, versions) -> tuple[dict, dict]:
+    """Per model version, its cross-validated AUC and, from its out-of-fold scores, the AUC among
+    the applicants its policy grants (`backtest.granted_development`) and the PDs PSI compares with."""
+    registry = models.registry()
     development, reference = {}, {}
-    for version in rows["model_version"].unique():
+    for version in versions:
         metadata = registry.load(version).metadata
         development[version] = {k: metadata.cv_metrics.get(k, float("nan")) for k in ("roc_auc", "roc_auc_low", "roc_auc_high")}
         oof = registry.out_of_fold(version)
@@ -144,7 +149,7 @@ def _judged(warehouse: Warehouse, models: ModelStore) -> tuple[pd.DataFrame, dic
             reference[version] = oof["pd_deployed" if "pd_deployed" in oof else "pd"]
             development[version] |= backtest.granted_development(oof["TARGET"].to_numpy(int), reference[version].to_numpy(float),
                                                                  metadata.refer_band[0])
-    return rows, development, reference
+    return development, reference
 
 
 def _markdown(frame: pd.DataFrame) -> dg.MetadataValue:
@@ -159,7 +164,8 @@ def _picture(png: bytes, words: str) -> dg.MetadataValue:
 def backtest_vintages(warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
     """Per model version and monthly vintage: decisions, outcomes so far, realized ROC AUC and
     Gini with a bootstrap 95 % interval against development, PSI of the PD against development."""
-    rows, development, reference = _judged(warehouse, models)
+    rows = _judged(warehouse)
+    development, reference = _development(models, rows["model_version"].unique())
     current = settings.current()
     table = backtest.vintages(rows, development, reference, current.backtest_auc_tolerance, current.backtest_min_outcomes,
                               current.backtest_min_defaults)
@@ -179,12 +185,12 @@ def backtest_vintages(warehouse: Warehouse, models: ModelStore) -> dg.Materializ
 
 
 @dg.asset(key=BACKTEST_GRADES, group_name="outcomes", deps=[OUTCOMES, BACKTEST_VINTAGES, BACKTEST_OVERRIDES], pool=POOL, kinds={"duckdb"})
-def backtest_grades(warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
+def backtest_grades(warehouse: Warehouse) -> dg.MaterializeResult:
     """Per model version, vintage and grade: observed against predicted default rate with the
     Jeffreys interval and test, and the whole portfolio's test (grade `all`). The back-test
     tables, the vintage curves (`backtest.curves`) and the overrides are then published in a
     small snapshot of their own for the dashboard (`serving/backtest.duckdb`)."""
-    rows, _, _ = _judged(warehouse, models)
+    rows = _judged(warehouse)
     table = backtest.grades(rows, settings.current().backtest_min_outcomes)
     with warehouse.connect() as con:
         curves = backtest.curves(con.execute("select * from outcomes.loan_reports").df(), rows)
@@ -209,11 +215,11 @@ def backtest_grades(warehouse: Warehouse, models: ModelStore) -> dg.MaterializeR
 
 
 @dg.asset(key=BACKTEST_OVERRIDES, group_name="outcomes", deps=[OUTCOMES], pool=POOL, kinds={"duckdb"})
-def backtest_overrides(warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
+def backtest_overrides(warehouse: Warehouse) -> dg.MaterializeResult:
     """Overrides monitored (EBA/GL/2020/06 4.3.4): per reviewer, per grade and overall, how many
     decisions people took, how many reversed the model, and how the applications a person granted
     against the model repaid against those the model granted itself."""
-    rows, _, _ = _judged(warehouse, models)
+    rows = _judged(warehouse)
     table = backtest.overrides(rows)
     with warehouse.connect() as con:
         con.register("overrides_df", table)

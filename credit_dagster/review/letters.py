@@ -16,6 +16,7 @@ from fpdf import FPDF
 from credit_dagster.core import settings
 from credit_dagster.nightly import scoring
 from credit_dagster.review import cases as review
+from credit_dagster.review.journal import ReviewJournal
 
 _TEMPLATE = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")), autoescape=True,
                                undefined=jinja2.StrictUndefined).get_template("letter.html.j2")
@@ -66,6 +67,13 @@ def letter(row: dict, case: review.Case, contest_words: str = "", synthetic: boo
                              f"write to you within {days} working days. Meanwhile our decision stands: " + common["outcome"])
     return Letter(kind="decision", title=f"Our decision on your application {case.sk_id}",
                   human_reasons=[review.REASON_CODES.get(c, c) for c in case.reason_codes] if by_person else [], **common)
+
+
+def due(row: dict, journal: ReviewJournal, synthetic: bool) -> Letter:
+    """The letter due now on a stored decision (`row`), its case and its client's latest words
+    as the review journal has them: what the dashboard and the API both hand out."""
+    sk_id = int(row["SK_ID_CURR"])
+    return letter(row, journal.case(sk_id, str(row["decision"])), review.contest_words(journal.actions_of(sk_id)), synthetic)
 
 
 def to_html(letter: Letter, styled: bool = True) -> str:

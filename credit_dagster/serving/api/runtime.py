@@ -323,10 +323,7 @@ class Runtime:
 
     def letter(self, sk_id_curr: int, pdf: bool) -> str | bytes:
         """The letter due to the client now (the decision, or the outcome of the review they asked for)."""
-        row = self._stored(sk_id_curr)
-        case = self.journal.case(sk_id_curr, row["decision"])
-        said = letters.letter(row, case, review.contest_words(self.journal.actions_of(sk_id_curr)),
-                              synthetic=bool(self.serving.tables()[Table.MODEL_SUMMARY].iloc[0]["synthetic"]))
+        said = letters.due(self._stored(sk_id_curr), self.journal, bool(self.serving.tables()[Table.MODEL_SUMMARY].iloc[0]["synthetic"]))
         return letters.to_pdf(said) if pdf else letters.to_html(said)
 
     def _score_round(self, requests: list[schemas.ApplicationRequest]) -> pd.DataFrame:
