@@ -3,6 +3,7 @@ same tables, and the back-test equals an independent computation on SYNTHETIC ou
 
 import itertools
 import shutil
+from datetime import date
 
 import dagster as dg
 import duckdb
@@ -94,18 +95,27 @@ def test_a_model_scoring_noise_fails_and_a_grade_above_its_pd_is_flagged():
 
 @pytest.mark.slow
 def test_synthetic_outcomes_back_test_equals_an_independent_computation(tmp_path, scored_home, synthetic_dir):
-    """Two nights scored, SYNTHETIC outcomes of their granted applications delivered (and one
-    delivered again, and a malformed file beside them), the back-test run: its figures are those
-    computed here on the same rows."""
+    """Three more nights scored beside the fixture's, SYNTHETIC outcomes of their granted
+    applications delivered (and one delivered again, and a malformed file beside them), the
+    back-test run: its figures are those computed here on the same rows."""
     from credit_dagster.definitions import defs
+    from credit_dagster.nightly import drops
     from credit_dagster.outcomes.assets import decisions_sql, inbox
     from credit_dagster.synth import outcomes as synthetic
     from credit_dagster_tests.conftest import SCORED_DAYS, score_night, temporary_home
 
     home = tmp_path / "home"
     shutil.copytree(scored_home, home)
+    # The fixture's unscored drop (odd SK_ID_CURR) as three nights: the same data replayed in six
+    # drops (SK_ID_CURR mod 6), of which the odd ones are exactly that drop's applicants.
+    sixths = drops.replay(synthetic_dir, tmp_path / "sixths", 6, date.fromisoformat(SCORED_DAYS[0]))
+    shutil.rmtree(home / "inbox" / SCORED_DAYS[1])
+    nights = ["2026-11-02", "2026-11-03", "2026-11-04"]
+    for sixth, night in zip(list(sixths)[1::2], nights, strict=True):
+        (tmp_path / "sixths" / sixth).rename(home / "inbox" / night)
     with temporary_home(home):
-        assert score_night(SCORED_DAYS[1]).success
+        for night in nights:
+            assert score_night(night).success
         # an advisor grants a referred application: a loan, so an outcome, credited to her
         with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
             referred = con.execute("select SK_ID_CURR from scoring.scored_applications where decision = ? limit 1", [review.REFER]).fetchone()[0]
@@ -136,7 +146,7 @@ def test_synthetic_outcomes_back_test_equals_an_independent_computation(tmp_path
             overrides = con.execute("select * from outcomes.backtest_overrides").df().set_index(["segment", "value"])
         assert overrides.loc[("reviewer", "ann"), "decided_by_people"] == 1 and overrides.loc[("reviewer", "ann"), "their_outcomes"] == 1
     assert received == len(delivered)  # the same file delivered twice is taken once
-    assert len(decided["partition_date"].unique()) == 2 and len(vintages) == 1
+    assert len(decided["partition_date"].unique()) == 4 and len(vintages) == 1  # the fixture's night and three more, all November
     joined = granted.merge(delivered, on="SK_ID_CURR")
     row = vintages.iloc[0]
     assert row["decisions"] == len(decided) and row["never_judged"] == len(decided) - len(granted)
@@ -209,42 +219,71 @@ def test_the_bootstrap_auc_is_scikit_learns_auc_ties_included():
 
 
 @pytest.mark.real_sample
-def test_real_labelled_applicants_scored_as_drops_then_back_tested_on_their_outcomes(real_scored, real_dir, tmp_path, capsys):
+def test_real_labelled_applicants_scored_as_drops_back_tested_then_learned_from_out_of_time(real_scored, real_dir, tmp_path, capsys):
     """The real sample end to end: the labelled applicants the model never trained on
-    (`extra_labelled/`) sent as nightly drops, one scored, their TARGET delivered as outcomes,
-    the back-test run: realized AUC on real applicants, equal to an independent computation."""
+    (`extra_labelled/`) sent as nightly drops, two nights scored (two monthly vintages), their
+    TARGET delivered as outcomes, the back-test run: realized AUC on real applicants, equal to an
+    independent computation. Then a retrain learns from the older vintage's outcomes and is judged
+    against the champion out of time, on the newer vintage, in its model card."""
     from credit_dagster import cli
+    from credit_dagster.definitions import defs
+    from credit_dagster.model.assets import outcome_labelled
+    from credit_dagster.model.resources import ModelStore
     from credit_dagster_tests.conftest import score_night, temporary_home
 
     home = tmp_path / "home"
     shutil.copytree(real_scored[0], home, ignore=shutil.ignore_patterns("inbox"))
-    nights = ["2026-09-01", "2026-09-01"]  # one night of four (a quarter of them), for the suite's time
+    nights = ["2026-09-30", "2026-10-01"]  # two nights of four (half of them), across a month end: two vintages
     with temporary_home(home):
         assert cli.main(["replay", "--labelled", "--days", "4", "--start", nights[0], "--data-dir", str(real_dir)]) == 0
-        assert score_night(nights[0]).success
+        for night in nights:
+            assert score_night(night).success
         assert cli.main(["backtest", "--labelled-outcomes", "--data-dir", str(real_dir)]) == 0
-    printed = capsys.readouterr().out
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
-        scored = con.execute("select SK_ID_CURR, probability_of_default, decision, model_version from scoring.scored_applications "
-                             "where partition_date in (?, ?)", nights).df()
-        vintage = con.execute("select * from outcomes.backtest_vintages where vintage = '2026-09'").df().iloc[0]
+        printed = capsys.readouterr().out
+        with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+            scored = con.execute("select SK_ID_CURR, partition_date, probability_of_default, decision, model_version "
+                                 "from scoring.scored_applications where partition_date in (?, ?)", nights).df()
+            vintages = con.execute("select * from outcomes.backtest_vintages").df().set_index("vintage")
+            learned, newest = outcome_labelled(con)
+            base = con.execute("select count(*) from features.application_labels").fetchone()[0]
+        registry = ModelStore().registry()
+        champion = registry.alias("champion")
+        retrain = defs.resolve_job_def("train_model").execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            run_config={"resources": {"source": {"config": {"data_dir": str(real_dir)}}},
+                        "ops": {"model__credit_model": {"config": {"stability_seeds": 0, "n_folds": 3}}}})
+        assert retrain.success
+        candidate = registry.load(registry.versions()[-1])
+        judged = [e for e in registry.history() if e["event"] == "out-of-time test" and e["version"] == candidate.version]
+        card = (registry.root / candidate.version / "model_card.md").read_text()
     labels = pd.read_csv(real_dir / "extra_labelled" / "application_train.csv.gz", usecols=["SK_ID_CURR", "TARGET"])
-    assert len(scored) == (labels["SK_ID_CURR"] % 4 == 0).sum() and "the labelled applicants' outcomes" in printed  # each once
+    assert len(scored) == labels["SK_ID_CURR"].mod(4).isin([0, 1]).sum() and "the labelled applicants' outcomes" in printed  # each once
     granted = scored[scored["decision"] == "granted"].merge(labels, on="SK_ID_CURR")
-    assert vintage["decisions"] == len(scored) and vintage["with_outcome"] == len(granted)
-    assert vintage["defaults"] == granted["TARGET"].sum() and vintage["never_judged"] == len(scored) - len(granted)
-    realized = roc_auc_score(granted["TARGET"], granted["probability_of_default"])
-    assert vintage["realized_auc"] == pytest.approx(realized, abs=1e-12)
+    assert set(vintages.index) >= {"2026-09", "2026-10"}
+    for vintage, night in zip(("2026-09", "2026-10"), nights, strict=True):
+        row, ours = vintages.loc[vintage], granted[granted["partition_date"].astype(str).str[:10] == night]
+        assert row["decisions"] == (scored["partition_date"].astype(str).str[:10] == night).sum() and row["with_outcome"] == len(ours)
+        assert row["defaults"] == ours["TARGET"].sum() and row["realized_auc"] == pytest.approx(
+            roc_auc_score(ours["TARGET"], ours["probability_of_default"]), abs=1e-12)
+    row = vintages.loc["2026-09"]
+    realized = row["realized_auc"]
     everyone = scored.merge(labels, on="SK_ID_CURR")
-    print(f"real labelled applicants: {len(scored):,} scored, {len(granted):,} granted, {int(granted['TARGET'].sum())} defaults; "
-          f"realized AUC {realized:.3f} ({vintage['realized_auc_low']:.3f}-{vintage['realized_auc_high']:.3f}), "
-          f"development {vintage['development_auc']:.3f}, among those it grants {vintage['development_granted_auc']:.3f} "
-          f"({vintage['development_granted_auc_low']:.3f}-{vintage['development_granted_auc_high']:.3f}); over all scored "
+    print(f"real labelled applicants: {len(scored):,} scored over two nights, {len(granted):,} granted, {int(granted['TARGET'].sum())} "
+          f"defaults; vintage 2026-09 realized AUC {realized:.3f} ({row['realized_auc_low']:.3f}-{row['realized_auc_high']:.3f}), "
+          f"development {row['development_auc']:.3f}, among those it grants {row['development_granted_auc']:.3f} "
+          f"({row['development_granted_auc_low']:.3f}-{row['development_granted_auc_high']:.3f}); over all scored "
           f"{roc_auc_score(everyone['TARGET'], everyone['probability_of_default']):.3f}")
     # the model ranks real applicants it never saw; among the granted alone (the riskiest refused) the AUC is lower,
     # and it is judged against development's AUC among the applicants the policy grants
     assert roc_auc_score(everyone["TARGET"], everyone["probability_of_default"]) > 0.65
-    assert vintage["development_granted_auc"] < vintage["development_auc"] and vintage["verdict"] in ("ok", "warn")
+    assert row["development_granted_auc"] < row["development_auc"] and row["verdict"] in ("ok", "warn")
+    # outcomes become labels: the older vintage's granted applicants join the training set, the newer one judges
+    assert set(learned["vintage"]) == {"2026-09"} and set(newest["vintage"]) == {"2026-10"}
+    assert len(learned) == vintages.loc["2026-09", "with_outcome"] and len(newest) == vintages.loc["2026-10", "with_outcome"]
+    assert candidate.metadata.training_rows == base + len(learned)
+    print(f"retrain on real outcomes: {judged[0]['reason'] if judged else 'no out-of-time test'}")
+    assert len(judged) == 1 and f"{candidate.version} minus {champion}" in judged[0]["reason"]
+    assert f"out of time, on vintage 2026-10 ({len(newest):,} applicants with a final outcome" in card
 
 
 @pytest.mark.slow
