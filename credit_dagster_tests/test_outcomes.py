@@ -4,6 +4,7 @@ same tables, and the back-test equals an independent computation on SYNTHETIC ou
 import itertools
 import shutil
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -153,6 +154,10 @@ def test_synthetic_outcomes_back_test_equals_an_independent_computation(tmp_path
     assert row["with_outcome"] == len(joined) and row["defaults"] == joined["TARGET"].sum()
     assert row["realized_auc"] == pytest.approx(roc_auc_score(joined["TARGET"], joined["probability_of_default"]), abs=1e-12)
     assert row["realized_auc_low"] < row["realized_auc"] < row["realized_auc_high"]
+    # Evidently's classification report of the vintage, whose ROC AUC is the back-test's own
+    shown = {k: v for e in result.get_asset_materialization_events() for k, v in e.materialization.metadata.items()}
+    assert shown["evidently_roc_auc"].value == pytest.approx(row["realized_auc"], abs=1e-9)
+    assert "SYNTHETIC data" in Path(shown["evidently_report"].path).read_text()
     expected = joined.groupby("grade").agg(n=("TARGET", "size"), d=("TARGET", "sum"), p=("probability_of_default", "mean"))
     got = grades[grades["grade"] != "all"].set_index("grade")
     assert (got["with_outcome"] == expected["n"]).all() and (got["defaults"] == expected["d"]).all()

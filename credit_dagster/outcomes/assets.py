@@ -160,6 +160,33 @@ def _picture(png: bytes, words: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{words}]({charts.data_uri(png)})")
 
 
+def _evidently_quality(models: ModelStore, rows: pd.DataFrame, judged: pd.DataFrame) -> dict:
+    """Evidently's classification report of the newest judged vintage of the newest model version
+    that has one, against that version's development among the applicants its policy grants."""
+    if judged.empty:
+        return {}
+    latest = judged.sort_values(["model_version", "vintage"]).iloc[-1]
+    version, vintage = latest["model_version"], latest["vintage"]
+    registry = models.registry()
+    model, oof = registry.load(version), registry.out_of_fold(version)
+    if oof is None:
+        return {}
+    grant_below = model.metadata.refer_band[0]
+    reference = oof.assign(probability_of_default=oof["pd_deployed" if "pd_deployed" in oof else "pd"])
+    reference = reference[reference["probability_of_default"] < grant_below]
+    current = rows[(rows["model_version"] == version) & (rows["vintage"] == vintage) & (rows["final_decision"] == backtest.GRANTED)
+                   & rows["TARGET"].notna()]
+    # Among the granted every PD is under the grant bound: the confusion matrix splits them at
+    # development's median instead, the riskier half of the granted against the safer half.
+    threshold = float(reference["probability_of_default"].median())
+    path = settings.reports_dir() / "backtest" / f"evidently_classification_{version}_{vintage}.html"
+    banner = (f"Vintage {vintage}, model {version}: {len(current):,} granted applications with an outcome, against development's "
+              f"{len(reference):,} the same policy grants (out of fold). Predicted default: PD of {threshold:.2%} or more, "
+              "development's median among the granted." + (" SYNTHETIC data." if model.metadata.synthetic else ""))
+    figures = backtest.evidently_quality(current, reference, path, banner, threshold)
+    return {"evidently_report": dg.MetadataValue.path(str(path)), **figures}
+
+
 @dg.asset(key=BACKTEST_VINTAGES, group_name="outcomes", deps=[OUTCOMES], pool=POOL, kinds={"duckdb"})
 def backtest_vintages(warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
     """Per model version and monthly vintage: decisions, outcomes so far, realized ROC AUC and
@@ -177,7 +204,8 @@ def backtest_vintages(warehouse: Warehouse, models: ModelStore) -> dg.Materializ
         [f"{v}\n{m[:5]}" for v, m in zip(judged["vintage"], judged["model_version"], strict=True)], judged["realized_auc"].tolist(),
         judged["realized_auc_low"].tolist(), judged["realized_auc_high"].tolist(), judged["development_granted_auc"].tolist(),
         "development, among the granted", "ROC AUC", "Realized ROC AUC per vintage and model"), "realized AUC per vintage")} if len(judged) else {}
-    return dg.MaterializeResult(metadata={**plot,
+    quality = _evidently_quality(models, rows, judged)
+    return dg.MaterializeResult(metadata={**plot, **quality,
         "dagster/row_count": len(table), "failing": int((table["verdict"] == backtest.FAIL).sum()) if len(table) else 0,
         "outcomes_judged": int(judged["with_outcome"].sum()) if len(judged) else 0, "vintages": _markdown(table[[
         "model_version", "vintage", "decisions", "never_judged", "with_outcome", "defaults", "realized_auc", "realized_auc_low",

@@ -10,6 +10,8 @@ how many are still waiting for one, and how many it can never judge.
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 from scipy.stats import beta, rankdata
@@ -185,3 +187,28 @@ def overrides(rows: pd.DataFrame) -> pd.DataFrame:
                         "granted_by_the_model_outcomes": len(base),
                         "model_granted_default_rate": float(base["TARGET"].mean()) if len(base) else float("nan")})
     return pd.DataFrame(out, columns=OVERRIDE_COLUMNS)
+
+
+def evidently_quality(current: pd.DataFrame, reference: pd.DataFrame, path, banner: str, threshold: float) -> dict[str, float]:
+    """Evidently's classification preset (ROC AUC and ROC curve, log loss, the confusion matrix
+    and its rates at `threshold`, per class) as a self-contained HTML page: `current`, the granted
+    applications of a vintage with their outcome, against `reference`, development's out-of-fold
+    applicants the same policy grants; both with `TARGET` and `probability_of_default`. Returns
+    the ROC AUC and log loss it measured on `current`, which equal the back-test's own."""
+    from evidently import BinaryClassification, DataDefinition, Dataset, Report
+    from evidently.presets import ClassificationPreset
+
+    definition = DataDefinition(classification=[BinaryClassification(target="TARGET", prediction_probas="probability_of_default",
+                                                                     pos_label=1)],
+                                numerical_columns=["probability_of_default"], categorical_columns=["TARGET"])
+
+    def dataset(frame: pd.DataFrame) -> Dataset:
+        return Dataset.from_pandas(frame[["TARGET", "probability_of_default"]].astype({"TARGET": int}), data_definition=definition)
+
+    result = Report([ClassificationPreset(probas_threshold=threshold)]).run(dataset(current), dataset(reference))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result.save_html(str(path))
+    notice = f"<div style='background:#fff3cd;padding:8px;font-family:sans-serif'>{html.escape(banner)}</div>"
+    path.write_text(path.read_text().replace("<body>", "<body>" + notice, 1))
+    values = {m["metric_name"].split("(")[0]: m["value"] for m in result.dict()["metrics"]}
+    return {"evidently_roc_auc": float(values["RocAuc"]), "evidently_log_loss": float(values["LogLoss"])}
