@@ -4,6 +4,7 @@ The one module that uses Dagster's private API (`dagster._...`): creating a run 
 location and executing it in this process (`execute_as_launched`) has no public equivalent.
 It was checked against the release in `PRIVATE_API_CHECKED_WITH`; a test fails when the
 installed Dagster differs, so an upgrade re-checks it (and no other module may import `dagster._`).
+The production instance (deploy/dagster.yaml) names `CodeServerRunLauncher` here for the same reason.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
 
 from credit_dagster.core import settings
 
@@ -45,8 +48,33 @@ def prepare_dagster_home() -> Path:
     # (re)write our own file when an older release wrote it; leave a file the user wrote alone
     if not config.exists() or (config.read_text().startswith("# Written by credit-dagster") and config.read_text() != DAGSTER_YAML):
         config.write_text(DAGSTER_YAML)
+    check_services(home)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+class ServiceUnreachable(RuntimeError):
+    """A service the Dagster instance is configured to use cannot be reached."""
+
+
+def check_services(home: Path) -> None:
+    """An instance on PostgreSQL (deploy/dagster.yaml) fails on its first query with a long
+    traceback when the database is away: say it in one line first, naming what to fix."""
+    text = (home / "dagster.yaml").read_text()
+    if "DAGSTER_PG_URL" not in text:
+        return
+    url = os.environ.get("DAGSTER_PG_URL")
+    if not url:
+        raise ServiceUnreachable(f"{home / 'dagster.yaml'} keeps Dagster's runs on PostgreSQL, but DAGSTER_PG_URL is not set "
+                                 "(e.g. postgresql+psycopg2://dagster:secret@pg.bank.internal:5432/dagster)")
+    import psycopg2
+
+    try:
+        psycopg2.connect(url.replace("+psycopg2", "", 1), connect_timeout=5).close()  # without SQLAlchemy's driver name
+    except psycopg2.OperationalError as error:
+        shown = url.split("@")[-1]  # never the password
+        raise ServiceUnreachable(f"Dagster's PostgreSQL at {shown} (DAGSTER_PG_URL) cannot be reached: "
+                                 f"{str(error).strip().splitlines()[0]}") from error
 
 
 PRIVATE_API_CHECKED_WITH = "1.13.27"
@@ -81,3 +109,35 @@ def execute_as_launched(instance: DagsterInstance, job_name: str, run_config: di
         repository = location.get_repository("__repository__")
         run = _create_run(instance, location, repository, repository.get_full_job(job_name), run_config, tags, None, None)
     return execute_run(recon_job_from_origin(run.job_code_origin), run, instance)
+
+
+class CodeServerRunLauncher(DefaultRunLauncher):
+    """Dagster's DefaultRunLauncher (each run a process of the code server that loaded it, the
+    `dagster api grpc` service), which also answers run monitoring's question "is the run's process
+    alive?" by asking that code server for the runs it is executing.
+
+    DefaultRunLauncher leaves the question unanswered, so a run whose code server died (its
+    process, container or machine, and the run's process with it) would stay STARTED for ever and
+    hold its night's place in the queue and its pool slot. Here run monitoring fails it within
+    its poll interval (deploy/dagster.yaml), and the night can be run again."""
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run) -> CheckRunHealthResult:
+        from dagster._grpc.types import GetCurrentRunsResult
+        from dagster._serdes import deserialize_value
+
+        client = self._get_grpc_client_for_termination(run.run_id)
+        if client is None:
+            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run records no code server")
+        where = f"{client.host}:{client.port}"
+        try:
+            current = deserialize_value(client.get_current_runs(), GetCurrentRunsResult).current_runs
+        except Exception as error:  # any failure to reach it: unreachable, refused, restarting
+            return CheckRunHealthResult(WorkerStatus.FAILED, f"the code server that ran it, at {where}, does not answer "
+                                                             f"({type(error).__name__}): its process died with it")
+        if run.run_id in current:
+            return CheckRunHealthResult(WorkerStatus.RUNNING)
+        return CheckRunHealthResult(WorkerStatus.NOT_FOUND, f"the code server at {where} is not running it (restarted since)")

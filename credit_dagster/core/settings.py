@@ -56,9 +56,15 @@ class Settings(BaseSettings):
     outcome_final_months: int = Field(12, ge=1, description="months on book after which an outcome without difficulties is final (a label)")
     retrain_min_outcomes: int = Field(1000, ge=1, description="outcomes judged before failing back-test checks ask for a retrain")
     # the night
+    nightly_cron: str = Field("0 2 * * *", description="when the nightly schedule scores the day that ended (cron, Europe/Paris); "
+                              "the late-drop sensor still waits until 03:00")
     empty_days_alert: int = Field(3, description="weekdays in a row without a drop before the schedule logs an error")
     retrain_nights: int = Field(3, description="nights of severe drift before the retraining sensor asks for a retrain")
     retrain_psi: float = Field(0.25, description="the PSI that counts as severe drift for the retraining sensor")
+    # the production deployment (deploy/): Dagster's workspace file reads these two itself
+    code_server_host: str = Field("127.0.0.1", description="where the code server (`dagster api grpc`) listens; "
+                                  "set it for the webserver and the daemon (their workspace file has no default)")
+    code_server_port: int = Field(4266, description="the code server's port; set it likewise")
     # the API
     api_host: str = Field("127.0.0.1", description="where the API listens")
     api_port: int = Field(8000, description="the API's port")

@@ -26,7 +26,7 @@ def inbox_dir() -> Path:
 
 
 TIMEZONE = ZoneInfo("Europe/Paris")
-NIGHT = time(2, 0)  # the nightly schedule's tick: a day's drop is scored at 02:00 the next morning
+NIGHT = time(2, 0)  # the default nightly tick (CREDIT_NIGHTLY_CRON); the late-drop sensor counts an hour from it
 
 
 def today() -> date:

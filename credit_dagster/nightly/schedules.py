@@ -1,4 +1,4 @@
-"""The nightly job, its 02:00 schedule, and the sensor that scores late drops."""
+"""The nightly job, its schedule (02:00 unless CREDIT_NIGHTLY_CRON says otherwise), and the sensor that scores late drops."""
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -33,7 +33,7 @@ def empty_business_days(inbox: Path, day: date) -> int:
     return count
 
 
-@dg.schedule(job=nightly_scoring, cron_schedule=f"{drops.NIGHT.minute} {drops.NIGHT.hour} * * *",
+@dg.schedule(job=nightly_scoring, cron_schedule=settings.current().nightly_cron,
              execution_timezone=str(drops.TIMEZONE), name="nightly_scoring_schedule",
              default_status=dg.DefaultScheduleStatus.RUNNING)
 def nightly_schedule(context: dg.ScheduleEvaluationContext):
