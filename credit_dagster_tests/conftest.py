@@ -134,3 +134,14 @@ def real_scored(real_run, real_dir):
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         descriptions = {r[0].strip() for r in con.execute('select "Description" from raw.columns_description').fetchall() if r[0]}
     return home, day, descriptions
+
+
+REAL_FIXTURES = {"real_dir", "real_run", "real_scored"}
+
+
+def pytest_collection_modifyitems(items):
+    """The suite runs on two workers (pytest-xdist, `--dist loadgroup` in setup.cfg): the tests
+    on the real sample go to one of them, so that its model is trained once."""
+    for item in items:
+        if REAL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("real_sample"))
