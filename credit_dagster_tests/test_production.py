@@ -20,6 +20,7 @@ from dagster_graphql import DagsterGraphQLClient
 
 from credit_dagster import cli
 from credit_dagster.instance import LOCATION, PROJECT_ROOT
+from credit_dagster.monitoring import recovery
 from credit_dagster.nightly import drops, partitions
 from credit_dagster_tests.conftest import SCORED_DAYS
 
@@ -77,7 +78,7 @@ def _status(client: DagsterGraphQLClient, run_id: str):
 
 @pytest.mark.slow
 def test_three_services_on_postgres_run_nights_from_graphql_and_a_schedule_and_fail_a_run_whose_code_server_died(
-        scored_home, database, tmp_path, monkeypatch):
+        scored_home, synthetic_dir, database, tmp_path, monkeypatch):
     home = tmp_path / "home"
     shutil.copytree(scored_home, home)
     dagster_home = tmp_path / "dagster_home"
@@ -127,8 +128,16 @@ def test_three_services_on_postgres_run_nights_from_graphql_and_a_schedule_and_f
 
             # the code server back, the night again: it succeeds
             services[0] = _start(code_server, env, logs / "code_server.log")
-            again = _wait("the code server back", lambda: _submit(client, SCORED_DAYS[0]), 180, logs)
+            # a run submitted before the code server answers fails at launch (the daemon cannot reach it)
+            health = [str(BIN / "dagster"), "api", "grpc-health-check", "-h", "127.0.0.1", "-p", str(code_port)]
+            _wait("the code server back", lambda: subprocess.run(health, capture_output=True).returncode == 0, 180, logs)
+            again = _wait("the webserver to reload the code location", lambda: _submit(client, SCORED_DAYS[0]), 180, logs)
             assert _wait("the re-run", lambda: _finished(client, again), 300, logs) == dg.DagsterRunStatus.SUCCESS
+
+            # credit-dagster's own commands on the same instance: their runs are the deployment's runs
+            assert cli.main(["score", "--start", yesterday, "--data-dir", str(synthetic_dir)]) == 0
+            ours = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": yesterday, recovery.PID_TAG: str(os.getpid())}))
+            assert [r.status for r in ours] == [dg.DagsterRunStatus.SUCCESS] and ours[0].job_code_origin is not None
     finally:
         for service in services:
             if service.poll() is None:
