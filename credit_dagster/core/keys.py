@@ -8,6 +8,9 @@ import dagster as dg
 
 # DuckDB allows one writer process: every asset that writes the warehouse takes this pool (limit 1)
 POOL = "duckdb_writer"
+# ... and runs where the warehouse file is: on Celery (CREDIT_EXECUTOR=celery) such steps go to the
+# `warehouse` queue, served by the worker on that machine (`credit-dagster worker --queue warehouse`)
+WAREHOUSE_QUEUE = {"dagster-celery/queue": "warehouse"}
 
 FEATURES = dg.AssetKey(["features", "application_features"])
 LABELS = dg.AssetKey(["features", "application_labels"])

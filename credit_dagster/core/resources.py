@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from credit_dagster.core import settings
+from credit_dagster.core import datasets, settings
 
 _held = threading.local()
 
@@ -82,6 +82,8 @@ class Warehouse(dg.ConfigurableResource):
                   "threads": self.threads or settings.threads()}
         with warehouse_lock(path, say=dg.get_dagster_logger().warning, wait=wait):
             con = duckdb.connect(str(path), read_only=read_only, config=config)
+            if settings.current().storage == "datasets":  # its scoring views read the datasets
+                datasets.attach(con, datasets.root())
             try:
                 yield con
             finally:

@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     code_server_host: str = Field("127.0.0.1", description="where the code server (`dagster api grpc`) listens; "
                                   "set it for the webserver and the daemon (their workspace file has no default)")
     code_server_port: int = Field(4266, description="the code server's port; set it likewise")
+    # past one machine (README "Scaling past one machine")
+    storage: Literal["warehouse", "datasets"] = Field("warehouse", description="where nights are written: the warehouse file "
+                                                       "(one writer), or Parquet datasets by night and shard that many workers write")
+    datasets: str | None = Field(None, description="the datasets' root: a folder or an fsspec URL (default CREDIT_HOME/datasets)")
+    shards: int = Field(4, ge=1, le=99, description="applicant shards of a night (datasets storage): SK_ID_CURR mod this")
+    executor: Literal["in_process", "celery"] = Field("in_process", description="how a sharded night's steps run: here, "
+                                                     "or on Celery workers (`credit-dagster worker`)")
+    celery_broker: str = Field("pyamqp://guest:guest@127.0.0.1:5672//", description="the Celery broker (RabbitMQ)")
+    celery_backend: str = Field("rpc://", description="where Celery workers send results back")
     # the API
     api_host: str = Field("127.0.0.1", description="where the API listens")
     api_port: int = Field(8000, description="the API's port")

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pandas as pd
 
-from credit_dagster.core.keys import DRIFT, POOL, SCORED
+from credit_dagster.core.keys import DRIFT, POOL, SCORED, WAREHOUSE_QUEUE
 from credit_dagster.core.resources import Warehouse
 from credit_dagster.core.settings import reports_dir
 from credit_dagster.model.resources import ModelStore
@@ -13,7 +13,8 @@ from credit_dagster.monitoring import drift
 from credit_dagster.nightly import drops, partitions
 
 
-@dg.asset(key=DRIFT, group_name="monitoring", partitions_def=partitions.drop_days, deps=[SCORED], pool=POOL, kinds={"evidently", "html"})
+@dg.asset(key=DRIFT, group_name="monitoring", partitions_def=partitions.drop_days, deps=[SCORED], pool=POOL,
+          op_tags=WAREHOUSE_QUEUE, kinds={"evidently", "html"})
 def drift_report(context: dg.AssetExecutionContext, warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
     """The night's most important features and score against the training population: PSI per
     feature, its sampling noise floor and the excess over it (0.10 investigate, 0.25 act) in

@@ -4,12 +4,14 @@ reasons and counterfactuals (champion model). Drift and the serving snapshot fol
 `monitoring` and `serving`.
 """
 
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 
 import dagster as dg
+import duckdb
 
-from credit_dagster.core import refer_all
-from credit_dagster.core.keys import CHAMPION, DAILY_FEATURES, DICTIONARY, DROP, POOL, SCORED
+from credit_dagster.core import datasets, settings
+from credit_dagster.core.keys import CHAMPION, DAILY_FEATURES, DICTIONARY, DROP, POOL, SCORED, WAREHOUSE_QUEUE
 from credit_dagster.core.resources import Warehouse
 from credit_dagster.core.sources import SOURCE_TABLES
 from credit_dagster.features import sql_models
@@ -17,36 +19,50 @@ from credit_dagster.ingest import quality
 from credit_dagster.ingest.assets import IngestConfig
 from credit_dagster.ingest.checks import check_result, plausibility_result
 from credit_dagster.model.resources import ModelStore
-from credit_dagster.nightly import drops, partitions, scoring
-
-DETAIL_COLUMNS = [
-    "NAME_CONTRACT_TYPE", "AMT_CREDIT", "AMT_ANNUITY", "AMT_GOODS_PRICE", "AMT_INCOME_TOTAL", "NAME_INCOME_TYPE",
-    "NAME_EDUCATION_TYPE", "OCCUPATION_TYPE", "NAME_HOUSING_TYPE", "CNT_FAM_MEMBERS", "APP_AGE_YEARS", "APP_YEARS_EMPLOYED",
-]
+from credit_dagster.nightly import drops, night, partitions, scoring, shards
 
 
-@dg.asset(key=DROP, group_name="scoring", partitions_def=partitions.drop_days, pool=POOL, kinds={"duckdb", "csv"})
+@dg.asset(key=DROP, group_name="scoring", partitions_def=partitions.drop_days, pool=POOL, op_tags=WAREHOUSE_QUEUE,
+          kinds={"duckdb", "csv"})
 def daily_drop(context: dg.AssetExecutionContext, config: IngestConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """The day's drop loaded into drop_<YYYYMMDD> with the raw-ingestion gates and quarantine."""
-    day = context.partition_key
     with warehouse.connect() as con:
-        loaded = drops.load_drop(con, drops.inbox_dir(), day, config.max_reject_share)
-        applications = con.execute(f"select count(*) from {loaded.schema}.application_test").fetchall()[0][0]
-        quarantined = con.execute(f"select count(*) from {loaded.schema}.quarantine").fetchall()[0][0]
+        loaded = drops.load_drop(con, drops.inbox_dir(), context.partition_key, config.max_reject_share)
+        return drop_result(context, con, loaded)
+
+
+def drop_result(context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection, loaded: drops.DropLoad,
+                **metadata) -> dg.MaterializeResult:
+    """What a loaded drop reports, whatever its storage."""
     if loaded.already_scored:
         context.log.warning(f"{len(loaded.already_scored)} applicants were already scored on another day and are not scored again")
     return dg.MaterializeResult(metadata={
-        "applications": applications, "rows_quarantined": quarantined,
+        "applications": con.execute(f"select count(*) from {loaded.schema}.application_test").fetchall()[0][0],
+        "rows_quarantined": con.execute(f"select count(*) from {loaded.schema}.quarantine").fetchall()[0][0],
         "already_scored_elsewhere": loaded.already_scored[:50], "missing_side_files": loaded.missing_files,
         "rows": {name: r.rows for name, r in loaded.reports.items()}, "schema": loaded.schema,
-        "inbox": dg.MetadataValue.path(str(drops.inbox_dir() / day)),
+        "inbox": dg.MetadataValue.path(str(drops.inbox_dir() / context.partition_key)), **metadata,
     })
+
+
+@contextmanager
+def drop_connection(warehouse: Warehouse, day: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection where the drop of `day` is the schema drop_<YYYYMMDD>: the warehouse, or
+    (CREDIT_STORAGE=datasets) a connection of its own bound to the drop's datasets."""
+    if settings.current().storage == "datasets":
+        location = datasets.root()
+        with closing(shards.connect(location)) as con:
+            shards.bind_drop(con, location, day)
+            yield con
+    else:
+        with warehouse.connect() as con:
+            yield con
 
 
 @dg.asset_check(asset=DROP, description="Warns when rows of the drop were held back (unparsable, duplicate, already scored).")
 def drop_nothing_quarantined(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
     schema = drops.drop_schema(context.partition_key)
-    with warehouse.connect() as con:
+    with drop_connection(warehouse, context.partition_key) as con:
         rows = con.execute(f"select table_name, line, reason from {schema}.quarantine limit 10").fetchall()
         total = con.execute(f"select count(*) from {schema}.quarantine").fetchall()[0][0]
     return dg.AssetCheckResult(passed=total == 0, severity=dg.AssetCheckSeverity.WARN,
@@ -59,7 +75,7 @@ def drop_nothing_quarantined(context: dg.AssetCheckExecutionContext, warehouse: 
 def drop_quality(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
     schema = drops.drop_schema(context.partition_key)
     findings = []
-    with warehouse.connect() as con:
+    with drop_connection(warehouse, context.partition_key) as con:
         for name in drops.DROP_TABLES:
             spec = SOURCE_TABLES[name]
             for rule in quality.rules_for(spec):
@@ -72,11 +88,12 @@ def drop_quality(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -
 @dg.asset_check(asset=DROP, description="Warns of the night's applications that are incomplete or implausible (referred to "
                 "an advisor, never granted automatically), with counts per rule and examples.")
 def drop_plausible(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
-    with warehouse.connect() as con:
+    with drop_connection(warehouse, context.partition_key) as con:
         return plausibility_result(con, f"{drops.drop_schema(context.partition_key)}.application_test")
 
 
-@dg.asset(key=DAILY_FEATURES, group_name="scoring", partitions_def=partitions.drop_days, deps=[DROP], pool=POOL, kinds={"duckdb", "sql"})
+@dg.asset(key=DAILY_FEATURES, group_name="scoring", partitions_def=partitions.drop_days, deps=[DROP], pool=POOL, op_tags=WAREHOUSE_QUEUE,
+          kinds={"duckdb", "sql"})
 def daily_features(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     """The night's features: the training SQL models run on the drop's rows only."""
     schema = drops.drop_schema(context.partition_key)
@@ -86,7 +103,7 @@ def daily_features(context: dg.AssetExecutionContext, warehouse: Warehouse) -> d
 
 
 @dg.asset(key=SCORED, group_name="scoring", partitions_def=partitions.drop_days, deps=[DAILY_FEATURES, CHAMPION, DICTIONARY], pool=POOL,
-          kinds={"lightgbm", "duckdb"})
+          op_tags=WAREHOUSE_QUEUE, kinds={"lightgbm", "duckdb"})
 def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
     """Each application scored by the champion: PD, points, grade, decision, four reasons,
     and for refusals and referrals the smallest change that would grant it. Re-running a day
@@ -95,50 +112,10 @@ def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse,
     schema = drops.drop_schema(day)
     model = models.registry().load("champion")
     with warehouse.connect() as con:
-        features = con.execute(f"select * from {schema}_features.application_features").df()
         dictionary = con.execute("select * from features.feature_dictionary").df()
-        if features.empty:
-            raise ValueError(f"drop {day} has no application left to score (empty, or all quarantined): see {schema}.quarantine")
-        scored, contributions = scoring.score_and_explain(model, features, dictionary)
-        if scored["refer_everything"].any():  # the night's log says so, with who set it and why
-            context.log.warning(f"{refer_all.state().sentence()}: every decision of night {day} is referred to an advisor")
-        unknown = scoring.unknown_categories(model, features)
-        if unknown:
-            context.log.warning(f"category values unseen in training, scored as missing: {unknown}")
-        to_search = scored.loc[(scored["decision"] != scoring.GRANTED) & ~scored["held_back"], "SK_ID_CURR"].tolist()
-        context.log.info(f"scored {len(scored):,} applications; searching a counterfactual for the {len(to_search):,} not granted")
-        cf = scoring.counterfactuals(con, model, schema, to_search, work_schema=f"cf_{schema}", progress=context.log.info)
-        scored = scoring.with_counterfactuals(scored, cf)
-        scored = scored.assign(partition_date=day, **scoring.policy_columns(model),
-                               scored_at=datetime.now(UTC).replace(tzinfo=None), run_id=context.run.run_id)
-        details = features[["SK_ID_CURR", *[c for c in DETAIL_COLUMNS if c in features]]].assign(partition_date=day)
-        top = [r["feature"] for r in model.metadata.importance_top[:15] if r["feature"] in model.metadata.feature_medians]
-        values = features.melt(id_vars="SK_ID_CURR", value_vars=top, var_name="feature", value_name="value").assign(partition_date=day)
-        con.execute("create schema if not exists scoring")
-        for name in ("scored_applications", "decision_audit"):
-            partitions.create_or_extend(con, f"scoring.{name}", scoring.DECISION_COLUMNS)
-        columns = [r[0] for r in con.execute("describe scoring.scored_applications").fetchall()]
-        con.register("scored_df", scored[columns])
-        # one transaction: the day's rows are replaced whole, the audit only grows
-        con.execute("begin transaction")
-        partitions.replace_partition(con, "scoring.scored_applications", scored[columns], day, in_transaction=True)
-        con.execute("insert into scoring.decision_audit by name select * from scored_df")
-        partitions.replace_partition(con, "scoring.applicant_details", details, day, in_transaction=True)
-        partitions.replace_partition(con, "scoring.applicant_features", values, day, in_transaction=True)
-        partitions.replace_partition(con, "scoring.applicant_contributions", contributions.assign(partition_date=day), day,
-                                     in_transaction=True)
-        # the application as submitted, for the dashboard's what-if (it never reads the drop)
-        partitions.replace_partition(con, "scoring.applications", scoring.frame(
-            con, f"select *, '{day}' as partition_date from {schema}.application_test"), day, in_transaction=True)
-        con.execute("commit")
-    counts = scored["decision"].value_counts().to_dict()
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": len(scored), "decisions": counts, "model_version": model.version,
-        "mean_pd": float(scored["probability_of_default"].mean()),
-        "counterfactuals_found": int(cf["cf_amount"].notna().sum()) if len(cf) else 0,
-        "counterfactuals_searched": len(to_search),
-        "unknown_category_values": unknown, "refer_everything": bool(scored["refer_everything"].any()),
-    })
+        scored = night.score(con, schema, model, dictionary, day, context.run.run_id, context.log.info, context.log.warning)
+        night.write_warehouse(con, scored, day)
+    return dg.MaterializeResult(metadata=scored.metadata(model))
 
 
 @dg.asset_check(asset=SCORED, description="Warns when the night has category values the model never saw (scored as missing).")

@@ -13,11 +13,29 @@ from credit_dagster.nightly import drops, partitions
 IN_PROGRESS = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
                dg.DagsterRunStatus.SUSPENDED]
 
+
+def night_executor() -> dg.ExecutorDefinition:
+    """Where a night's steps run (CREDIT_EXECUTOR): in the run's process, or on Celery workers
+    through the broker. A task is acknowledged only once its step is done, so a worker killed
+    mid-shard hands its shard back to the queue and another worker runs it again."""
+    configured = settings.current()
+    if configured.executor == "in_process":
+        return dg.in_process_executor
+    from dagster_celery import celery_executor
+
+    return celery_executor.configured({
+        "broker": configured.celery_broker, "backend": configured.celery_backend,
+        "config_source": {"task_acks_late": True, "task_reject_on_worker_lost": True, "worker_prefetch_multiplier": 1},
+    }, name="celery")
+
+
 nightly_scoring = dg.define_asset_job(
     "nightly_scoring",
     selection=dg.AssetSelection.groups("scoring", "monitoring", "serving"),
     partitions_def=partitions.drop_days,
-    description="Load the day's drop, build its features, score it with the champion, watch drift, publish the snapshot.",
+    executor_def=night_executor(),
+    description="Load the day's drop, build its features, score it with the champion, watch drift, publish the snapshot "
+    "(CREDIT_STORAGE=datasets: land the drop, score each applicant shard, publish the night).",
 )
 
 

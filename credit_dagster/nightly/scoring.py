@@ -80,11 +80,15 @@ def fingerprints(frame: pd.DataFrame) -> list[str]:
     """A short hash of each row's feature values, for the audit trail: the sha256 of pandas'
     row hash (`pd.util.hash_pandas_object(frame, index=False)`), computed as pandas does, but
     with the float columns hashed in one block: column by column, pandas spends more time
-    on a few rows than the model takes to score them."""
+    on a few rows than the model takes to score them. Floats are hashed at single precision
+    (7 significant digits): a sum over an applicant's history differs in its last bit with the
+    order DuckDB adds the rows in (a sharded night adds them in another order), and the same
+    features must keep the same fingerprint."""
     floats = [j for j, dtype in enumerate(frame.dtypes) if dtype == np.float64]
     columns = np.empty((frame.shape[1], len(frame)), dtype=np.uint64)
     if floats:
-        block = np.ascontiguousarray(frame.iloc[:, floats].to_numpy(dtype=np.float64).T)
+        single = frame.iloc[:, floats].to_numpy(dtype=np.float64).astype(np.float32).astype(np.float64)
+        block = np.ascontiguousarray(single.T)
         columns[floats] = pd.util.hash_array(block.ravel()).reshape(block.shape)
     for j in sorted(set(range(frame.shape[1])) - set(floats)):
         column = frame.iloc[:, j]

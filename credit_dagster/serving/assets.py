@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from credit_dagster.core import audit, snapshot
-from credit_dagster.core.keys import DRIFT, ONDEMAND_AUDIT, POOL, SCORED, SNAPSHOT
+from credit_dagster.core.keys import DRIFT, ONDEMAND_AUDIT, POOL, SCORED, SNAPSHOT, WAREHOUSE_QUEUE
 from credit_dagster.core.resources import Warehouse
 from credit_dagster.core.snapshot import Table
 from credit_dagster.model.resources import ModelStore
@@ -29,7 +29,8 @@ SERVING_TABLES = {
 }
 
 
-@dg.asset(key=SNAPSHOT, group_name="serving", partitions_def=partitions.drop_days, deps=[SCORED, DRIFT], pool=POOL, kinds={"duckdb"})
+@dg.asset(key=SNAPSHOT, group_name="serving", partitions_def=partitions.drop_days, deps=[SCORED, DRIFT], pool=POOL,
+          op_tags=WAREHOUSE_QUEUE, kinds={"duckdb"})
 def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
     """The read-only DuckDB file the dashboard and the API read, swapped in atomically after a
     good night: decisions and their explanations, the labelled clients they are compared with

@@ -1,0 +1,100 @@
+"""Parquet datasets partitioned by night and applicant shard, the storage many workers can write
+(CREDIT_STORAGE=datasets): `<root>/<table>/night=YYYY-MM-DD/shard=NN/part_<uuid>.parquet`.
+
+The root is an fsspec URL (a folder, `memory://…` in tests, or a bucket such as `s3://…` with
+its fsspec package installed), so DuckDB reads and writes a bucket the same way as a folder: a
+connection is given the root's filesystem (`attach`), writes go through `COPY … (FORMAT
+parquet, PARTITION_BY (night, shard))` and reads through `read_parquet` with hive partitioning,
+so a filter on night or shard opens only that partition's files (partition pruning).
+
+Each worker writes only its own partition, so workers never wait for each other, unlike the
+warehouse file which admits one writer.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from credit_dagster.core import settings
+
+HIVE_TYPES = "{'night': 'varchar', 'shard': 'varchar'}"  # kept as written ("03", not 3)
+
+
+def root() -> str:
+    """CREDIT_DATASETS, or the folder CREDIT_HOME/datasets."""
+    configured = settings.current().datasets
+    return (configured or str((settings.credit_home() / "datasets").resolve())).rstrip("/")
+
+
+def shard_name(shard: int) -> str:
+    return f"{shard:02d}"
+
+
+def shard_names(n_shards: int) -> list[str]:
+    return [shard_name(i) for i in range(n_shards)]
+
+
+def shard_of_sql(column: str, n_shards: int) -> str:
+    """The shard of an applicant: SK_ID_CURR mod N, written as in the folder names."""
+    return f"lpad(({column} % {n_shards})::varchar, 2, '0')"
+
+
+def filesystem(location: str) -> fsspec.AbstractFileSystem:
+    return fsspec.core.url_to_fs(location)[0]
+
+
+def attach(con: duckdb.DuckDBPyConnection, location: str) -> None:
+    """Let `con` read and write `location`: DuckDB reads folders itself; any other fsspec
+    filesystem (memory, buckets) is registered with the connection."""
+    fs = filesystem(location)
+    if not isinstance(fs, LocalFileSystem) and not con.filesystem_is_registered(fs.protocol if isinstance(fs.protocol, str)
+                                                                               else fs.protocol[0]):
+        con.register_filesystem(fs)
+
+
+def _path(location: str, *parts: str) -> str:
+    return "/".join([location, *parts])
+
+
+def partition_path(location: str, table: str, night: str, shard: str | None = None) -> str:
+    return _path(location, table, f"night={night}", *([f"shard={shard}"] if shard is not None else []))
+
+
+def exists(location: str, table: str, night: str | None = None) -> bool:
+    """Some file of the dataset (of that night) exists."""
+    fs = filesystem(location)
+    folder = partition_path(location, table, night) if night else _path(location, table)
+    return bool(fs.exists(folder) and fs.find(folder))
+
+
+def write(con: duckdb.DuckDBPyConnection, sql: str, location: str, table: str, night: str, shards: list[str],
+          *, append: bool = False) -> None:
+    """Write the rows of `sql` (which has a `shard` column, each value one of `shards`) as
+    `table`'s partitions of `night`. Unless `append` (the audit trail), the partitions of
+    `shards` are replaced whole, so a re-run never duplicates a row."""
+    fs = filesystem(location)
+    if not append:
+        for name in shards:
+            folder = partition_path(location, table, night, name)
+            if fs.exists(folder):
+                fs.rm(folder, recursive=True)
+    fs.makedirs(_path(location, table), exist_ok=True)
+    if con.execute(f"select count(*) from ({sql})").fetchall()[0][0]:
+        con.execute(f"""copy (select * exclude (shard), '{night}' as night, shard from ({sql}))
+                        to '{_path(location, table)}'
+                        (format parquet, partition_by (night, shard), overwrite_or_ignore, filename_pattern 'part_{{uuid}}')""")
+    elif not append:  # no row: a file with the columns alone, so readers know the table's shape
+        for name in shards:
+            fs.makedirs(partition_path(location, table, night, name), exist_ok=True)
+            con.execute(f"copy (select * exclude (shard) from ({sql})) to '{partition_path(location, table, night, name)}/part_empty.parquet' "
+                        "(format parquet)")
+
+
+def scan(location: str, table: str, night: str | None = None, shard: str | None = None) -> str:
+    """SQL reading `table` (all nights, or one night, or one shard of it), with the night and
+    shard columns the folder names give."""
+    where = " and ".join([*([f"night = '{night}'"] if night else []), *([f"shard = '{shard}'"] if shard else [])])
+    return (f"select * from read_parquet('{_path(location, table)}/*/*/*.parquet', hive_partitioning = true, "
+            f"hive_types = {HIVE_TYPES}, union_by_name = true)" + (f" where {where}" if where else ""))
