@@ -312,6 +312,28 @@ def _ui(args: argparse.Namespace) -> int:
     os.execve(dagster, [str(dagster), "dev", *target, "-p", str(args.port)], {**os.environ, "CREDIT_DATA_DIR": str(data_dir)})
 
 
+def _worker(args: argparse.Namespace) -> int:
+    """A Celery worker for the nightly steps (CREDIT_EXECUTOR=celery): `celery worker` on
+    dagster-celery's app, configured as the executor is (nightly.schedules.celery_config)."""
+    from credit_dagster.nightly.schedules import celery_config
+
+    config = celery_config()
+    folder = settings.credit_home().resolve() / "celery"
+    folder.mkdir(parents=True, exist_ok=True)
+    # dagster-celery's app reads its settings from this module when it can import it
+    lines = [f"broker_url = {config['broker']!r}", f"result_backend = {config['backend']!r}",
+             *[f"{key} = {value!r}" for key, value in config["config_source"].items()]]
+    (folder / "dagster_celery_config.py").write_text("\n".join(lines) + "\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))}
+    celery = Path(sys.executable).with_name("celery")
+    name, queues = args.name or f"credit-{os.getpid()}@%h", args.queue or ["dagster"]
+    print(f"Celery worker {name} on {config['broker']}, queues {', '.join(queues)}; one step at a time")
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.execve(celery, [str(celery), "-A", "dagster_celery.app", "worker", "--concurrency", "1", "--prefetch-multiplier", "1",
+                       "-Q", ",".join(queues), "-n", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle"], env)
+
+
 def _api(args: argparse.Namespace) -> int:
     import logging
 
@@ -442,6 +464,13 @@ def main(argv: list[str] | None = None) -> int:
     ui.add_argument("--port", type=int, default=3000)
     ui.add_argument("--data-dir", help="default: the folder this CREDIT_HOME was built from")
     ui.set_defaults(func=_ui)
+    worker = command("worker", help="start a Celery worker for the nightly steps (CREDIT_EXECUTOR=celery)", formatter_class=fmt,
+                     epilog="example: credit-dagster worker --queue dagster --queue warehouse  (on the warehouse's machine)\n"
+                            "         credit-dagster worker --queue dagster                     (on any other)")
+    worker.add_argument("--queue", action="append", choices=["dagster", "warehouse"],
+                        help="the queues served: dagster (shards, landing; default) and warehouse (steps that write the warehouse)")
+    worker.add_argument("--name", help="the worker's name (default credit-<pid>@<host>)")
+    worker.set_defaults(func=_worker)
     api = command("api", help="start the scoring API (HTTP, OpenAPI at /docs)", formatter_class=fmt,
                          epilog="example: credit-dagster api --port 8000, then: curl -H 'X-API-Key: KEY' http://127.0.0.1:8000/v1/model")
     api.add_argument("--host", default=configured.api_host, help="default 127.0.0.1 (CREDIT_API_HOST)")

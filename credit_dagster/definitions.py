@@ -12,43 +12,25 @@ from credit_dagster.model.jobs import build_all, train_model
 from credit_dagster.model.resources import ModelStore
 from credit_dagster.monitoring.assets import monitoring_assets, monitoring_checks
 from credit_dagster.monitoring.sensors import drift_retraining_sensor, incident_sensor
-from credit_dagster.nightly.assets import nightly_assets, nightly_checks
+from credit_dagster.nightly.assets import nightly_checks
 from credit_dagster.nightly.schedules import late_drop_sensor, nightly_schedule, nightly_scoring
-from credit_dagster.nightly.shard_assets import sharded_assets
+from credit_dagster.nightly.shard_assets import night_assets
 from credit_dagster.outcomes.assets import backtest_job, backtest_schedule, outcome_assets, outcome_checks
 from credit_dagster.outcomes.sensors import performance_retraining_sensor
 from credit_dagster.review.assets import review_assets, review_checks, review_job, review_schedule
 from credit_dagster.serving.assets import ondemand_audit_job, ondemand_audit_schedule, serving_assets
 
-
-def definitions(storage: str, n_shards: int) -> dg.Definitions:
-    """The code location for a storage (CREDIT_STORAGE): the night into the warehouse file, or
-    landed, scored in `n_shards` applicant shards and published on the Parquet datasets."""
-    return dg.Definitions(
-        # by stage: ingest -> features -> model -> nightly -> monitoring -> serving -> review -> outcomes
-        assets=[
-            *raw_assets,
-            raw_data_profile,
-            *sql_assets,
-            feature_dictionary,
-            credit_model,
-            champion_model,
-            model_card_report,
-            *(nightly_assets if storage == "warehouse" else sharded_assets(n_shards)),
-            *monitoring_assets,
-            *serving_assets,
-            *review_assets,
-            *outcome_assets,
-        ],
-        asset_checks=[*raw_checks, *feature_checks, *model_checks, *nightly_checks, *monitoring_checks, *review_checks, *outcome_checks],
-        jobs=[build_all, train_model, nightly_scoring, ondemand_audit_job, review_job, backtest_job],
-        schedules=[nightly_schedule, ondemand_audit_schedule, review_schedule, backtest_schedule],
-        sensors=[late_drop_sensor, drift_retraining_sensor, incident_sensor, performance_retraining_sensor],
-        resources={"warehouse": Warehouse(), "source": SourceData(), "models": ModelStore()},
-        # One process writes the warehouse: DuckDB allows a single writer. Runs launched from the
-        # UI are further serialized by the `duckdb_writer` pool (limit 1 in DAGSTER_HOME/dagster.yaml).
-        executor=dg.in_process_executor,
-    )
-
-
-defs = definitions(settings.current().storage, settings.current().shards)
+defs = dg.Definitions(
+    # by stage: ingest -> features -> model -> nightly -> monitoring -> serving -> review -> outcomes
+    assets=[*raw_assets, raw_data_profile, *sql_assets, feature_dictionary, credit_model, champion_model, model_card_report,
+            *night_assets(settings.current().storage, settings.current().shards),
+            *monitoring_assets, *serving_assets, *review_assets, *outcome_assets],
+    asset_checks=[*raw_checks, *feature_checks, *model_checks, *nightly_checks, *monitoring_checks, *review_checks, *outcome_checks],
+    jobs=[build_all, train_model, nightly_scoring, ondemand_audit_job, review_job, backtest_job],
+    schedules=[nightly_schedule, ondemand_audit_schedule, review_schedule, backtest_schedule],
+    sensors=[late_drop_sensor, drift_retraining_sensor, incident_sensor, performance_retraining_sensor],
+    resources={"warehouse": Warehouse(), "source": SourceData(), "models": ModelStore()},
+    # One process writes the warehouse: DuckDB allows a single writer. Runs launched from the
+    # UI are further serialized by the `duckdb_writer` pool (limit 1 in DAGSTER_HOME/dagster.yaml).
+    executor=dg.in_process_executor,
+)

@@ -2,9 +2,18 @@
 night's answers: the same drop scored into the warehouse file and in shards on an in-memory
 fsspec filesystem and on a folder."""
 
+import importlib
+import os
+import re
 import shutil
+import signal
+import socket
+import subprocess
+import time
 import uuid
+from contextlib import contextmanager
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -13,11 +22,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import credit_dagster.definitions
 from credit_dagster.core import datasets
 from credit_dagster.core.resources import Warehouse
-from credit_dagster.definitions import definitions
 from credit_dagster.nightly import drops, partitions, shards
 from credit_dagster_tests.conftest import temporary_home
+from credit_dagster_tests.test_production import BIN, _start, _wait
 
 DAY = "2026-10-01"
 SHARDS = 3
@@ -37,11 +47,25 @@ def trained_copy(build, tmp_path_factory, name: str):
     return root
 
 
-def run_night(storage: str, synthetic_dir, day: str = DAY) -> dg.ExecuteInProcessResult:
+@contextmanager
+def code_location():
+    """The code location as the environment now asks (CREDIT_STORAGE, CREDIT_SHARDS), as a code
+    server started with it would load it; the suite's own is restored after."""
+    try:
+        yield importlib.reload(credit_dagster.definitions).defs
+    finally:
+        with pytest.MonkeyPatch.context() as mp:
+            for name in ("CREDIT_STORAGE", "CREDIT_SHARDS"):
+                mp.delenv(name, raising=False)
+            importlib.reload(credit_dagster.definitions)
+
+
+def run_night(synthetic_dir, day: str = DAY) -> dg.ExecuteInProcessResult:
     drops.replay(synthetic_dir, drops.inbox_dir(), 2, date.fromisoformat(day))
     instance = dg.DagsterInstance.ephemeral()
     partitions.register(instance, [day])
-    return definitions(storage, SHARDS).resolve_job_def("nightly_scoring").execute_in_process(instance=instance, partition_key=day)
+    with code_location() as defs:
+        return defs.resolve_job_def("nightly_scoring").execute_in_process(instance=instance, partition_key=day)
 
 
 def stored(table: str, day: str = DAY) -> pd.DataFrame:
@@ -52,7 +76,7 @@ def stored(table: str, day: str = DAY) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def single_process(build, synthetic_dir, tmp_path_factory):
     with temporary_home(trained_copy(build, tmp_path_factory, "single")):
-        assert run_night("warehouse", synthetic_dir).success
+        assert run_night(synthetic_dir).success
         yield {t: stored(t) for t in ("scored_applications", "applicant_contributions", "applicant_details")}
 
 
@@ -64,7 +88,7 @@ def sharded_in_memory(build, synthetic_dir, tmp_path_factory):
         mp.setenv("CREDIT_STORAGE", "datasets")
         mp.setenv("CREDIT_DATASETS", root)
         mp.setenv("CREDIT_SHARDS", str(SHARDS))
-        result = run_night("datasets", synthetic_dir)
+        result = run_night(synthetic_dir)
         yield home, root, result
 
 
@@ -150,3 +174,71 @@ def test_a_warehouse_with_nights_in_its_own_tables_is_not_silently_switched(tmp_
     with pytest.raises(ValueError, match="switches to CREDIT_STORAGE=datasets before its first night"):
         shards.publish(con, root, DAY)
 
+
+
+BROKER = ("127.0.0.1", 5672)
+
+
+def _broker_or_skip():
+    try:
+        socket.create_connection(BROKER, timeout=3).close()
+    except OSError as error:
+        message = f"RabbitMQ at {BROKER[0]}:{BROKER[1]} cannot be reached: {error}"
+        if os.environ.get("CI"):  # CI runs beside the services: there, their absence is a failure
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _log_has(log: Path, *needles: str) -> bool:
+    return log.exists() and any(all(n in line for n in needles) for line in log.read_text(errors="replace").splitlines())
+
+
+@pytest.mark.slow
+def test_celery_workers_score_the_shards_and_a_worker_killed_mid_shard_loses_nothing(build, synthetic_dir, tmp_path_factory):
+    """Two `credit-dagster worker` processes on the local RabbitMQ; the night scored through
+    `credit-dagster score` with CREDIT_EXECUTOR=celery; the worker running a shard is killed with
+    SIGKILL: its shard goes back to the queue, the other worker scores it, and the night is
+    published with every applicant scored once; a re-run scores nobody twice."""
+    _broker_or_skip()
+    home = trained_copy(build, tmp_path_factory, "celery")
+    logs = home / "logs"
+    logs.mkdir()
+    env = {**os.environ, "CREDIT_HOME": str(home), "CREDIT_STORAGE": "datasets", "CREDIT_DATASETS": str(home / "datasets"),
+           "CREDIT_SHARDS": "4", "CREDIT_EXECUTOR": "celery", "DAGSTER_HOME": str(home / "dagster_home"),
+           "CREDIT_DATA_DIR": str(synthetic_dir)}
+    cli_bin = str(BIN / "credit-dagster")
+    # tasks left on the shared broker by an earlier, interrupted run are not this test's
+    subprocess.run([str(BIN / "celery"), "-b", "pyamqp://guest:guest@127.0.0.1:5672//", "purge", "-f", "-Q", "dagster,warehouse"],
+                   env=env, capture_output=True, timeout=60)
+    subprocess.run([cli_bin, "replay", "--days", "2", "--start", DAY], env=env, check=True, capture_output=True, timeout=300)
+    workers = {name: _start([cli_bin, "worker", "--name", f"{name}@%h", "--queue", "dagster", "--queue", "warehouse"], env,
+                            logs / f"{name}.log") for name in ("w1", "w2")}
+    try:
+        for name in workers:
+            _wait(f"worker {name} ready", lambda n=name: _log_has(logs / f"{n}.log", "ready"), 90, logs)
+        night = _start([cli_bin, "score", "--start", DAY], env, logs / "score.log")
+        # the first worker seen starting a shard is killed a moment later, mid-shard
+        victim, shard_line = _wait("a worker starting a shard", lambda: next(
+            ((n, line) for n in workers for line in (logs / f"{n}.log").read_text(errors="replace").splitlines()
+             if "STEP_START" in line and "scored_shard_" in line), None), 300, logs)
+        time.sleep(1.0)
+        os.killpg(workers[victim].pid, signal.SIGKILL)
+        workers[victim].wait(30)
+        step = re.search(r"scoring__scored_shard_\d\d", shard_line).group(0)
+        assert night.wait(600) == 0, (logs / "score.log").read_text()[-4000:]
+        survivor = next(n for n in workers if n != victim)
+        assert _log_has(logs / f"{survivor}.log", "STEP_START", step)  # the killed worker's shard, run again
+        con = shards.connect(str(home / "datasets"))
+        first = shards.exactly_once(con, str(home / "datasets"), DAY)
+        assert first["scored"] == first["landed"] > 100
+        # a re-run of the night (one worker left) replaces the shards: still once each, the audit keeps both runs
+        assert subprocess.run([cli_bin, "score", "--start", DAY], env=env, capture_output=True, timeout=600).returncode == 0
+        assert shards.exactly_once(con, str(home / "datasets"), DAY) == first
+        audit = datasets.scan(str(home / "datasets"), "decision_audit", DAY)
+        runs, rows = con.execute(f"select count(distinct run_id), count(*) from ({audit})").fetchone()
+        assert runs == 2 and rows >= 2 * first["scored"]
+    finally:
+        for process in workers.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(30)

@@ -14,19 +14,23 @@ IN_PROGRESS = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.Dag
                dg.DagsterRunStatus.SUSPENDED]
 
 
-def night_executor() -> dg.ExecutorDefinition:
-    """Where a night's steps run (CREDIT_EXECUTOR): in the run's process, or on Celery workers
-    through the broker. A task is acknowledged only once its step is done, so a worker killed
-    mid-shard hands its shard back to the queue and another worker runs it again."""
+def celery_config() -> dict:
+    """The Celery executor's config (dagster-celery), also written for the workers
+    (`credit-dagster worker`). A task is acknowledged only once its step is done, and a worker
+    takes one at a time, so a worker killed mid-shard hands its shard back to the queue and
+    another worker runs it again."""
     configured = settings.current()
-    if configured.executor == "in_process":
+    return {"broker": configured.celery_broker, "backend": configured.celery_backend,
+            "config_source": {"task_acks_late": True, "task_reject_on_worker_lost": True, "worker_prefetch_multiplier": 1}}
+
+
+def night_executor() -> dg.ExecutorDefinition:
+    """Where a night's steps run (CREDIT_EXECUTOR): in the run's process, or on Celery workers."""
+    if settings.current().executor == "in_process":
         return dg.in_process_executor
     from dagster_celery import celery_executor
 
-    return celery_executor.configured({
-        "broker": configured.celery_broker, "backend": configured.celery_backend,
-        "config_source": {"task_acks_late": True, "task_reject_on_worker_lost": True, "worker_prefetch_multiplier": 1},
-    }, name="celery")
+    return celery_executor.configured(celery_config(), name="celery")
 
 
 nightly_scoring = dg.define_asset_job(

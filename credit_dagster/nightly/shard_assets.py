@@ -16,7 +16,7 @@ from credit_dagster.core.resources import Warehouse
 from credit_dagster.ingest.assets import IngestConfig
 from credit_dagster.model.resources import ModelStore
 from credit_dagster.nightly import drops, partitions, shards
-from credit_dagster.nightly.assets import drop_result
+from credit_dagster.nightly.assets import drop_result, nightly_assets
 
 
 def shard_key(shard: str) -> dg.AssetKey:
@@ -70,3 +70,9 @@ def sharded_assets(n_shards: int) -> list[dg.AssetsDefinition]:
                                               "landed": counts["landed"], "shards": n_shards, "datasets": datasets.root()})
 
     return [landed_drop, *[shard_asset(s) for s in datasets.shard_names(n_shards)], scored_applications]
+
+
+def night_assets(storage: str, n_shards: int) -> list[dg.AssetsDefinition]:
+    """The nightly flow for a storage (CREDIT_STORAGE): into the warehouse file, or landed,
+    scored in `n_shards` applicant shards and published on the Parquet datasets."""
+    return nightly_assets if storage == "warehouse" else sharded_assets(n_shards)
