@@ -1,10 +1,12 @@
 """Shared fixtures: a small synthetic data set, the real sample when present, temporary homes."""
 
 import os
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import psycopg2
 import pytest
 
 from credit_dagster.synth.generator import generate
@@ -145,3 +147,24 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if REAL_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.xdist_group("real_sample"))
+
+
+# the machine's PostgreSQL (trust auth); each test gets a database of its own on it
+SERVER = os.environ.get("CREDIT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def database():
+    try:
+        admin = psycopg2.connect(SERVER, connect_timeout=5)
+    except psycopg2.OperationalError as error:
+        message = f"PostgreSQL at {SERVER.split('@')[-1]} (CREDIT_TEST_PG_URL) cannot be reached: {error}"
+        if os.environ.get("CI"):  # CI runs beside the services: there, their absence is a failure
+            pytest.fail(message)
+        pytest.skip(message)
+    admin.autocommit = True
+    name = f"credit_{uuid.uuid4().hex[:10]}"
+    admin.cursor().execute(f"create database {name}")
+    yield SERVER.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://") + "/" + name
+    admin.cursor().execute(f"drop database {name} with (force)")
+    admin.close()

@@ -9,12 +9,10 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
-import psycopg2
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
@@ -26,27 +24,6 @@ from credit_dagster_tests.conftest import SCORED_DAYS
 
 DEPLOY = PROJECT_ROOT / "deploy"
 BIN = Path(sys.executable).parent
-# the machine's PostgreSQL (trust auth); each test gets a database of its own on it
-SERVER = os.environ.get("CREDIT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture
-def database():
-    try:
-        admin = psycopg2.connect(SERVER, connect_timeout=5)
-    except psycopg2.OperationalError as error:
-        message = f"PostgreSQL at {SERVER.split('@')[-1]} (CREDIT_TEST_PG_URL) cannot be reached: {error}"
-        if os.environ.get("CI"):  # CI runs beside the services: there, their absence is a failure
-            pytest.fail(message)
-        pytest.skip(message)
-    admin.autocommit = True
-    name = f"credit_{uuid.uuid4().hex[:10]}"
-    admin.cursor().execute(f"create database {name}")
-    yield SERVER.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://") + "/" + name
-    admin.cursor().execute(f"drop database {name} with (force)")
-    admin.close()
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
