@@ -25,7 +25,8 @@ import psycopg2
 
 from credit_dagster.instance import LOCATION
 from credit_dagster.nightly import partitions
-from credit_dagster_tests.test_production import BIN, DEPLOY, SERVER, _client, _finished, _free_port, _start, _status, _submit, _wait
+from credit_dagster_tests.conftest import SERVER
+from credit_dagster_tests.test_production import BIN, DEPLOY, _client, _finished, _free_port, _start, _status, _submit, _wait
 
 
 def launch(client, job: str, tags: dict) -> tuple[float, float]:
