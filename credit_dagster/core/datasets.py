@@ -49,8 +49,8 @@ def attach(con: duckdb.DuckDBPyConnection, location: str) -> None:
     """Let `con` read and write `location`: DuckDB reads folders itself; any other fsspec
     filesystem (memory, buckets) is registered with the connection."""
     fs = filesystem(location)
-    if not isinstance(fs, LocalFileSystem) and not con.filesystem_is_registered(fs.protocol if isinstance(fs.protocol, str)
-                                                                               else fs.protocol[0]):
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if not isinstance(fs, LocalFileSystem) and not con.filesystem_is_registered(protocol):
         con.register_filesystem(fs)
 
 
@@ -69,6 +69,13 @@ def exists(location: str, table: str, night: str | None = None) -> bool:
     return bool(fs.exists(folder) and fs.find(folder))
 
 
+def remove(location: str, table: str, night: str, shard: str) -> None:
+    """Delete one partition of `table` (nothing if it has none)."""
+    fs, folder = filesystem(location), partition_path(location, table, night, shard)
+    if fs.exists(folder):
+        fs.rm(folder, recursive=True)
+
+
 def write(con: duckdb.DuckDBPyConnection, sql: str, location: str, table: str, night: str, shards: list[str],
           *, append: bool = False) -> None:
     """Write the rows of `sql` (which has a `shard` column, each value one of `shards`) as
@@ -77,9 +84,7 @@ def write(con: duckdb.DuckDBPyConnection, sql: str, location: str, table: str, n
     fs = filesystem(location)
     if not append:
         for name in shards:
-            folder = partition_path(location, table, night, name)
-            if fs.exists(folder):
-                fs.rm(folder, recursive=True)
+            remove(location, table, night, name)
     fs.makedirs(_path(location, table), exist_ok=True)
     if con.execute(f"select count(*) from ({sql})").fetchall()[0][0]:
         con.execute(f"""copy (select * exclude (shard), '{night}' as night, shard from ({sql}))

@@ -101,9 +101,7 @@ def score_shard(con: duckdb.DuckDBPyConnection, location: str, day: str, shard: 
     columns = [r[0] for r in con.execute(f"describe {schema}_features.application_features").fetchall() if r[0] != "SK_ID_CURR"]
     if not con.execute(f"select count(*) from {schema}_features.application_features").fetchall()[0][0]:
         for table in DECISION_TABLES:  # a re-run of a shard that is now empty leaves none of its old rows
-            for folder in [datasets.partition_path(location, table, day, shard)]:
-                if datasets.filesystem(location).exists(folder):
-                    datasets.filesystem(location).rm(folder, recursive=True)
+            datasets.remove(location, table, day, shard)
         return None
     scored = night.score(con, schema, model, build_dictionary(models, columns), day, run_id, log, warn)
     for table, frame in scored.tables.items():
