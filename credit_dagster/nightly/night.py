@@ -1,6 +1,6 @@
 """A night's scoring, whatever the storage: the drop's features scored by the champion, with
 reasons and counterfactuals (`score`), then written to the warehouse file (`write_warehouse`)
-or, by a shard's worker, to the Parquet datasets (`shards.write_scored`).
+or, by a shard's worker, to the Parquet datasets (`shards.score_shard`).
 """
 
 from __future__ import annotations
