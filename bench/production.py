@@ -17,28 +17,24 @@ import shutil
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import dagster as dg
-import psycopg2
 
-from credit_dagster.instance import LOCATION
 from credit_dagster.nightly import partitions
-from credit_dagster_tests.conftest import SERVER
-from credit_dagster_tests.test_production import BIN, DEPLOY, _client, _finished, _free_port, _start, _status, _submit, _wait
+from credit_dagster_tests.services import DEPLOY, FINISHED, finished, fresh_database, production_services, status, submit, wait
 
 
-def launch(client, job: str, tags: dict) -> tuple[float, float]:
+def launch(client, job: str, day: str | None) -> tuple[float, float]:
     began = time.monotonic()
-    run_id = client.submit_job_execution(job, repository_location_name=LOCATION, repository_name="__repository__", tags=tags)
+    run_id = submit(client, day, job)
     started = None
     while True:
-        status = _status(client, run_id)
-        if started is None and status in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.SUCCESS):
+        now = status(client, run_id)
+        if started is None and now in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.SUCCESS):
             started = time.monotonic() - began
-        if _finished(client, run_id):
-            assert status == dg.DagsterRunStatus.SUCCESS, f"{job} ended {status}"
+        if now in FINISHED:
+            assert now == dg.DagsterRunStatus.SUCCESS, f"{job} ended {now}"
             return started, time.monotonic() - began
         time.sleep(0.1)
 
@@ -54,43 +50,26 @@ def main() -> None:
     dagster_home.mkdir()
     logs.mkdir()
     shutil.copy(DEPLOY / "dagster.yaml", dagster_home / "dagster.yaml")
-    admin = psycopg2.connect(SERVER)
-    admin.autocommit = True
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    admin.cursor().execute(f"create database {name}")
-    url = SERVER.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://") + "/" + name
-    code_port, web_port = _free_port(), _free_port()
-    env = {**os.environ, "CREDIT_HOME": str(home), "DAGSTER_HOME": str(dagster_home), "DAGSTER_PG_URL": url,
-           "CREDIT_CODE_SERVER_HOST": "127.0.0.1", "CREDIT_CODE_SERVER_PORT": str(code_port)}
-    os.environ.update({k: env[k] for k in ("CREDIT_HOME", "DAGSTER_HOME", "DAGSTER_PG_URL")})
-    workspace = str(DEPLOY / "workspace.yaml")
-    services = [
-        _start([str(BIN / "dagster"), "api", "grpc", "-m", "credit_dagster.definitions", "--location-name", LOCATION,
-                "-h", "127.0.0.1", "-p", str(code_port)], env, logs / "code_server.log"),
-        _start([str(BIN / "dagster-daemon"), "run", "-w", workspace], env, logs / "daemon.log"),
-        _start([str(BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(web_port)], env, logs / "webserver.log")]
+    env = {**os.environ, "CREDIT_HOME": str(home), "DAGSTER_HOME": str(dagster_home)}
     try:
-        began = time.monotonic()
-        client = _wait("the webserver", lambda: _client(web_port), 180, logs)
-        print(f"three services up, webserver answering: {time.monotonic() - began:.1f} s")
-        with dg.DagsterInstance.get() as instance:
-            partitions.register(instance, [args.night])
-        # a first night, not counted, once the webserver has loaded the code location
-        first = _wait("the code location", lambda: _submit(client, args.night), 180, logs)
-        _wait("the first night", lambda: _finished(client, first), 600, logs)
-        for job, tags in (("review_fold", {}), ("nightly_scoring", {"dagster/partition": args.night})):
-            times = [launch(client, job, tags) for _ in range(args.runs)]
-            started, done = [t[0] for t in times], [t[1] for t in times]
-            print(f"{job} x{args.runs}: submitted to started median {statistics.median(started):.1f} s "
-                  f"(max {max(started):.1f}), to succeeded median {statistics.median(done):.1f} s (max {max(done):.1f})")
+        with fresh_database() as url:
+            env["DAGSTER_PG_URL"] = url
+            os.environ.update({k: env[k] for k in ("CREDIT_HOME", "DAGSTER_HOME", "DAGSTER_PG_URL")})
+            began = time.monotonic()
+            with production_services(env, logs) as (_, client, _):
+                print(f"three services up, webserver answering: {time.monotonic() - began:.1f} s")
+                with dg.DagsterInstance.get() as instance:
+                    partitions.register(instance, [args.night])
+                # a first night, not counted, once the webserver has loaded the code location
+                first = wait("the code location", lambda: submit(client, args.night), 180, logs)
+                wait("the first night", lambda: finished(client, first), 600, logs)
+                for job, day in (("review_fold", None), ("nightly_scoring", args.night)):
+                    times = [launch(client, job, day) for _ in range(args.runs)]
+                    started, done = [t[0] for t in times], [t[1] for t in times]
+                    print(f"{job} x{args.runs}: submitted to started median {statistics.median(started):.1f} s "
+                          f"(max {max(started):.1f}), to succeeded median {statistics.median(done):.1f} s (max {max(done):.1f})")
     finally:
-        for service in services:
-            service.terminate()
-        for service in services:
-            service.wait(30)
-        admin.cursor().execute(f"drop database {name} with (force)")
         shutil.rmtree(work, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

@@ -3,14 +3,18 @@ time, peak RSS of the run's process and of each worker.
 
     CREDIT_HOME=/tmp/bench3 python bench/sharded.py --days 3 --nights 1 --workers 1,2
     CREDIT_HOME=/tmp/bench3 python bench/sharded.py --days 30 --nights 10 --workers 2   # a 10-night backfill
+    CREDIT_HOME=/tmp/bench3 python bench/sharded.py --days 10 --nights 10 --workers 0,2 --backfill   # through the daemon
 
 The home must hold a trained champion (bench/bench.py --stages synth,ingest,features,train).
 Its application_test is replayed as `--days` daily drops; the first `--nights` are scored with
-`credit-dagster score --start … --end …`: once into the warehouse file, in-process (the default),
-then for each worker count on the Parquet datasets (CREDIT_STORAGE=datasets, CREDIT_SHARDS
-shards) with that many `credit-dagster worker` processes on the local RabbitMQ and the
-production instance on a fresh database of the local PostgreSQL. The scoring tables are
-dropped between configurations, so each scores the same drops from the same state.
+`credit-dagster score --start … --end …` (one night after another): once into the warehouse
+file, in-process (the default), then for each worker count on the Parquet datasets
+(CREDIT_STORAGE=datasets, CREDIT_SHARDS shards) with that many `credit-dagster worker` processes
+on the local RabbitMQ and the production instance on a fresh database of the local PostgreSQL.
+`--backfill`: the nights are instead a backfill launched through the webserver's GraphQL API
+(as the UI's "Launch backfill"), queued and launched by the daemon of Dagster's production
+services (deploy/), several nights at once. The scoring tables are dropped between
+configurations, so each scores the same drops from the same state.
 """
 
 from __future__ import annotations
@@ -21,17 +25,29 @@ import os
 import shutil
 import subprocess
 import time
-import uuid
+from contextlib import ExitStack
 from datetime import date, timedelta
 from pathlib import Path
 
+import dagster as dg
 import duckdb
-import psycopg2
 
-from credit_dagster_tests.conftest import SERVER
-from credit_dagster_tests.test_production import BIN, DEPLOY, _start, _wait
+from credit_dagster.nightly import partitions
+from credit_dagster_tests.services import (
+    BIN,
+    DEPLOY,
+    backfill_runs,
+    celery_workers,
+    fresh_database,
+    launch_backfill,
+    production_services,
+    wait,
+)
 
-START = date(2026, 1, 1)
+PAST = date(2026, 1, 1)
+# a backfill's drops are dated in the future: the daemon's late-drop sensor, which scores every
+# unscored past drop of the inbox, leaves them to the backfill (`credit-dagster score` refuses them)
+FUTURE = date.today() + timedelta(days=365)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -58,11 +74,8 @@ def reset(home: Path) -> None:
     shutil.rmtree(home / "datasets", ignore_errors=True)
 
 
-def step_seconds(env: dict) -> dict:
-    """Each step's seconds in the newest nightly run(s) of the instance, summed over nights."""
-    import dagster as dg
-
-    os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "DAGSTER_PG_URL") if k in env})
+def step_seconds() -> dict:
+    """Each step's seconds in the nightly runs of the instance (DAGSTER_HOME), summed over nights."""
     totals: dict[str, float] = {}
     with dg.DagsterInstance.get() as instance:
         for run in instance.get_runs(dg.RunsFilter(job_name="nightly_scoring")):
@@ -72,42 +85,53 @@ def step_seconds(env: dict) -> dict:
     return totals
 
 
-def run_config(home: Path, nights: int, workers: int, shards: int, logs: Path) -> dict:
+def score_nights(days: list[str], env: dict, logs: Path, tag: str) -> dict:
+    """`credit-dagster score` over the nights, one after another; its wall time and peak RSS."""
+    began = time.monotonic()
+    proc = subprocess.Popen([str(BIN / "credit-dagster"), "score", "--start", days[0], "--end", days[-1]], env=env,
+                            stdout=(logs / f"score_{tag}.log").open("w"), stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert status == 0, (logs / f"score_{tag}.log").read_text()[-3000:]
+    return {"wall_s": round(time.monotonic() - began, 1), "run_process_peak_rss_mb": round(usage.ru_maxrss / 1024)}
+
+
+def backfill_nights(days: list[str], env: dict, logs: Path) -> dict:
+    """The nights as a backfill launched through the webserver and run by the daemon: from the
+    launch to the last run's end, and how many nights ran at once at most."""
+    with production_services(env, logs) as (_, client, _), dg.DagsterInstance.get() as instance:
+        partitions.register(instance, days)
+        wait("the code location", lambda: client._execute("query { version }"), 60, logs)
+        began = time.monotonic()
+        backfill = wait("the backfill launched", lambda: launch_backfill(client, days), 300, logs)
+        runs = wait("the backfill's nights", lambda: backfill_runs(instance, backfill, len(days)), 7200, logs)
+        wall = time.monotonic() - began
+        assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}, [(r.tags["dagster/partition"], r.status) for r in runs]
+        records = instance.get_run_records(dg.RunsFilter(run_ids=[r.run_id for r in runs]))
+        spans = [(r.start_time, r.end_time) for r in records]
+        at_once = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
+    return {"wall_s": round(wall, 1), "nights_at_once_max": at_once}
+
+
+def run_config(home: Path, start: date, nights: int, workers: int, shards: int, logs: Path, backfill: bool) -> dict:
     reset(home)
     dagster_home = home / f"dagster_{workers}"
     shutil.rmtree(dagster_home, ignore_errors=True)
     dagster_home.mkdir()
     env = {**os.environ, "CREDIT_HOME": str(home), "DAGSTER_HOME": str(dagster_home)}
-    if workers:
-        admin = psycopg2.connect(SERVER)
-        admin.autocommit = True
-        name = f"bench_{uuid.uuid4().hex[:8]}"
-        admin.cursor().execute(f"create database {name}")
-        shutil.copy(DEPLOY / "dagster.yaml", dagster_home / "dagster.yaml")
-        env.update({"DAGSTER_PG_URL": SERVER.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://") + "/" + name,
-                    "CREDIT_STORAGE": "datasets", "CREDIT_SHARDS": str(shards), "CREDIT_EXECUTOR": "celery"})
-        subprocess.run([str(BIN / "celery"), "-b", "pyamqp://guest:guest@127.0.0.1:5672//", "purge", "-f", "-Q", "dagster,warehouse"],
-                       env=env, capture_output=True, timeout=60)
-    pool = [_start([str(BIN / "credit-dagster"), "worker", "--name", f"bench{i}@%h", "--queue", "dagster", "--queue", "warehouse"],
-                   env, logs / f"worker{i}.log") for i in range(workers)]
-    try:
-        for i in range(workers):
-            _wait(f"worker {i}", lambda i=i: "ready" in (logs / f"worker{i}.log").read_text(errors="replace"), 120, logs)
-        end = (START + timedelta(days=nights - 1)).isoformat()
-        began = time.monotonic()
-        proc = subprocess.Popen([str(BIN / "credit-dagster"), "score", "--start", START.isoformat(), "--end", end], env=env,
-                                stdout=(logs / f"score_{workers}.log").open("w"), stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.monotonic() - began
-        assert status == 0, (logs / f"score_{workers}.log").read_text()[-3000:]
-        result = {"workers": workers, "storage": "datasets" if workers else "warehouse", "nights": nights,
-                  "wall_s": round(wall, 1), "run_process_peak_rss_mb": round(usage.ru_maxrss / 1024),
-                  "worker_peak_rss_mb": [peak_rss_mb(p.pid) for p in pool], "step_seconds": step_seconds(env)}
-    finally:
-        for p in pool:
-            os.killpg(p.pid, 15)
-            p.wait(60)
-    return result
+    days = [(start + timedelta(days=i)).isoformat() for i in range(nights)]
+    with ExitStack() as stack:
+        pool = {}
+        if workers or backfill:  # the production instance on PostgreSQL
+            shutil.copy(DEPLOY / "dagster.yaml", dagster_home / "dagster.yaml")
+            env["DAGSTER_PG_URL"] = stack.enter_context(fresh_database())
+        if workers:
+            env.update({"CREDIT_STORAGE": "datasets", "CREDIT_SHARDS": str(shards), "CREDIT_EXECUTOR": "celery"})
+            pool = stack.enter_context(celery_workers([f"bench{i}" for i in range(workers)], env, logs))
+        os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "DAGSTER_PG_URL") if k in env})
+        timing = backfill_nights(days, env, logs) if backfill else score_nights(days, env, logs, str(workers))
+        return {"workers": workers, "storage": "datasets" if workers else "warehouse", "nights": nights,
+                "launched_as": "daemon backfill" if backfill else "credit-dagster score", **timing,
+                "worker_peak_rss_mb": [peak_rss_mb(p.pid) for p in pool.values()], "step_seconds": step_seconds()}
 
 
 def main() -> None:
@@ -118,6 +142,7 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--skip-warehouse", action="store_true")
     parser.add_argument("--data-dir", help="the home's Kaggle-layout data (default CREDIT_HOME/data)")
+    parser.add_argument("--backfill", action="store_true", help="the nights as a daemon backfill launched through GraphQL")
     args = parser.parse_args()
     home = Path(os.environ["CREDIT_HOME"])
     logs = home / "bench_logs"
@@ -125,14 +150,15 @@ def main() -> None:
     shutil.rmtree(home / "inbox", ignore_errors=True)
     # in a process of its own: a child forked from a big parent starts with the parent's peak RSS
     data_dir = Path(args.data_dir) if args.data_dir else home / "data"
-    subprocess.run([str(BIN / "credit-dagster"), "replay", "--days", str(args.days), "--start", START.isoformat(),
+    start = FUTURE if args.backfill else PAST
+    subprocess.run([str(BIN / "credit-dagster"), "replay", "--days", str(args.days), "--start", start.isoformat(),
                     "--data-dir", str(data_dir)], env={**os.environ, "CREDIT_HOME": str(home)}, check=True, capture_output=True)
-    applications = sum(duckdb.sql(f"select count(*) from read_csv('{home / 'inbox' / (START + timedelta(days=i)).isoformat()}"
+    applications = sum(duckdb.sql(f"select count(*) from read_csv('{home / 'inbox' / (start + timedelta(days=i)).isoformat()}"
                                   "/application_test.csv')").fetchall()[0][0] for i in range(args.nights))
     print(f"{args.nights} night(s), {applications:,} applications, {args.shards} shards")
     configs = ([] if args.skip_warehouse else [0]) + [int(w) for w in args.workers.split(",")]
     for workers in configs:
-        result = run_config(home, args.nights, workers, args.shards, logs)
+        result = run_config(home, start, args.nights, workers, args.shards, logs, args.backfill)
         print(json.dumps({"applications": applications, **result}), flush=True)
 
 

@@ -1,7 +1,6 @@
 """Shared fixtures: a small synthetic data set, the real sample when present, temporary homes."""
 
 import os
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import psycopg2
 import pytest
 
 from credit_dagster.synth.generator import generate
+from credit_dagster_tests.services import SERVER, fresh_database
 
 TEST_SCALE = 0.005  # about 1,500 labelled applicants: every table non-empty, seconds to build
 
@@ -149,22 +149,20 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.xdist_group("real_sample"))
 
 
-# the machine's PostgreSQL (trust auth); each test gets a database of its own on it
-SERVER = os.environ.get("CREDIT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+def reachable_or_skip(what: str, error: Exception) -> None:
+    """A service the suite needs is unreachable: CI runs beside the services, so there it is a failure."""
+    message = f"{what} cannot be reached: {error}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @pytest.fixture
 def database():
+    """A database of its own on the machine's PostgreSQL (services.SERVER)."""
     try:
-        admin = psycopg2.connect(SERVER, connect_timeout=5)
+        psycopg2.connect(SERVER, connect_timeout=5).close()
     except psycopg2.OperationalError as error:
-        message = f"PostgreSQL at {SERVER.split('@')[-1]} (CREDIT_TEST_PG_URL) cannot be reached: {error}"
-        if os.environ.get("CI"):  # CI runs beside the services: there, their absence is a failure
-            pytest.fail(message)
-        pytest.skip(message)
-    admin.autocommit = True
-    name = f"credit_{uuid.uuid4().hex[:10]}"
-    admin.cursor().execute(f"create database {name}")
-    yield SERVER.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://") + "/" + name
-    admin.cursor().execute(f"drop database {name} with (force)")
-    admin.close()
+        reachable_or_skip(f"PostgreSQL at {SERVER.split('@')[-1]} (CREDIT_TEST_PG_URL)", error)
+    with fresh_database() as url:
+        yield url

@@ -300,7 +300,7 @@ def test_the_partitions_are_the_drops_and_the_sensor_scores_the_late_ones(tmp_pa
 
     monkeypatch.setenv("CREDIT_INBOX", str(tmp_path))
     today = drops.today().isoformat()
-    for day in ("2026-11-01", "2026-11-02", "2026-11-04", today):
+    for day in ("2026-11-01", "2026-11-02", "2026-11-04", "2026-11-05", today):
         _drop(tmp_path, day)
     _drop(tmp_path, "2026-11-03", files=("bureau.csv",))  # side tables alone are no drop
     _drop(tmp_path, "notes", files=("readme.txt",))
@@ -310,11 +310,14 @@ def test_the_partitions_are_the_drops_and_the_sensor_scores_the_late_ones(tmp_pa
         instance.report_runless_asset_event(dg.AssetMaterialization(SNAPSHOT, partition="2026-11-02"))
         instance.add_run(dg.DagsterRun(job_name="nightly_scoring", run_id="still-running", status=dg.DagsterRunStatus.STARTED,
                                        tags={"dagster/partition": "2026-11-04"}))
+        # a night a backfill asked for, not started yet (a queued run needs a code location to be made here)
+        instance.add_run(dg.DagsterRun(job_name="nightly_scoring", run_id="waiting", status=dg.DagsterRunStatus.NOT_STARTED,
+                                       tags={"dagster/partition": "2026-11-05"}))
         with dg.build_sensor_context(instance=instance, instance_ref=instance.get_ref(), definitions=defs) as context:
             result = sensor.evaluate_tick(context)
     # every drop of a day that has ended becomes a partition (today's waits for its night) ...
-    assert [r.partition_keys for r in result.dynamic_partitions_requests] == [["2026-11-01", "2026-11-04"]]
-    # ... and only the unscored one that is not running is scored
+    assert [r.partition_keys for r in result.dynamic_partitions_requests] == [["2026-11-01", "2026-11-04", "2026-11-05"]]
+    # ... and only the unscored one that is neither running nor queued is scored
     assert [r.partition_key for r in result.run_requests] == ["2026-11-01"]
 
 

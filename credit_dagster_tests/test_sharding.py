@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import uuid
 from contextlib import contextmanager
 from datetime import date
@@ -24,10 +25,18 @@ import credit_dagster.definitions
 from credit_dagster.core import datasets
 from credit_dagster.core.resources import Warehouse
 from credit_dagster.nightly import drops, partitions, shards
-from credit_dagster_tests.conftest import temporary_home
-from credit_dagster_tests.test_production import BIN, DEPLOY, _start, _wait
+from credit_dagster_tests.conftest import reachable_or_skip, temporary_home
+from credit_dagster_tests.services import (
+    BIN,
+    DEPLOY,
+    backfill_runs,
+    celery_workers,
+    launch_backfill,
+    production_services,
+    wait,
+)
 
-DAY = "2026-10-01"
+DAY, NEXT_DAY = "2026-10-01", "2026-10-02"
 SHARDS = 3
 DECISION = ["SK_ID_CURR", "probability_of_default", "points", "grade", "decision", "reason_1", "reason_2", "reason_3", "reason_4",
             "reason_features", "history_note", "counterfactual", "raw_score", "features_fingerprint", "model_version"]
@@ -131,6 +140,53 @@ def test_sharded_night_is_written_by_night_and_shard_and_read_with_pruning(shard
     assert shards.exactly_once(con, root, DAY)["scored"] > 100
 
 
+def test_a_partition_written_again_holds_the_last_rows_even_when_empty(tmp_path):
+    """A shard written twice (a retried or re-run step), with rows or without: its last write
+    stands, and an empty one still tells readers the table's columns."""
+    root = str(tmp_path / "datasets")
+    con = shards.connect(root)
+    rows, empty = "select 1 as SK_ID_CURR, 0.5 as pd, '00' as shard", "select 1 as SK_ID_CURR, 0.5 as pd, '00' as shard where false"
+    for sql, expected in ((empty, 0), (empty, 0), (rows, 1), (empty, 0), (rows, 1), (rows, 1)):
+        datasets.write(con, sql, root, "scored", DAY, ["00"])
+        assert con.execute(f"select count(*) from ({datasets.scan(root, 'scored', DAY)})").fetchone()[0] == expected
+        assert len(fsspec.filesystem("file").find(datasets.partition_path(root, "scored", DAY, "00"))) == 1
+    assert [c[0] for c in con.execute(f"describe {datasets.scan(root, 'scored')}").fetchall()] == ["SK_ID_CURR", "pd", "night", "shard"]
+
+
+def test_a_reader_of_every_night_never_meets_a_half_written_shard(tmp_path):
+    """One process rewrites a night's shards again and again (a large file each time) while this
+    one reads the whole table, as another night's snapshot does: every read sees whole files and
+    the other night's rows. What plain Parquet files cannot give: a read that listed a file the
+    writer then replaced does not find it (the step fails and is retried, see night_retry_policy)."""
+    root = str(tmp_path / "datasets")
+    con = shards.connect(root)
+    datasets.write(con, "select range as SK_ID_CURR, random() as pd, '00' as shard from range(1000)", root, "scored", "2026-10-01",
+                   ["00"])
+    writer = subprocess.Popen([sys.executable, "-c", f"""
+import duckdb
+from credit_dagster.core import datasets
+con = duckdb.connect()
+for _ in range(15):
+    datasets.write(con, "select range as SK_ID_CURR, random() as pd, lpad((range % 2)::varchar, 2, '0') as shard from range(2000000)",
+                   {root!r}, "scored", "2026-10-02", ["00", "01"])
+"""])
+    reads, raced = 0, 0
+    while writer.poll() is None:
+        try:
+            night, n = con.execute(f"select count(*) filter (where night = '2026-10-01'), count(*) from "
+                                   f"({datasets.scan(root, 'scored')})").fetchone()
+        except duckdb.IOException as error:  # listed, then replaced before it was opened
+            assert "No such file" in str(error), error
+            raced += 1
+            continue
+        # whole files only (while the night is swapped, its new files land before its old ones go)
+        assert night == 1000 and (n - 1000) % 1_000_000 == 0
+        reads += 1
+    assert writer.returncode == 0 and reads > 5 and raced < reads
+    assert con.execute(f"select count(*) from ({datasets.scan(root, 'scored', '2026-10-02')})").fetchone()[0] == 2_000_000
+    assert not fsspec.filesystem("file").find(f"{root}/{datasets.STAGING}")  # nothing left half-way
+
+
 def test_drift_and_snapshot_read_the_whole_sharded_night(sharded_in_memory):
     home, root, result = sharded_in_memory
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
@@ -181,10 +237,7 @@ def _broker_or_skip():
     try:
         socket.create_connection(BROKER, timeout=3).close()
     except OSError as error:
-        message = f"RabbitMQ at {BROKER[0]}:{BROKER[1]} cannot be reached: {error}"
-        if os.environ.get("CI"):  # CI runs beside the services: there, their absence is a failure
-            pytest.fail(message)
-        pytest.skip(message)
+        reachable_or_skip(f"RabbitMQ at {BROKER[0]}:{BROKER[1]}", error)
 
 
 def _descendants(pid: int) -> set[int]:
@@ -197,69 +250,72 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-def _log_has(log: Path, *needles: str) -> bool:
-    return log.exists() and any(all(n in line for n in needles) for line in log.read_text(errors="replace").splitlines())
+def _failures(instance: dg.DagsterInstance, runs: list[dg.DagsterRun]) -> str:
+    """What the failed runs said: their failed steps' and the runs' own failure messages."""
+    kinds = (dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.ENGINE_EVENT)
+    return "\n".join(f"{run.tags.get('dagster/partition')} {e.dagster_event.event_type_value} {e.dagster_event.step_key}: "
+                     f"{e.dagster_event.message} {getattr(e.dagster_event.event_specific_data, 'error', '') or ''}"
+                     for run in runs if run.status != dg.DagsterRunStatus.SUCCESS
+                     for e in instance.all_logs(run.run_id) if e.dagster_event and e.dagster_event.event_type in kinds)
+
+
+def _shard_starts(instance: dg.DagsterInstance, runs: list[dg.DagsterRun]) -> list:
+    return [e.dagster_event for run in runs for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
+            if "scored_shard_" in e.dagster_event.step_key]
 
 
 @pytest.mark.slow
-def test_celery_workers_score_the_shards_and_a_worker_killed_mid_shard_loses_nothing(build, synthetic_dir, tmp_path_factory,
-                                                                                    database):
-    """Two `credit-dagster worker` processes on the local RabbitMQ, the production instance on the
-    local PostgreSQL (workers write the run's events too: SQLite is no store for several
-    processes); the night scored through `credit-dagster score` with CREDIT_EXECUTOR=celery; the
-    worker running a shard is killed with
-    SIGKILL: its shard goes back to the queue, the other worker scores it, and the night is
-    published with every applicant scored once; a re-run scores nobody twice."""
+def test_nights_launched_by_the_daemon_run_on_celery_workers_and_a_worker_killed_mid_shard_loses_nothing(
+        build, synthetic_dir, tmp_path_factory, database, monkeypatch):
+    """Dagster's production services (code server, daemon, webserver on the local PostgreSQL) and
+    two `credit-dagster worker` processes on the local RabbitMQ; CREDIT_STORAGE=datasets in 4
+    shards, CREDIT_EXECUTOR=celery. The daemon launches the inbox's two late nights at once (its
+    late-drop sensor); the worker that starts a shard is killed with SIGKILL: the shard goes back to
+    the queue, the other worker scores it, both nights publish with every applicant scored once.
+    Then a backfill of the two nights, launched as the UI's "Launch backfill" does, scores them
+    again on the worker left: still once each, and the audit keeps both runs of each night."""
     _broker_or_skip()
     home = trained_copy(build, tmp_path_factory, "celery")
-    logs = home / "logs"
+    logs, dagster_home, location = home / "logs", home / "dagster_home", str(home / "datasets")
     logs.mkdir()
-    (home / "dagster_home").mkdir()
-    shutil.copy(DEPLOY / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_PG_URL": database,
-           "CREDIT_HOME": str(home), "CREDIT_STORAGE": "datasets", "CREDIT_DATASETS": str(home / "datasets"),
-           "CREDIT_SHARDS": "4", "CREDIT_EXECUTOR": "celery", "DAGSTER_HOME": str(home / "dagster_home"),
+    dagster_home.mkdir()
+    shutil.copy(DEPLOY / "dagster.yaml", dagster_home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_PG_URL": database, "DAGSTER_HOME": str(dagster_home), "CREDIT_HOME": str(home),
+           "CREDIT_STORAGE": "datasets", "CREDIT_DATASETS": location, "CREDIT_SHARDS": "4", "CREDIT_EXECUTOR": "celery",
            "CREDIT_DATA_DIR": str(synthetic_dir)}
-    cli_bin = str(BIN / "credit-dagster")
-    # tasks left on the shared broker by an earlier, interrupted run are not this test's
-    subprocess.run([str(BIN / "celery"), "-b", "pyamqp://guest:guest@127.0.0.1:5672//", "purge", "-f", "-Q", "dagster,warehouse"],
-                   env=env, capture_output=True, timeout=60)
-    subprocess.run([cli_bin, "replay", "--days", "2", "--start", DAY], env=env, check=True, capture_output=True, timeout=300)
-    workers = {name: _start([cli_bin, "worker", "--name", f"{name}@%h", "--queue", "dagster", "--queue", "warehouse"], env,
-                            logs / f"{name}.log") for name in ("w1", "w2")}
-    try:
-        for name in workers:
-            _wait(f"worker {name} ready", lambda n=name: _log_has(logs / f"{n}.log", "ready"), 90, logs)
-        night = _start([cli_bin, "score", "--start", DAY], env, logs / "score.log")
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
-            mp.setenv("DAGSTER_PG_URL", database)
-            instance = dg.DagsterInstance.get()
-        run = _wait("the night's run", lambda: next(iter(instance.get_runs(dg.RunsFilter(job_name="nightly_scoring"))), None), 120, logs)
+    for key in ("DAGSTER_PG_URL", "DAGSTER_HOME"):
+        monkeypatch.setenv(key, env[key])
+    nights = [DAY, NEXT_DAY]
+    subprocess.run([str(BIN / "credit-dagster"), "replay", "--days", "2", "--start", DAY], env=env, check=True, capture_output=True,
+                   timeout=300)
+    with celery_workers(["w1", "w2"], env, logs) as workers, production_services(env, logs) as (_, client, _), \
+            dg.DagsterInstance.get() as instance:
+        def nightly_runs():
+            return instance.get_runs(dg.RunsFilter(job_name="nightly_scoring"))
+
+        launched = wait("the sensor's runs of the two late nights", lambda: len(nightly_runs()) == 2 and nightly_runs(), 240, logs)
+        assert {r.tags["dagster/partition"] for r in launched} == set(nights)
         # the worker whose process starts a shard is killed at once, mid-shard
-        started = _wait("a worker starting a shard", lambda: next(
-            (e.dagster_event for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
-             if "scored_shard_" in e.dagster_event.step_key), None), 300, logs)
-        victim = next(n for n, p in workers.items() if started.pid in _descendants(p.pid))
+        started = wait("a worker starting a shard", lambda: next(iter(_shard_starts(instance, launched)), None), 300, logs)
+        victim = next(name for name, p in workers.items() if started.pid in _descendants(p.pid))
         os.killpg(workers[victim].pid, signal.SIGKILL)
         workers[victim].wait(30)
-        step = started.step_key
-        assert night.wait(600) == 0, (logs / "score.log").read_text()[-4000:]
-        # the killed worker's shard, run again, by the other worker: the night succeeded
-        runs_of_step = [e.dagster_event for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
-                        if e.dagster_event.step_key == step]
-        assert len(runs_of_step) == 2 and runs_of_step[1].pid != started.pid
-        con = shards.connect(str(home / "datasets"))
-        first = shards.exactly_once(con, str(home / "datasets"), DAY)
-        assert first["scored"] == first["landed"] > 100
-        # a re-run of the night (one worker left) replaces the shards: still once each, the audit keeps both runs
-        assert subprocess.run([cli_bin, "score", "--start", DAY], env=env, capture_output=True, timeout=600).returncode == 0
-        assert shards.exactly_once(con, str(home / "datasets"), DAY) == first
-        audit = datasets.scan(str(home / "datasets"), "decision_audit", DAY)
-        runs, rows = con.execute(f"select count(distinct run_id), count(*) from ({audit})").fetchone()
-        assert runs == 2 and rows >= 2 * first["scored"]
-    finally:
-        for process in workers.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(30)
+        ended = wait("both nights", lambda: all(r.is_finished for r in nightly_runs()) and nightly_runs(), 600, logs)
+        assert [r.status for r in ended] == [dg.DagsterRunStatus.SUCCESS] * 2, _failures(instance, ended)
+        # the killed worker's shard ran again, on the other worker
+        again = [e for e in _shard_starts(instance, ended) if e.step_key == started.step_key and e.pid != started.pid]
+        assert again
+        con = shards.connect(location)
+        first = {night: shards.exactly_once(con, location, night) for night in nights}
+        assert all(c["scored"] == c["landed"] > 100 for c in first.values())
+
+        # a backfill of both nights, as the UI launches it: the daemon queues and launches one run per night
+        backfill = wait("the backfill launched", lambda: launch_backfill(client, nights), 180, logs)
+        runs = wait("the backfill's nights", lambda: backfill_runs(instance, backfill, len(nights)), 600, logs)
+        assert sorted(r.tags["dagster/partition"] for r in runs) == nights
+        assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}, _failures(instance, runs)
+        for night in nights:
+            assert shards.exactly_once(con, location, night) == first[night]
+            audit = datasets.scan(location, "decision_audit", night)
+            run_ids, rows = con.execute(f"select count(distinct run_id), count(*) from ({audit})").fetchone()
+            assert run_ids == 2 and rows == 2 * first[night]["scored"]

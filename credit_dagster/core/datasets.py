@@ -8,10 +8,14 @@ parquet, PARTITION_BY (night, shard))` and reads through `read_parquet` with hiv
 so a filter on night or shard opens only that partition's files (partition pruning).
 
 Each worker writes only its own partition, so workers never wait for each other, unlike the
-warehouse file which admits one writer.
+warehouse file which admits one writer. Files are written in a staging folder and moved into
+place whole, so a reader of the table (another night's drift, a landing looking for applicants
+scored before) never meets a half-written file.
 """
 
 from __future__ import annotations
+
+import uuid
 
 import duckdb
 import fsspec
@@ -20,6 +24,7 @@ from fsspec.implementations.local import LocalFileSystem
 from credit_dagster.core import settings
 
 HIVE_TYPES = "{'night': 'varchar', 'shard': 'varchar'}"  # kept as written ("03", not 3)
+STAGING = "_staging"  # beside the tables, outside every table's files: <root>/_staging/<uuid>/night=…/shard=…
 
 
 def root() -> str:
@@ -80,21 +85,34 @@ def write(con: duckdb.DuckDBPyConnection, sql: str, location: str, table: str, n
           *, append: bool = False) -> None:
     """Write the rows of `sql` (which has a `shard` column, each value one of `shards`) as
     `table`'s partitions of `night`. Unless `append` (the audit trail), the partitions of
-    `shards` are replaced whole, so a re-run never duplicates a row."""
-    fs = filesystem(location)
-    if not append:
-        for name in shards:
-            remove(location, table, night, name)
-    fs.makedirs(_path(location, table), exist_ok=True)
+    `shards` are replaced whole, so a re-run never duplicates a row: the new files are moved in
+    before the old ones are removed, so a reader never finds the partition empty."""
+    fs, root_path = fsspec.core.url_to_fs(location)
+    staging = _path(location, STAGING, uuid.uuid4().hex)
+    fs.makedirs(_path(location, STAGING), exist_ok=True)
     if con.execute(f"select count(*) from ({sql})").fetchall()[0][0]:
         con.execute(f"""copy (select * exclude (shard), '{night}' as night, shard from ({sql}))
-                        to '{_path(location, table)}'
-                        (format parquet, partition_by (night, shard), overwrite_or_ignore, filename_pattern 'part_{{uuid}}')""")
+                        to '{staging}' (format parquet, partition_by (night, shard), filename_pattern 'part_{{uuid}}')""")
     elif not append:  # no row: a file with the columns alone, so readers know the table's shape
         for name in shards:
-            fs.makedirs(partition_path(location, table, night, name), exist_ok=True)
-            con.execute(f"copy (select * exclude (shard) from ({sql})) to '{partition_path(location, table, night, name)}/part_empty.parquet' "
-                        "(format parquet)")
+            folder = _path(staging, f"night={night}", f"shard={name}")
+            fs.makedirs(folder, exist_ok=True)
+            # a name of its own, as every file has: the replaced files are removed by name after the move
+            con.execute(f"copy (select * exclude (shard) from ({sql})) to '{folder}/part_{uuid.uuid4()}_empty.parquet' (format parquet)")
+    old = [] if append else [f for name in shards for f in _files(fs, partition_path(location, table, night, name))]
+    staged = fsspec.core.url_to_fs(staging)[1]
+    for file in _files(fs, staging):
+        target = _path(root_path, table, file[len(staged):].lstrip("/"))
+        fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        fs.mv(file, target)
+    for file in old:
+        fs.rm(file)
+    if fs.exists(staging):
+        fs.rm(staging, recursive=True)
+
+
+def _files(fs: fsspec.AbstractFileSystem, folder: str) -> list[str]:
+    return fs.find(folder) if fs.exists(folder) else []
 
 
 def scan(location: str, table: str, night: str | None = None, shard: str | None = None) -> str:

@@ -12,6 +12,8 @@ from credit_dagster.nightly import drops, partitions
 # a run under way (Dagster's own list of these, IN_PROGRESS_RUN_STATUSES, is private; a test compares)
 IN_PROGRESS = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
                dg.DagsterRunStatus.SUSPENDED]
+# a night already asked for: under way, or waiting in the queue (a backfill's nights wait there)
+ASKED_FOR = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, *IN_PROGRESS]
 
 
 def celery_config() -> dict:
@@ -33,11 +35,21 @@ def night_executor() -> dg.ExecutorDefinition:
     return celery_executor.configured(celery_config(), name="celery")
 
 
+def night_retry_policy() -> dg.RetryPolicy | None:
+    """On the Parquet datasets (CREDIT_STORAGE=datasets), a step that reads every night (the
+    landing's already-scored check, drift, the snapshot) may list a file that another night's
+    re-run replaces before the step opens it: plain Parquet files give no snapshot of a table.
+    Such a step fails with "No such file" and is tried again. The warehouse's nights take turns
+    through the writer pool and need no retry."""
+    return dg.RetryPolicy(max_retries=2, delay=5) if settings.current().storage == "datasets" else None
+
+
 nightly_scoring = dg.define_asset_job(
     "nightly_scoring",
     selection=dg.AssetSelection.groups("scoring", "monitoring", "serving"),
     partitions_def=partitions.drop_days,
     executor_def=night_executor(),
+    op_retry_policy=night_retry_policy(),
     description="Load the day's drop, build its features, score it with the champion, watch drift, publish the snapshot "
     "(CREDIT_STORAGE=datasets: land the drop, score each applicant shard, publish the night).",
 )
@@ -99,10 +111,10 @@ def late_drop_sensor(context: dg.SensorEvaluationContext):
     days = [day for day in days if day < drops.today().isoformat()]
     new = partitions.missing(context.instance, days)
     added = [partitions.drop_days.build_add_request(new)] if new else []
-    # a night counts as done when its snapshot is published; one still running is left alone
+    # a night counts as done when its snapshot is published; one running or queued is left alone
     scored = context.instance.get_materialized_partitions(SNAPSHOT) if days else set()
     running = {record.dagster_run.tags.get("dagster/partition") for record in context.instance.get_run_records(
-        dg.RunsFilter(job_name=nightly_scoring.name, statuses=IN_PROGRESS))}
+        dg.RunsFilter(job_name=nightly_scoring.name, statuses=ASKED_FOR))}
     requests = []
     for day in [d for d in days if d not in scored and d not in running and is_late(d, datetime.now(UTC))]:
         latest = max(p.stat().st_mtime for p in (inbox / day).iterdir())
