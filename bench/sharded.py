@@ -3,7 +3,7 @@ time, peak RSS of the run's process and of each worker.
 
     CREDIT_HOME=/tmp/bench3 python bench/sharded.py --days 3 --nights 1 --workers 1,2
     CREDIT_HOME=/tmp/bench3 python bench/sharded.py --days 30 --nights 10 --workers 2   # a 10-night backfill
-    CREDIT_HOME=/tmp/bench3 python bench/sharded.py --days 10 --nights 10 --workers 0,2 --backfill   # through the daemon
+    CREDIT_HOME=/tmp/bench3 python bench/sharded.py --days 10 --nights 10 --workers 2 --backfill   # through the daemon
 
 The home must hold a trained champion (bench/bench.py --stages synth,ingest,features,train).
 Its application_test is replayed as `--days` daily drops; the first `--nights` are scored with

@@ -181,6 +181,8 @@ def launch_backfill(graphql: DagsterGraphQLClient, nights: list[str], job: str =
         answer = graphql._execute(BACKFILL, {"params": params})["launchPartitionBackfill"]
     except Exception:
         return None
+    if answer["__typename"] == "PartitionSetNotFoundError":  # the webserver still loading the code location
+        return None
     if answer["__typename"] != "LaunchBackfillSuccess":
         raise AssertionError(f"backfill refused: {answer}")
     return answer["backfillId"]
