@@ -294,6 +294,14 @@ def test_schedule_runs_at_two_in_paris_for_the_day_that_ended(tmp_path, monkeypa
         assert instance.get_dynamic_partitions("drop_days") == ["2026-11-21"]
 
 
+def _remote_origin():
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="credit_dagster.definitions"))
+    return RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), "nightly_scoring")
+
+
 def test_the_partitions_are_the_drops_and_the_sensor_scores_the_late_ones(tmp_path, monkeypatch):
     from credit_dagster.core.keys import SNAPSHOT
     from credit_dagster.nightly import partitions
@@ -310,9 +318,9 @@ def test_the_partitions_are_the_drops_and_the_sensor_scores_the_late_ones(tmp_pa
         instance.report_runless_asset_event(dg.AssetMaterialization(SNAPSHOT, partition="2026-11-02"))
         instance.add_run(dg.DagsterRun(job_name="nightly_scoring", run_id="still-running", status=dg.DagsterRunStatus.STARTED,
                                        tags={"dagster/partition": "2026-11-04"}))
-        # a night a backfill asked for, not started yet (a queued run needs a code location to be made here)
-        instance.add_run(dg.DagsterRun(job_name="nightly_scoring", run_id="waiting", status=dg.DagsterRunStatus.NOT_STARTED,
-                                       tags={"dagster/partition": "2026-11-05"}))
+        # a night a backfill put in the run queue (a queued run names the code location it will be launched from)
+        instance.add_run(dg.DagsterRun(job_name="nightly_scoring", run_id="queued", status=dg.DagsterRunStatus.QUEUED,
+                                       tags={"dagster/partition": "2026-11-05"}, remote_job_origin=_remote_origin()))
         with dg.build_sensor_context(instance=instance, instance_ref=instance.get_ref(), definitions=defs) as context:
             result = sensor.evaluate_tick(context)
     # every drop of a day that has ended becomes a partition (today's waits for its night) ...

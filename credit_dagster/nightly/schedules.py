@@ -12,8 +12,8 @@ from credit_dagster.nightly import drops, partitions
 # a run under way (Dagster's own list of these, IN_PROGRESS_RUN_STATUSES, is private; a test compares)
 IN_PROGRESS = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
                dg.DagsterRunStatus.SUSPENDED]
-# a night already asked for: under way, or waiting in the queue (a backfill's nights wait there)
-ASKED_FOR = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, *IN_PROGRESS]
+# a night already asked for: under way, or waiting in the run queue (a backfill's nights wait there)
+ASKED_FOR = [dg.DagsterRunStatus.QUEUED, *IN_PROGRESS]
 
 
 def celery_config() -> dict:
