@@ -24,7 +24,7 @@ import pytest
 import credit_dagster.definitions
 from credit_dagster.core import datasets
 from credit_dagster.core.resources import Warehouse
-from credit_dagster.nightly import drops, partitions, shards
+from credit_dagster.nightly import drops, night, partitions, shards
 from credit_dagster_tests.conftest import reachable_or_skip, temporary_home
 from credit_dagster_tests.services import (
     BIN,
@@ -227,6 +227,17 @@ def test_a_warehouse_with_nights_in_its_own_tables_is_not_silently_switched(tmp_
     datasets.write(con, landed, root, "scored_applications", DAY, ["01"])
     with pytest.raises(ValueError, match="switches to CREDIT_STORAGE=datasets before its first night"):
         shards.publish(con, root, DAY)
+
+
+def test_a_warehouse_published_from_the_datasets_is_not_written_as_a_warehouse_again(tmp_path):
+    con = duckdb.connect()
+    root = str(tmp_path / "datasets")
+    datasets.write(con, "select 1::bigint as SK_ID_CURR, '01' as shard", root, "scored_applications", DAY, ["01"])
+    con.execute("create schema scoring")  # as shards.publish leaves it
+    con.execute(f"create view scoring.scored_applications as {datasets.scan(root, 'scored_applications')}")
+    # CREDIT_STORAGE set back to warehouse: the night is refused before anything is read or written
+    with pytest.raises(ValueError, match="nights are on the Parquet datasets .* score with CREDIT_STORAGE=datasets"):
+        night.write_warehouse(con, None, DAY)
 
 
 

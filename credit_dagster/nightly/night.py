@@ -78,6 +78,11 @@ def score(con: duckdb.DuckDBPyConnection, schema: str, model: RegisteredModel, d
 def write_warehouse(con: duckdb.DuckDBPyConnection, night: ScoredNight, day: str) -> None:
     """The night's rows into the warehouse in one transaction: each table's rows of the day
     replaced whole, the audit trail only grows."""
+    views = [r[0] for r in con.execute("select table_name from information_schema.tables where table_schema = 'scoring' "
+                                       "and table_type = 'VIEW' order by 1").fetchall()]
+    if views:  # published from the datasets (shards.publish): its nights live there
+        raise ValueError(f"this warehouse's nights are on the Parquet datasets (scoring.{', scoring.'.join(views)} are views on "
+                         "them): score with CREDIT_STORAGE=datasets, or start a new warehouse")
     con.execute("create schema if not exists scoring")
     for name in ("scored_applications", "decision_audit"):
         partitions.create_or_extend(con, f"scoring.{name}", scoring.DECISION_COLUMNS)
