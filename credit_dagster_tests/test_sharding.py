@@ -11,7 +11,7 @@ import subprocess
 import sys
 import uuid
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -151,6 +151,17 @@ def test_a_partition_written_again_holds_the_last_rows_even_when_empty(tmp_path)
         assert con.execute(f"select count(*) from ({datasets.scan(root, 'scored', DAY)})").fetchone()[0] == expected
         assert len(fsspec.filesystem("file").find(datasets.partition_path(root, "scored", DAY, "00"))) == 1
     assert [c[0] for c in con.execute(f"describe {datasets.scan(root, 'scored')}").fetchall()] == ["SK_ID_CURR", "pd", "night", "shard"]
+
+
+def test_what_a_killed_write_left_in_staging_is_swept_once_old(tmp_path):
+    root = str(tmp_path / "datasets")
+    fs = fsspec.filesystem("file")
+    for name in ("20261001T010000_dead", "20261002T015900_running", "notes"):
+        fs.makedirs(f"{root}/{datasets.STAGING}/{name}/night={DAY}/shard=00", exist_ok=True)
+        fs.touch(f"{root}/{datasets.STAGING}/{name}/night={DAY}/shard=00/part_1.parquet")
+    now = datetime(2026, 10, 2, 2, 0, tzinfo=UTC)
+    assert datasets.sweep_staging(root, now=now) == ["20261001T010000_dead"]
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{root}/{datasets.STAGING}")) == ["20261002T015900_running", "notes"]
 
 
 def test_a_reader_of_every_night_never_meets_a_half_written_shard(tmp_path):

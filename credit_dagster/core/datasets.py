@@ -16,6 +16,7 @@ scored before) never meets a half-written file.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import fsspec
@@ -24,7 +25,8 @@ from fsspec.implementations.local import LocalFileSystem
 from credit_dagster.core import settings
 
 HIVE_TYPES = "{'night': 'varchar', 'shard': 'varchar'}"  # kept as written ("03", not 3)
-STAGING = "_staging"  # beside the tables, outside every table's files: <root>/_staging/<uuid>/night=…/shard=…
+STAGING = "_staging"  # beside the tables, outside every table's files: <root>/_staging/<UTC time>_<uuid>/night=…/shard=…
+STAGED_AT = "%Y%m%dT%H%M%S"
 
 
 def root() -> str:
@@ -88,7 +90,7 @@ def write(con: duckdb.DuckDBPyConnection, sql: str, location: str, table: str, n
     `shards` are replaced whole, so a re-run never duplicates a row: the new files are moved in
     before the old ones are removed, so a reader never finds the partition empty."""
     fs, root_path = fsspec.core.url_to_fs(location)
-    staging = _path(location, STAGING, uuid.uuid4().hex)
+    staging = _path(location, STAGING, f"{datetime.now(UTC):{STAGED_AT}}_{uuid.uuid4().hex}")
     fs.makedirs(_path(location, STAGING), exist_ok=True)
     if con.execute(f"select count(*) from ({sql})").fetchall()[0][0]:
         con.execute(f"""copy (select * exclude (shard), '{night}' as night, shard from ({sql}))
@@ -109,6 +111,23 @@ def write(con: duckdb.DuckDBPyConnection, sql: str, location: str, table: str, n
         fs.rm(file)
     if fs.exists(staging):
         fs.rm(staging, recursive=True)
+
+
+def sweep_staging(location: str, older_than: timedelta = timedelta(days=1), now: datetime | None = None) -> list[str]:
+    """Remove what writes killed half-way left in the staging folder (never read by anyone),
+    once it is older than any write still under way; returns the folders removed."""
+    fs, now = filesystem(location), now or datetime.now(UTC)
+    removed = []
+    for folder in fs.ls(_path(location, STAGING), detail=False) if fs.exists(_path(location, STAGING)) else []:
+        name = folder.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            staged = datetime.strptime(name.split("_", 1)[0], STAGED_AT).replace(tzinfo=UTC)
+        except ValueError:
+            continue  # not ours
+        if now - staged > older_than:
+            fs.rm(folder, recursive=True)
+            removed.append(name)
+    return removed
 
 
 def _files(fs: fsspec.AbstractFileSystem, folder: str) -> list[str]:

@@ -28,6 +28,8 @@ def landed_drop(context: dg.AssetExecutionContext, config: IngestConfig) -> dg.M
     """The day's drop with the raw-ingestion gates and quarantine, written as the drop_* datasets
     by night and applicant shard (no warehouse: any worker that sees the inbox can land it)."""
     location, n_shards = datasets.root(), settings.current().shards
+    for left in datasets.sweep_staging(location):
+        context.log.warning(f"removed {left} from the datasets' staging folder: a write killed half-way left it")
     with closing(shards.connect(location)) as con:
         loaded = shards.land(con, location, drops.inbox_dir(), context.partition_key, n_shards, config.max_reject_share)
         return drop_result(context, con, loaded, datasets=location, shards=n_shards)
