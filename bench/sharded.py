@@ -100,7 +100,6 @@ def backfill_nights(days: list[str], env: dict, logs: Path) -> dict:
     launch to the last run's end, and how many nights ran at once at most."""
     with production_services(env, logs) as (_, client, _), dg.DagsterInstance.get() as instance:
         partitions.register(instance, days)
-        wait("the code location", lambda: client._execute("query { version }"), 60, logs)
         began = time.monotonic()
         backfill = wait("the backfill launched", lambda: launch_backfill(client, days), 300, logs)
         runs = wait("the backfill's nights", lambda: backfill_runs(instance, backfill, len(days)), 7200, logs)

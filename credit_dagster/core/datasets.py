@@ -90,7 +90,8 @@ def write(con: duckdb.DuckDBPyConnection, sql: str, location: str, table: str, n
     `shards` are replaced whole, so a re-run never duplicates a row: the new files are moved in
     before the old ones are removed, so a reader never finds the partition empty."""
     fs, root_path = fsspec.core.url_to_fs(location)
-    staging = _path(location, STAGING, f"{datetime.now(UTC):{STAGED_AT}}_{uuid.uuid4().hex}")
+    batch = f"{datetime.now(UTC):{STAGED_AT}}_{uuid.uuid4().hex}"
+    staging, staged = _path(location, STAGING, batch), _path(root_path, STAGING, batch)  # as DuckDB writes it, as fs lists it
     fs.makedirs(_path(location, STAGING), exist_ok=True)
     if con.execute(f"select count(*) from ({sql})").fetchall()[0][0]:
         con.execute(f"""copy (select * exclude (shard), '{night}' as night, shard from ({sql}))
@@ -102,7 +103,6 @@ def write(con: duckdb.DuckDBPyConnection, sql: str, location: str, table: str, n
             # a name of its own, as every file has: the replaced files are removed by name after the move
             con.execute(f"copy (select * exclude (shard) from ({sql})) to '{folder}/part_{uuid.uuid4()}_empty.parquet' (format parquet)")
     old = [] if append else [f for name in shards for f in _files(fs, partition_path(location, table, night, name))]
-    staged = fsspec.core.url_to_fs(staging)[1]
     for file in _files(fs, staging):
         target = _path(root_path, table, file[len(staged):].lstrip("/"))
         fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
