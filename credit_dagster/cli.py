@@ -113,13 +113,10 @@ def _execute(job_name: str, data_dir: Path, partition_key: str | None = None) ->
     from credit_dagster.instance import execute_as_launched
     from credit_dagster.monitoring import incidents
     from credit_dagster.monitoring.recovery import recover_dead_runs, run_tags
-    from credit_dagster.nightly import partitions
 
     with dg.DagsterInstance.get() as instance:
         for line in recover_dead_runs(instance):
             print(f"recovered: {line}")
-        if partition_key is not None:
-            partitions.register(instance, [partition_key])
         result = execute_as_launched(
             instance, job_name,
             run_config={
@@ -152,6 +149,20 @@ def _execute(job_name: str, data_dir: Path, partition_key: str | None = None) ->
     return result.success
 
 
+def _night(data_dir: Path, day: str) -> bool:
+    """Score the night of `day`: its one run, or on the datasets (CREDIT_STORAGE=datasets) its
+    landing, each shard and the publish step, one after another in this process, up to the first
+    that fails (what follows it would fail on the night's missing part)."""
+    import dagster as dg
+
+    from credit_dagster.nightly import partitions
+    from credit_dagster.nightly.schedules import night_runs
+
+    with dg.DagsterInstance.get() as instance:
+        partitions.register(instance, [day])
+    return all(_execute(job, data_dir, key) for job, key in night_runs(day))
+
+
 def _run(args: argparse.Namespace) -> int:
     from credit_dagster.instance import prepare_dagster_home
     from credit_dagster.nightly import drops
@@ -180,7 +191,7 @@ def _run(args: argparse.Namespace) -> int:
     if not drops.days_in_inbox(inbox)[0]:
         counts = drops.replay(data_dir, inbox, args.replay_days, _default_start(args.replay_days))
         print(f"inbox empty: replayed application_test as {len(counts)} daily drops in {inbox}: {counts}")
-    ok = all([_execute("nightly_scoring", data_dir, day) for day in drops.days_in_inbox(inbox)[0]])
+    ok = all([_night(data_dir, day) for day in drops.days_in_inbox(inbox)[0]])
     print(f"serving snapshot: {settings.credit_home() / 'serving' / 'serving.duckdb'}; reports: {settings.reports_dir()}")
     return 0 if ok else 1
 
@@ -225,7 +236,7 @@ def _score(args: argparse.Namespace) -> int:
         if not drops.has_drop(drops.inbox_dir(), day):
             print(f"{day}: no drop in {drops.inbox_dir() / day}: nothing to score (a night without applications is normal)")
             continue
-        ok = _execute("nightly_scoring", data_dir, day) and ok
+        ok = _night(data_dir, day) and ok
     return 0 if ok else 1
 
 

@@ -13,7 +13,7 @@ from credit_dagster.model.resources import ModelStore
 from credit_dagster.monitoring.assets import monitoring_assets, monitoring_checks
 from credit_dagster.monitoring.sensors import drift_retraining_sensor, incident_sensor
 from credit_dagster.nightly.assets import nightly_checks
-from credit_dagster.nightly.schedules import late_drop_sensor, nightly_schedule, nightly_scoring
+from credit_dagster.nightly.schedules import night_jobs, night_sensors, nightly_schedule
 from credit_dagster.nightly.shard_assets import night_assets
 from credit_dagster.outcomes.assets import backtest_job, backtest_schedule, outcome_assets, outcome_checks
 from credit_dagster.outcomes.sensors import performance_retraining_sensor
@@ -26,9 +26,9 @@ defs = dg.Definitions(
             *night_assets(settings.current().storage, settings.current().shards),
             *monitoring_assets, *serving_assets, *review_assets, *outcome_assets],
     asset_checks=[*raw_checks, *feature_checks, *model_checks, *nightly_checks, *monitoring_checks, *review_checks, *outcome_checks],
-    jobs=[build_all, train_model, nightly_scoring, ondemand_audit_job, review_job, backtest_job],
+    jobs=[build_all, train_model, *night_jobs, ondemand_audit_job, review_job, backtest_job],
     schedules=[nightly_schedule, ondemand_audit_schedule, review_schedule, backtest_schedule],
-    sensors=[late_drop_sensor, drift_retraining_sensor, incident_sensor, performance_retraining_sensor],
+    sensors=[*night_sensors, drift_retraining_sensor, incident_sensor, performance_retraining_sensor],
     resources={"warehouse": Warehouse(), "source": SourceData(), "models": ModelStore()},
     # One process writes the warehouse: DuckDB allows a single writer. Runs launched from the
     # UI are further serialized by the `duckdb_writer` pool (limit 1 in DAGSTER_HOME/dagster.yaml).

@@ -24,7 +24,7 @@ import pytest
 import credit_dagster.definitions
 from credit_dagster.core import datasets
 from credit_dagster.core.resources import Warehouse
-from credit_dagster.nightly import drops, night, partitions, shards
+from credit_dagster.nightly import drops, night, partitions, schedules, shards
 from credit_dagster_tests.conftest import reachable_or_skip, temporary_home
 from credit_dagster_tests.services import (
     BIN,
@@ -56,23 +56,28 @@ def trained_copy(build, tmp_path_factory, name: str):
 
 @contextmanager
 def code_location():
-    """The code location as the environment now asks (CREDIT_STORAGE, CREDIT_SHARDS), as a code
-    server started with it would load it; the suite's own is restored after."""
+    """The code location and its nightly jobs as the environment now asks (CREDIT_STORAGE,
+    CREDIT_SHARDS), as a code server started with it would load them; the suite's own are
+    restored after."""
     try:
-        yield importlib.reload(credit_dagster.definitions).defs
+        jobs = importlib.reload(schedules)  # first: the definitions take its jobs
+        yield importlib.reload(credit_dagster.definitions).defs, jobs
     finally:
         with pytest.MonkeyPatch.context() as mp:
             for name in ("CREDIT_STORAGE", "CREDIT_SHARDS"):
                 mp.delenv(name, raising=False)
+            importlib.reload(schedules)
             importlib.reload(credit_dagster.definitions)
 
 
-def run_night(synthetic_dir, day: str = DAY) -> dg.ExecuteInProcessResult:
+def run_night(synthetic_dir, day: str = DAY) -> list[dg.ExecuteInProcessResult]:
+    """The night's runs, one after another as `credit-dagster score` runs them."""
     drops.replay(synthetic_dir, drops.inbox_dir(), 2, date.fromisoformat(day))
     instance = dg.DagsterInstance.ephemeral()
     partitions.register(instance, [day])
-    with code_location() as defs:
-        return defs.resolve_job_def("nightly_scoring").execute_in_process(instance=instance, partition_key=day)
+    with code_location() as (defs, jobs):
+        return [defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key)
+                for job, key in jobs.night_runs(day)]
 
 
 def stored(table: str, day: str = DAY) -> pd.DataFrame:
@@ -83,7 +88,7 @@ def stored(table: str, day: str = DAY) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def single_process(build, synthetic_dir, tmp_path_factory):
     with temporary_home(trained_copy(build, tmp_path_factory, "single")):
-        assert run_night(synthetic_dir).success
+        assert [r.success for r in run_night(synthetic_dir)] == [True]
         yield {t: stored(t) for t in ("scored_applications", "applicant_contributions", "applicant_details")}
 
 
@@ -95,15 +100,15 @@ def sharded_in_memory(build, synthetic_dir, tmp_path_factory):
         mp.setenv("CREDIT_STORAGE", "datasets")
         mp.setenv("CREDIT_DATASETS", root)
         mp.setenv("CREDIT_SHARDS", str(SHARDS))
-        result = run_night(synthetic_dir)
-        yield home, root, result
+        yield home, root, run_night(synthetic_dir)
 
 
 def test_sharded_night_gives_the_single_process_answers(single_process, sharded_in_memory):
-    home, root, result = sharded_in_memory
-    assert result.success
-    steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
-    assert {f"scoring__scored_shard_{s:02d}" for s in range(SHARDS)} <= steps  # each shard its own step
+    home, root, results = sharded_in_memory
+    assert all(r.success for r in results)
+    # the landing, then each shard its own run of its (night, shard) partition, then the publish run
+    assert [r.dagster_run.tags.get("dagster/partition/shard") for r in results] == [None, "00", "01", "02", None]
+    assert {r.dagster_run.tags.get("dagster/partition/night", r.dagster_run.tags["dagster/partition"]) for r in results} == {DAY}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CREDIT_HOME", str(home))
         mp.setenv("CREDIT_STORAGE", "datasets")
@@ -199,7 +204,8 @@ for _ in range(15):
 
 
 def test_drift_and_snapshot_read_the_whole_sharded_night(sharded_in_memory):
-    home, root, result = sharded_in_memory
+    home, root, results = sharded_in_memory
+    result = results[-1]  # the publish run
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert {"monitoring/drift_report", "serving/serving_snapshot"} <= materialized
     con = duckdb.connect(str(home / "serving" / "serving.duckdb"), read_only=True)

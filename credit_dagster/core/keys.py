@@ -20,6 +20,7 @@ CHAMPION = dg.AssetKey(["model", "champion_model"])
 DROP = dg.AssetKey(["scoring", "daily_drop"])
 DAILY_FEATURES = dg.AssetKey(["scoring", "daily_features"])
 SCORED = dg.AssetKey(["scoring", "scored_applications"])
+SHARDS = dg.AssetKey(["scoring", "scored_shards"])  # CREDIT_STORAGE=datasets: a night's applicant shards
 DRIFT = dg.AssetKey(["monitoring", "drift_report"])
 SNAPSHOT = dg.AssetKey(["serving", "serving_snapshot"])
 ONDEMAND_AUDIT = dg.AssetKey(["scoring", "ondemand_audit"])

@@ -9,11 +9,34 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
+from credit_dagster.core import datasets, settings
+from credit_dagster.core.keys import CHAMPION
+
 # One partition per drop, not per calendar day: the UI then counts as missing only drops that
 # were not scored (a weekend or a holiday without applications is no gap), and a backfill of
 # "missing" partitions launches runs that have something to score. The schedule, the late-drop
 # sensor and the CLI add a day when they find its drop (`register`).
 drop_days = dg.DynamicPartitionsDefinition(name="drop_days")
+
+# a shard's assets take their night's partition of a night's assets, and a night's assets every
+# shard of their night (CREDIT_STORAGE=datasets)
+BY_NIGHT = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="night")
+
+
+
+def after_the_drop() -> dg.AutomationCondition | None:
+    """On the Parquet datasets (CREDIT_STORAGE=datasets), a night's drop is landed by its own run,
+    and the rest of the night follows by declarative automation (the daemon's `night_automation`
+    sensor): each asset once its night's inputs were updated, none of them missing or running; a
+    new champion does not score old nights again. A warehouse night is one run: no condition."""
+    if settings.current().storage == "warehouse":
+        return None
+    return dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets(CHAMPION))
+
+
+def night_shards(n_shards: int) -> dg.MultiPartitionsDefinition:
+    """A night's applicant shards (CREDIT_STORAGE=datasets): one partition per night and shard."""
+    return dg.MultiPartitionsDefinition({"night": drop_days, "shard": dg.StaticPartitionsDefinition(datasets.shard_names(n_shards))})
 
 
 def missing(instance: dg.DagsterInstance, days: Iterable[str]) -> list[str]:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from credit_dagster.core import settings
-from credit_dagster.core.keys import SNAPSHOT
+from credit_dagster.core import datasets, settings
+from credit_dagster.core.keys import DRIFT, DROP, SCORED, SHARDS, SNAPSHOT
 from credit_dagster.nightly import drops, partitions
 
 # a run under way (Dagster's own list of these, IN_PROGRESS_RUN_STATUSES, is private; a test compares)
@@ -44,15 +44,54 @@ def night_retry_policy() -> dg.RetryPolicy | None:
     return dg.RetryPolicy(max_retries=2, delay=5) if settings.current().storage == "datasets" else None
 
 
+SHARDED = settings.current().storage == "datasets"
+NIGHT = dg.AssetSelection.groups("scoring", "monitoring", "serving")
+NIGHT_KEYS = {DROP, SHARDS, SCORED, DRIFT, SNAPSHOT}
+
 nightly_scoring = dg.define_asset_job(
     "nightly_scoring",
-    selection=dg.AssetSelection.groups("scoring", "monitoring", "serving"),
+    selection=dg.AssetSelection.assets(DROP) if SHARDED else NIGHT,
     partitions_def=partitions.drop_days,
     executor_def=night_executor(),
     op_retry_policy=night_retry_policy(),
     description="Load the day's drop, build its features, score it with the champion, watch drift, publish the snapshot "
-    "(CREDIT_STORAGE=datasets: land the drop, score each applicant shard, publish the night).",
+    "(CREDIT_STORAGE=datasets: land the drop; its shards, the publish step, drift and the snapshot follow).",
 )
+# CREDIT_STORAGE=datasets: what follows a landed night, as jobs the CLI runs and the UI lists
+night_shards = dg.define_asset_job(
+    "night_shards", selection=dg.AssetSelection.assets(SHARDS), partitions_def=partitions.night_shards(settings.current().shards),
+    executor_def=night_executor(), op_retry_policy=night_retry_policy(),
+    description="Score one applicant shard of a landed night: its features, scores, reasons and counterfactuals.")
+night_publish = dg.define_asset_job(
+    "night_publish", selection=NIGHT - dg.AssetSelection.assets(DROP, SHARDS), partitions_def=partitions.drop_days,
+    executor_def=night_executor(), op_retry_policy=night_retry_policy(),
+    description="Publish a night once each of its applicants was scored once by its shard; drift; the serving snapshot.")
+# ... and the sensor that launches them once the night is landed (partitions.after_the_drop)
+night_automation = dg.AutomationConditionSensorDefinition(
+    "night_automation", target=NIGHT - dg.AssetSelection.assets(DROP), minimum_interval_seconds=10,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Scores the shards of a landed night, then publishes it (CREDIT_STORAGE=datasets).")
+night_jobs = [nightly_scoring, night_shards, night_publish] if SHARDED else [nightly_scoring]
+
+
+def night_runs(day: str) -> list[tuple[str, str]]:
+    """The runs of a night, in order, as (job, partition key): the night's one run, or on the
+    datasets the landing, each shard, then the publish step with drift and the snapshot."""
+    if not SHARDED:
+        return [("nightly_scoring", day)]
+    return [("nightly_scoring", day), *[("night_shards", dg.MultiPartitionKey({"night": day, "shard": shard}))
+                                        for shard in datasets.shard_names(settings.current().shards)], ("night_publish", day)]
+
+
+def nights_under_way(instance: dg.DagsterInstance) -> set[str]:
+    """The nights with a run queued or under way: of the nightly job, or one the automation
+    launched for a night's assets (a shard's run carries its night as a tag of its own)."""
+    nights = set()
+    for record in instance.get_run_records(dg.RunsFilter(statuses=ASKED_FOR)):
+        run = record.dagster_run
+        if run.job_name in {job.name for job in night_jobs} or (run.asset_selection or set()) & NIGHT_KEYS:
+            nights.add(run.tags.get("dagster/partition/night", run.tags.get("dagster/partition")))
+    return nights
 
 
 def empty_business_days(inbox: Path, day: date) -> int:
@@ -113,11 +152,13 @@ def late_drop_sensor(context: dg.SensorEvaluationContext):
     added = [partitions.drop_days.build_add_request(new)] if new else []
     # a night counts as done when its snapshot is published; one running or queued is left alone
     scored = context.instance.get_materialized_partitions(SNAPSHOT) if days else set()
-    running = {record.dagster_run.tags.get("dagster/partition") for record in context.instance.get_run_records(
-        dg.RunsFilter(job_name=nightly_scoring.name, statuses=ASKED_FOR))}
+    running = nights_under_way(context.instance)
     requests = []
     for day in [d for d in days if d not in scored and d not in running and is_late(d, datetime.now(UTC))]:
         latest = max(p.stat().st_mtime for p in (inbox / day).iterdir())
         requests.append(dg.RunRequest(partition_key=day, run_key=f"late-drop-{day}-{int(latest)}"))
     return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=added,
                            skip_reason=None if requests else f"{len(days)} drops in {inbox}, none due and unscored")
+
+
+night_sensors = [late_drop_sensor, night_automation] if SHARDED else [late_drop_sensor]

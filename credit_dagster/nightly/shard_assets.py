@@ -1,9 +1,10 @@
-"""The nightly flow on the Parquet datasets (CREDIT_STORAGE=datasets): the drop landed and split
-by applicant shard, one scoring step per shard, then the publish step. The night stays one run
-(one partition of `drop_days`), so the schedule, the late-drop sensor, the CLI and run monitoring
-treat it as they treat the warehouse night; its shard steps run side by side on any worker
-(CREDIT_EXECUTOR), and a failed shard is re-run alone (re-execute from failure, or materialize
-that shard's partition). Drift and the serving snapshot follow unchanged, on the whole night.
+"""The nightly flow on the Parquet datasets (CREDIT_STORAGE=datasets): the night's drop landed and
+split by applicant shard, each shard scored as its own partition of `scoring/scored_shards`
+(partitioned by night x shard, so a shard is its own run on any worker, shown, re-run and
+backfilled alone), then the night published once every shard is in. The schedule, the late-drop
+sensor and the UI launch the landing; the shards, the publish step, drift and the serving snapshot
+follow by declarative automation (`partitions.after_the_drop`, the daemon's `night_automation`
+sensor); `credit-dagster score` runs the same runs one after another in its own process.
 """
 
 from contextlib import closing
@@ -11,16 +12,12 @@ from contextlib import closing
 import dagster as dg
 
 from credit_dagster.core import datasets, settings
-from credit_dagster.core.keys import CHAMPION, DROP, POOL, SCORED, WAREHOUSE_QUEUE
+from credit_dagster.core.keys import CHAMPION, DROP, POOL, SCORED, SHARDS, WAREHOUSE_QUEUE
 from credit_dagster.core.resources import Warehouse
 from credit_dagster.ingest.assets import IngestConfig
 from credit_dagster.model.resources import ModelStore
 from credit_dagster.nightly import drops, partitions, shards
 from credit_dagster.nightly.assets import drop_result, nightly_assets
-
-
-def shard_key(shard: str) -> dg.AssetKey:
-    return dg.AssetKey(["scoring", f"scored_shard_{shard}"])
 
 
 @dg.asset(key=DROP, group_name="scoring", partitions_def=partitions.drop_days, kinds={"parquet", "csv"})
@@ -35,13 +32,17 @@ def landed_drop(context: dg.AssetExecutionContext, config: IngestConfig) -> dg.M
         return drop_result(context, con, loaded, datasets=location, shards=n_shards)
 
 
-def shard_asset(shard: str) -> dg.AssetsDefinition:
-    """The scoring step of one applicant shard."""
+def sharded_assets(n_shards: int) -> list[dg.AssetsDefinition]:
+    """The landing, the scoring of each (night, shard) partition and the publish step of a sharded night."""
 
-    @dg.asset(key=shard_key(shard), group_name="scoring", partitions_def=partitions.drop_days, deps=[DROP, CHAMPION],
-              kinds={"lightgbm", "parquet"})
-    def scored_shard(context: dg.AssetExecutionContext, models: ModelStore) -> dg.MaterializeResult:
-        location, day = datasets.root(), context.partition_key
+    @dg.asset(key=SHARDS, group_name="scoring", partitions_def=partitions.night_shards(n_shards),
+              deps=[dg.AssetDep(DROP, partition_mapping=partitions.BY_NIGHT), CHAMPION],
+              automation_condition=partitions.after_the_drop(), kinds={"lightgbm", "parquet"})
+    def scored_shards(context: dg.AssetExecutionContext, models: ModelStore) -> dg.MaterializeResult:
+        """One applicant shard of a night: its drop rows, features, scores, reasons and
+        counterfactuals, written to the night's and shard's partition of every table."""
+        keys = context.partition_key.keys_by_dimension
+        location, day, shard = datasets.root(), keys["night"], keys["shard"]
         model = models.registry().load("champion")
         with closing(shards.connect(location)) as con:
             scored = shards.score_shard(con, location, day, shard, model, context.run.run_id, context.log.info, context.log.warning)
@@ -51,14 +52,9 @@ def shard_asset(shard: str) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata={**scored.metadata(model), "partition": datasets.partition_path(
             location, "scored_applications", day, shard)})
 
-    return scored_shard
-
-
-def sharded_assets(n_shards: int) -> list[dg.AssetsDefinition]:
-    """The landing, the `n_shards` scoring steps and the publish step of a sharded night."""
-
     @dg.asset(key=SCORED, group_name="scoring", partitions_def=partitions.drop_days, pool=POOL, op_tags=WAREHOUSE_QUEUE,
-              deps=[shard_key(s) for s in datasets.shard_names(n_shards)], kinds={"duckdb", "parquet"})
+              deps=[dg.AssetDep(SHARDS, partition_mapping=partitions.BY_NIGHT)], automation_condition=partitions.after_the_drop(),
+              kinds={"duckdb", "parquet"})
     def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         """The night published once every applicant of its drop was scored exactly once, by its
         own shard: the warehouse's scoring tables are views on the datasets of every night."""
@@ -71,7 +67,7 @@ def sharded_assets(n_shards: int) -> list[dg.AssetsDefinition]:
         return dg.MaterializeResult(metadata={"dagster/row_count": counts["scored"], "decisions": decisions,
                                               "landed": counts["landed"], "shards": n_shards, "datasets": datasets.root()})
 
-    return [landed_drop, *[shard_asset(s) for s in datasets.shard_names(n_shards)], scored_applications]
+    return [landed_drop, scored_shards, scored_applications]
 
 
 def night_assets(storage: str, n_shards: int) -> list[dg.AssetsDefinition]:

@@ -30,6 +30,7 @@ SERVING_TABLES = {
 
 
 @dg.asset(key=SNAPSHOT, group_name="serving", partitions_def=partitions.drop_days, deps=[SCORED, DRIFT], pool=POOL,
+          automation_condition=partitions.after_the_drop(),
           op_tags=WAREHOUSE_QUEUE, kinds={"duckdb"})
 def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
     """The read-only DuckDB file the dashboard and the API read, swapped in atomically after a
