@@ -2,18 +2,20 @@
 time, peak RSS of the run's process and of each worker.
 
     CREDIT_HOME=/tmp/bench3 python bench/sharded.py --days 3 --nights 1 --workers 1,2
-    CREDIT_HOME=/tmp/bench3 python bench/sharded.py --days 30 --nights 10 --workers 2   # a 10-night backfill
-    CREDIT_HOME=/tmp/bench3 python bench/sharded.py --days 10 --nights 10 --workers 2 --backfill   # through the daemon
+    CREDIT_HOME=/tmp/bench3 python bench/sharded.py --days 10 --nights 10 --workers 2   # a 10-night backfill
+    CREDIT_HOME=/tmp/bench3 python bench/sharded.py --days 10 --nights 10 --workers 0 --skip-warehouse   # the same, in-process
 
 The home must hold a trained champion (bench/bench.py --stages synth,ingest,features,train).
-Its application_test is replayed as `--days` daily drops; the first `--nights` are scored with
-`credit-dagster score --start … --end …` (one night after another): once into the warehouse
-file, in-process (the default), then for each worker count on the Parquet datasets
-(CREDIT_STORAGE=datasets, CREDIT_SHARDS shards) with that many `credit-dagster worker` processes
-on the local RabbitMQ and the production instance on a fresh database of the local PostgreSQL.
-`--backfill`: the nights are instead a backfill launched through the webserver's GraphQL API
-(as the UI's "Launch backfill"), queued and launched by the daemon of Dagster's production
-services (deploy/), several nights at once. The scoring tables are dropped between
+Its application_test is replayed as `--days` daily drops; the first `--nights` are scored once
+into the warehouse file, in-process (the default), then for each worker count on the Parquet
+datasets (CREDIT_STORAGE=datasets, CREDIT_SHARDS shards) with that many `credit-dagster worker`
+processes on the local RabbitMQ and the production instance on a fresh database of the local
+PostgreSQL. A sharded night is a landing run, a run per (night, shard) partition and a publish run,
+which only the daemon runs side by side: with workers (or `--backfill`), every configuration is a
+backfill of the nights launched through the webserver's GraphQL API (as the UI's "Launch
+backfill"), queued and launched by the daemon of Dagster's production services (deploy/), the
+automation launching each night's shards and publish step; otherwise `credit-dagster score
+--start … --end …` scores them one after another. The scoring tables are dropped between
 configurations, so each scores the same drops from the same state.
 """
 
@@ -36,11 +38,13 @@ from credit_dagster.nightly import partitions
 from credit_dagster_tests.services import (
     BIN,
     DEPLOY,
-    backfill_runs,
     celery_workers,
     fresh_database,
     launch_backfill,
+    night_runs,
     production_services,
+    published,
+    run_table,
     wait,
 )
 
@@ -75,10 +79,10 @@ def reset(home: Path) -> None:
 
 
 def step_seconds() -> dict:
-    """Each step's seconds in the nightly runs of the instance (DAGSTER_HOME), summed over nights."""
+    """Each step's seconds in the nights' runs of the instance (DAGSTER_HOME), summed over nights and shards."""
     totals: dict[str, float] = {}
     with dg.DagsterInstance.get() as instance:
-        for run in instance.get_runs(dg.RunsFilter(job_name="nightly_scoring")):
+        for run in night_runs(instance):
             for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS):
                 key = entry.dagster_event.step_key.split("__")[-1]
                 totals[key] = round(totals.get(key, 0) + entry.dagster_event.event_specific_data.duration_ms / 1000, 1)
@@ -96,19 +100,20 @@ def score_nights(days: list[str], env: dict, logs: Path, tag: str) -> dict:
 
 
 def backfill_nights(days: list[str], env: dict, logs: Path) -> dict:
-    """The nights as a backfill launched through the webserver and run by the daemon: from the
-    launch to the last run's end, and how many nights ran at once at most."""
+    """The nights as a backfill launched through the webserver and run by the daemon (on the
+    datasets, the landings; the automation launches each shard and the publish step after them):
+    from the launch until every night is published, how many runs that took, and how many ran at once at most."""
     with production_services(env, logs) as (_, client, _), dg.DagsterInstance.get() as instance:
         partitions.register(instance, days)
         began = time.monotonic()
-        backfill = wait("the backfill launched", lambda: launch_backfill(client, days), 300, logs)
-        runs = wait("the backfill's nights", lambda: backfill_runs(instance, backfill, len(days)), 7200, logs)
+        wait("the backfill launched", lambda: launch_backfill(client, days), 300, logs)
+        runs = wait("every night published", lambda: published(instance, days), 7200, logs)
         wall = time.monotonic() - began
-        assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}, [(r.tags["dagster/partition"], r.status) for r in runs]
+        assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}, run_table(instance)
         records = instance.get_run_records(dg.RunsFilter(run_ids=[r.run_id for r in runs]))
         spans = [(r.start_time, r.end_time) for r in records]
         at_once = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
-    return {"wall_s": round(wall, 1), "nights_at_once_max": at_once}
+    return {"wall_s": round(wall, 1), "runs": len(runs), "runs_at_once_max": at_once}
 
 
 def run_config(home: Path, start: date, nights: int, workers: int, shards: int, logs: Path, backfill: bool) -> dict:
@@ -149,15 +154,18 @@ def main() -> None:
     shutil.rmtree(home / "inbox", ignore_errors=True)
     # in a process of its own: a child forked from a big parent starts with the parent's peak RSS
     data_dir = Path(args.data_dir) if args.data_dir else home / "data"
-    start = FUTURE if args.backfill else PAST
+    configs = ([] if args.skip_warehouse else [0]) + [int(w) for w in args.workers.split(",")]
+    # a sharded night's shards are runs of their own: only the daemon runs them side by side
+    # (`credit-dagster score` runs them one after another), so Celery workers mean a daemon backfill
+    backfill = args.backfill or any(configs)
+    start = FUTURE if backfill else PAST
     subprocess.run([str(BIN / "credit-dagster"), "replay", "--days", str(args.days), "--start", start.isoformat(),
                     "--data-dir", str(data_dir)], env={**os.environ, "CREDIT_HOME": str(home)}, check=True, capture_output=True)
     applications = sum(duckdb.sql(f"select count(*) from read_csv('{home / 'inbox' / (start + timedelta(days=i)).isoformat()}"
                                   "/application_test.csv')").fetchall()[0][0] for i in range(args.nights))
     print(f"{args.nights} night(s), {applications:,} applications, {args.shards} shards")
-    configs = ([] if args.skip_warehouse else [0]) + [int(w) for w in args.workers.split(",")]
     for workers in configs:
-        result = run_config(home, start, args.nights, workers, args.shards, logs, args.backfill)
+        result = run_config(home, start, args.nights, workers, args.shards, logs, backfill)
         print(json.dumps({"applications": applications, **result}), flush=True)
 
 

@@ -13,7 +13,7 @@ from credit_dagster.model.resources import ModelStore
 from credit_dagster.monitoring.assets import monitoring_assets, monitoring_checks
 from credit_dagster.monitoring.sensors import drift_retraining_sensor, incident_sensor
 from credit_dagster.nightly.assets import nightly_checks
-from credit_dagster.nightly.schedules import night_jobs, night_sensors, nightly_schedule
+from credit_dagster.nightly.schedules import night_executor, night_jobs, night_sensors, nightly_schedule
 from credit_dagster.nightly.shard_assets import night_assets
 from credit_dagster.outcomes.assets import backtest_job, backtest_schedule, outcome_assets, outcome_checks
 from credit_dagster.outcomes.sensors import performance_retraining_sensor
@@ -30,7 +30,9 @@ defs = dg.Definitions(
     schedules=[nightly_schedule, ondemand_audit_schedule, review_schedule, backtest_schedule],
     sensors=[*night_sensors, drift_retraining_sensor, incident_sensor, performance_retraining_sensor],
     resources={"warehouse": Warehouse(), "source": SourceData(), "models": ModelStore()},
-    # One process writes the warehouse: DuckDB allows a single writer. Runs launched from the
-    # UI are further serialized by the `duckdb_writer` pool (limit 1 in DAGSTER_HOME/dagster.yaml).
-    executor=dg.in_process_executor,
+    # Runs of assets launched from the UI or by the automation (a sharded night's shards) use the
+    # night's executor (CREDIT_EXECUTOR: in their run's process, or on Celery workers); the jobs
+    # above name their own. One process writes the warehouse: DuckDB allows a single writer, and
+    # runs are further serialized by the `duckdb_writer` pool (limit 1 in DAGSTER_HOME/dagster.yaml).
+    executor=night_executor(),
 )

@@ -20,6 +20,7 @@ import dagster as dg
 import psycopg2
 from dagster_graphql import DagsterGraphQLClient
 
+from credit_dagster.core.keys import SNAPSHOT
 from credit_dagster.instance import LOCATION, PROJECT_ROOT
 
 DEPLOY = PROJECT_ROOT / "deploy"
@@ -193,3 +194,27 @@ def backfill_runs(instance: dg.DagsterInstance, backfill_id: str, expected: int)
     runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
     done = len(runs) == expected and all(r.status in FINISHED for r in runs)
     return runs if done else None
+
+
+def night_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    """The nights' runs, newest first: their landings (or whole nights) and what the automation
+    launched after them (CREDIT_STORAGE=datasets: each shard, the publish step)."""
+    from credit_dagster.nightly.schedules import NIGHT_KEYS
+
+    return [r for r in instance.get_runs() if r.job_name == "nightly_scoring" or (r.asset_selection or set()) & NIGHT_KEYS]
+
+
+def published(instance: dg.DagsterInstance, nights: list[str], times: int = 0) -> list[dg.DagsterRun] | None:
+    """The nights' runs once every night's serving snapshot is published (at least `times` times
+    in all) and no run of a night is left queued or under way."""
+    runs = night_runs(instance)
+    done = (set(nights) <= instance.get_materialized_partitions(SNAPSHOT) and all(r.is_finished for r in runs)
+            and len(instance.fetch_materializations(SNAPSHOT, limit=10_000).records) >= times)
+    return runs if done else None
+
+
+def run_table(instance: dg.DagsterInstance) -> str:
+    """The nights' runs, oldest first, to say what happened when a wait or a check fails."""
+    return "\n".join(f"{r.run_id[:8]} {r.job_name} {r.tags.get('dagster/partition')} {r.status.value} "
+                     f"{sorted(k.to_user_string() for k in r.asset_selection or [])} {r.tags.get('dagster/backfill', '')}"
+                     for r in reversed(night_runs(instance)))

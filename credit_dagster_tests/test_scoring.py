@@ -303,12 +303,12 @@ def _remote_origin():
 
 
 def test_the_partitions_are_the_drops_and_the_sensor_scores_the_late_ones(tmp_path, monkeypatch):
-    from credit_dagster.core.keys import SNAPSHOT
+    from credit_dagster.core.keys import SHARDS, SNAPSHOT
     from credit_dagster.nightly import partitions
 
     monkeypatch.setenv("CREDIT_INBOX", str(tmp_path))
     today = drops.today().isoformat()
-    for day in ("2026-11-01", "2026-11-02", "2026-11-04", "2026-11-05", today):
+    for day in ("2026-11-01", "2026-11-02", "2026-11-04", "2026-11-05", "2026-11-06", today):
         _drop(tmp_path, day)
     _drop(tmp_path, "2026-11-03", files=("bureau.csv",))  # side tables alone are no drop
     _drop(tmp_path, "notes", files=("readme.txt",))
@@ -321,11 +321,15 @@ def test_the_partitions_are_the_drops_and_the_sensor_scores_the_late_ones(tmp_pa
         # a night a backfill put in the run queue (a queued run names the code location it will be launched from)
         instance.add_run(dg.DagsterRun(job_name="nightly_scoring", run_id="queued", status=dg.DagsterRunStatus.QUEUED,
                                        tags={"dagster/partition": "2026-11-05"}, remote_job_origin=_remote_origin()))
+        # a sharded night (CREDIT_STORAGE=datasets) landed, one of its shards scored by a run the automation launched
+        instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", run_id="shard", status=dg.DagsterRunStatus.STARTED,
+                                       asset_selection=frozenset({SHARDS}),
+                                       tags={"dagster/partition": "2026-11-06|01", "dagster/partition/night": "2026-11-06"}))
         with dg.build_sensor_context(instance=instance, instance_ref=instance.get_ref(), definitions=defs) as context:
             result = sensor.evaluate_tick(context)
     # every drop of a day that has ended becomes a partition (today's waits for its night) ...
-    assert [r.partition_keys for r in result.dynamic_partitions_requests] == [["2026-11-01", "2026-11-04", "2026-11-05"]]
-    # ... and only the unscored one that is neither running nor queued is scored
+    assert [r.partition_keys for r in result.dynamic_partitions_requests] == [["2026-11-01", "2026-11-04", "2026-11-05", "2026-11-06"]]
+    # ... and only the unscored one with no run queued or running (its landing, a shard of it) is scored
     assert [r.partition_key for r in result.run_requests] == ["2026-11-01"]
 
 

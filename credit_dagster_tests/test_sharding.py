@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 import credit_dagster.definitions
-from credit_dagster.core import datasets
+from credit_dagster.core import datasets, keys
 from credit_dagster.core.resources import Warehouse
 from credit_dagster.nightly import drops, night, partitions, schedules, shards
 from credit_dagster_tests.conftest import reachable_or_skip, temporary_home
@@ -32,7 +32,10 @@ from credit_dagster_tests.services import (
     backfill_runs,
     celery_workers,
     launch_backfill,
+    night_runs,
     production_services,
+    published,
+    run_table,
     wait,
 )
 
@@ -180,7 +183,7 @@ def test_a_reader_of_every_night_never_meets_a_half_written_shard(tmp_path):
                    ["00"])
     writer = subprocess.Popen([sys.executable, "-c", f"""
 import duckdb
-from credit_dagster.core import datasets
+from credit_dagster.core import datasets, keys
 con = duckdb.connect()
 for _ in range(15):
     datasets.write(con, "select range as SK_ID_CURR, random() as pd, lpad((range % 2)::varchar, 2, '0') as shard from range(2000000)",
@@ -287,21 +290,24 @@ def _failures(instance: dg.DagsterInstance, runs: list[dg.DagsterRun]) -> str:
                      for e in instance.all_logs(run.run_id) if e.dagster_event and e.dagster_event.event_type in kinds)
 
 
-def _shard_starts(instance: dg.DagsterInstance, runs: list[dg.DagsterRun]) -> list:
-    return [e.dagster_event for run in runs for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
-            if "scored_shard_" in e.dagster_event.step_key]
+def _shard_starts(instance: dg.DagsterInstance) -> list[dg.EventLogEntry]:
+    """Every start of a shard's scoring step, in the runs the automation launched for the shards."""
+    return [e for run in night_runs(instance) if keys.SHARDS in (run.asset_selection or set())
+            for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)]
 
 
 @pytest.mark.slow
 def test_nights_launched_by_the_daemon_run_on_celery_workers_and_a_worker_killed_mid_shard_loses_nothing(
         build, synthetic_dir, tmp_path_factory, database, monkeypatch):
     """Dagster's production services (code server, daemon, webserver on the local PostgreSQL) and
-    two `credit-dagster worker` processes on the local RabbitMQ; CREDIT_STORAGE=datasets in 4
-    shards, CREDIT_EXECUTOR=celery. The daemon launches the inbox's two late nights at once (its
-    late-drop sensor); the worker that starts a shard is killed with SIGKILL: the shard goes back to
-    the queue, the other worker scores it, both nights publish with every applicant scored once.
-    Then a backfill of the two nights, launched as the UI's "Launch backfill" does, scores them
-    again on the worker left: still once each, and the audit keeps both runs of each night."""
+    two `credit-dagster worker` processes on the local RabbitMQ; CREDIT_STORAGE=datasets in 3
+    shards, CREDIT_EXECUTOR=celery. The daemon lands the inbox's two late nights at once (its
+    late-drop sensor), then its automation scores each (night, shard) partition as its own run and
+    publishes each night once its shards are in. The worker that starts a shard is killed with
+    SIGKILL: the shard goes back to the queue, the other worker scores it, both nights publish with
+    every applicant scored once. Then a backfill of the second night, launched as the UI's "Launch
+    backfill" does, lands it again and the automation scores it again on the worker left: still
+    once each, and the audit keeps both runs of each shard."""
     _broker_or_skip()
     home = trained_copy(build, tmp_path_factory, "celery")
     logs, dagster_home, location = home / "logs", home / "dagster_home", str(home / "datasets")
@@ -309,7 +315,7 @@ def test_nights_launched_by_the_daemon_run_on_celery_workers_and_a_worker_killed
     dagster_home.mkdir()
     shutil.copy(DEPLOY / "dagster.yaml", dagster_home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_PG_URL": database, "DAGSTER_HOME": str(dagster_home), "CREDIT_HOME": str(home),
-           "CREDIT_STORAGE": "datasets", "CREDIT_DATASETS": location, "CREDIT_SHARDS": "4", "CREDIT_EXECUTOR": "celery",
+           "CREDIT_STORAGE": "datasets", "CREDIT_DATASETS": location, "CREDIT_SHARDS": "3", "CREDIT_EXECUTOR": "celery",
            "CREDIT_DATA_DIR": str(synthetic_dir)}
     for key in ("DAGSTER_PG_URL", "DAGSTER_HOME"):
         monkeypatch.setenv(key, env[key])
@@ -318,32 +324,37 @@ def test_nights_launched_by_the_daemon_run_on_celery_workers_and_a_worker_killed
                    timeout=300)
     with celery_workers(["w1", "w2"], env, logs) as workers, production_services(env, logs) as (_, client, _), \
             dg.DagsterInstance.get() as instance:
-        def nightly_runs():
+        def landings():
             return instance.get_runs(dg.RunsFilter(job_name="nightly_scoring"))
 
-        launched = wait("the sensor's runs of the two late nights", lambda: len(nightly_runs()) == 2 and nightly_runs(), 240, logs)
+        launched = wait("the sensor's landings of the two late nights", lambda: len(landings()) == 2 and landings(), 240, logs)
         assert {r.tags["dagster/partition"] for r in launched} == set(nights)
         # the worker whose process starts a shard is killed at once, mid-shard
-        started = wait("a worker starting a shard", lambda: next(iter(_shard_starts(instance, launched)), None), 300, logs)
-        victim = next(name for name, p in workers.items() if started.pid in _descendants(p.pid))
+        started = wait("a worker starting a shard", lambda: next(iter(_shard_starts(instance)), None), 300, logs)
+        victim = next(name for name, p in workers.items() if started.dagster_event.pid in _descendants(p.pid))
         os.killpg(workers[victim].pid, signal.SIGKILL)
         workers[victim].wait(30)
-        ended = wait("both nights", lambda: all(r.is_finished for r in nightly_runs()) and nightly_runs(), 600, logs)
-        assert [r.status for r in ended] == [dg.DagsterRunStatus.SUCCESS] * 2, _failures(instance, ended)
-        # the killed worker's shard ran again, on the other worker
-        again = [e for e in _shard_starts(instance, ended) if e.step_key == started.step_key and e.pid != started.pid]
+        ended = wait("both nights published", lambda: published(instance, nights), 600, logs)
+        assert {r.status for r in ended} == {dg.DagsterRunStatus.SUCCESS}, _failures(instance, ended)
+        shard_runs = sorted((r.tags["dagster/partition/night"], r.tags["dagster/partition/shard"]) for r in ended
+                            if keys.SHARDS in (r.asset_selection or set()))
+        assert shard_runs == [(night, f"{s:02d}") for night in nights for s in range(3)]  # each shard its own run, once
+        # the killed worker's shard ran again in the same run, on the other worker
+        again = [e for e in _shard_starts(instance) if e.run_id == started.run_id and e.dagster_event.pid != started.dagster_event.pid]
         assert again
         con = shards.connect(location)
         first = {night: shards.exactly_once(con, location, night) for night in nights}
         assert all(c["scored"] == c["landed"] > 100 for c in first.values())
 
-        # a backfill of both nights, as the UI launches it: the daemon queues and launches one run per night
-        backfill = wait("the backfill launched", lambda: launch_backfill(client, nights), 180, logs)
-        runs = wait("the backfill's nights", lambda: backfill_runs(instance, backfill, len(nights)), 600, logs)
-        assert sorted(r.tags["dagster/partition"] for r in runs) == nights
-        assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}, _failures(instance, runs)
-        for night in nights:
+        # a backfill of the second night, as the UI launches it: landed again, then scored again by the automation
+        backfill = wait("the backfill launched", lambda: launch_backfill(client, [NEXT_DAY]), 180, logs)
+        runs = wait("the backfill's landing", lambda: backfill_runs(instance, backfill, 1), 600, logs)
+        assert [r.tags["dagster/partition"] for r in runs] == [NEXT_DAY]
+        rescored = wait("the night published again", lambda: published(instance, nights, times=len(nights) + 1), 600, logs)
+        assert {r.status for r in rescored} == {dg.DagsterRunStatus.SUCCESS}, _failures(instance, rescored)
+        for night, rounds in ((DAY, 1), (NEXT_DAY, 2)):
             assert shards.exactly_once(con, location, night) == first[night]
             audit = datasets.scan(location, "decision_audit", night)
             run_ids, rows = con.execute(f"select count(distinct run_id), count(*) from ({audit})").fetchone()
-            assert run_ids == 2 and rows == 2 * first[night]["scored"]
+            # each shard scored by a run of its own, each time the night was scored
+            assert (run_ids, rows) == (rounds * 3, rounds * first[night]["scored"]), run_table(instance)

@@ -69,9 +69,10 @@ class Settings(BaseSettings):
     storage: Literal["warehouse", "datasets"] = Field("warehouse", description="where nights are written: the warehouse file "
                                                        "(one writer), or Parquet datasets by night and shard that many workers write")
     datasets: str | None = Field(None, description="the datasets' root: a folder or an fsspec URL (default CREDIT_HOME/datasets)")
-    shards: int = Field(4, ge=1, le=99, description="applicant shards of a night (datasets storage): SK_ID_CURR mod this")
-    executor: Literal["in_process", "celery"] = Field("in_process", description="how a sharded night's steps run: here, "
-                                                     "or on Celery workers (`credit-dagster worker`)")
+    shards: int = Field(4, ge=1, le=99, description="applicant shards of a night (datasets storage): SK_ID_CURR mod this, "
+                                                   "each a run of its own")
+    executor: Literal["in_process", "celery"] = Field("in_process", description="where a night's runs run their steps: in "
+                                                     "the run's process, or on Celery workers (`credit-dagster worker`)")
     celery_broker: str = Field("pyamqp://guest:guest@127.0.0.1:5672//", description="the Celery broker (RabbitMQ)")
     celery_backend: str = Field("rpc://", description="where Celery workers send results back")
     # the API

@@ -278,7 +278,7 @@ def grades_calibrated(warehouse: Warehouse) -> dg.AssetCheckResult:
     return _verdicts(warehouse, "backtest_grades", "grade(s)")
 
 
-backtest_job = dg.define_asset_job("backtest", selection=dg.AssetSelection.groups("outcomes"),
+backtest_job = dg.define_asset_job("backtest", selection=dg.AssetSelection.groups("outcomes"), executor_def=dg.in_process_executor,
                                    description="Fold new outcome files, settle them, back-test every model version per vintage.")
 backtest_schedule = dg.ScheduleDefinition(job=backtest_job, cron_schedule="0 7 * * *", execution_timezone="Europe/Paris",
                                           default_status=dg.DefaultScheduleStatus.RUNNING)

@@ -73,7 +73,7 @@ def cases_within_service_time(warehouse: Warehouse) -> dg.AssetCheckResult:
         metadata={"late": [f"{i}: {s}, {d} working days" for i, s, d in late[:20]]})
 
 
-review_job = dg.define_asset_job("review_fold", selection=dg.AssetSelection.groups("review"),
+review_job = dg.define_asset_job("review_fold", selection=dg.AssetSelection.groups("review"), executor_def=dg.in_process_executor,
                                  description="Fold the review journal into the warehouse and derive every case (idempotent).")
 # every quarter of an hour: the journal is the record meanwhile (fsync'ed before a page confirms)
 review_schedule = dg.ScheduleDefinition(job=review_job, cron_schedule="*/15 * * * *", execution_timezone="Europe/Paris",

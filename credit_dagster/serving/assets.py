@@ -120,7 +120,7 @@ def ondemand_audit(context: dg.AssetExecutionContext, warehouse: Warehouse) -> d
 
 
 ondemand_audit_job = dg.define_asset_job(
-    "ondemand_audit", selection=dg.AssetSelection.groups("api"),
+    "ondemand_audit", selection=dg.AssetSelection.groups("api"), executor_def=dg.in_process_executor,
     description="Fold the scoring API's audit files into scoring.ondemand_audit (idempotent).",
 )
 # hourly: the API's own files are the record of truth meanwhile (fsync'ed before each answer)
