@@ -300,7 +300,7 @@ def _shard_starts(instance: dg.DagsterInstance) -> list[dg.EventLogEntry]:
 def test_nights_launched_by_the_daemon_run_on_celery_workers_and_a_worker_killed_mid_shard_loses_nothing(
         build, synthetic_dir, tmp_path_factory, database, monkeypatch):
     """Dagster's production services (code server, daemon, webserver on the local PostgreSQL) and
-    two `credit-dagster worker` processes on the local RabbitMQ; CREDIT_STORAGE=datasets in 3
+    two `credit-dagster worker` processes on the local RabbitMQ; CREDIT_STORAGE=datasets in 2
     shards, CREDIT_EXECUTOR=celery. The daemon lands the inbox's two late nights at once (its
     late-drop sensor), then its automation scores each (night, shard) partition as its own run and
     publishes each night once its shards are in. The worker that starts a shard is killed with
@@ -315,13 +315,15 @@ def test_nights_launched_by_the_daemon_run_on_celery_workers_and_a_worker_killed
     dagster_home.mkdir()
     shutil.copy(DEPLOY / "dagster.yaml", dagster_home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_PG_URL": database, "DAGSTER_HOME": str(dagster_home), "CREDIT_HOME": str(home),
-           "CREDIT_STORAGE": "datasets", "CREDIT_DATASETS": location, "CREDIT_SHARDS": "3", "CREDIT_EXECUTOR": "celery",
-           "CREDIT_DATA_DIR": str(synthetic_dir)}
+           "CREDIT_STORAGE": "datasets", "CREDIT_DATASETS": location, "CREDIT_SHARDS": "2", "CREDIT_EXECUTOR": "celery",
+           "CREDIT_DATA_DIR": str(synthetic_dir), "CREDIT_INBOX": str(home / "inbox")}
     for key in ("DAGSTER_PG_URL", "DAGSTER_HOME"):
         monkeypatch.setenv(key, env[key])
     nights = [DAY, NEXT_DAY]
-    subprocess.run([str(BIN / "credit-dagster"), "replay", "--days", "2", "--start", DAY], env=env, check=True, capture_output=True,
+    # three drops, the third taken away: a night's applicants are then in both shards (SK_ID_CURR mod 3, then mod 2)
+    subprocess.run([str(BIN / "credit-dagster"), "replay", "--days", "3", "--start", DAY], env=env, check=True, capture_output=True,
                    timeout=300)
+    shutil.rmtree(home / "inbox" / "2026-10-03")
     with celery_workers(["w1", "w2"], env, logs) as workers, production_services(env, logs) as (_, client, _), \
             dg.DagsterInstance.get() as instance:
         def landings():
@@ -338,13 +340,13 @@ def test_nights_launched_by_the_daemon_run_on_celery_workers_and_a_worker_killed
         assert {r.status for r in ended} == {dg.DagsterRunStatus.SUCCESS}, _failures(instance, ended)
         shard_runs = sorted((r.tags["dagster/partition/night"], r.tags["dagster/partition/shard"]) for r in ended
                             if keys.SHARDS in (r.asset_selection or set()))
-        assert shard_runs == [(night, f"{s:02d}") for night in nights for s in range(3)]  # each shard its own run, once
+        assert shard_runs == [(night, f"{s:02d}") for night in nights for s in range(2)]  # each shard its own run, once
         # the killed worker's shard ran again in the same run, on the other worker
         again = [e for e in _shard_starts(instance) if e.run_id == started.run_id and e.dagster_event.pid != started.dagster_event.pid]
         assert again
         con = shards.connect(location)
         first = {night: shards.exactly_once(con, location, night) for night in nights}
-        assert all(c["scored"] == c["landed"] > 100 for c in first.values())
+        assert all(c["scored"] == c["landed"] > 50 for c in first.values())
 
         # a backfill of the second night, as the UI launches it: landed again, then scored again by the automation
         backfill = wait("the backfill launched", lambda: launch_backfill(client, [NEXT_DAY]), 180, logs)
@@ -357,4 +359,4 @@ def test_nights_launched_by_the_daemon_run_on_celery_workers_and_a_worker_killed
             audit = datasets.scan(location, "decision_audit", night)
             run_ids, rows = con.execute(f"select count(distinct run_id), count(*) from ({audit})").fetchone()
             # each shard scored by a run of its own, each time the night was scored
-            assert (run_ids, rows) == (rounds * 3, rounds * first[night]["scored"]), run_table(instance)
+            assert (run_ids, rows) == (rounds * 2, rounds * first[night]["scored"]), run_table(instance)

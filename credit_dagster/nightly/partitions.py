@@ -23,7 +23,6 @@ drop_days = dg.DynamicPartitionsDefinition(name="drop_days")
 BY_NIGHT = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="night")
 
 
-
 def after_the_drop() -> dg.AutomationCondition | None:
     """On the Parquet datasets (CREDIT_STORAGE=datasets), a night's drop is landed by its own run,
     and the rest of the night follows by declarative automation (the daemon's `night_automation`
