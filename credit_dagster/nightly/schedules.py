@@ -86,10 +86,10 @@ def night_runs(day: str) -> list[tuple[str, str]]:
 def nights_under_way(instance: dg.DagsterInstance) -> set[str]:
     """The nights with a run queued or under way: of the nightly job, or one the automation
     launched for a night's assets (a shard's run carries its night as a tag of its own)."""
-    nights = set()
+    nights, jobs = set(), {job.name for job in night_jobs}
     for record in instance.get_run_records(dg.RunsFilter(statuses=ASKED_FOR)):
         run = record.dagster_run
-        if run.job_name in {job.name for job in night_jobs} or (run.asset_selection or set()) & NIGHT_KEYS:
+        if run.job_name in jobs or (run.asset_selection or set()) & NIGHT_KEYS:
             nights.add(run.tags.get("dagster/partition/night", run.tags.get("dagster/partition")))
     return nights
 
