@@ -308,7 +308,7 @@ def test_the_partitions_are_the_drops_and_the_sensor_scores_the_late_ones(tmp_pa
 
     monkeypatch.setenv("CREDIT_INBOX", str(tmp_path))
     today = drops.today().isoformat()
-    for day in ("2026-11-01", "2026-11-02", "2026-11-04", "2026-11-05", "2026-11-06", today):
+    for day in ("2026-11-01", "2026-11-02", "2026-11-04", "2026-11-05", "2026-11-06", "2026-11-07", "2026-11-08", today):
         _drop(tmp_path, day)
     _drop(tmp_path, "2026-11-03", files=("bureau.csv",))  # side tables alone are no drop
     _drop(tmp_path, "notes", files=("readme.txt",))
@@ -325,12 +325,22 @@ def test_the_partitions_are_the_drops_and_the_sensor_scores_the_late_ones(tmp_pa
         instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", run_id="shard", status=dg.DagsterRunStatus.STARTED,
                                        asset_selection=frozenset({SHARDS}),
                                        tags={"dagster/partition": "2026-11-06|01", "dagster/partition/night": "2026-11-06"}))
+        # landed, its shard runs not yet launched by the automation's next pass: under way, not landed again ...
+        for night in ("2026-11-07", "2026-11-08"):
+            instance.add_run(dg.DagsterRun(job_name="nightly_scoring", run_id=f"landed-{night}", status=dg.DagsterRunStatus.SUCCESS,
+                                           tags={"dagster/partition": night}))
+        # ... unlike a landed night whose shard then failed: landing it again scores it again
+        instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", run_id="failed-shard", status=dg.DagsterRunStatus.FAILURE,
+                                       asset_selection=frozenset({SHARDS}),
+                                       tags={"dagster/partition": "2026-11-08|00", "dagster/partition/night": "2026-11-08"}))
         with dg.build_sensor_context(instance=instance, instance_ref=instance.get_ref(), definitions=defs) as context:
             result = sensor.evaluate_tick(context)
     # every drop of a day that has ended becomes a partition (today's waits for its night) ...
-    assert [r.partition_keys for r in result.dynamic_partitions_requests] == [["2026-11-01", "2026-11-04", "2026-11-05", "2026-11-06"]]
-    # ... and only the unscored one with no run queued or running (its landing, a shard of it) is scored
-    assert [r.partition_key for r in result.run_requests] == ["2026-11-01"]
+    assert [r.partition_keys for r in result.dynamic_partitions_requests] == [
+        ["2026-11-01", "2026-11-04", "2026-11-05", "2026-11-06", "2026-11-07", "2026-11-08"]]
+    # ... and only the unscored ones with no run queued or running (its landing, a shard of it), nor
+    # landed and waiting for the automation, are scored
+    assert [r.partition_key for r in result.run_requests] == ["2026-11-01", "2026-11-08"]
 
 
 def test_a_drop_is_late_an_hour_after_its_nightly_tick():

@@ -72,6 +72,7 @@ night_automation = dg.AutomationConditionSensorDefinition(
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Scores the shards of a landed night, then publishes it (CREDIT_STORAGE=datasets).")
 night_jobs = [nightly_scoring, night_shards, night_publish] if SHARDED else [nightly_scoring]
+NIGHT_JOB_NAMES = {job.name for job in night_jobs}
 
 
 def night_runs(day: str) -> list[tuple[str, str]]:
@@ -83,15 +84,33 @@ def night_runs(day: str) -> list[tuple[str, str]]:
                                         for shard in datasets.shard_names(settings.current().shards)], ("night_publish", day)]
 
 
+def of_the_night(run: dg.DagsterRun) -> bool:
+    """A run of the nightly job, or one launched for a night's assets (the automation's)."""
+    return run.job_name in NIGHT_JOB_NAMES or bool((run.asset_selection or set()) & NIGHT_KEYS)
+
+
 def nights_under_way(instance: dg.DagsterInstance) -> set[str]:
     """The nights with a run queued or under way: of the nightly job, or one the automation
     launched for a night's assets (a shard's run carries its night as a tag of its own)."""
-    nights, jobs = set(), {job.name for job in night_jobs}
-    for record in instance.get_run_records(dg.RunsFilter(statuses=ASKED_FOR)):
-        run = record.dagster_run
-        if run.job_name in jobs or (run.asset_selection or set()) & NIGHT_KEYS:
-            nights.add(run.tags.get("dagster/partition/night", run.tags.get("dagster/partition")))
-    return nights
+    return {record.dagster_run.tags.get("dagster/partition/night", record.dagster_run.tags.get("dagster/partition"))
+            for record in instance.get_run_records(dg.RunsFilter(statuses=ASKED_FOR)) if of_the_night(record.dagster_run)}
+
+
+def nights_between_runs(instance: dg.DagsterInstance, days: list[str]) -> set[str]:
+    """Of `days`, the nights whose every run since their last landing succeeded: on the datasets
+    the automation launches the next ones (the shards, then the publish step) on its next pass, so
+    such a night is under way with no run queued for a few seconds; landing it again would score it
+    twice. A night with a failed run since its landing is not: landing it again re-scores it."""
+    waiting = set()
+    for day in days:
+        records = [r for tag in ("dagster/partition", "dagster/partition/night")
+                   for r in instance.get_run_records(dg.RunsFilter(tags={tag: day})) if of_the_night(r.dagster_run)]
+        landed = [r.create_timestamp for r in records
+                  if r.dagster_run.job_name == nightly_scoring.name or DROP in (r.dagster_run.asset_selection or set())]
+        since = [r for r in records if landed and r.create_timestamp >= max(landed)]
+        if since and all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in since):
+            waiting.add(day)
+    return waiting
 
 
 def empty_business_days(inbox: Path, day: date) -> int:
@@ -152,9 +171,10 @@ def late_drop_sensor(context: dg.SensorEvaluationContext):
     added = [partitions.drop_days.build_add_request(new)] if new else []
     # a night counts as done when its snapshot is published; one running or queued is left alone
     scored = context.instance.get_materialized_partitions(SNAPSHOT) if days else set()
-    running = nights_under_way(context.instance)
+    due = [day for day in days if day not in scored and is_late(day, datetime.now(UTC))]
+    running = nights_under_way(context.instance) | nights_between_runs(context.instance, due)
     requests = []
-    for day in [d for d in days if d not in scored and d not in running and is_late(d, datetime.now(UTC))]:
+    for day in [d for d in due if d not in running]:
         latest = max(p.stat().st_mtime for p in (inbox / day).iterdir())
         requests.append(dg.RunRequest(partition_key=day, run_key=f"late-drop-{day}-{int(latest)}"))
     return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=added,
