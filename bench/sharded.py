@@ -1,5 +1,5 @@
-"""Sharded nights on Celery workers against the single-process night: wall time, each step's
-time, peak RSS of the run's process and of each worker.
+"""Sharded nights on Celery workers against the single-process night: wall time, how many
+cores the machine kept busy meanwhile, each step's time, peak RSS of the run's process and of each worker.
 
     CREDIT_HOME=/tmp/bench3 python bench/sharded.py --days 3 --nights 1 --workers 1,2
     CREDIT_HOME=/tmp/bench3 python bench/sharded.py --days 10 --nights 10 --workers 2   # a 10-night backfill
@@ -69,6 +69,13 @@ def peak_rss_mb(pid: int) -> float:
     return round(peak)
 
 
+def busy_cpu_s() -> float:
+    """The machine's busy CPU seconds so far, every process counted (/proc/stat): over a
+    configuration, busy seconds / wall seconds is how many of the cores it kept busy."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def reset(home: Path) -> None:
     con = duckdb.connect(str(home / "warehouse.duckdb"))
     for (schema,) in con.execute("select distinct schema_name from information_schema.schemata "
@@ -91,12 +98,14 @@ def step_seconds() -> dict:
 
 def score_nights(days: list[str], env: dict, logs: Path, tag: str) -> dict:
     """`credit-dagster score` over the nights, one after another; its wall time and peak RSS."""
-    began = time.monotonic()
+    began, busy = time.monotonic(), busy_cpu_s()
     proc = subprocess.Popen([str(BIN / "credit-dagster"), "score", "--start", days[0], "--end", days[-1]], env=env,
                             stdout=(logs / f"score_{tag}.log").open("w"), stderr=subprocess.STDOUT)
     _, status, usage = os.wait4(proc.pid, 0)
     assert status == 0, (logs / f"score_{tag}.log").read_text()[-3000:]
-    return {"wall_s": round(time.monotonic() - began, 1), "run_process_peak_rss_mb": round(usage.ru_maxrss / 1024)}
+    wall = time.monotonic() - began
+    return {"wall_s": round(wall, 1), "cores_busy": round((busy_cpu_s() - busy) / wall, 2),
+            "run_process_peak_rss_mb": round(usage.ru_maxrss / 1024)}
 
 
 def backfill_nights(days: list[str], env: dict, logs: Path) -> dict:
@@ -105,15 +114,15 @@ def backfill_nights(days: list[str], env: dict, logs: Path) -> dict:
     from the launch until every night is published, how many runs that took, and how many ran at once at most."""
     with production_services(env, logs) as (_, client, _), dg.DagsterInstance.get() as instance:
         partitions.register(instance, days)
-        began = time.monotonic()
+        began, busy = time.monotonic(), busy_cpu_s()
         wait("the backfill launched", lambda: launch_backfill(client, days), 300, logs)
         runs = wait("every night published", lambda: published(instance, days), 7200, logs)
-        wall = time.monotonic() - began
+        wall, busy = time.monotonic() - began, busy_cpu_s() - busy
         assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}, run_table(instance)
         records = instance.get_run_records(dg.RunsFilter(run_ids=[r.run_id for r in runs]))
         spans = [(r.start_time, r.end_time) for r in records]
         at_once = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
-    return {"wall_s": round(wall, 1), "runs": len(runs), "runs_at_once_max": at_once}
+    return {"wall_s": round(wall, 1), "cores_busy": round(busy / wall, 2), "runs": len(runs), "runs_at_once_max": at_once}
 
 
 def run_config(home: Path, start: date, nights: int, workers: int, shards: int, logs: Path, backfill: bool) -> dict:

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import count
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
@@ -19,10 +20,8 @@ import pandas as pd
 from credit_dagster.core import settings
 from credit_dagster.core.sources import SENTINEL_DAYS, SourceTable
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # offline: no usage statistics
-
-import great_expectations as gx  # noqa: E402 - must see the variable above
-from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+if TYPE_CHECKING:
+    from great_expectations.expectations import Expectation
 
 MAX_ORPHAN_SHARE = 0.01  # above this share of child keys without a parent the FK check warns
 _batch_ids = count()
@@ -48,20 +47,32 @@ class Finding:
 
 
 @cache
+def _gx():
+    """Great Expectations, imported when a rule first runs: the import takes seconds, and every
+    run's process imports this module to list the checks (a shard's run, the publish's, ...)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # offline: no usage statistics
+    import great_expectations as gx
+
+    return gx
+
+
+@cache
 def _context():
-    context = gx.get_context(mode="ephemeral")
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = _gx().get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return context, context.data_sources.add_pandas("credit_dagster")
 
 
-def run_expectations(df: pd.DataFrame, expectations: list[tuple[gx.expectations.Expectation, bool]]) -> list[Finding]:
+def run_expectations(df: pd.DataFrame, expectations: list[tuple[Expectation, bool]]) -> list[Finding]:
     """Validate `df` with GX; each expectation comes with whether its failure must block."""
     if not expectations:
         return []
     _, source = _context()
     asset = source.add_dataframe_asset(f"batch_{next(_batch_ids)}")
     batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": df})
-    suite = gx.ExpectationSuite(name=asset.name)
+    suite = _gx().ExpectationSuite(name=asset.name)
     for expectation, _ in expectations:
         suite.add_expectation(expectation)
     results = batch.validate(suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 10})
@@ -97,9 +108,9 @@ def check_keys(con: duckdb.DuckDBPyConnection, spec: SourceTable, schema: str = 
     if not columns:
         return []
     df = _frame(con, f"select {', '.join(map(_q, columns))} from {schema}.{spec.name}")
-    expectations = [(gx.expectations.ExpectColumnValuesToNotBeNull(column=c), True) for c in columns]
+    expectations = [(_gx().expectations.ExpectColumnValuesToNotBeNull(column=c), True) for c in columns]
     if spec.key:
-        expectations.append((gx.expectations.ExpectColumnValuesToBeUnique(column=spec.key), True))
+        expectations.append((_gx().expectations.ExpectColumnValuesToBeUnique(column=spec.key), True))
     return run_expectations(df, expectations)
 
 
@@ -123,7 +134,7 @@ def check_values(con: duckdb.DuckDBPyConnection, spec: SourceTable, schema: str 
     expectations = []
     for col, allowed in spec.value_sets.items():
         values = [str(v) for v in allowed] if df[col].dtype.name == "category" else list(allowed)
-        expectations.append((gx.expectations.ExpectColumnValuesToBeInSet(column=col, value_set=values), col in spec.blocking_values))
+        expectations.append((_gx().expectations.ExpectColumnValuesToBeInSet(column=col, value_set=values), col in spec.blocking_values))
     return [_with_note(f, scope) for f in run_expectations(df, expectations)]
 
 
@@ -133,7 +144,7 @@ def check_ranges(con: duckdb.DuckDBPyConnection, spec: SourceTable, schema: str 
         return []
     df, scope = _sampled(con, spec, list(spec.ranges), schema)
     expectations = [
-        (gx.expectations.ExpectColumnValuesToBeBetween(column=c, min_value=lo, max_value=hi), False)
+        (_gx().expectations.ExpectColumnValuesToBeBetween(column=c, min_value=lo, max_value=hi), False)
         for c, (lo, hi) in spec.ranges.items()
     ]
     return [_with_note(f, scope) for f in run_expectations(df, expectations)]
@@ -153,7 +164,7 @@ def check_foreign_keys(con: duckdb.DuckDBPyConnection, spec: SourceTable, schema
         rows_orphaned = con.execute(f"""
             select count(*) from {schema}.{spec.name} where {_q(fk.column)} not in
             (select k from ({parents}) where k is not null)""").fetchone()[0]
-        expectation = gx.expectations.ExpectColumnValuesToNotBeNull(column="parent_key", mostly=1 - MAX_ORPHAN_SHARE)
+        expectation = _gx().expectations.ExpectColumnValuesToNotBeNull(column="parent_key", mostly=1 - MAX_ORPHAN_SHARE)
         finding = run_expectations(df, [(expectation, False)])[0]
         finding.rule = f"foreign key {fk.column} -> {' or '.join(fk.parent_tables)}.{fk.parent_column}"
         finding.column = fk.column
