@@ -336,9 +336,12 @@ def _worker(args: argparse.Namespace) -> int:
              *[f"{key} = {value!r}" for key, value in config["config_source"].items()]]
     (folder / "dagster_celery_config.py").write_text("\n".join(lines) + "\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))}
+    if args.threads:
+        env["CREDIT_THREADS"] = str(args.threads)
     celery = Path(sys.executable).with_name("celery")
     name, queues = args.name or f"credit-{os.getpid()}@%h", args.queue or ["dagster"]
-    print(f"Celery worker {name} on {config['broker']}, queues {', '.join(queues)}; one step at a time")
+    threads = args.threads or settings.threads()
+    print(f"Celery worker {name} on {config['broker']}, queues {', '.join(queues)}; one step at a time, on {threads} thread(s)")
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.execve(celery, [str(celery), "-A", "dagster_celery.app", "worker", "--concurrency", "1", "--prefetch-multiplier", "1",
@@ -477,10 +480,14 @@ def main(argv: list[str] | None = None) -> int:
     ui.set_defaults(func=_ui)
     worker = command("worker", help="start a Celery worker for the nightly steps (CREDIT_EXECUTOR=celery)", formatter_class=fmt,
                      epilog="example: credit-dagster worker --queue dagster --queue warehouse  (on the warehouse's machine)\n"
-                            "         credit-dagster worker --queue dagster                     (on any other)")
+                            "         credit-dagster worker --queue dagster                     (on any other)\n"
+                            "         credit-dagster worker --threads 1  (twice on a 2-core machine)")
     worker.add_argument("--queue", action="append", choices=["dagster", "warehouse"],
                         help="the queues served: dagster (shards, landing; default) and warehouse (steps that write the warehouse)")
     worker.add_argument("--name", help="the worker's name (default credit-<pid>@<host>)")
+    worker.add_argument("--threads", type=int, help="LightGBM's and DuckDB's threads in a step (default CREDIT_THREADS, else the "
+                        "physical cores); K workers on one machine: give each cores/K, as threads that outnumber the cores "
+                        "slow LightGBM several-fold")
     worker.set_defaults(func=_worker)
     api = command("api", help="start the scoring API (HTTP, OpenAPI at /docs)", formatter_class=fmt,
                          epilog="example: credit-dagster api --port 8000, then: curl -H 'X-API-Key: KEY' http://127.0.0.1:8000/v1/model")

@@ -20,6 +20,7 @@ import dagster as dg
 import psycopg2
 from dagster_graphql import DagsterGraphQLClient
 
+from credit_dagster.core import settings
 from credit_dagster.core.keys import SNAPSHOT
 from credit_dagster.instance import LOCATION, PROJECT_ROOT
 
@@ -112,12 +113,13 @@ def production_services(env: dict, logs: Path) -> Iterator[tuple[list[subprocess
 
 @contextmanager
 def celery_workers(names: list[str], env: dict, logs: Path) -> Iterator[dict[str, subprocess.Popen]]:
-    """`credit-dagster worker` processes on the local RabbitMQ, serving both queues, ready;
-    tasks an earlier, interrupted run left on the shared broker are purged first."""
+    """`credit-dagster worker` processes on the local RabbitMQ, serving both queues, sharing this
+    machine's cores, ready; tasks an earlier, interrupted run left on the shared broker are purged first."""
     subprocess.run([str(BIN / "celery"), "-b", BROKER, "purge", "-f", "-Q", "dagster,warehouse"], env=env, capture_output=True,
                    timeout=60)
+    threads = str(max(1, settings.physical_cores() // len(names)))
     workers = {name: start([str(BIN / "credit-dagster"), "worker", "--name", f"{name}@%h", "--queue", "dagster",
-                            "--queue", "warehouse"], env, logs / f"{name}.log") for name in names}
+                            "--queue", "warehouse", "--threads", threads], env, logs / f"{name}.log") for name in names}
     try:
         for name in names:
             wait(f"worker {name} ready", lambda n=name: log_has(logs / f"{n}.log", "ready"), 120, logs)

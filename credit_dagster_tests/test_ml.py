@@ -248,6 +248,18 @@ def test_monotone_constraints_hold_along_each_constrained_feature(small_data):
     assert small_data.directions == {"X1": 1, "X2": -1}
 
 
+def test_scoring_uses_the_configured_threads_not_every_core(small_data, monkeypatch):
+    # two Celery workers on one machine each get CREDIT_THREADS of its cores (credit-dagster worker --threads)
+    boosters, _ = training.fit_lightgbm(small_data.X, small_data.y, training.TrainingParams(), rounds=5)
+    threads, predict = [], lgb.Booster.predict
+    monkeypatch.setattr(lgb.Booster, "predict", lambda self, data, **kw: threads.append(kw.get("num_threads")) or predict(self, data, **kw))
+    monkeypatch.setenv("CREDIT_THREADS", "1")
+    model = Ensemble(boosters)
+    model.raw_score(small_data.X.head(10))
+    model.contributions(small_data.X.head(10))
+    assert threads == [1] * 2 * len(boosters)
+
+
 def test_contributions_add_up_to_the_raw_score(tmp_path, small_data):
     params = training.TrainingParams(learning_rate=0.1, min_child_samples=20)
     boosters = [training.fit_lightgbm(small_data.X[cols], small_data.y, params, rounds=50)[0][0]

@@ -14,6 +14,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from credit_dagster.core import settings
+
 
 @dataclass
 class Ensemble:
@@ -22,7 +24,10 @@ class Ensemble:
     def _each(self, matrix: pd.DataFrame, **kwargs) -> list[np.ndarray]:
         values = as_float(matrix)
         position = {c: i for i, c in enumerate(matrix.columns)}
-        return [b.predict(values[:, [position[c] for c in b.feature_name()]], **kwargs) for b in self.boosters]
+        # this process's threads (CREDIT_THREADS), not OpenMP's default of every core: two Celery
+        # workers on one machine would otherwise each spin on all of its cores
+        return [b.predict(values[:, [position[c] for c in b.feature_name()]], num_threads=settings.threads(), **kwargs)
+                for b in self.boosters]
 
     def raw_score(self, matrix: pd.DataFrame) -> np.ndarray:
         """Mean log-odds of the fold models."""
