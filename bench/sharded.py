@@ -114,7 +114,7 @@ def backfill_nights(days: list[str], env: dict, logs: Path) -> dict:
     from the launch until every night is published, how many runs that took, and how many ran at once at most."""
     with production_services(env, logs) as (_, client, _), dg.DagsterInstance.get() as instance:
         partitions.register(instance, days)
-        began, busy = time.monotonic(), busy_cpu_s()
+        began, busy, clock = time.monotonic(), busy_cpu_s(), time.time()
         wait("the backfill launched", lambda: launch_backfill(client, days), 300, logs)
         runs = wait("every night published", lambda: published(instance, days), 7200, logs)
         wall, busy = time.monotonic() - began, busy_cpu_s() - busy
@@ -122,7 +122,12 @@ def backfill_nights(days: list[str], env: dict, logs: Path) -> dict:
         records = instance.get_run_records(dg.RunsFilter(run_ids=[r.run_id for r in runs]))
         spans = [(r.start_time, r.end_time) for r in records]
         at_once = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
-    return {"wall_s": round(wall, 1), "cores_busy": round(busy / wall, 2), "runs": len(runs), "runs_at_once_max": at_once}
+        # when each run was created, started (its process up, the code location imported) and ended
+        timeline = [f"{r.dagster_run.tags.get('dagster/partition')} {'+'.join(sorted(k.path[-1] for k in r.dagster_run.asset_selection or []))}"
+                    f" {r.create_timestamp.timestamp() - clock:.1f}/{r.start_time - clock:.1f}/{r.end_time - clock:.1f}"
+                    for r in sorted(records, key=lambda r: r.create_timestamp)]
+    return {"wall_s": round(wall, 1), "cores_busy": round(busy / wall, 2), "runs": len(runs), "runs_at_once_max": at_once,
+            "created/started/ended_s": timeline}
 
 
 def run_config(home: Path, start: date, nights: int, workers: int, shards: int, logs: Path, backfill: bool) -> dict:
