@@ -34,6 +34,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from credit_dagster.core import settings
 from credit_dagster.nightly import partitions
 from credit_dagster_tests.services import (
     BIN,
@@ -130,7 +131,8 @@ def backfill_nights(days: list[str], env: dict, logs: Path) -> dict:
             "created/started/ended_s": timeline}
 
 
-def run_config(home: Path, start: date, nights: int, workers: int, shards: int, logs: Path, backfill: bool) -> dict:
+def run_config(home: Path, start: date, nights: int, workers: int, shards: int, logs: Path, backfill: bool,
+               threads: int) -> dict:
     reset(home)
     dagster_home = home / f"dagster_{workers}"
     shutil.rmtree(dagster_home, ignore_errors=True)
@@ -144,10 +146,12 @@ def run_config(home: Path, start: date, nights: int, workers: int, shards: int, 
             env["DAGSTER_PG_URL"] = stack.enter_context(fresh_database())
         if workers:
             env.update({"CREDIT_STORAGE": "datasets", "CREDIT_SHARDS": str(shards), "CREDIT_EXECUTOR": "celery"})
-            pool = stack.enter_context(celery_workers([f"bench{i}" for i in range(workers)], env, logs))
+            pool = stack.enter_context(celery_workers([f"bench{i}" for i in range(workers)], env, logs, threads))
         os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "DAGSTER_PG_URL") if k in env})
         timing = backfill_nights(days, env, logs) if backfill else score_nights(days, env, logs, str(workers))
-        return {"workers": workers, "storage": "datasets" if workers else "warehouse", "nights": nights,
+        share = threads or max(1, settings.physical_cores() // max(workers, 1))
+        return {"workers": workers, "threads_per_worker": share if workers else None,
+                "storage": "datasets" if workers else "warehouse", "nights": nights,
                 "launched_as": "daemon backfill" if backfill else "credit-dagster score", **timing,
                 "worker_peak_rss_mb": [peak_rss_mb(p.pid) for p in pool.values()], "step_seconds": step_seconds()}
 
@@ -159,6 +163,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="worker counts to run on the datasets (0 = the warehouse, in-process)")
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--skip-warehouse", action="store_true")
+    parser.add_argument("--threads", type=int, default=0, help="each worker's threads (default: its share of the cores)")
     parser.add_argument("--data-dir", help="the home's Kaggle-layout data (default CREDIT_HOME/data)")
     parser.add_argument("--backfill", action="store_true", help="the nights as a daemon backfill launched through GraphQL")
     args = parser.parse_args()
@@ -179,7 +184,7 @@ def main() -> None:
                                   "/application_test.csv')").fetchall()[0][0] for i in range(args.nights))
     print(f"{args.nights} night(s), {applications:,} applications, {args.shards} shards")
     for workers in configs:
-        result = run_config(home, start, args.nights, workers, args.shards, logs, backfill)
+        result = run_config(home, start, args.nights, workers, args.shards, logs, backfill, args.threads)
         print(json.dumps({"applications": applications, **result}), flush=True)
 
 

@@ -112,12 +112,13 @@ def production_services(env: dict, logs: Path) -> Iterator[tuple[list[subprocess
 
 
 @contextmanager
-def celery_workers(names: list[str], env: dict, logs: Path) -> Iterator[dict[str, subprocess.Popen]]:
-    """`credit-dagster worker` processes on the local RabbitMQ, serving both queues, sharing this
-    machine's cores, ready; tasks an earlier, interrupted run left on the shared broker are purged first."""
+def celery_workers(names: list[str], env: dict, logs: Path, threads: int = 0) -> Iterator[dict[str, subprocess.Popen]]:
+    """`credit-dagster worker` processes on the local RabbitMQ, serving both queues, ready, on
+    `threads` threads each (default: an equal share of this machine's cores); tasks an earlier,
+    interrupted run left on the shared broker are purged first."""
     subprocess.run([str(BIN / "celery"), "-b", BROKER, "purge", "-f", "-Q", "dagster,warehouse"], env=env, capture_output=True,
                    timeout=60)
-    threads = str(max(1, settings.physical_cores() // len(names)))
+    threads = str(threads or max(1, settings.physical_cores() // len(names)))
     workers = {name: start([str(BIN / "credit-dagster"), "worker", "--name", f"{name}@%h", "--queue", "dagster",
                             "--queue", "warehouse", "--threads", threads], env, logs / f"{name}.log") for name in names}
     try:
