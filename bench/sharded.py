@@ -11,10 +11,10 @@ into the warehouse file, in-process (the default), then for each worker count on
 datasets (CREDIT_STORAGE=datasets, CREDIT_SHARDS shards) with that many `credit-dagster worker`
 processes on the local RabbitMQ and the production instance on a fresh database of the local
 PostgreSQL. A sharded night is a landing run, a run per (night, shard) partition and a publish run,
-which only the daemon runs side by side: with workers (or `--backfill`), every configuration is a
-backfill of the nights launched through the webserver's GraphQL API (as the UI's "Launch
-backfill"), queued and launched by the daemon of Dagster's production services (deploy/), the
-automation launching each night's shards and publish step; otherwise `credit-dagster score
+which only the daemon runs side by side: with workers (or `--backfill`), every configuration is
+launched through the webserver's GraphQL API (one night as the UI's "Launch run" of its
+partition, several as its "Launch backfill"), queued and launched by the daemon of Dagster's
+production services (deploy/), the automation launching each night's shards and publish step; otherwise `credit-dagster score
 --start … --end …` scores them one after another. The scoring tables are dropped between
 configurations, so each scores the same drops from the same state.
 """
@@ -46,6 +46,7 @@ from credit_dagster_tests.services import (
     production_services,
     published,
     run_table,
+    submit,
     wait,
 )
 
@@ -109,14 +110,19 @@ def score_nights(days: list[str], env: dict, logs: Path, tag: str) -> dict:
             "run_process_peak_rss_mb": round(usage.ru_maxrss / 1024)}
 
 
-def backfill_nights(days: list[str], env: dict, logs: Path) -> dict:
-    """The nights as a backfill launched through the webserver and run by the daemon (on the
-    datasets, the landings; the automation launches each shard and the publish step after them):
-    from the launch until every night is published, how many runs that took, and how many ran at once at most."""
+def daemon_nights(days: list[str], env: dict, logs: Path) -> dict:
+    """The nights launched through the webserver and run by the daemon: one night as the UI's
+    "Launch run" of its partition (as the schedule launches it: no backfill), several as one
+    backfill, which the daemon's backfill loop (every 30 s) follows. On the datasets the runs are
+    the landings, and the automation launches each shard and the publish step after them. From the
+    launch until every night is published: the time, the runs, how many ran at once at most."""
     with production_services(env, logs) as (_, client, _), dg.DagsterInstance.get() as instance:
         partitions.register(instance, days)
         began, busy, clock = time.monotonic(), busy_cpu_s(), time.time()
-        wait("the backfill launched", lambda: launch_backfill(client, days), 300, logs)
+        if len(days) == 1:
+            wait("the night launched", lambda: submit(client, days[0]), 300, logs)
+        else:
+            wait("the backfill launched", lambda: launch_backfill(client, days), 300, logs)
         runs = wait("every night published", lambda: published(instance, days), 7200, logs)
         wall, busy = time.monotonic() - began, busy_cpu_s() - busy
         assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}, run_table(instance)
@@ -148,11 +154,11 @@ def run_config(home: Path, start: date, nights: int, workers: int, shards: int, 
             env.update({"CREDIT_STORAGE": "datasets", "CREDIT_SHARDS": str(shards), "CREDIT_EXECUTOR": "celery"})
             pool = stack.enter_context(celery_workers([f"bench{i}" for i in range(workers)], env, logs, threads))
         os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "DAGSTER_PG_URL") if k in env})
-        timing = backfill_nights(days, env, logs) if backfill else score_nights(days, env, logs, str(workers))
+        timing = daemon_nights(days, env, logs) if backfill else score_nights(days, env, logs, str(workers))
         share = threads or max(1, settings.physical_cores() // max(workers, 1))
         return {"workers": workers, "threads_per_worker": share if workers else None,
                 "storage": "datasets" if workers else "warehouse", "nights": nights,
-                "launched_as": "daemon backfill" if backfill else "credit-dagster score", **timing,
+                "launched_as": ("daemon, a run" if nights == 1 else "daemon backfill") if backfill else "credit-dagster score", **timing,
                 "worker_peak_rss_mb": [peak_rss_mb(p.pid) for p in pool.values()], "step_seconds": step_seconds()}
 
 
