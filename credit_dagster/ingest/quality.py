@@ -47,20 +47,21 @@ class Finding:
 
 
 @cache
-def _gx():
-    """Great Expectations, imported when a rule first runs: the import takes seconds, and every
-    run's process imports this module to list the checks (a shard's run, the publish's, ...)."""
+def gx():
+    """Great Expectations, imported when a rule first runs (use this, not a module-level import):
+    the import takes seconds, and every run's process imports this module to list the checks (a
+    shard's run, the publish's, ...)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # offline: no usage statistics
-    import great_expectations as gx
+    import great_expectations
 
-    return gx
+    return great_expectations
 
 
 @cache
 def _context():
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    context = _gx().get_context(mode="ephemeral")
+    context = gx().get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return context, context.data_sources.add_pandas("credit_dagster")
 
@@ -72,7 +73,7 @@ def run_expectations(df: pd.DataFrame, expectations: list[tuple[Expectation, boo
     _, source = _context()
     asset = source.add_dataframe_asset(f"batch_{next(_batch_ids)}")
     batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": df})
-    suite = _gx().ExpectationSuite(name=asset.name)
+    suite = gx().ExpectationSuite(name=asset.name)
     for expectation, _ in expectations:
         suite.add_expectation(expectation)
     results = batch.validate(suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 10})
@@ -108,9 +109,9 @@ def check_keys(con: duckdb.DuckDBPyConnection, spec: SourceTable, schema: str = 
     if not columns:
         return []
     df = _frame(con, f"select {', '.join(map(_q, columns))} from {schema}.{spec.name}")
-    expectations = [(_gx().expectations.ExpectColumnValuesToNotBeNull(column=c), True) for c in columns]
+    expectations = [(gx().expectations.ExpectColumnValuesToNotBeNull(column=c), True) for c in columns]
     if spec.key:
-        expectations.append((_gx().expectations.ExpectColumnValuesToBeUnique(column=spec.key), True))
+        expectations.append((gx().expectations.ExpectColumnValuesToBeUnique(column=spec.key), True))
     return run_expectations(df, expectations)
 
 
@@ -134,7 +135,7 @@ def check_values(con: duckdb.DuckDBPyConnection, spec: SourceTable, schema: str 
     expectations = []
     for col, allowed in spec.value_sets.items():
         values = [str(v) for v in allowed] if df[col].dtype.name == "category" else list(allowed)
-        expectations.append((_gx().expectations.ExpectColumnValuesToBeInSet(column=col, value_set=values), col in spec.blocking_values))
+        expectations.append((gx().expectations.ExpectColumnValuesToBeInSet(column=col, value_set=values), col in spec.blocking_values))
     return [_with_note(f, scope) for f in run_expectations(df, expectations)]
 
 
@@ -144,7 +145,7 @@ def check_ranges(con: duckdb.DuckDBPyConnection, spec: SourceTable, schema: str 
         return []
     df, scope = _sampled(con, spec, list(spec.ranges), schema)
     expectations = [
-        (_gx().expectations.ExpectColumnValuesToBeBetween(column=c, min_value=lo, max_value=hi), False)
+        (gx().expectations.ExpectColumnValuesToBeBetween(column=c, min_value=lo, max_value=hi), False)
         for c, (lo, hi) in spec.ranges.items()
     ]
     return [_with_note(f, scope) for f in run_expectations(df, expectations)]
@@ -164,7 +165,7 @@ def check_foreign_keys(con: duckdb.DuckDBPyConnection, spec: SourceTable, schema
         rows_orphaned = con.execute(f"""
             select count(*) from {schema}.{spec.name} where {_q(fk.column)} not in
             (select k from ({parents}) where k is not null)""").fetchone()[0]
-        expectation = _gx().expectations.ExpectColumnValuesToNotBeNull(column="parent_key", mostly=1 - MAX_ORPHAN_SHARE)
+        expectation = gx().expectations.ExpectColumnValuesToNotBeNull(column="parent_key", mostly=1 - MAX_ORPHAN_SHARE)
         finding = run_expectations(df, [(expectation, False)])[0]
         finding.rule = f"foreign key {fk.column} -> {' or '.join(fk.parent_tables)}.{fk.parent_column}"
         finding.column = fk.column

@@ -118,12 +118,13 @@ def outcomes_expectations(warehouse: Warehouse) -> dg.AssetCheckResult:
     with warehouse.connect() as con:
         settled = con.execute("select * from outcomes.loan_outcomes").df()
     # GX through `quality`, which turns its usage statistics off before importing it
+    expect = quality.gx().expectations
     findings = quality.run_expectations(settled, [
-        (quality.gx.expectations.ExpectColumnValuesToBeUnique(column="SK_ID_CURR"), True),
-        (quality.gx.expectations.ExpectColumnValuesToBeInSet(column="TARGET", value_set=[0, 1]), True),
-        (quality.gx.expectations.ExpectColumnValuesToBeBetween(column="MONTHS_ON_BOOK", min_value=0, max_value=600), True),
-        (quality.gx.expectations.ExpectColumnValuesToBeBetween(column="WORST_DPD", min_value=0, max_value=100_000), True),
-        (quality.gx.expectations.ExpectColumnValuesToNotBeNull(column="REPORTING_DATE"), True),
+        (expect.ExpectColumnValuesToBeUnique(column="SK_ID_CURR"), True),
+        (expect.ExpectColumnValuesToBeInSet(column="TARGET", value_set=[0, 1]), True),
+        (expect.ExpectColumnValuesToBeBetween(column="MONTHS_ON_BOOK", min_value=0, max_value=600), True),
+        (expect.ExpectColumnValuesToBeBetween(column="WORST_DPD", min_value=0, max_value=100_000), True),
+        (expect.ExpectColumnValuesToNotBeNull(column="REPORTING_DATE"), True),
     ])
     failed = [f.describe() for f in findings if not f.passed]
     return dg.AssetCheckResult(passed=not failed, severity=dg.AssetCheckSeverity.ERROR,
