@@ -486,8 +486,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the queues served: dagster (shards, landing; default) and warehouse (steps that write the warehouse)")
     worker.add_argument("--name", help="the worker's name (default credit-<pid>@<host>)")
     worker.add_argument("--threads", type=int, help="LightGBM's and DuckDB's threads in a step (default CREDIT_THREADS, else the "
-                        "physical cores); K workers on one machine: give each cores/K, as threads that outnumber the cores "
-                        "slow LightGBM several-fold")
+                        "physical cores); K workers on one machine: give each cores/K")
     worker.set_defaults(func=_worker)
     api = command("api", help="start the scoring API (HTTP, OpenAPI at /docs)", formatter_class=fmt,
                          epilog="example: credit-dagster api --port 8000, then: curl -H 'X-API-Key: KEY' http://127.0.0.1:8000/v1/model")
