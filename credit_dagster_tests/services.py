@@ -70,14 +70,15 @@ def stop(processes: list[subprocess.Popen]) -> None:
             process.wait()
 
 
-def wait(what: str, condition, timeout: float, logs: Path):
-    """`condition()`'s first true value; after `timeout` seconds, an error with the tails of the logs."""
+def wait(what: str, condition, timeout: float, logs: Path, every: float = 1):
+    """`condition()`'s first true value, asked `every` seconds; after `timeout` seconds, an error
+    with the tails of the logs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
-        time.sleep(1)
+        time.sleep(every)
     tails = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(logs.glob("*.log")))
     raise AssertionError(f"waited {timeout:.0f} s for {what}\n{tails}")
 

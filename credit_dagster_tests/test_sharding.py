@@ -290,6 +290,12 @@ def _failures(instance: dg.DagsterInstance, runs: list[dg.DagsterRun]) -> str:
                      for e in instance.all_logs(run.run_id) if e.dagster_event and e.dagster_event.event_type in kinds)
 
 
+def _first_shard_start(instance: dg.DagsterInstance) -> dg.EventLogEntry | None:
+    """The first start of a shard's scoring step, if one has started."""
+    records = instance.get_event_records(dg.EventRecordsFilter(event_type=dg.DagsterEventType.STEP_START), ascending=True)
+    return next((r.event_log_entry for r in records if "scored_shards" in r.event_log_entry.step_key), None)
+
+
 def _shard_starts(instance: dg.DagsterInstance) -> list[dg.EventLogEntry]:
     """Every start of a shard's scoring step, in the runs the automation launched for the shards."""
     return [e for run in night_runs(instance) if keys.SHARDS in (run.asset_selection or set())
@@ -332,7 +338,8 @@ def test_nights_launched_by_the_daemon_run_on_celery_workers_and_a_worker_killed
         launched = wait("the sensor's landings of the two late nights", lambda: len(landings()) == 2 and landings(), 240, logs)
         assert {r.tags["dagster/partition"] for r in launched} == set(nights)
         # the worker whose process starts a shard is killed at once, mid-shard
-        started = wait("a worker starting a shard", lambda: next(iter(_shard_starts(instance)), None), 300, logs)
+        # looked for ten times a second, in one query: a shard of these small nights takes about a second
+        started = wait("a worker starting a shard", lambda: _first_shard_start(instance), 300, logs, every=0.1)
         victim = next(name for name, p in workers.items() if started.dagster_event.pid in _descendants(p.pid))
         os.killpg(workers[victim].pid, signal.SIGKILL)
         workers[victim].wait(30)
