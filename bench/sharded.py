@@ -34,7 +34,6 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from credit_dagster.core import settings
 from credit_dagster.nightly import partitions
 from credit_dagster_tests.services import (
     BIN,
@@ -48,6 +47,7 @@ from credit_dagster_tests.services import (
     run_table,
     submit,
     wait,
+    worker_threads,
 )
 
 PAST = date(2026, 1, 1)
@@ -155,8 +155,7 @@ def run_config(home: Path, start: date, nights: int, workers: int, shards: int, 
             pool = stack.enter_context(celery_workers([f"bench{i}" for i in range(workers)], env, logs, threads))
         os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "DAGSTER_PG_URL") if k in env})
         timing = daemon_nights(days, env, logs) if backfill else score_nights(days, env, logs, str(workers))
-        share = threads or max(1, settings.physical_cores() // max(workers, 1))
-        return {"workers": workers, "threads_per_worker": share if workers else None,
+        return {"workers": workers, "threads_per_worker": worker_threads(workers, threads) if workers else None,
                 "storage": "datasets" if workers else "warehouse", "nights": nights,
                 "launched_as": ("daemon, a run" if nights == 1 else "daemon backfill") if backfill else "credit-dagster score", **timing,
                 "worker_peak_rss_mb": [peak_rss_mb(p.pid) for p in pool.values()], "step_seconds": step_seconds()}

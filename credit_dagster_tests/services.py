@@ -112,6 +112,11 @@ def production_services(env: dict, logs: Path) -> Iterator[tuple[list[subprocess
         stop(services)
 
 
+def worker_threads(workers: int, threads: int = 0) -> int:
+    """Each worker's threads: `threads`, else an equal share of this machine's cores."""
+    return threads or max(1, settings.physical_cores() // max(workers, 1))
+
+
 @contextmanager
 def celery_workers(names: list[str], env: dict, logs: Path, threads: int = 0) -> Iterator[dict[str, subprocess.Popen]]:
     """`credit-dagster worker` processes on the local RabbitMQ, serving both queues, ready, on
@@ -119,7 +124,7 @@ def celery_workers(names: list[str], env: dict, logs: Path, threads: int = 0) ->
     interrupted run left on the shared broker are purged first."""
     subprocess.run([str(BIN / "celery"), "-b", BROKER, "purge", "-f", "-Q", "dagster,warehouse"], env=env, capture_output=True,
                    timeout=60)
-    threads = str(threads or max(1, settings.physical_cores() // len(names)))
+    threads = str(worker_threads(len(names), threads))
     workers = {name: start([str(BIN / "credit-dagster"), "worker", "--name", f"{name}@%h", "--queue", "dagster",
                             "--queue", "warehouse", "--threads", threads], env, logs / f"{name}.log") for name in names}
     try:

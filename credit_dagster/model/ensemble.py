@@ -26,8 +26,8 @@ class Ensemble:
         position = {c: i for i, c in enumerate(matrix.columns)}
         # this process's threads (CREDIT_THREADS), not OpenMP's default of every core: two Celery
         # workers on one machine would otherwise each spin on all of its cores
-        return [b.predict(values[:, [position[c] for c in b.feature_name()]], num_threads=settings.threads(), **kwargs)
-                for b in self.boosters]
+        threads = settings.threads()
+        return [b.predict(values[:, [position[c] for c in b.feature_name()]], num_threads=threads, **kwargs) for b in self.boosters]
 
     def raw_score(self, matrix: pd.DataFrame) -> np.ndarray:
         """Mean log-odds of the fold models."""
