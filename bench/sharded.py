@@ -138,7 +138,7 @@ def daemon_nights(days: list[str], env: dict, logs: Path) -> dict:
 
 
 def run_config(home: Path, start: date, nights: int, workers: int, shards: int, logs: Path, backfill: bool,
-               threads: int) -> dict:
+               threads: int, memory_limit: str) -> dict:
     reset(home)
     dagster_home = home / f"dagster_{workers}"
     shutil.rmtree(dagster_home, ignore_errors=True)
@@ -152,10 +152,11 @@ def run_config(home: Path, start: date, nights: int, workers: int, shards: int, 
             env["DAGSTER_PG_URL"] = stack.enter_context(fresh_database())
         if workers:
             env.update({"CREDIT_STORAGE": "datasets", "CREDIT_SHARDS": str(shards), "CREDIT_EXECUTOR": "celery"})
-            pool = stack.enter_context(celery_workers([f"bench{i}" for i in range(workers)], env, logs, threads))
+            pool = stack.enter_context(celery_workers([f"bench{i}" for i in range(workers)], env, logs, threads, memory_limit))
         os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "DAGSTER_PG_URL") if k in env})
         timing = daemon_nights(days, env, logs) if backfill else score_nights(days, env, logs, str(workers))
         return {"workers": workers, "threads_per_worker": worker_threads(workers, threads) if workers else None,
+                "worker_duckdb_memory_limit": memory_limit or "CREDIT_DUCKDB_MEMORY_LIMIT" if workers else None,
                 "storage": "datasets" if workers else "warehouse", "nights": nights,
                 "launched_as": ("daemon, a run" if nights == 1 else "daemon backfill") if backfill else "credit-dagster score", **timing,
                 "worker_peak_rss_mb": [peak_rss_mb(p.pid) for p in pool.values()], "step_seconds": step_seconds()}
@@ -169,6 +170,7 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--skip-warehouse", action="store_true")
     parser.add_argument("--threads", type=int, default=0, help="each worker's threads (default: its share of the cores)")
+    parser.add_argument("--memory-limit", default="", help="each worker's DuckDB memory limit (default CREDIT_DUCKDB_MEMORY_LIMIT)")
     parser.add_argument("--data-dir", help="the home's Kaggle-layout data (default CREDIT_HOME/data)")
     parser.add_argument("--backfill", action="store_true", help="the nights as a daemon backfill launched through GraphQL")
     args = parser.parse_args()
@@ -189,7 +191,7 @@ def main() -> None:
                                   "/application_test.csv')").fetchall()[0][0] for i in range(args.nights))
     print(f"{args.nights} night(s), {applications:,} applications, {args.shards} shards")
     for workers in configs:
-        result = run_config(home, start, args.nights, workers, args.shards, logs, backfill, args.threads)
+        result = run_config(home, start, args.nights, workers, args.shards, logs, backfill, args.threads, args.memory_limit)
         print(json.dumps({"applications": applications, **result}), flush=True)
 
 

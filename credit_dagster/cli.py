@@ -338,10 +338,13 @@ def _worker(args: argparse.Namespace) -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))}
     if args.threads:
         env["CREDIT_THREADS"] = str(args.threads)
+    if args.memory_limit:
+        env["CREDIT_DUCKDB_MEMORY_LIMIT"] = args.memory_limit
     celery = Path(sys.executable).with_name("celery")
     name, queues = args.name or f"credit-{os.getpid()}@%h", args.queue or ["dagster"]
-    threads = args.threads or settings.threads()
-    print(f"Celery worker {name} on {config['broker']}, queues {', '.join(queues)}; one step at a time, on {threads} thread(s)")
+    threads, memory = args.threads or settings.threads(), args.memory_limit or settings.current().duckdb_memory_limit
+    print(f"Celery worker {name} on {config['broker']}, queues {', '.join(queues)}; one step at a time, on {threads} thread(s), "
+          f"DuckDB within {memory}")
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.execve(celery, [str(celery), "-A", "dagster_celery.app", "worker", "--concurrency", "1", "--prefetch-multiplier", "1",
@@ -487,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--name", help="the worker's name (default credit-<pid>@<host>)")
     worker.add_argument("--threads", type=int, help="LightGBM's and DuckDB's threads in a step (default CREDIT_THREADS, else the "
                         "physical cores); K workers on one machine: give each cores/K")
+    worker.add_argument("--memory-limit", help="DuckDB's memory in a step, e.g. 1GB (default CREDIT_DUCKDB_MEMORY_LIMIT): past it "
+                        "DuckDB spills to the temporary folder, so the worker's memory does not grow with the night")
     worker.set_defaults(func=_worker)
     api = command("api", help="start the scoring API (HTTP, OpenAPI at /docs)", formatter_class=fmt,
                          epilog="example: credit-dagster api --port 8000, then: curl -H 'X-API-Key: KEY' http://127.0.0.1:8000/v1/model")

@@ -149,13 +149,20 @@ def pytest_itemcollected(item):
         item.add_marker(pytest.mark.xdist_group("real_sample"))
 
 
+def pytest_collection_modifyitems(items):
+    """The tests that start the production services (about 3 and 4 minutes) are queued first,
+    the real-sample group beside them: queued in file order, the last of them kept one worker busy
+    for minutes after the other had finished."""
+    items.sort(key=lambda item: item.get_closest_marker("services") is None)
+
+
 UNGROUPED = pytest.StashKey[str]()
 
 
 def pytest_collection_finish(session):
     """xdist groups a test by a suffix it adds to its id; pytest 9.2 ignores that (pytest-xdist
     issue 1386), and the real model was trained on both workers, unnoticed. Now the grouped tests fail, saying so."""
-    if session.config.getvalue("loadgroup"):  # set on xdist's workers under --dist loadgroup
+    if getattr(session.config.option, "loadgroup", False):  # set on xdist's workers under --dist loadgroup
         for item in session.items:
             if item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
                 item.stash[UNGROUPED] = ("xdist ignored this test's xdist_group mark: this pytest and pytest-xdist do not "

@@ -118,15 +118,18 @@ def worker_threads(workers: int, threads: int = 0) -> int:
 
 
 @contextmanager
-def celery_workers(names: list[str], env: dict, logs: Path, threads: int = 0) -> Iterator[dict[str, subprocess.Popen]]:
+def celery_workers(names: list[str], env: dict, logs: Path, threads: int = 0,
+                   memory_limit: str = "") -> Iterator[dict[str, subprocess.Popen]]:
     """`credit-dagster worker` processes on the local RabbitMQ, serving both queues, ready, on
-    `threads` threads each (default: an equal share of this machine's cores); tasks an earlier,
-    interrupted run left on the shared broker are purged first."""
+    `threads` threads each (default: an equal share of this machine's cores), DuckDB within
+    `memory_limit` (default CREDIT_DUCKDB_MEMORY_LIMIT); tasks an earlier, interrupted run left on
+    the shared broker are purged first."""
     subprocess.run([str(BIN / "celery"), "-b", BROKER, "purge", "-f", "-Q", "dagster,warehouse"], env=env, capture_output=True,
                    timeout=60)
     threads = str(worker_threads(len(names), threads))
     workers = {name: start([str(BIN / "credit-dagster"), "worker", "--name", f"{name}@%h", "--queue", "dagster",
-                            "--queue", "warehouse", "--threads", threads], env, logs / f"{name}.log") for name in names}
+                            "--queue", "warehouse", "--threads", threads, *(["--memory-limit", memory_limit] if memory_limit else [])],
+                           env, logs / f"{name}.log") for name in names}
     try:
         for name in names:
             wait(f"worker {name} ready", lambda n=name: log_has(logs / f"{n}.log", "ready"), 120, logs)

@@ -28,6 +28,7 @@ from credit_dagster_tests.services import (
 
 
 @pytest.mark.slow
+@pytest.mark.services
 def test_three_services_on_postgres_run_nights_from_graphql_and_a_schedule_and_fail_a_run_whose_code_server_died(
         scored_home, synthetic_dir, database, tmp_path, monkeypatch):
     home = tmp_path / "home"

@@ -172,6 +172,26 @@ def test_what_a_killed_write_left_in_staging_is_swept_once_old(tmp_path):
     assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{root}/{datasets.STAGING}")) == ["20261002T015900_running", "notes"]
 
 
+def test_a_workers_duckdb_spills_past_its_memory_limit_into_a_folder_of_its_own(tmp_path, monkeypatch):
+    """A step's DuckDB holds what it loads within CREDIT_DUCKDB_MEMORY_LIMIT and spills the rest,
+    each connection into its own folder of the temporary folder, gone once it is closed (DuckDB's
+    own default, `.tmp` in the working directory, would be shared by two workers started there)."""
+    import tempfile
+
+    monkeypatch.setenv("CREDIT_DUCKDB_MEMORY_LIMIT", "64MB")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    first, second = shards.connect(str(tmp_path / "datasets")), shards.connect(str(tmp_path / "datasets"))
+    spills = [Path(c.execute("select current_setting('temp_directory')").fetchone()[0]) for c in (first, second)]
+    assert spills[0] != spills[1] and all(s.parent == tmp_path for s in spills)
+    # about 500 MB of rows, eight times the limit
+    first.execute("create table t as select i, repeat('x', 40) || i as s from range(8000000) r(i)")
+    assert first.execute("select count(*), sum(length(s)) from t").fetchone()[0] == 8_000_000
+    assert any(spills[0].glob("duckdb_temp_*")) and not spills[1].exists()  # only the first spilled
+    first.close()
+    second.close()
+    assert not spills[0].exists()
+
+
 def test_a_reader_of_every_night_never_meets_a_half_written_shard(tmp_path):
     """One process rewrites a night's shards again and again (a large file each time) while this
     one reads the whole table, as another night's snapshot does: every read sees whole files and
@@ -303,6 +323,7 @@ def _shard_starts(instance: dg.DagsterInstance) -> list[dg.EventLogEntry]:
 
 
 @pytest.mark.slow
+@pytest.mark.services
 def test_nights_launched_by_the_daemon_run_on_celery_workers_and_a_worker_killed_mid_shard_loses_nothing(
         build, synthetic_dir, tmp_path_factory, database, monkeypatch):
     """Dagster's production services (code server, daemon, webserver on the local PostgreSQL) and

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     serving_snapshot: Path | None = Field(None, description="the read-only snapshot (default CREDIT_HOME/serving/serving.duckdb)")
     # resources
     threads: int = Field(0, ge=0, description="LightGBM's and DuckDB's threads (0: the physical cores)")
-    duckdb_memory_limit: str = Field("4GB", description="DuckDB's memory limit for the warehouse")
+    duckdb_memory_limit: str = Field("4GB", description="DuckDB's memory limit for the warehouse, and for each step of a worker (it spills past it)")
     quality_sample_rows: int = Field(2_000_000, gt=0, description="value-set and range checks above this many rows use a seeded sample")
     log_level: str = Field("INFO", description="what the CLI prints of a run's log")
     # what people read

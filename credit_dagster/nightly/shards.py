@@ -15,6 +15,8 @@ No step but `publish` opens the warehouse, so shards never wait for its single w
 
 from __future__ import annotations
 
+import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,8 +40,13 @@ class NightIncomplete(ValueError):
 
 
 def connect(location: str) -> duckdb.DuckDBPyConnection:
-    """A worker's own in-memory DuckDB, able to read and write the datasets."""
-    con = duckdb.connect(config={"memory_limit": settings.current().duckdb_memory_limit, "threads": settings.threads()})
+    """A worker's own in-memory DuckDB, able to read and write the datasets. Past its memory
+    limit (CREDIT_DUCKDB_MEMORY_LIMIT) it spills to a folder of its own in the machine's temporary
+    folder, which DuckDB makes when it first spills and removes on close: left alone, an in-memory
+    DuckDB spills to `.tmp` in the working directory, which two workers in one folder would share."""
+    spill = Path(tempfile.gettempdir()) / f"credit_duckdb_{uuid.uuid4().hex}"
+    con = duckdb.connect(config={"memory_limit": settings.current().duckdb_memory_limit, "threads": settings.threads(),
+                                 "temp_directory": str(spill)})
     datasets.attach(con, location)
     return con
 
