@@ -1,5 +1,5 @@
 """Sharded nights on Celery workers against the single-process night: wall time, how many
-cores the machine kept busy meanwhile, each step's time, peak RSS of the run's process and of each worker.
+cores the machine kept busy meanwhile, each step's time, peak RSS of the run's process and of each worker, and which step set it.
 
     CREDIT_HOME=/tmp/bench3 python bench/sharded.py --days 3 --nights 1 --workers 1,2
     CREDIT_HOME=/tmp/bench3 python bench/sharded.py --days 10 --nights 10 --workers 2   # a 10-night backfill
@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from contextlib import ExitStack
 from datetime import date, timedelta
@@ -69,6 +70,52 @@ def peak_rss_mb(pid: int) -> float:
         peak = max(peak, next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")) / 1024)
         todo += [int(c) for c in children]
     return round(peak)
+
+
+class RssSampler:
+    """Every process's resident memory under the given roots (the workers and their pool
+    children), five times a second: `step_peak_rss` says which step set a worker's peak."""
+
+    def __init__(self, roots: list[int]):
+        self.roots, self.samples, self.done = roots, [], threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while not self.done.wait(0.2):
+            todo = list(self.roots)
+            while todo:
+                pid = todo.pop()
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                    todo += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+                except (FileNotFoundError, ProcessLookupError):
+                    continue
+                rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")) / 1024
+                self.samples.append((time.time(), pid, rss))
+
+    def stop(self) -> list[tuple[float, int, float]]:
+        self.done.set()
+        self.thread.join()
+        return self.samples
+
+
+def step_peak_rss(samples: list[tuple[float, int, float]]) -> dict:
+    """The highest resident memory of the process that ran each kind of step, while it ran it."""
+    peaks: dict[str, float] = {}
+    with dg.DagsterInstance.get() as instance:
+        for run in night_runs(instance):
+            starts = {}
+            for entry in instance.all_logs(run.run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}):
+                key = entry.dagster_event.step_key
+                if entry.dagster_event.event_type == dg.DagsterEventType.STEP_START:
+                    starts[key] = (entry.timestamp, entry.dagster_event.pid)
+                elif key in starts:
+                    (began, pid), ended = starts.pop(key), entry.timestamp
+                    held = [rss for t, p, rss in samples if p == pid and began <= t <= ended]
+                    kind = key.split("__")[-1]
+                    peaks[kind] = round(max([peaks.get(kind, 0), *held]))
+    return peaks
 
 
 def busy_cpu_s() -> float:
@@ -154,12 +201,15 @@ def run_config(home: Path, start: date, nights: int, workers: int, shards: int, 
             env.update({"CREDIT_STORAGE": "datasets", "CREDIT_SHARDS": str(shards), "CREDIT_EXECUTOR": "celery"})
             pool = stack.enter_context(celery_workers([f"bench{i}" for i in range(workers)], env, logs, threads, memory_limit))
         os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "DAGSTER_PG_URL") if k in env})
+        sampler = RssSampler([p.pid for p in pool.values()])
         timing = daemon_nights(days, env, logs) if backfill else score_nights(days, env, logs, str(workers))
+        samples = sampler.stop()
         return {"workers": workers, "threads_per_worker": worker_threads(workers, threads) if workers else None,
                 "worker_duckdb_memory_limit": memory_limit or "CREDIT_DUCKDB_MEMORY_LIMIT" if workers else None,
                 "storage": "datasets" if workers else "warehouse", "nights": nights,
                 "launched_as": ("daemon, a run" if nights == 1 else "daemon backfill") if backfill else "credit-dagster score", **timing,
-                "worker_peak_rss_mb": [peak_rss_mb(p.pid) for p in pool.values()], "step_seconds": step_seconds()}
+                "worker_peak_rss_mb": [peak_rss_mb(p.pid) for p in pool.values()], "step_seconds": step_seconds(),
+                "worker_step_peak_rss_mb": step_peak_rss(samples) if pool else None}
 
 
 def main() -> None:
