@@ -91,8 +91,9 @@ class RssSampler:
                     todo += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
                 except (FileNotFoundError, ProcessLookupError):
                     continue
-                rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")) / 1024
-                self.samples.append((time.time(), pid, rss))
+                rss = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")), None)
+                if rss is not None:  # a zombie has no memory left
+                    self.samples.append((time.time(), pid, rss / 1024))
 
     def stop(self) -> list[tuple[float, int, float]]:
         self.done.set()
