@@ -333,7 +333,9 @@ def _worker(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     # dagster-celery's app reads its settings from this module when it can import it
     lines = [f"broker_url = {config['broker']!r}", f"result_backend = {config['backend']!r}",
-             *[f"{key} = {value!r}" for key, value in config["config_source"].items()]]
+             *[f"{key} = {value!r}" for key, value in config["config_source"].items()],
+             # imported by the worker's main process: each step's fresh child is forked with the code location loaded
+             "import credit_dagster.definitions  # noqa: E402,F401"]
     (folder / "dagster_celery_config.py").write_text("\n".join(lines) + "\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))}
     if args.threads:

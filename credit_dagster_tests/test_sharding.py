@@ -372,6 +372,9 @@ def test_nights_launched_by_the_daemon_run_on_celery_workers_and_a_worker_killed
         # the killed worker's shard ran again in the same run, on the other worker
         again = [e for e in _shard_starts(instance) if e.run_id == started.run_id and e.dagster_event.pid != started.dagster_event.pid]
         assert again
+        # each step in a process of its own (the workers' memory is one step's at a time)
+        pids = [e.dagster_event.pid for e in _shard_starts(instance)]
+        assert len(pids) == len(set(pids)) > len(shard_runs), pids
         con = shards.connect(location)
         first = {night: shards.exactly_once(con, location, night) for night in nights}
         assert all(c["scored"] == c["landed"] > 50 for c in first.values())

@@ -20,10 +20,13 @@ def celery_config() -> dict:
     """The Celery executor's config (dagster-celery), also written for the workers
     (`credit-dagster worker`). A task is acknowledged only once its step is done, and a worker
     takes one at a time, so a worker killed mid-shard hands its shard back to the queue and
-    another worker runs it again."""
+    another worker runs it again. Each step runs in a child process of its own, so what a step
+    held goes back with it: a worker's memory is one step's, not what a night's steps left behind
+    in one long-lived child (measured in BENCHMARKS.md)."""
     configured = settings.current()
     return {"broker": configured.celery_broker, "backend": configured.celery_backend,
-            "config_source": {"task_acks_late": True, "task_reject_on_worker_lost": True, "worker_prefetch_multiplier": 1}}
+            "config_source": {"task_acks_late": True, "task_reject_on_worker_lost": True, "worker_prefetch_multiplier": 1,
+                              "worker_max_tasks_per_child": 1}}
 
 
 def night_executor() -> dg.ExecutorDefinition:
