@@ -83,25 +83,30 @@ class RssSampler:
 
     def _sample(self) -> None:
         while not self.done.wait(0.2):
-            todo = list(self.roots)
+            todo = [(root, root) for root in self.roots]
             while todo:
-                pid = todo.pop()
+                root, pid = todo.pop()
                 try:
                     status = Path(f"/proc/{pid}/status").read_text()
-                    todo += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+                    todo += [(root, int(c)) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
                 except (FileNotFoundError, ProcessLookupError):
                     continue
                 rss = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")), None)
                 if rss is not None:  # a zombie has no memory left
-                    self.samples.append((time.time(), pid, rss / 1024))
+                    self.samples.append((time.time(), root, pid, rss / 1024))
 
-    def stop(self) -> list[tuple[float, int, float]]:
+    def peaks(self) -> list[float]:
+        """Each worker's highest sampled memory, in any of its processes: a step's child is gone
+        by the end, and its VmHWM with it."""
+        return [round(max((rss for _, r, _, rss in self.samples if r == root), default=0)) for root in self.roots]
+
+    def stop(self) -> list[tuple[float, int, int, float]]:
         self.done.set()
         self.thread.join()
         return self.samples
 
 
-def step_peak_rss(samples: list[tuple[float, int, float]]) -> dict:
+def step_peak_rss(samples: list[tuple[float, int, int, float]]) -> dict:
     """The highest resident memory of the process that ran each kind of step, while it ran it."""
     peaks: dict[str, float] = {}
     with dg.DagsterInstance.get() as instance:
@@ -113,7 +118,7 @@ def step_peak_rss(samples: list[tuple[float, int, float]]) -> dict:
                     starts[key] = (entry.timestamp, entry.dagster_event.pid)
                 elif key in starts:
                     (began, pid), ended = starts.pop(key), entry.timestamp
-                    held = [rss for t, p, rss in samples if p == pid and began <= t <= ended]
+                    held = [rss for t, _, p, rss in samples if p == pid and began <= t <= ended]
                     kind = key.split("__")[-1]
                     peaks[kind] = round(max([peaks.get(kind, 0), *held]))
     return peaks
@@ -209,7 +214,8 @@ def run_config(home: Path, start: date, nights: int, workers: int, shards: int, 
                 "worker_duckdb_memory_limit": memory_limit or "CREDIT_DUCKDB_MEMORY_LIMIT" if workers else None,
                 "storage": "datasets" if workers else "warehouse", "nights": nights,
                 "launched_as": ("daemon, a run" if nights == 1 else "daemon backfill") if backfill else "credit-dagster score", **timing,
-                "worker_peak_rss_mb": [peak_rss_mb(p.pid) for p in pool.values()], "step_seconds": step_seconds(),
+                "worker_peak_rss_mb": [max(peak_rss_mb(p.pid), sampled) for p, sampled in zip(pool.values(), sampler.peaks(), strict=True)],
+                "step_seconds": step_seconds(),
                 "worker_step_peak_rss_mb": step_peak_rss(samples) if pool else None}
 
 
