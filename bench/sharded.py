@@ -67,7 +67,7 @@ def peak_rss_mb(pid: int) -> float:
             children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
         except FileNotFoundError:
             continue
-        peak = max(peak, next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")) / 1024)
+        peak = max(peak, next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")), 0) / 1024)  # 0: a zombie
         todo += [int(c) for c in children]
     return round(peak)
 
