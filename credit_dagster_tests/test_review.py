@@ -56,7 +56,12 @@ def test_reversing_the_model_needs_another_supervisor():
 
 @pytest.mark.parametrize("change, words", [
     ({"revision": 3}, "changed since you opened it"), ({"final": "maybe"}, "granted or refused"),
+    ({"final": None}, "choose the final decision"),
     ({"codes": ()}, "at least one reason code"), ({"codes": ("because",)}, "unknown reason code"),
+    # reason codes have a direction: a refusal's reason never justifies a grant, nor the reverse
+    ({"codes": ("fraud_suspicion",)}, "not a reason to have it granted: Suspicion of fraud"),
+    ({"final": review.REFUSED, "codes": ("credit_history_explained",)},
+     "not a reason to have it refused: Past payment problems explained"),
     ({"note": "x" * (review.MAX_NOTE + 1)}, "at most"), ({"role": "intern"}, "no reviewer role"),
 ])
 def test_an_action_that_may_not_be_taken_says_why(change, words):
@@ -132,10 +137,11 @@ def test_the_case_table_counts_working_days_against_the_service_time():
     assert table.at[2, "status"] == review.DECIDED and not table.at[2, "past_service_time"]
 
 
-def _action(sk_id, action, user, role, model_decision, revision, final=None, codes=CODES, note=""):
+def _action(sk_id, action, user, role, model_decision, revision, final=None, codes=CODES, note="", received_on=None):
     return review.Action(action_id=f"{sk_id}-{revision}-{user}", sk_id=sk_id, action=action, user=user, role=role,
                          at="2026-12-01T10:00:00+00:00", model_version="v1", model_decision=model_decision, revision=revision,
-                         final=final, reason_codes=tuple(codes) if action == review.DECIDE else (), note=note)
+                         final=final, reason_codes=tuple(codes) if action == review.DECIDE else (), note=note,
+                         channel="phone" if received_on else None, received_on=received_on)
 
 
 def test_the_journal_is_read_once_and_a_line_being_written_waits_until_whole(tmp_path):
@@ -192,24 +198,58 @@ def test_letters_say_the_decision_in_plain_words_and_answer_a_contest():
            "reason_2": "Two late payments on past loans", "counterfactual": "Asking for 20% less would have it granted.",
            "history_note": "no credit card history"}
     contested = review.apply(review.new_case(5, review.REFUSED),
-                             _action(5, review.CONTEST, "api:x", "", review.REFUSED, 0, note=review.contest_note("phone", "2026-11-30", HOSTILE)))
-    first = letters.letter(row, contested, contested.note)
+                             _action(5, review.CONTEST, "api:x", "", review.REFUSED, 0, note=HOSTILE, received_on="2026-11-27"))
+    first = letters.letter(row, contested, review.contest_words([_action(5, review.CONTEST, "api:x", "", review.REFUSED, 0, note=HOSTILE,
+                                                                         received_on="2026-11-27")]))
     page = letters.to_html(first)
-    for said in ("cannot grant your loan", "received your request for a human review", "automated assessment",
-                 "large share of your income", "Asking for 20% less", "Your right to a human review", "application number 5"):
+    # the acknowledgement: what happens next and by when (2 working days from Friday 27 November), not how to ask again
+    assert first.kind == "acknowledgement" and first.answer_by == "1 December 2026" and first.received_on == "27 November 2026"
+    for said in ("cannot grant your loan", "received your request of 27 November 2026", "What happens next", "by 1 December 2026",
+                 "automated assessment", "large share of your income", "Asking for 20% less", "application number 5"):
         assert said in page, said
+    assert "Your right to a human review" not in page and "[phone" not in page  # only the client's own words are quoted
     decided = review.apply(contested, _action(5, review.DECIDE, "ann", review.ADVISOR, review.REFUSED, 1, final=review.REFUSED,
                                               codes=("affordability",)))
-    second = letters.letter(row, decided, contested.note, synthetic=True)
+    second = letters.letter(row, decided, HOSTILE, synthetic=True)
     page = letters.to_html(second)
-    assert second.kind == "review" and "An advisor reviewed your application in person" in page
-    assert review.REASON_CODES["affordability"] in page and "SYNTHETIC" in page
+    assert second.kind == "review" and "An advisor reviewed your application in person on 1 December 2026" in page
+    assert review.REASONS["affordability"].client in page and "SYNTHETIC" in page and "Your right to a human review" in page
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # the client's words, as text
     text = " ".join(pypdf.PdfReader(io.BytesIO(letters.to_pdf(second))).pages[0].extract_text().split())
-    assert "An advisor reviewed your application in person" in text and review.REASON_CODES["affordability"] in text
+    assert "An advisor reviewed your application in person" in text and review.REASONS["affordability"].client in text
     assert '<script>alert(1)</script> =HYPERLINK("http://x.example","click") “fair?” 5 €' in text  # printed, never run
     granted = letters.letter({"decision": review.GRANTED}, review.new_case(6, review.GRANTED))
     assert "We have granted your loan" in letters.to_html(granted) and granted.change is None
+    # a suspicion of fraud is never told to the client: a neutral sentence instead
+    fraud = review.apply(review.new_case(7, review.REFER), _action(7, review.DECIDE, "ann", review.ADVISOR, review.REFER, 0,
+                                                                   final=review.REFUSED, codes=("fraud_suspicion",)))
+    page = letters.to_html(letters.letter(row, fraud))
+    assert "fraud" not in page.lower() and review.NEUTRAL_REASON in page and "cannot grant your loan" in page
+    # a journal written before the contest's day had its own field: the client's words without the "[channel, date]" prefix
+    old = dataclasses.replace(_action(8, review.CONTEST, "api:x", "", review.REFUSED, 0), note="[phone, 2026-12-05] I can repay")
+    assert review.contest_words([old]) == "I can repay"
+
+
+def test_the_clock_starts_when_the_client_asked_never_in_the_future():
+    today = date(2026, 12, 6)
+    with pytest.raises(review.ReviewError, match="after today"):
+        review.check_received_on(date(2027, 1, 15), today)
+    with pytest.raises(review.ReviewError, match="more than a year ago"):
+        review.check_received_on(date(2025, 11, 1), today)
+    review.check_received_on(date(2026, 11, 20), today)
+    scored = pd.DataFrame({"SK_ID_CURR": [1], "decision": [review.GRANTED], "partition_date": ["2026-11-02"]})
+    late = _action(1, review.CONTEST, "api:x", "", review.GRANTED, 0, received_on="2026-11-20")  # recorded on 1 December
+    table = case_table(scored, [late], date(2026, 12, 4), service_days=2).set_index("SK_ID_CURR")
+    assert table.at[1, "opened"] == "2026-11-20" and table.at[1, "working_days_open"] == 10 and table.at[1, "past_service_time"]
+
+
+def test_the_lenders_days_off_are_not_working_days(monkeypatch):
+    from credit_dagster.review import queue
+
+    assert queue.working_days("2026-12-21", date(2026, 12, 28)) == 5
+    monkeypatch.setenv("CREDIT_REVIEW_HOLIDAYS", "2026-12-24, 2026-12-25")
+    assert queue.working_days("2026-12-21", date(2026, 12, 28)) == 3
+    assert queue.due_by("2026-12-23", 2) == date(2026, 12, 29)
 
 
 def test_refer_everything_is_journaled_by_a_supervisor_only(tmp_path):

@@ -193,10 +193,13 @@ def vintage_curves(curves: pd.DataFrame) -> figure:
     fig = figure(height=300, sizing_mode="stretch_width", title="Payment difficulties by months on book, per grade",
                  x_axis_label="months on book", y_axis_label="defaulted so far", tools="hover",
                  tooltips=[("grade", "@grade"), ("month", "@months_on_book"), ("defaulted", "@cumulative_default_rate{0.0%}")])
-    for grade, rows in curves.groupby("grade"):
+    # told apart without colour: each grade its own line pattern and marker, and its letter at the end
+    patterns = ["solid", "dashed", "dotted", "dotdash", "dashdot"]
+    markers = ["circle", "square", "triangle", "diamond", "inverted_triangle"]
+    for i, (grade, rows) in enumerate(curves.groupby("grade")):
         source = ColumnDataSource(rows)
-        fig.line(x="months_on_book", y="cumulative_default_rate", line_width=2, color=INK, source=source)
-        fig.scatter(x="months_on_book", y="cumulative_default_rate", size=8, color=INK, source=source)
+        fig.line(x="months_on_book", y="cumulative_default_rate", line_width=2, color=INK, line_dash=patterns[i % 5], source=source)
+        fig.scatter(x="months_on_book", y="cumulative_default_rate", size=9, color=INK, marker=markers[i % 5], source=source)
         last = rows.iloc[-1]
         fig.add_layout(Label(x=float(last["months_on_book"]), y=float(last["cumulative_default_rate"]), text=f" {grade}",
                              text_font_size="14px", text_color=INK))

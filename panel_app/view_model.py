@@ -75,44 +75,89 @@ def queue(store: SnapshotStore, journal: ReviewJournal) -> pd.DataFrame:
     return case_table(scored, journal.actions(), datetime.now(UTC).date(), settings.current().review_service_days)
 
 
+# the review filter: a status of the case, or a work list across statuses
+CONTESTED, LATE, WAITING_FOR_PEOPLE = "contested", "past the service time", "every case that waits"
+QUEUE_FILTERS = [WAITING_FOR_PEOPLE, review.OPEN, CONTESTED, review.WAITING, LATE, review.DECIDED]
+
+
+def _in_filter(cases: pd.DataFrame, wanted: str) -> pd.Series:
+    waiting = cases["status"].isin([review.OPEN, review.WAITING])
+    return {WAITING_FOR_PEOPLE: waiting, CONTESTED: waiting & cases["contested"].astype(bool),
+            LATE: waiting & cases["past_service_time"].astype(bool)}.get(wanted, cases["status"] == wanted)
+
+
+def workload_sentence(cases: pd.DataFrame) -> str:
+    """The queue's counts per state, from the same case table the list shows."""
+    waiting = cases["status"].isin([review.OPEN, review.WAITING])
+    count = {f: int(_in_filter(cases, f).sum()) for f in QUEUE_FILTERS}
+    return (f"{count[WAITING_FOR_PEOPLE]:,} waiting for a person: {count[review.OPEN]:,} open, {count[review.WAITING]:,} waiting "
+            f"for approval; {count[CONTESTED]:,} contested, {int((cases['past_service_time'] & waiting).sum()):,} past the service "
+            f"time of {wording.plural(settings.current().review_service_days, 'working day')}")
+
+
+def standing_decisions(rows: pd.DataFrame, cases: pd.DataFrame) -> pd.DataFrame:
+    """`rows` (stored decisions) with the decision that stands now and its case: a person's once
+    decided, else the model's; the same replay of the journal as the API's and the letters'."""
+    merged = rows.merge(cases.drop(columns=["model_decision"]), on="SK_ID_CURR", how="left")
+    merged["final_decision"] = merged["final_decision"].fillna(merged["decision"])
+    merged["decided_by"] = merged["decided_by"].fillna("model")
+    merged["status"] = merged["status"].fillna(review.CLOSED)
+    for flag in ("contested", "past_service_time"):
+        merged[flag] = merged[flag].fillna(False).astype(bool)
+    merged["working_days_open"] = merged["working_days_open"].fillna(0).astype(int)
+    return merged
+
+
 def listing(store: SnapshotStore, night: str | None, decision: str | None, search: str,
             status: str | None = None, journal: ReviewJournal | None = None) -> Listing:
-    """The list box's rows; with a review `status`, the cases in that status, the longest waiting first (the queue)."""
+    """The list box's rows, each with the decision that stands now (`decision` filters on it). With a
+    review `status` (one of QUEUE_FILTERS), the work list: every case in it, none cut, the late first,
+    then the contested, then the longest waiting, and the counts per state."""
     digits, problem = parse_search(search)
     if problem:
         return Listing({}, problem)
-    rows = store.decisions(night, decision, digits)
-    late = ""
+    cases = queue(store, journal or ReviewJournal())
+    rows = standing_decisions(store.decisions(night, None, digits), cases)
+    if decision:
+        rows = rows[rows["final_decision"] == decision]
+    counts = ""
     if status:
-        cases = queue(store, journal or ReviewJournal())
-        cases = cases.loc[cases["status"] == status, ["SK_ID_CURR", "opened", "working_days_open", "past_service_time"]]
-        rows = rows.merge(cases, on="SK_ID_CURR").sort_values(["opened", "SK_ID_CURR"])
-        if rows["past_service_time"].any():
-            late = f"; {int(rows['past_service_time'].sum()):,} past the service time of {settings.current().review_service_days} working days"
+        rows = rows[_in_filter(rows, status)]
+        rows = rows.assign(on_time=~rows["past_service_time"], uncontested=~rows["contested"]).sort_values(
+            ["on_time", "uncontested", "opened", "SK_ID_CURR"])
+        counts = f". {workload_sentence(cases)}"
     if rows.empty:
         wanted = f" starting with {digits}" if digits else ""
-        return Listing({}, f"No applications match{wanted}: change the night, the decision or the search.")
-    shown = rows.head(LIST_LIMIT)
+        return Listing({}, f"No applications match{wanted}: change the night, the decision or the search{counts}.")
+    # a work list is never cut: every case that waits must be reachable without typing its number
+    shown = rows if status else rows.head(LIST_LIMIT)
     options = {list_label(r): int(r["SK_ID_CURR"]) for r in shown.to_dict("records")}
-    more = f" (the first {LIST_LIMIT} of {len(rows):,}; type more digits to narrow)" if len(rows) > LIST_LIMIT else ""
-    return Listing(options, f"{wording.plural(len(shown), 'application')}{more}{late}")
+    more = f" (the first {LIST_LIMIT} of {len(rows):,}; type more digits to narrow)" if len(shown) < len(rows) else ""
+    return Listing(options, f"{wording.plural(len(shown), 'application')}{more}{counts}")
 
 
 SHORT = {scoring.GRANTED: "Granted", scoring.REFER: "Referred", scoring.REFUSED: "Refused"}
 
 
 def list_label(row: dict) -> str:
-    """Short enough to fit the list box: number, decision, probability, grade, night (e.g. "1 Nov"), and
-    for a case waiting in the queue, how long it has waited."""
-    icon = DECISIONS[row["decision"]][0]
+    """Short enough to fit the list box, what matters first: number, for a case that waits its marks
+    (late, contested, waiting for approval) and how long it has waited, then the decision that stands
+    (marked when a person took it), probability, grade and night (e.g. "1 Nov")."""
+    final = row.get("final_decision") or row["decision"]
+    marks = []
+    if row.get("status") in (review.OPEN, review.WAITING):
+        days = int(row.get("working_days_open") or 0)
+        marks.append(f"LATE {days} working days" if row.get("past_service_time") else wording.plural(days, "working day"))
+        if row.get("contested"):
+            marks.append("contested")
+        if row["status"] == review.WAITING:
+            marks.append("waiting for approval")
+    by_person = row.get("decided_by") not in (None, "model")
     bounds = [float(row[b]) for b in ("refer_low", "refer_high") if b in row and not _missing(row[b])]
     night = pd.Timestamp(row["partition_date"])
-    label = (f"{int(row['SK_ID_CURR'])} · {icon} {SHORT[row['decision']]} · {percents(float(row['probability_of_default']), *bounds)[0]}"
-             f" · {row['grade']} · {night.day} {night:%b}")
-    days = row.get("working_days_open")
-    if days:  # a case waiting: how long, against the service time
-        label += f" · {wording.plural(int(days), 'working day')} waiting{', late' if row.get('past_service_time') else ''}"
-    return label
+    return " · ".join([str(int(row["SK_ID_CURR"])), *marks,
+                       f"{DECISIONS[final][0]} {SHORT[final]}{' by a person' if by_person else ''}",
+                       percents(float(row["probability_of_default"]), *bounds)[0], str(row["grade"]), f"{night.day} {night:%b}"])
 
 
 def follow(options: dict[str, int], current: int | None) -> int | None:
@@ -136,9 +181,12 @@ class Bar:
 class ClientView:
     sk_id: int
     night: str
-    icon: str
+    icon: str  # the decision that stands now: a person's once decided, else the model's
     decision: str
     colour: str
+    standing: str  # who decided it and when, and what is pending (`review.cases.standing`)
+    by_person: bool
+    model_decision: str  # the model's own decision, in words: the assessment below the decision
     probability: float
     points: int
     grade: str
@@ -197,15 +245,20 @@ def points_sentence(summary: pd.Series) -> str:
             f"and every {double:.0f} points more doubles those odds.")
 
 
-def client_view(store: SnapshotStore, sk_id: int) -> ClientView:
+def client_view(store: SnapshotStore, sk_id: int, journal: ReviewJournal | None = None) -> ClientView:
+    """One application as every view shows it: the decision that stands now, read live from the
+    review journal (as the API and the letters read it), with the model's assessment below it."""
     a = store.applicant(sk_id)
     row, summary = a.row, store.model_summary()
-    icon, words, colour = DECISIONS[row["decision"]]
+    case = (journal or ReviewJournal()).case(sk_id, str(row["decision"]))
+    icon, words, colour = DECISIONS[case.final_decision]
     granted = row["decision"] == scoring.GRANTED
     change, note = row.get("counterfactual"), row.get("history_note")
     dictionary = store.dictionary().drop_duplicates("feature").set_index("feature")
     return ClientView(
         sk_id=sk_id, night=str(row["partition_date"]), icon=icon, decision=words, colour=colour,
+        standing=review.standing(case, str(row["partition_date"])), by_person=case.decided_by != "model",
+        model_decision=DECISIONS[row["decision"]][1],
         probability=float(row["probability_of_default"]), points=int(row["points"]), grade=str(row["grade"]),
         probability_text=percents(float(row["probability_of_default"]), float(row["refer_low"]), float(row["refer_high"]))[0],
         threshold=float(row["threshold"]), refer_low=float(row["refer_low"]), refer_high=float(row["refer_high"]),
@@ -504,9 +557,35 @@ def psi_table(psi: pd.DataFrame, meanings: dict[str, str]) -> pd.DataFrame:
     })
 
 
+ATTRIBUTE_WORDS = {"CODE_GENDER": "Sex", "age_band": "Age"}
+GROUP_WORDS = {("CODE_GENDER", "F"): "women", ("CODE_GENDER", "M"): "men", ("CODE_GENDER", "XNA"): "not stated"}
+
+
+def group_words(attribute: str, group: str) -> str:
+    """A fairness group as people say it: "women", "aged 25 to 34"."""
+    if attribute == "age_band":
+        return f"aged {group.replace('-', ' to ').replace('<', 'under ').replace('+', ' or more')}"
+    return GROUP_WORDS.get((attribute, str(group)), str(group))
+
+
+def fairness_verdict(row: dict) -> str:
+    """One sentence per group: which rule it passes or fails, and by how much."""
+    failed = []
+    if bool(row.get("four_fifths_flag")):
+        failed.append(f"approved {row['disparate_impact']:.2f} times as often as the most approved group, under the four-fifths rule (0.80)")
+    tolerance = ml_fairness.configured_tolerances()
+    if not _missing(row.get("equal_opportunity")) and row["equal_opportunity"] < tolerance.min_equal_opportunity:
+        failed.append(f"clients who repaid approved {row['equal_opportunity']:.2f} times as often as in the most approved group "
+                      f"(under {tolerance.min_equal_opportunity:.2f})")
+    return ("Fails: " + "; ".join(failed) + ".") if failed else "Passes the four-fifths rule and equal opportunity."
+
+
 def fairness_table(fairness: pd.DataFrame) -> pd.DataFrame:
+    records = fairness.to_dict("records")
     return pd.DataFrame({
-        "Attribute": fairness["attribute"], "Group": fairness["group"],
+        "Attribute": [ATTRIBUTE_WORDS.get(a, humanize(a)) for a in fairness["attribute"]],
+        "Group": [group_words(r["attribute"], r["group"]) for r in records],
+        "Verdict": [fairness_verdict(r) for r in records],
         "Applicants": fairness["applicants"].map(lambda x: f"{int(x):,}"),
         "Approval rate": fairness["approval_rate"].map(lambda x: f"{x:.0%}"),
         "Against the most approved group (four-fifths rule)": fairness["disparate_impact"].map(lambda x: f"{x:.2f} times"),
@@ -531,23 +610,53 @@ def case_of(store: SnapshotStore, journal: ReviewJournal, sk_id: int) -> review.
 
 
 def record_review(store: SnapshotStore, journal: ReviewJournal, sk_id: int, action: str, *, user: str, role: str,
-                  revision: int, final: str | None = None, reason_codes: tuple[str, ...] = (), note: str = "") -> review.Case:
+                  revision: int, final: str | None = None, reason_codes: tuple[str, ...] = (), note: str = "",
+                  channel: str | None = None, received_on: str | None = None) -> review.Case:
     """Record a review action on the application as the snapshot has it; ReviewError says why not."""
     row = store.applicant(sk_id).row
+    if action == review.CONTEST and received_on:
+        review.check_received_on(pd.Timestamp(received_on).date(), datetime.now(UTC).date())
     return journal.record(sk_id, action, user=user, role=role, model_version=str(row["model_version"]),
-                          model_decision=str(row["decision"]), revision=revision, final=final, reason_codes=reason_codes, note=note)
+                          model_decision=str(row["decision"]), revision=revision, final=final, reason_codes=reason_codes, note=note,
+                          channel=channel, received_on=received_on)
+
+
+def _override(a: review.Action) -> bool:
+    return a.action == review.DECIDE and a.model_decision in (review.GRANTED, review.REFUSED) and a.final != a.model_decision
 
 
 def case_history(journal: ReviewJournal, sk_id: int) -> list[str]:
     """What was done on the case, in words, oldest first (the notes as written: the page escapes them)."""
     lines = []
     for a in journal.actions_of(sk_id):
-        what = {review.DECIDE: f"decided: {a.final}", review.APPROVE: "approved the override", review.SEND_BACK: "sent it back",
-                review.CONTEST: "recorded the client's contest"}.get(a.action, a.action)
+        if a.action == review.CONTEST:
+            how = f" ({a.channel}, received on {review.day_words(a.received_on)})" if a.received_on else ""
+            what = f"recorded the client's request for a human review{how}"
+        elif _override(a):
+            what = f"asked to have it {a.final}, reversing the model: sent to a supervisor for approval"
+        else:
+            what = {review.DECIDE: f"decided: {a.final}", review.APPROVE: "approved the override",
+                    review.SEND_BACK: "sent it back"}.get(a.action, a.action)
         codes = "; ".join(review.REASON_CODES.get(c, c) for c in a.reason_codes)
         lines.append(f"{a.at[:16].replace('T', ' ')} UTC · {a.user} ({a.role or 'client'}) {what}" + (f" · {codes}" if codes else "")
                      + (f" · “{a.note}”" if a.note else ""))
     return lines
+
+
+def action_outcome(sk_id: int, action: str, case: review.Case) -> str:
+    """What an action did, said from the case it left (never "decided" for a request that waits)."""
+    words = review.WORDS
+    if action == review.DECIDE and case.status == review.WAITING:
+        return (f"Sent to a supervisor for approval: application {sk_id} would be {words[case.requested_final]}. A supervisor "
+                f"other than you decides; until then the model's decision ({words[case.final_decision]}) stands.")
+    if action == review.SEND_BACK:
+        return (f"Sent back: application {sk_id} is open again for an advisor; the model's decision "
+                f"({words[case.final_decision]}) stands meanwhile.")
+    if action == review.CONTEST:
+        return (f"Recorded: the client's request for a human review of application {sk_id}. It is in the queue, marked "
+                f"contested; the decision ({words[case.final_decision]}) stands until a person decides again.")
+    verb = "Override approved" if action == review.APPROVE else "Decided"
+    return f"{verb}: application {sk_id} is now {words[case.final_decision]}. {review.standing(case, None)}"
 
 
 def waiting_sentence(store: SnapshotStore, journal: ReviewJournal, sk_id: int) -> str:
@@ -559,6 +668,33 @@ def waiting_sentence(store: SnapshotStore, journal: ReviewJournal, sk_id: int) -
     late = "past" if cases.at[sk_id, "past_service_time"] else "within"
     return (f"Waiting since {pd.Timestamp(cases.at[sk_id, 'opened']):%-d %B %Y}: {wording.plural(days, 'working day')}, "
             f"{late} the service time of {wording.plural(service, 'working day')}.")
+
+
+@dataclass(frozen=True)
+class Workload:
+    sentence: str  # counts per state, as the list's work list gives them
+    per_reviewer: pd.DataFrame  # in words, one row per reviewer
+    overrides: int  # overrides that stand now (approved), from the journal
+    as_of: str
+
+
+def workload(store: SnapshotStore, journal: ReviewJournal) -> Workload:
+    """The review queue now, for a supervisor: read live from the journal (no fold, no night)."""
+    cases = queue(store, journal)
+    actions = journal.actions()
+    reviewers = sorted({a.user for a in actions if a.role in review.ROLES})
+    waiting = cases[cases["status"] == review.WAITING]
+    per_reviewer = pd.DataFrame({
+        "Reviewer": reviewers,
+        "Decisions recorded": [sum(a.user == u and a.action == review.DECIDE for a in actions) for u in reviewers],
+        "Overrides asked": [sum(a.user == u and _override(a) for a in actions) for u in reviewers],
+        "Their requests waiting for approval now": [int((waiting["requested_by"] == u).sum()) for u in reviewers],
+        "Approved or sent back": [sum(a.user == u and a.action in (review.APPROVE, review.SEND_BACK) for a in actions) for u in reviewers],
+    })
+    decided = cases[cases["status"] == review.DECIDED]
+    overrides = int(((decided["model_decision"] != review.REFER) & (decided["final_decision"] != decided["model_decision"])).sum())
+    return Workload(sentence=workload_sentence(cases), per_reviewer=per_reviewer, overrides=overrides,
+                    as_of=_date_time(datetime.now(UTC)))
 
 
 def client_letter(store: SnapshotStore, journal: ReviewJournal, sk_id: int) -> letters.Letter:
@@ -578,6 +714,7 @@ class Backtesting:
     sentence: str
     grades_sentence: str
     curves_sentence: str
+    as_of: str  # when the back-test was published
 
 
 def backtesting(store: SnapshotStore) -> Backtesting | None:
@@ -618,7 +755,9 @@ def backtesting(store: SnapshotStore) -> Backtesting | None:
         "Their default rate": overrides["their_default_rate"].map(rate),
         "Default rate of the model's grants": overrides["model_granted_default_rate"].map(rate),
     }) if overrides is not None else pd.DataFrame()
+    published = store.path.with_name(snapshot.BACKTEST_SNAPSHOT)
     return Backtesting(
+        as_of=_date_time(pd.Timestamp(published.stat().st_mtime, unit="s", tz="UTC")) if published.exists() else "an unknown day",
         vintages=table, grades=per_grade, curves=version_curves, overrides=people,
         auc_over_time=judged[["model_version", "vintage", "realized_auc", "realized_auc_low", "realized_auc_high",
                               "development_granted_auc"]].dropna(subset=["realized_auc"]),

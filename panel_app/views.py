@@ -27,8 +27,8 @@ ALL = "(all)"
 # native inputs keep the browser's 13px unless told inside their own shadow root
 INPUT_CSS = [":host select, :host input { font-size: 16px; }"]
 SECTIONS = ["Decision", "Compare", "What if", "Review", "Supervisor"]
-REVIEW_STATUSES = [review.OPEN, review.WAITING, review.DECIDED]
-SUPERVISOR_ONLY = {"Supervisor"}  # what an advisor is not shown, and is refused if asked for anyway
+SUPERVISOR_ONLY = {"Supervisor"}
+SWITCH_FOLLOW_MS = 3000  # how often each open page reads the "refer everything" switch (a small journal read)  # what an advisor is not shown, and is refused if asked for anyway
 # Document-wide: Bokeh and Panel widgets size their text from this variable (12px by default).
 PAGE_CSS = ":root { --bokeh-font-size: 16px; font-size: 16px; } body { margin: 0 1rem; }"
 # Inside each HTML pane (its own shadow root) and in exported pages.
@@ -63,19 +63,28 @@ def _html(text: str, **kwargs) -> pn.pane.HTML:
 
 
 def _reasons_and_change(v: vm.ClientView) -> tuple[str, str]:
-    """The reasons as list items (escaped) and what would change the decision, in words."""
+    """The model's reasons as list items (escaped) and what would change its decision, in words."""
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in v.reasons) or "<li>Nothing stood out.</li>"
-    return reasons, v.counterfactual or ("Granted: nothing to change." if v.decision == "Granted" else "No change was searched.")
+    return reasons, v.counterfactual or ("Granted: nothing to change." if v.model_decision == "Granted" else "No change was searched.")
+
+
+def standing_html(v: vm.ClientView, heading: str = "h2", title: str = "") -> str:
+    """The decision that stands, who took it and when: the first thing every view of one application says."""
+    return (f"<{heading}>{html.escape(title or f'Application {v.sk_id}')}: <span class='decision' style='color:{v.colour}'>"
+            f"{v.icon} {v.decision}</span></{heading}><p class='standing' role='status'><b>{html.escape(v.standing)}</b></p>")
 
 
 def decision_html(v: vm.ClientView) -> str:
-    """The decision in words, as shown and as exported (no colour-only meaning)."""
+    """The decision in words, as shown and as exported (no colour-only meaning): the one that
+    stands, then the model's assessment."""
     reasons, change = _reasons_and_change(v)
     # a missing history is said as a fact, apart from the reasons: it is no fault of the client's
     history = f"<p>Not yet on file: {html.escape(v.history_note)}</p>" if v.history_note else ""
     legend = "".join(f"<li><b>{g}</b>: {html.escape(t)}</li>" for g, t in v.grade_legend)
+    assessment = (f"<h3>The model's assessment</h3><p>The model's own decision: <b>{html.escape(v.model_decision)}</b>. "
+                  "The decision above is a person's, after review.</p>" if v.by_person else "")
     return (
-        f"<h2>Application {v.sk_id}: <span class='decision' style='color:{v.colour}'>{v.icon} {v.decision}</span></h2>"
+        f"{standing_html(v)}{assessment}"
         f"<p>Probability of default <b>{v.probability_text}</b> · grade <b>{v.grade}</b> · <b>{v.points}</b> points · "
         f"scored on the night of {v.night} by model {html.escape(v.model_version)}</p>"
         f"<p class='chart-text'>{html.escape(v.band_sentence)}</p>"
@@ -143,7 +152,7 @@ class Dashboard:
         self.client: DecisionPanel | None = None
         self.night = pn.widgets.Select(stylesheets=INPUT_CSS, name="Night", options=[ALL, *store.days()], width=170)
         self.decision = pn.widgets.Select(stylesheets=INPUT_CSS, name="Decision", options=[ALL, *vm.DECISIONS], width=200)
-        self.review_status = pn.widgets.Select(stylesheets=INPUT_CSS, name="Review", options=[ALL, *REVIEW_STATUSES], width=200)
+        self.review_status = pn.widgets.Select(stylesheets=INPUT_CSS, name="Review", options=[ALL, *vm.QUEUE_FILTERS], width=230)
         self.search = pn.widgets.TextInput(stylesheets=INPUT_CSS, name="Application number starts with", placeholder="e.g. 1002", width=230)
         self.applications = pn.widgets.Select(stylesheets=INPUT_CSS, name="Applications (arrow keys to move)", size=14, options={},
                                               sizing_mode="stretch_width", min_width=300)
@@ -165,6 +174,9 @@ class Dashboard:
         self.applications.param.watch(lambda _: self.render(), "value")
         self.section.param.watch(lambda _: self.render(force=True), "value")
         self.refresh()
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            # pushed to every open page within seconds of a supervisor's switch, without a refresh
+            pn.state.add_periodic_callback(self.follow_the_switch, period=SWITCH_FOLLOW_MS)
 
     # the one selection: the detail is always drawn from the list box's value
     def refresh(self, *_) -> None:
@@ -174,14 +186,20 @@ class Dashboard:
         listing = vm.listing(self.store, night, decision, self.search.value, status, self.journal)
         keep = vm.follow(listing.options, self.applications.value)
         self.count.object = f"<p class='note'>{html.escape(listing.message)}</p>"
-        switch = refer_all.state()
-        self.banner.object = (f"<p class='synthetic' role='status'><b>Every new decision goes to an advisor.</b> "
-                              f"{html.escape(switch.sentence())}</p>" if switch.on else "")
+        self.follow_the_switch()
         with pn.io.hold():
             self.applications.options = listing.options
             self.applications.value = keep
         # a case may have changed in another session since it was drawn: the review is drawn anew
         self.render(force=self.section.value == "Review")
+
+    def follow_the_switch(self) -> None:
+        """The "refer everything" banner as the switch is now; only the banner changes (a form being filled stays)."""
+        switch = refer_all.state()
+        banner = (f"<p class='synthetic' role='status'><b>Every new decision goes to an advisor.</b> "
+                  f"{html.escape(switch.sentence())}</p>" if switch.on else "")
+        if self.banner.object != banner:
+            self.banner.object = banner
 
     def render(self, force: bool = False) -> None:
         sk_id = self.applications.value
@@ -207,7 +225,7 @@ class Dashboard:
     def decision_view(self, sk_id: int) -> pn.viewable.Viewable:
         if self.client is None:
             self.client = DecisionPanel(self._export)
-        return self.client.show(vm.client_view(self.store, sk_id))
+        return self.client.show(vm.client_view(self.store, sk_id, self.journal))
 
     def _export(self, v: vm.ClientView) -> io.StringIO:
         auth.record(self.user, "export", v.sk_id)
@@ -246,7 +264,8 @@ class Dashboard:
         feature.param.watch(draw, "value")
         same.param.watch(draw, "value")
         draw()
-        return pn.Column(_html(f"<h2>Application {sk_id} compared with past clients</h2>"), feature,
+        return pn.Column(_html(standing_html(vm.client_view(self.store, sk_id, self.journal),
+                                             title=f"Application {sk_id} compared with past clients")), feature,
                          _html("<p>Similar clients have the same:</p>"), same, out, sizing_mode="stretch_width")
 
     def what_if_view(self, sk_id: int) -> pn.viewable.Viewable:
@@ -316,7 +335,8 @@ class Dashboard:
         run.on_click(rescore)
         reset.on_click(back)
         return pn.Column(
-            _html(f"<h2>What if application {sk_id} asked for something else?</h2><p>Change the amounts and re-score: the same "
+            _html(standing_html(vm.client_view(self.store, sk_id, self.journal), title=f"What if application {sk_id} asked for something else?")
+                  + "<p>Change the amounts and re-score: the same "
                   "features and model as the night compute the answer. Nothing is stored as a decision. Typing the amount or "
                   "the number of repayments computes the repayment; typing the repayment computes the number of repayments.</p>"),
             pn.FlexBox(amount_w, annuity_w, goods_w, term_w), pn.Row(run, reset), result, sizing_mode="stretch_width")
@@ -324,14 +344,15 @@ class Dashboard:
     def review_view(self, sk_id: int) -> pn.viewable.Viewable:
         """The case of the selected application, what was done on it, and what this role may do now."""
         case = vm.case_of(self.store, self.journal, sk_id)
-        words = {review.GRANTED: "granted", review.REFUSED: "refused", review.REFER: "referred to an advisor"}
+        words = review.WORDS
         history = "".join(f"<li>{html.escape(line)}</li>" for line in vm.case_history(self.journal, sk_id)) or "<li>Nothing yet.</li>"
         waiting = vm.waiting_sentence(self.store, self.journal, sk_id)
         said = _html("")
 
         def act(action: str, **fields) -> None:
             try:
-                vm.record_review(self.store, self.journal, sk_id, action, user=self.user, role=self.role, revision=case.revision, **fields)
+                after = vm.record_review(self.store, self.journal, sk_id, action, user=self.user, role=self.role,
+                                         revision=case.revision, **fields)
             except review.ReviewError as refused:
                 auth.record(self.user, f"review refused: {action}", sk_id, reason=str(refused))
                 alert = f"<p role='alert'><b>Not recorded</b>: {html.escape(str(refused))}</p>"
@@ -344,24 +365,36 @@ class Dashboard:
                 return
             auth.record(self.user, f"review {action}", sk_id, **{k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()
                                                                  if k != "note"})
-            done = {review.DECIDE: f"decided: {fields.get('final')}", review.APPROVE: "override approved",
-                    review.SEND_BACK: "sent back", review.CONTEST: "the client's request for a human review recorded"}[action]
             with pn.io.hold():  # the confirmation, the list and the view reach the page together
-                self.confirmation.object = f"<p role='status'><b>Recorded on application {sk_id}</b>: {html.escape(done)}.</p>"
+                self.confirmation.object = (f"<p role='status'><b>Recorded on application {sk_id}</b>. "
+                                            f"{html.escape(vm.action_outcome(sk_id, action, after))}</p>")
                 # the list follows (a decided case leaves the open queue), and the view (refresh draws a review anew)
                 self.refresh()
 
         form: list = []
         if case.status == review.OPEN:
+            # nothing preselected: on a contested case the model's opposite would be an override by default
             final = pn.widgets.RadioButtonGroup(name="Final decision", options={"Grant": review.GRANTED, "Refuse": review.REFUSED},
-                                                value=review.GRANTED, button_type="primary", button_style="outline")
-            codes = pn.widgets.CheckBoxGroup(name="Reasons", options={text: code for code, text in review.REASON_CODES.items()})
+                                                button_type="primary", button_style="outline")
+            final.value = None
+            codes = pn.widgets.CheckBoxGroup(name="Reasons", options={})
+            codes_heading = _html("<p>Reasons: choose Grant or Refuse first; each has its own.</p>")
+
+            def reasons_for(*_):  # the reasons valid for the direction chosen, internal ones marked
+                codes.value = []
+                codes.options = {text + (" (internal: never told to the client)" if review.REASONS[code].client is None else ""): code
+                                 for code, text in review.codes_for(final.value).items()} if final.value else {}
+                codes_heading.object = f"<p>Reasons to have it {words[final.value]}:</p>" if final.value else codes_heading.object
+
+            final.param.watch(reasons_for, "value")
             note = pn.widgets.TextAreaInput(stylesheets=INPUT_CSS, name="Note (kept with the decision)", max_length=review.MAX_NOTE,
                                             sizing_mode="stretch_width")
             record = pn.widgets.Button(name="Record the decision", button_type="primary")
             record.on_click(lambda _: act(review.DECIDE, final=final.value, reason_codes=tuple(codes.value), note=note.value))
-            form = [_html("<h3>Decide</h3><p>Reversing the model's own decision waits for a supervisor's approval.</p>"),
-                    final, _html("<p>Reasons:</p>"), codes, note, record]
+            reverses = (f" The model {words[case.model_decision]} it: deciding otherwise is an override, sent to a supervisor "
+                        "for approval." if case.model_decision != review.REFER else "")
+            form = [_html(f"<h3>Decide</h3><p>Choose the final decision and its reasons.{reverses}</p>"),
+                    final, codes_heading, codes, note, record]
         elif case.status == review.WAITING and self.role == auth.SUPERVISOR and self.user != case.requested_by:
             comment = pn.widgets.TextAreaInput(stylesheets=INPUT_CSS, name="Comment", max_length=review.MAX_NOTE, sizing_mode="stretch_width")
             approve = pn.widgets.Button(name="Approve the override", button_type="primary")
@@ -374,20 +407,24 @@ class Dashboard:
             form = [_html(f"<p>Waiting for a supervisor other than {html.escape(str(case.requested_by))} to approve.</p>")]
         else:
             channel = pn.widgets.Select(stylesheets=INPUT_CSS, name="The client asked by", options=list(review.CHANNELS))
-            asked_on = pn.widgets.DatePicker(stylesheets=INPUT_CSS, name="On", value=datetime.now(UTC).date(), width=200)
-            words_in = pn.widgets.TextAreaInput(stylesheets=INPUT_CSS, name="The client's own words", max_length=review.MAX_NOTE - 100,
+            today = datetime.now(UTC).date()
+            asked_on = pn.widgets.DatePicker(stylesheets=INPUT_CSS, name="On", value=today, end=today, width=200)
+            words_in = pn.widgets.TextAreaInput(stylesheets=INPUT_CSS, name="The client's own words", max_length=review.MAX_NOTE,
                                                 sizing_mode="stretch_width")
             contest = pn.widgets.Button(name="Record the client's request for a human review", button_type="primary")
-            contest.on_click(lambda _: act(review.CONTEST, note=review.contest_note(channel.value, str(asked_on.value), words_in.value)))
-            form = [_html("<h3>A client contests</h3><p>Recording it puts the application back in the review queue.</p>"),
+            contest.on_click(lambda _: act(review.CONTEST, note=words_in.value, channel=channel.value,
+                                           received_on=str(asked_on.value) if asked_on.value else None))
+            form = [_html("<h3>A client contests</h3><p>Recording it puts the application back in the review queue, marked "
+                          "contested; it waits from the day the client asked.</p>"),
                     pn.Row(channel, asked_on), words_in, contest]
         letter_html = pn.widgets.FileDownload(callback=lambda: self._letter(sk_id, pdf=False), filename=f"letter_{sk_id}.html",
                                               label="The letter to the client (HTML)", button_type="default", button_style="outline")
         letter_pdf = pn.widgets.FileDownload(callback=lambda: self._letter(sk_id, pdf=True), filename=f"letter_{sk_id}.pdf",
                                              label="The letter to the client (PDF)", button_type="default", button_style="outline")
         return pn.Column(
-            _html(f"<h2>Review of application {sk_id}</h2><p>The model: <b>{words.get(case.model_decision, case.model_decision)}</b>. "
-                  f"Now: <b>{html.escape(case.status)}</b>, {words.get(case.final_decision, case.final_decision)} "
+            _html(standing_html(vm.client_view(self.store, sk_id, self.journal), title=f"Review of application {sk_id}")
+                  + f"<p>The model: <b>{words.get(case.model_decision, case.model_decision)}</b>. "
+                  f"The case: <b>{html.escape(case.status)}</b>, {words.get(case.final_decision, case.final_decision)} "
                   f"(decided by {html.escape(case.decided_by)}).</p>"
                   + (f"<p>{html.escape(waiting)}</p>" if waiting else "") + f"<h3>What was done</h3><ul>{history}</ul>"),
             said, *form, _html(self._assessment(sk_id)),
@@ -398,7 +435,7 @@ class Dashboard:
     def _assessment(self, sk_id: int) -> str:
         """The model's reasons and what would change its decision, beside the form (the decision,
         compare and what-if views have the rest)."""
-        v = vm.client_view(self.store, sk_id)
+        v = vm.client_view(self.store, sk_id, self.journal)
         reasons, change = _reasons_and_change(v)
         return (f"<h3>The model's assessment</h3><p>Probability of default <b>{v.probability_text}</b> · grade <b>{v.grade}</b>. "
                 f"{html.escape(v.band_sentence)}</p><p>{html.escape(v.reasons_heading)}:</p><ol>{reasons}</ol>"
@@ -417,9 +454,13 @@ class Dashboard:
         flags = ("".join(f"<li>{html.escape(f)}</li>" for f in s.fairness_flags)
                  or "<li>No group is treated unequally (equal opportunity, calibration within the group).</li>")
         history = vm.history_table(s.history)
+        work = vm.workload(self.store, self.journal)
         auth.record(self.user, "view supervisor")
         return pn.Column(
             _html("<h2>Supervision</h2>"), self.switch_control(),
+            _html(f"<h3>The review queue now</h3><p>As of {html.escape(work.as_of)}, from the review journal: "
+                  f"{html.escape(work.sentence)}. Overrides standing now (approved by a supervisor): {work.overrides:,}.</p>"
+                  + (_scrolling(work.per_reviewer, "Each reviewer's work") if len(work.per_reviewer) else "<p>No reviewer has acted yet.</p>")),
             pn.pane.Bokeh(charts.volumes(s.volumes), sizing_mode="stretch_width"),
             _html("<p class='chart-text'>Chart in words: " + "; ".join(
                 f"{night}: " + ", ".join(f"{int(n):,} {vm.DECISIONS[d][1].lower()}" for d, n in row.items())
@@ -453,8 +494,9 @@ class Dashboard:
                    f"against {r.development_granted_auc:.3f} in development" for r in b.auc_over_time.itertuples())) + ".</p>")]
               if len(b.auc_over_time) else []),
             _html("<h3>Each model version, each month of decisions</h3>" + _scrolling(b.vintages, "Back-test per model version and vintage")),
-            _html("<h3>Overrides and how they repaid</h3><p>Decisions taken by people, how often they reversed the model, and how "
-                  "the applications a person granted against the model repaid beside those the model granted itself.</p>"
+            _html(f"<h3>Overrides and how they repaid</h3><p>As back-tested on {html.escape(b.as_of)} (the overrides standing now "
+                  "are counted live under “The review queue now” above): decisions taken by people, how often they reversed the model, "
+                  "and how the applications a person granted against the model repaid beside those the model granted itself.</p>"
                   + (_scrolling(b.overrides, "Overrides and how they repaid") if len(b.overrides) else "<p>No decision taken by a person yet.</p>")),
         ]
 

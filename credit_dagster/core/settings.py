@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     # human review
     review_journal_dir: Path | None = Field(None, description="the review journal (default CREDIT_HOME/review/journal)")
     review_service_days: int = Field(2, ge=1, description="working days within which a case should be decided")
+    review_holidays: str = Field("", description="the lender's days off besides weekends (YYYY-MM-DD, comma-separated): "
+                                                 "not counted as working days")
     lender_name: str = Field("Your lender", description="who signs the letters to clients")
     review_contact: str = Field("your advisor, by phone or at your branch", description="how a client asks for a human review (letters)")
     # outcomes and back-testing

@@ -18,7 +18,7 @@ from credit_dagster.review.queue import case_table, final_decisions
 
 ACTION_COLUMNS = {"action_id": "varchar", "sk_id": "bigint", "action": "varchar", "user": "varchar", "role": "varchar",
                   "at": "varchar", "model_version": "varchar", "model_decision": "varchar", "revision": "integer",
-                  "final": "varchar", "reason_codes": "varchar", "note": "varchar"}
+                  "final": "varchar", "reason_codes": "varchar", "note": "varchar", "channel": "varchar", "received_on": "varchar"}
 
 
 @dg.asset(key=REVIEW, group_name="review", pool=POOL, kinds={"duckdb"})

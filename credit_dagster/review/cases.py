@@ -10,23 +10,58 @@ both win and nothing is applied twice.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from datetime import date
 
 GRANTED, REFUSED, REFER = "granted", "refused", "refer to an advisor"  # as `nightly.scoring` decides
 ADVISOR, SUPERVISOR = "advisor", "supervisor"
 ROLES = (ADVISOR, SUPERVISOR)
-# what a reviewer may give as the reason of a final decision (README: "Human review")
-REASON_CODES = {
-    "verified_income": "Income verified with documents",
-    "additional_collateral": "Additional collateral or a guarantor",
-    "credit_history_explained": "Past payment problems explained and documented",
-    "affordability": "The repayment would not be affordable",
-    "fraud_suspicion": "Suspicion of fraud",
-    "incomplete_application": "The application could not be completed",
-    "policy_exception": "An exception to policy",
-    "client_request": "At the client's request",
+# what a reviewer may give as the reason of a final decision (README: "Human review"): each code is
+# valid for one direction (or both), and some are internal: never printed to the client (telling a
+# client of a fraud suspicion would tip them off; an exception to policy is the lender's business)
+@dataclass(frozen=True)
+class ReasonCode:
+    text: str  # as the reviewer reads it
+    directions: tuple[str, ...]  # the final decisions it may justify
+    client: str | None  # as the client reads it in the letter; None: internal only
+
+
+REASONS = {
+    "verified_income": ReasonCode("Income verified with documents", ("granted",), "Your income was confirmed with documents."),
+    "additional_collateral": ReasonCode("Additional collateral or a guarantor", ("granted",),
+                                        "A guarantee or additional security was agreed."),
+    "credit_history_explained": ReasonCode("Past payment problems explained and documented", ("granted",),
+                                           "Your explanation of past payment problems was accepted."),
+    "policy_exception": ReasonCode("An exception to policy", ("granted",), None),
+    "affordability": ReasonCode("The repayment would not be affordable", ("refused",),
+                                "The repayments would not be affordable with your income and commitments."),
+    "credit_history_unresolved": ReasonCode("Past payment problems not resolved", ("refused",),
+                                            "Past payment problems on your file are not resolved."),
+    "incomplete_application": ReasonCode("The application could not be completed", ("refused",),
+                                         "We could not complete your application with the information we have."),
+    "fraud_suspicion": ReasonCode("Suspicion of fraud", ("refused",), None),
+    "client_request": ReasonCode("At the client's request", ("granted", "refused"), "As you asked."),
 }
+REASON_CODES = {code: r.text for code, r in REASONS.items()}  # code -> the reviewer's words
+# what the letter says when every reason a person gave is internal
+NEUTRAL_REASON = "After reviewing your application in full, we are not able to offer you this loan."
+
+
+def codes_for(final: str) -> dict[str, str]:
+    """The reason codes valid for a final decision, code -> the reviewer's words."""
+    return {code: r.text for code, r in REASONS.items() if final in r.directions}
+
+
+def client_reasons(codes: Iterable[str], final: str) -> list[str]:
+    """A person's reasons as the client may read them: internal codes left out, a neutral sentence
+    for a refusal whose reasons are all internal (the client is never tipped off)."""
+    codes = list(codes)
+    said = [REASONS[c].client for c in codes if c in REASONS and REASONS[c].client]
+    return said or ([NEUTRAL_REASON] if codes and final == "refused" else [])
+
+
 DECIDE = "decide"  # a decision that reverses the model becomes a request for approval
 APPROVE, SEND_BACK, CONTEST = "approve", "send back", "contest"
 ACTIONS = (DECIDE, APPROVE, SEND_BACK, CONTEST)
@@ -35,14 +70,24 @@ MAX_NOTE = 2000  # characters: a note is the reviewer's words, bounded and never
 CHANNELS = ("phone", "letter", "branch", "e-mail", "the lender's other systems")  # how a client asks for a review
 
 
-def contest_note(channel: str, received_on: str, words: str) -> str:
-    """A contest's note: how and when the client asked, then their own words as they gave them."""
-    return f"[{channel}, {received_on}] {words}"
+MAX_CONTEST_AGE_DAYS = 366  # a request for review dated further back is a typing error, not a late complaint
+_OLD_CONTEST_NOTE = re.compile(r"^\[[^\]]*\] ?")  # journals before 0.34 kept "[channel, date] " before the words
+
+
+def check_received_on(received: date, today: date) -> None:
+    """When the client asked: never in the future, never more than a year back (ReviewError says which)."""
+    if received > today:
+        raise ReviewError(f"the day the client asked is after today ({today.isoformat()}): give the day they asked")
+    if (today - received).days > MAX_CONTEST_AGE_DAYS:
+        raise ReviewError("the day the client asked is more than a year ago: give the day they asked for this review")
 
 
 def contest_words(actions: Iterable[Action]) -> str:
-    """What the client said in their latest contest (its note), for the letter answering it."""
-    return next((a.note for a in reversed(list(actions)) if a.action == CONTEST), "")
+    """What the client said in their latest contest, as they said it, for the letter answering it."""
+    latest = next((a for a in reversed(list(actions)) if a.action == CONTEST), None)
+    if latest is None:
+        return ""
+    return latest.note if latest.received_on else _OLD_CONTEST_NOTE.sub("", latest.note, count=1)
 
 
 class ReviewError(ValueError):
@@ -63,6 +108,8 @@ class Action:
     final: str | None = None  # granted or refused, for `decide`
     reason_codes: tuple[str, ...] = ()
     note: str = ""
+    channel: str | None = None  # for `contest`: how the client asked
+    received_on: str | None = None  # for `contest`: the day the client asked (ISO), when its clock starts
 
 
 @dataclass(frozen=True)
@@ -79,6 +126,8 @@ class Case:
     contested: bool = False
     updated_at: str | None = None
     note: str = ""
+    waiting_since: str | None = None  # the day the latest contest was received (a contested case waits from then)
+    decided_at: str | None = None  # when a person's decision came to stand (a decision, or its approval)
 
 
 def new_case(sk_id: int, model_decision: str) -> Case:
@@ -96,19 +145,20 @@ def apply(case: Case, action: Action) -> Case:
         raise ReviewError(f"the note has {len(action.note)} characters; at most {MAX_NOTE}")
     done = replace(case, revision=case.revision + 1, updated_at=action.at)
     if action.action == CONTEST:
-        return replace(done, status=OPEN, contested=True, note=action.note)
+        return replace(done, status=OPEN, contested=True, note=action.note,
+                       waiting_since=action.received_on or action.at[:10])
     if action.role not in ROLES:
         raise ReviewError(f"{action.user} has no reviewer role")
     if action.action == DECIDE:
-        _check_decision(action)
         if case.status not in (OPEN,):
             raise ReviewError(f"application {case.sk_id} is {case.status}: only an open case is decided")
+        _check_decision(action)
         if case.model_decision in (GRANTED, REFUSED) and action.final != case.model_decision:
             # reversing the model (an override) waits for a supervisor other than its author
             return replace(done, status=WAITING, requested_by=action.user, requested_final=action.final,
                            reason_codes=action.reason_codes, note=action.note)
         return replace(done, status=DECIDED, final_decision=action.final, decided_by=action.role,
-                       reason_codes=action.reason_codes, note=action.note)
+                       reason_codes=action.reason_codes, note=action.note, decided_at=action.at)
     if action.role != SUPERVISOR:
         raise ReviewError(f"only a supervisor may {action.action} a case; {action.user} is an {action.role}")
     if case.status != WAITING:
@@ -117,7 +167,7 @@ def apply(case: Case, action: Action) -> Case:
         if action.user == case.requested_by:
             raise ReviewError(f"{action.user} asked for this override and may not approve it: another supervisor does")
         return replace(done, status=DECIDED, final_decision=case.requested_final, decided_by=SUPERVISOR,
-                       requested_by=None, requested_final=None)
+                       requested_by=None, requested_final=None, decided_at=action.at)
     if action.action == SEND_BACK:
         return replace(done, status=OPEN, requested_by=None, requested_final=None, note=action.note)
     raise ReviewError(f"unknown action {action.action!r}; one of {', '.join(ACTIONS)}")
@@ -125,12 +175,15 @@ def apply(case: Case, action: Action) -> Case:
 
 def _check_decision(action: Action) -> None:
     if action.final not in (GRANTED, REFUSED):
-        raise ReviewError(f"a final decision is {GRANTED} or {REFUSED}, not {action.final!r}")
+        raise ReviewError(f"choose the final decision: {GRANTED} or {REFUSED}")
     if not action.reason_codes:
         raise ReviewError("give at least one reason code")
     unknown = [c for c in action.reason_codes if c not in REASON_CODES]
     if unknown:
         raise ReviewError(f"unknown reason code(s) {', '.join(unknown)}; one of {', '.join(REASON_CODES)}")
+    wrong = [REASON_CODES[c] for c in action.reason_codes if action.final not in REASONS[c].directions]
+    if wrong:
+        raise ReviewError(f"not a reason to have it {action.final}: {'; '.join(wrong)}")
 
 
 def replay(actions: Iterable[Action]) -> tuple[dict[int, Case], list[tuple[Action, str]]]:
@@ -146,3 +199,36 @@ def replay(actions: Iterable[Action]) -> tuple[dict[int, Case], list[tuple[Actio
         except ReviewError as error:
             refused.append((action, str(error)))
     return cases, refused
+
+
+WORDS = {GRANTED: "granted", REFUSED: "refused", REFER: "referred to an advisor"}
+BY = {"model": "the model", ADVISOR: "an advisor", SUPERVISOR: "a supervisor"}
+
+
+def day_words(iso: str | None) -> str:
+    """"2026-12-06..." as people say it: "6 December 2026"."""
+    return f"{date.fromisoformat(iso[:10]):%-d %B %Y}" if iso else "an unknown day"
+
+
+def standing(case: Case, night: str | None) -> str:
+    """The decision that stands, who took it and when, and what is pending: the one sentence every
+    surface (list, decision view, export, review, API) says of an application. `night`: the night
+    the model scored it."""
+    decided = WORDS[case.final_decision]
+    if case.decided_by == "model":
+        said = f"{decided[:1].upper()}{decided[1:]} by the model on the night of {day_words(night)}."
+    else:
+        had = WORDS[case.model_decision]
+        after = "after a review the client asked for" if case.contested else "after review"
+        said = (f"{decided[:1].upper()}{decided[1:]} by {BY[case.decided_by]} on {day_words(case.decided_at)} {after}; "
+                + (f"the model had {had} it." if case.model_decision != case.final_decision else "as the model had.")
+                ).replace("referred to an advisor it", "referred it to an advisor")
+    if case.status == WAITING:
+        return (f"{said} A reviewer asked to have it {WORDS[case.requested_final]}: waiting for a supervisor's approval; "
+                "until then this decision stands.")
+    if case.status == OPEN and case.contested:
+        return (f"{said} The client asked for a human review on {day_words(case.waiting_since)}: a person will decide again; "
+                "until then this decision stands.")
+    if case.status == OPEN:
+        return f"{said} An advisor decides."
+    return said

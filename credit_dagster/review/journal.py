@@ -107,7 +107,8 @@ class ReviewJournal:
         return replay(self.actions_of(sk_id))[0].get(sk_id) or new_case(sk_id, model_decision)
 
     def record(self, sk_id: int, action: str, *, user: str, role: str, model_version: str, model_decision: str,
-               revision: int | None, final: str | None = None, reason_codes: tuple[str, ...] = (), note: str = "") -> Case:
+               revision: int | None, final: str | None = None, reason_codes: tuple[str, ...] = (), note: str = "",
+               channel: str | None = None, received_on: str | None = None) -> Case:
         """Check and write one action; the case after it. ReviewError (nothing written) if it may not be taken.
         `revision`: the case as its author saw it; None for a client's contest, taken whatever happened since."""
         with self._locked():
@@ -115,7 +116,7 @@ class ReviewJournal:
             taken = Action(action_id=uuid.uuid4().hex, sk_id=int(sk_id), action=action, user=user, role=role,
                            at=datetime.now(UTC).isoformat(), model_version=model_version, model_decision=model_decision,
                            revision=now.revision if revision is None else revision, final=final,
-                           reason_codes=tuple(reason_codes), note=note)
+                           reason_codes=tuple(reason_codes), note=note, channel=channel, received_on=received_on)
             after = apply(now, taken)
             self.log.append([{**asdict(taken), "reason_codes": list(taken.reason_codes)}])  # fsync'ed before we answer
         return after

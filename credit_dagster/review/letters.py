@@ -16,6 +16,7 @@ from fpdf import FPDF
 from credit_dagster.core import settings
 from credit_dagster.nightly import scoring
 from credit_dagster.review import cases as review
+from credit_dagster.review import queue
 from credit_dagster.review.journal import ReviewJournal
 
 _TEMPLATE = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")), autoescape=True,
@@ -33,7 +34,7 @@ REVIEWER = {"advisor": "An advisor", "supervisor": "An advisor and a supervisor"
 
 @dataclass(frozen=True)
 class Letter:
-    kind: str  # "decision", or "review" after a review the client asked for
+    kind: str  # "decision"; "acknowledgement" of a request for review; "review", its outcome
     sk_id: int
     title: str
     outcome: str
@@ -46,27 +47,31 @@ class Letter:
     decided_on: str = ""
     contest_words: str = ""
     synthetic: bool = False
+    received_on: str = ""  # the day the client asked for the review (acknowledgement)
+    answer_by: str = ""  # the day by which they will have the answer (acknowledgement)
 
 
 def letter(row: dict, case: review.Case, contest_words: str = "", synthetic: bool = False) -> Letter:
     """The letter due now on one application: `row` is its stored decision (the serving
-    snapshot's scored_applications), `case` its review as the journal has it."""
+    snapshot's scored_applications), `case` its review as the journal has it. It says the decision
+    that stands (`case.final_decision`: a person's once decided, else the model's), never one pending."""
     days = settings.current().review_service_days
-    final = case.final_decision if case.status == review.DECIDED or case.decided_by == "model" else review.REFER
+    final = case.final_decision
     by_person = case.decided_by in (review.ADVISOR, review.SUPERVISOR)
     change = row.get("counterfactual") if final != review.GRANTED and isinstance(row.get("counterfactual"), str) else None
     common = {"sk_id": int(case.sk_id), "outcome": OUTCOMES[final].format(days=days), "decided_by_person": by_person,
               "reasons": scoring.reasons_of(row), "change": change, "synthetic": synthetic,
-              "history_note": row["history_note"] if isinstance(row.get("history_note"), str) else None}
+              "history_note": row["history_note"] if isinstance(row.get("history_note"), str) else None,
+              "human_reasons": review.client_reasons(case.reason_codes, final) if by_person else []}
     if case.contested and case.status == review.DECIDED:
         return Letter(kind="review", title=f"The review you asked for: application {case.sk_id}", reviewer=REVIEWER[case.decided_by],
-                      decided_on=(case.updated_at or "")[:10], contest_words=contest_words,
-                      human_reasons=[review.REASON_CODES.get(c, c) for c in case.reason_codes], **common)
-    if case.contested:  # received, not yet decided: the decision stands meanwhile
-        common["outcome"] = (f"We have received your request for a human review. A person will look at your application and "
-                             f"write to you within {days} working days. Meanwhile our decision stands: " + common["outcome"])
-    return Letter(kind="decision", title=f"Our decision on your application {case.sk_id}",
-                  human_reasons=[review.REASON_CODES.get(c, c) for c in case.reason_codes] if by_person else [], **common)
+                      decided_on=review.day_words(case.decided_at), contest_words=contest_words, **common)
+    if case.contested:  # received, not yet decided: what happens next and by when; the decision stands meanwhile
+        since = case.waiting_since or (case.updated_at or "")[:10] or datetime.now(UTC).date().isoformat()
+        return Letter(kind="acknowledgement", title=f"We have received your request for a review: application {case.sk_id}",
+                      received_on=review.day_words(since), answer_by=review.day_words(queue.due_by(since, days).isoformat()),
+                      contest_words=contest_words, **common)
+    return Letter(kind="decision", title=f"Our decision on your application {case.sk_id}", **common)
 
 
 def due(row: dict, journal: ReviewJournal, synthetic: bool) -> Letter:

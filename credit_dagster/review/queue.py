@@ -8,12 +8,28 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from credit_dagster.core import settings
 from credit_dagster.review import cases as review
 
 CASE_COLUMNS = ["SK_ID_CURR", "model_decision", "status", "final_decision", "decided_by", "reason_codes", "revision",
-                "requested_by", "contested", "opened", "updated_at", "working_days_open", "past_service_time"]
+                "requested_by", "contested", "opened", "updated_at", "decided_at", "working_days_open", "past_service_time"]
 FINAL_COLUMNS = ["SK_ID_CURR", "model_decision", "final_decision", "decided_by", "reason_codes", "decided_at", "status",
                  "model_version", "partition_date"]
+
+
+def _holidays() -> list[str]:
+    return [d.strip() for d in settings.current().review_holidays.split(",") if d.strip()]
+
+
+def working_days(since: str, today: date) -> int:
+    """Working days from `since` (ISO) to `today`, by the lender's calendar: weekends and
+    CREDIT_REVIEW_HOLIDAYS are not counted."""
+    return int(np.busday_count(since[:10], today.isoformat(), holidays=_holidays()))
+
+
+def due_by(since: str, days: int) -> date:
+    """The last working day of a service time of `days` working days starting on `since` (ISO)."""
+    return np.busday_offset(since[:10], days, roll="forward", holidays=_holidays()).astype(date)
 
 
 def case_table(scored: pd.DataFrame, actions: list[review.Action], today: date, service_days: int) -> pd.DataFrame:
@@ -24,16 +40,16 @@ def case_table(scored: pd.DataFrame, actions: list[review.Action], today: date, 
     opened = {int(r.SK_ID_CURR): str(r.partition_date)[:10] for r in scored.itertuples()}
     cases = {int(r.SK_ID_CURR): review.new_case(int(r.SK_ID_CURR), r.decision) for r in scored.itertuples() if r.decision == review.REFER}
     cases.update(reviewed)
-    contested_at = {a.sk_id: a.at[:10] for a in actions if a.action == review.CONTEST}
     rows = []
     for case in cases.values():
-        since = contested_at.get(case.sk_id) or opened.get(case.sk_id) or (case.updated_at or today.isoformat())[:10]
+        # a contest waits from the day the client asked, whenever it was recorded
+        since = case.waiting_since or opened.get(case.sk_id) or (case.updated_at or today.isoformat())[:10]
         waiting = case.status in (review.OPEN, review.WAITING)
-        age = int(np.busday_count(since, today.isoformat())) if waiting else 0
+        age = working_days(since, today) if waiting else 0
         rows.append({"SK_ID_CURR": case.sk_id, "model_decision": case.model_decision, "status": case.status,
                      "final_decision": case.final_decision, "decided_by": case.decided_by, "reason_codes": ",".join(case.reason_codes),
                      "revision": case.revision, "requested_by": case.requested_by, "contested": case.contested,
-                     "opened": since, "updated_at": case.updated_at, "working_days_open": age,
+                     "opened": since, "updated_at": case.updated_at, "decided_at": case.decided_at, "working_days_open": age,
                      "past_service_time": waiting and age > service_days})
     return pd.DataFrame(rows, columns=CASE_COLUMNS)
 
@@ -50,7 +66,7 @@ def final_decisions(scored: pd.DataFrame, cases: pd.DataFrame) -> pd.DataFrame:
     out["final_decision"] = np.where(reviewed, out["SK_ID_CURR"].map(human["final_decision"]) if len(human) else None, out["model_decision"])
     out["decided_by"] = np.where(reviewed, by, "model")
     out["reason_codes"] = np.where(reviewed, out["SK_ID_CURR"].map(human["reason_codes"]) if len(human) else None, "")
-    out["decided_at"] = np.where(reviewed, out["SK_ID_CURR"].map(human["updated_at"]) if len(human) else None,
+    out["decided_at"] = np.where(reviewed, out["SK_ID_CURR"].map(human["decided_at"]) if len(human) else None,
                                  out["scored_at"].astype(str))
     status = cases.set_index("SK_ID_CURR")["status"]
     out["status"] = out["SK_ID_CURR"].map(status).fillna(review.CLOSED)

@@ -241,13 +241,13 @@ def _decision_fields(row: dict) -> dict:
     }
 
 
-def review_fields(case: review.Case) -> dict:
+def review_fields(case: review.Case, night: str) -> dict:
     """Where a person's review stands (`schemas.ReviewState`)."""
     by_person = case.decided_by != "model"
     return {"SK_ID_CURR": case.sk_id, "final_decision": case.final_decision, "decided_by": case.decided_by,
             "review_status": case.status, "review_reason_codes": list(case.reason_codes) if by_person else [],
-            "decided_at": datetime.fromisoformat(case.updated_at) if by_person and case.updated_at else None,
-            "contested": case.contested}
+            "decided_at": datetime.fromisoformat(case.decided_at) if by_person and case.decided_at else None,
+            "contested": case.contested, "decision_sentence": review.standing(case, night)}
 
 
 class Runtime:
@@ -309,7 +309,7 @@ class Runtime:
         an action shows on the next request, not after the next fold."""
         row = self._stored(sk_id_curr)
         case = self.journal.case(sk_id_curr, row["decision"])
-        return {**_decision_fields(row), "night": row["partition_date"], **review_fields(case),
+        return {**_decision_fields(row), "night": row["partition_date"], **review_fields(case, str(row["partition_date"])),
                 "refer_everything": refer_all.state().on}
 
     def contest(self, sk_id_curr: int, body: schemas.ContestRequest, who: keys.Caller) -> dict:
@@ -317,9 +317,9 @@ class Runtime:
         journaled (fsync'ed) before the answer leaves."""
         row = self._stored(sk_id_curr)
         case = self.journal.record(sk_id_curr, review.CONTEST, user=f"api:{who.name}", role="", model_version=str(row["model_version"]),
-                                   model_decision=str(row["decision"]), revision=None,
-                                   note=review.contest_note(body.channel, body.received_on.isoformat(), body.client_words))
-        return review_fields(case)
+                                   model_decision=str(row["decision"]), revision=None, note=body.client_words,
+                                   channel=body.channel, received_on=body.received_on.isoformat())
+        return review_fields(case, str(row["partition_date"]))
 
     def letter(self, sk_id_curr: int, pdf: bool) -> str | bytes:
         """The letter due to the client now (the decision, or the outcome of the review they asked for)."""

@@ -7,10 +7,10 @@ in a column name must not silently score the application as if the value were mi
 """
 
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from credit_dagster.core.sources import SENTINEL_DAYS, SOURCE_TABLES
 from credit_dagster.review import cases as review
@@ -158,6 +158,8 @@ class ReviewState(BaseModel):
     review_reason_codes: list[str] = Field(description="a person's reason codes (README: Human review)")
     decided_at: datetime | None = Field(description="when a person decided; None while the model's decision stands")
     contested: bool = Field(description="the client asked for a human review")
+    decision_sentence: str = Field(description="the decision that stands, who took it and when, and what is pending, in the "
+                                               "words the dashboard and the letters use")
 
 
 class StoredDecision(Decision, ReviewState):
@@ -168,8 +170,17 @@ class ContestRequest(Strict):
     """A client asks for a person to review the decision (Consumer Credit Directive 2023/2225 Art. 18)."""
 
     channel: Literal[*review.CHANNELS]
-    received_on: date = Field(description="when the client asked")
-    client_words: str = Field("", max_length=review.MAX_NOTE - 100, description="the client's own words, kept as text and never interpreted")
+    received_on: date = Field(description="when the client asked (the case waits from then): not after today, at most a year back")
+    client_words: str = Field("", max_length=review.MAX_NOTE, description="the client's own words, kept as text and never interpreted")
+
+    @field_validator("received_on")
+    @classmethod
+    def _asked_on_a_real_day(cls, value: date) -> date:
+        try:
+            review.check_received_on(value, datetime.now(UTC).date())
+        except review.ReviewError as wrong:
+            raise ValueError(str(wrong)) from None
+        return value
 
 
 class OnDemandDecision(Decision):
