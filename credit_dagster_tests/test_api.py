@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -540,31 +541,47 @@ def test_a_contest_queues_the_application_and_the_answer_shows_the_human_decisio
     before = client.get(f"/v1/decisions/{granted}", headers=said).json()
     assert (before["final_decision"], before["decided_by"], before["review_status"]) == (review.GRANTED, "model", review.CLOSED)
     words = '<script>alert(1)</script> =HYPERLINK("http://x.example","y")'
-    body = {"channel": "phone", "received_on": "2026-11-30", "client_words": words}
+    today = datetime.now(UTC).date()
+    asked = today - timedelta(days=16)  # a complaint that took a while to reach the lender's systems
+    body = {"channel": "phone", "received_on": asked.isoformat(), "client_words": words}
     assert client.post(f"/v1/decisions/{granted}/contest", json=body).status_code == 401  # the caller's key, or nothing
     assert client.post("/v1/decisions/1/contest", json=body, headers=said).status_code == 404
-    for wrong in ({**body, "channel": "pigeon"}, {**body, "client_words": "x" * 5000}, {**body, "note": "extra"}):
-        assert client.post(f"/v1/decisions/{granted}/contest", json=wrong, headers=said).status_code == 422
+    for wrong in ({**body, "channel": "pigeon"}, {**body, "client_words": "x" * 5000}, {**body, "note": "extra"},
+                  {**body, "received_on": (today + timedelta(days=40)).isoformat()},  # the clock never starts in the future
+                  {**body, "received_on": (today - timedelta(days=400)).isoformat()}):  # nor more than a year back
+        assert client.post(f"/v1/decisions/{granted}/contest", json=wrong, headers=said).status_code == 422, wrong
+    assert journal_is_empty(folder, granted)
     contested = client.post(f"/v1/decisions/{granted}/contest", json=body, headers=said)
     assert contested.status_code == 201 and contested.json()["review_status"] == review.OPEN and contested.json()["contested"]
     journal = ReviewJournal(folder)
     assert journal.case(granted, review.GRANTED).status == review.OPEN  # in the advisors' queue
-    assert journal.actions_of(granted)[0].user.startswith("api:tests-") and words in journal.actions_of(granted)[0].note
+    recorded = journal.actions_of(granted)[0]
+    assert recorded.user.startswith("api:tests-") and (recorded.note, recorded.received_on) == (words, asked.isoformat())
+    # the case waits from the day the client asked, not from the day it was recorded
+    assert "The client asked for a human review on" in contested.json()["decision_sentence"]
     # an advisor reverses the model: the model's decision stands until a supervisor approves
     journal.record(granted, review.DECIDE, user="ann", role=review.ADVISOR, model_version="v", model_decision=review.GRANTED,
                    revision=1, final=review.REFUSED, reason_codes=("fraud_suspicion",))
     waiting = client.get(f"/v1/decisions/{granted}", headers=said).json()
     assert (waiting["final_decision"], waiting["review_status"]) == (review.GRANTED, review.WAITING)
+    assert "Granted by the model" in waiting["decision_sentence"] and "waiting for a supervisor's approval" in waiting["decision_sentence"]
     journal.record(granted, review.APPROVE, user="tom", role=review.SUPERVISOR, model_version="v", model_decision=review.GRANTED,
                    revision=2)
     after = client.get(f"/v1/decisions/{granted}", headers=said).json()
     assert (after["final_decision"], after["decided_by"], after["review_reason_codes"]) == (review.REFUSED, "supervisor", ["fraud_suspicion"])
     assert after["decided_at"] and after["decision"] == review.GRANTED  # the night's own decision is still said
+    assert after["decision_sentence"].startswith("Refused by a supervisor on ") and "the model had granted it" in after["decision_sentence"]
     letter = client.get(f"/v1/decisions/{granted}/letter", headers=said)
     assert letter.status_code == 200 and "reviewed your application in person" in letter.text
     assert "<script>" not in letter.text and "&lt;script&gt;" in letter.text
     pdf = client.get(f"/v1/decisions/{granted}/letter?format=pdf", headers=said)
     assert pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
+
+
+def journal_is_empty(folder, sk_id: int) -> bool:
+    from credit_dagster.review.journal import ReviewJournal
+
+    return ReviewJournal(folder).actions_of(sk_id) == []
 
 
 def test_refer_everything_refers_the_next_request_and_every_answer_says_so(review_client, key, night):

@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 from urllib.parse import urljoin, urlparse
 
@@ -650,6 +651,77 @@ def test_the_review_queue_and_four_eyes_in_the_dashboard(store, tmp_path, monkey
     assert vm.case_of(store, journal, other).status == review.WAITING
     log, _ = audit.read(tmp_path / "access", prefix="access_")
     assert {"review decide", "review approve", "review refused: approve"} <= set(log["event"])
+
+
+REVIEWERS = {"ann": auth.ADVISOR, "sue": auth.SUPERVISOR, "tom": auth.SUPERVISOR}
+
+
+def _surfaces_agree(store, journal, sk_id: int) -> None:
+    """Every surface says the same decision that stands: the API's answer, the dashboard's list,
+    decision view, export and review heading, the letter, and the warehouse's fold."""
+    import html
+
+    from credit_dagster.core.snapshot import Table
+    from credit_dagster.review import cases as review
+    from credit_dagster.review import letters
+    from credit_dagster.review.queue import case_table, final_decisions
+    from credit_dagster.serving.api.runtime import review_fields
+    from panel_app.views import export_html
+
+    row = store.applicant(sk_id).row
+    api = review_fields(journal.case(sk_id, str(row["decision"])), str(row["partition_date"]))
+    final = api["final_decision"]
+    view = vm.client_view(store, sk_id, journal)
+    assert (view.decision, view.standing) == (vm.DECIDED_WORDS[final], api["decision_sentence"])
+    assert html.escape(api["decision_sentence"]) in export_html(view, "ann")
+    label = next(label for label, i in vm.listing(store, None, final, str(sk_id), journal=journal).options.items() if i == sk_id)
+    assert f"{vm.SHORT[final]}{' by a person' if api['decided_by'] != 'model' else ''} ·" in label
+    letter = letters.due(row.to_dict(), journal, synthetic=True)
+    assert letters.OUTCOMES[final].format(days=2) in letter.outcome
+    scored = store.table(Table.SCORED)
+    folded = final_decisions(scored, case_table(scored[["SK_ID_CURR", "decision", "partition_date"]], journal.actions(),
+                                                 date.today(), 2)).set_index("SK_ID_CURR")
+    assert (folded.at[sk_id, "final_decision"], folded.at[sk_id, "decided_by"]) == (final, api["decided_by"])
+    assert folded.at[sk_id, "status"] == api["review_status"]
+
+
+def test_every_surface_shows_the_decision_that_stands_after_any_sequence_of_reviews(store, tmp_path_factory):
+    """A property test: for any sequence of review actions (contests, decisions either way, approvals,
+    sends back, by advisors and supervisors, the refused ones included), every surface says the same
+    final decision as the API."""
+    from hypothesis import HealthCheck, example, given, settings
+    from hypothesis import strategies as st
+
+    from credit_dagster.review import cases as review
+    from credit_dagster.review.journal import ReviewJournal
+
+    picks = [int(store.decisions(decision=d)["SK_ID_CURR"].iloc[0]) for d in (scoring.REFER, scoring.GRANTED, scoring.REFUSED)]
+    steps = st.lists(st.tuples(st.sampled_from(picks), st.sampled_from(["contest", "grant", "refuse", review.APPROVE, review.SEND_BACK]),
+                               st.sampled_from(sorted(REVIEWERS))), max_size=8)
+
+    referred, granted, refused = picks
+    # the paths of the issue, always tried: an approved override, a referral decided then contested, one sent back
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(steps)
+    @example([(granted, "contest", "ann"), (granted, "refuse", "ann"), (granted, review.APPROVE, "sue"),
+              (referred, "grant", "ann"), (referred, "contest", "ann"), (refused, "contest", "tom"), (refused, "grant", "tom"),
+              (refused, review.SEND_BACK, "sue")])
+    def check(sequence):
+        journal = ReviewJournal(tmp_path_factory.mktemp("journal"))
+        for sk_id, what, user in sequence:
+            case = vm.case_of(store, journal, sk_id)
+            fields = {"grant": {"final": review.GRANTED, "reason_codes": ("verified_income",)},
+                      "refuse": {"final": review.REFUSED, "reason_codes": ("fraud_suspicion",)}}.get(what, {})
+            action = review.DECIDE if fields else review.CONTEST if what == "contest" else what
+            try:
+                vm.record_review(store, journal, sk_id, action, user="api:x" if action == review.CONTEST else user,
+                                 role="" if action == review.CONTEST else REVIEWERS[user], revision=case.revision, **fields)
+            except review.ReviewError:
+                pass  # refused by the rules: changes nothing, and every surface must still agree
+        for sk_id in picks:
+            _surfaces_agree(store, journal, sk_id)
+
+    check()
 
 
 def _parts(view):

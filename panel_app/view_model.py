@@ -34,6 +34,7 @@ DECISIONS = {  # icon, words, text colour (contrast >= 7:1 on white)
     scoring.REFER: ("⚠", "Referred to an advisor", "#7a3e00"),
     scoring.REFUSED: ("✖", "Refused", "#b71c1c"),
 }
+DECIDED_WORDS = {d: words for d, (_, words, _) in DECISIONS.items()}
 GRADE_MEANING = {"A": "very low risk", "B": "low risk", "C": "moderate risk", "D": "high risk", "E": "very high risk"}
 
 

@@ -56,18 +56,17 @@ def case_table(scored: pd.DataFrame, actions: list[review.Action], today: date, 
 
 def final_decisions(scored: pd.DataFrame, cases: pd.DataFrame) -> pd.DataFrame:
     """The decision that stands per scored application (`scored`: SK_ID_CURR, decision,
-    model_version, scored_at, partition_date): a person's once decided or approved, else the
-    model's (a case still open or waiting keeps the model's decision meanwhile)."""
-    human = cases.loc[cases["status"] == review.DECIDED].set_index("SK_ID_CURR")
+    model_version, scored_at, partition_date), as each case has it (`review.cases.Case.final_decision`,
+    the one source the dashboard, the letters and the API read): a person's once decided or approved,
+    and still while a client's later contest is reviewed; else the model's."""
     out = scored[["SK_ID_CURR", "decision", "model_version", "scored_at", "partition_date"]].rename(
         columns={"decision": "model_decision"}).copy()
-    by = out["SK_ID_CURR"].map(human["decided_by"]) if len(human) else pd.Series(None, index=out.index, dtype=object)
-    reviewed = by.notna()
-    out["final_decision"] = np.where(reviewed, out["SK_ID_CURR"].map(human["final_decision"]) if len(human) else None, out["model_decision"])
-    out["decided_by"] = np.where(reviewed, by, "model")
-    out["reason_codes"] = np.where(reviewed, out["SK_ID_CURR"].map(human["reason_codes"]) if len(human) else None, "")
-    out["decided_at"] = np.where(reviewed, out["SK_ID_CURR"].map(human["decided_at"]) if len(human) else None,
-                                 out["scored_at"].astype(str))
-    status = cases.set_index("SK_ID_CURR")["status"]
-    out["status"] = out["SK_ID_CURR"].map(status).fillna(review.CLOSED)
+    case = cases.set_index("SK_ID_CURR").reindex(out["SK_ID_CURR"])
+    by = case["decided_by"].fillna("model").to_numpy()
+    person = by != "model"
+    out["final_decision"] = case["final_decision"].fillna(out.set_index("SK_ID_CURR")["model_decision"]).to_numpy()
+    out["decided_by"] = by
+    out["reason_codes"] = np.where(person, case["reason_codes"].fillna("").to_numpy(), "")
+    out["decided_at"] = np.where(person, case["decided_at"].to_numpy(), out["scored_at"].astype(str).to_numpy())
+    out["status"] = case["status"].fillna(review.CLOSED).to_numpy()
     return out[FINAL_COLUMNS].reset_index(drop=True)
