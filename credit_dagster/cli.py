@@ -105,7 +105,7 @@ def _day(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a day written YYYY-MM-DD (for example 2026-11-18)") from None
 
 
-def _execute(job_name: str, data_dir: Path, partition_key: str | None = None) -> bool:
+def _execute(job_name: str, data_dir: Path, partition_key: str | None = None, tags: dict[str, str] | None = None) -> bool:
     """Run one job in-process against the persistent instance; print what happened."""
     import dagster as dg
 
@@ -124,7 +124,7 @@ def _execute(job_name: str, data_dir: Path, partition_key: str | None = None) ->
                 # step-by-step DEBUG events stay in the run's event log (and the UI), not on the terminal
                 "loggers": {"console": {"config": {"log_level": settings.current().log_level}}},
             },
-            tags=run_tags(), partition_key=partition_key,
+            tags={**run_tags(), **(tags or {})}, partition_key=partition_key,
         )
     materialized = [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()]
     checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
@@ -149,7 +149,7 @@ def _execute(job_name: str, data_dir: Path, partition_key: str | None = None) ->
     return result.success
 
 
-def _night(data_dir: Path, day: str) -> bool:
+def _night(data_dir: Path, day: str, rescore_reason: str | None = None) -> bool:
     """Score the night of `day`: its one run, or on the datasets (CREDIT_STORAGE=datasets) its
     landing, each shard and the publish step, one after another in this process, up to the first
     that fails (what follows it would fail on the night's missing part)."""
@@ -157,10 +157,47 @@ def _night(data_dir: Path, day: str) -> bool:
 
     from credit_dagster.nightly import partitions
     from credit_dagster.nightly.schedules import night_runs
+    from credit_dagster.review.rescore import REASON_TAG
 
     with dg.DagsterInstance.get() as instance:
         partitions.register(instance, [day])
-    return all(_execute(job, data_dir, key) for job, key in night_runs(day))
+    tags = {REASON_TAG: rescore_reason} if rescore_reason else None
+    return all(_execute(job, data_dir, key, tags) for job, key in night_runs(day))
+
+
+def _scored_nights() -> set[str]:
+    """The nights whose decisions were published (their serving snapshot materialized)."""
+    import dagster as dg
+
+    from credit_dagster.core.keys import SNAPSHOT
+
+    with dg.DagsterInstance.get() as instance:
+        return set(instance.get_materialized_partitions(SNAPSHOT))
+
+
+def _would_change(day: str) -> str:
+    """What scoring `day` again with today's champion would change, said before it is done."""
+    import duckdb
+
+    from credit_dagster.core.resources import Warehouse
+    from credit_dagster.model.registry import Registry
+    from credit_dagster.nightly import drops, scoring
+
+    model = Registry(settings.models_dir()).load("champion")
+    with Warehouse().connect() as con:
+        try:
+            stored = con.execute("select SK_ID_CURR, decision from scoring.scored_applications where partition_date = ?", [day]).df()
+            features = con.execute(f"select * from {drops.drop_schema(day)}_features.application_features").df()
+        except duckdb.CatalogException as missing:  # a night whose tables were swept: the preview is skipped, saying why
+            return f"  (no preview: {str(missing).splitlines()[0]})"
+        dictionary = con.execute("select * from features.feature_dictionary").df()
+    new = scoring.score_frame(model, features, dictionary)[["SK_ID_CURR", "decision"]]
+    both = stored.merge(new, on="SK_ID_CURR", suffixes=("_before", "_after"))
+    moved = both[both["decision_before"] != both["decision_after"]]
+    kinds = moved.groupby(["decision_before", "decision_after"]).size()
+    return (f"  scoring {day} again with {model.version}: {len(moved):,} of {len(both):,} decisions would change"
+            + "".join(f"\n    {n:,} {a} -> {b}" for (a, b), n in kinds.items())
+            + ("\n  each keeps its earlier decision standing, and a review case opens for a person to decide" if len(moved) else ""))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -191,7 +228,11 @@ def _run(args: argparse.Namespace) -> int:
     if not drops.days_in_inbox(inbox)[0]:
         counts = drops.replay(data_dir, inbox, args.replay_days, _default_start(args.replay_days))
         print(f"inbox empty: replayed application_test as {len(counts)} daily drops in {inbox}: {counts}")
-    ok = all([_night(data_dir, day) for day in drops.days_in_inbox(inbox)[0]])
+    days, scored = drops.days_in_inbox(inbox)[0], _scored_nights()
+    if scored & set(days):
+        print(f"{len(scored & set(days))} night(s) of the inbox already scored: their decisions stand, not made again "
+              "(credit-dagster score --start DAY --rescore --reason \"...\" scores one again)")
+    ok = all([_night(data_dir, day) for day in days if day not in scored])
     print(f"serving snapshot: {settings.credit_home() / 'serving' / 'serving.duckdb'}; reports: {settings.reports_dir()}")
     return 0 if ok else 1
 
@@ -231,12 +272,24 @@ def _score(args: argparse.Namespace) -> int:
         raise CliError(f"--end {last} is before --start {first}")
     if last >= today:
         raise CliError(f"{last} has not ended yet in Europe/Paris (today is {today}): a night is scored once its day is over")
-    ok = True
+    if args.rescore and not (args.reason or "").strip():
+        raise CliError("--rescore needs --reason \"...\": why decisions already made are scored again (kept in the review journal)")
+    ok, scored = True, _scored_nights()
     for day in [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]:
         if not drops.has_drop(drops.inbox_dir(), day):
             print(f"{day}: no drop in {drops.inbox_dir() / day}: nothing to score (a night without applications is normal)")
             continue
-        ok = _night(data_dir, day) and ok
+        if day in scored and not args.rescore:
+            print(f"{day}: already scored: its decisions stand (--rescore --reason \"...\" scores it again)")
+            continue
+        if day in scored:
+            print(_would_change(day))
+            if args.dry_run:
+                continue
+        elif args.dry_run:
+            print(f"{day}: not scored yet")
+            continue
+        ok = _night(data_dir, day, args.reason if day in scored else None) and ok
     return 0 if ok else 1
 
 
@@ -467,10 +520,16 @@ def main(argv: list[str] | None = None) -> int:
     replay.set_defaults(func=_replay)
     score = command("score", help="score (or backfill) the nights from --start to --end", formatter_class=fmt,
                            epilog="example: credit-dagster score --start 2026-11-16 --end 2026-11-20\n"
-                                  "Days without a drop in the inbox are reported and skipped, not failed.")
+                                  "Days without a drop in the inbox are reported and skipped, not failed; nights already\n"
+                                  "scored are skipped unless --rescore --reason says why.")
     score.add_argument("--start", type=_day, required=True, help="first night, YYYY-MM-DD (a day that has ended, Europe/Paris)")
     score.add_argument("--end", type=_day, help="last night, YYYY-MM-DD (default: --start)")
     score.add_argument("--data-dir", help="default: the folder this CREDIT_HOME was built from")
+    score.add_argument("--rescore", action="store_true",
+                       help="score nights already scored again (with --reason): decisions that would change keep standing, "
+                            "each opens a review case")
+    score.add_argument("--reason", help="why nights already scored are scored again (kept in the review journal)")
+    score.add_argument("--dry-run", action="store_true", help="only say how many decisions scoring again would change")
     score.set_defaults(func=_score)
     promote = command("promote", help="make a registered model the champion, with a recorded sign-off", formatter_class=fmt,
                              epilog='example: credit-dagster promote v0003-20261122T101500 --reason "age gap reviewed by the risk committee"\n'

@@ -805,9 +805,11 @@ def _contest_and_reverse(page, user: str, sk_id: int, reason: str, words: str = 
     _open_case(page, sk_id, decision=scoring.GRANTED)
     page.get_by_label("The client's own words").fill(words)
     page.get_by_role("button", name="Record the client's request for a human review").click()
-    page.wait_for_selector("text=recorded the client's contest", timeout=30_000)
+    page.wait_for_selector("text=recorded the client's request for a human review", timeout=30_000)
     _decide(page, "Refuse", reason)
     page.wait_for_selector(f"text=Waiting for a supervisor other than {user}", timeout=30_000)
+    # said as what happened: sent for approval, the model's decision standing meanwhile
+    page.wait_for_selector("text=Sent to a supervisor for approval", timeout=30_000)
     assert page.get_by_role("button", name="Approve the override").count() == 0
 
 
@@ -855,6 +857,9 @@ def _no_serious_axe_finding(page) -> None:
 
     violations = [v for v in Axe().run(page).response["violations"] if v["impact"] in ("serious", "critical")]
     assert violations == [], [(v["id"], v["help"], [n["target"] for n in v["nodes"][:3]]) for v in violations]
+
+
+FRAUD = "Suspicion of fraud (internal: never told to the client)"
 
 
 def _review_steps(browser, base: str, journal: Path, store, server: dict) -> None:
@@ -907,7 +912,7 @@ def _review_steps(browser, base: str, journal: Path, store, server: dict) -> Non
 
     # a client contests a granted application; the advisor's reversal waits for a supervisor
     target = granted[0]
-    _contest_and_reverse(ann, "ann", target, "Suspicion of fraud", "I was told I could borrow more")
+    _contest_and_reverse(ann, "ann", target, FRAUD, "I was told I could borrow more")
 
     sue = _signed_in(browser, base, "sue")
     _open_case(sue, target, review.WAITING)
@@ -916,7 +921,7 @@ def _review_steps(browser, base: str, journal: Path, store, server: dict) -> Non
     sue.wait_for_selector(f"text=Recorded on application {target}", timeout=30_000)
     assert _reviewed(journal, target) == [review.CONTEST, review.DECIDE, review.SEND_BACK]
     _open_case(ann, target, review.OPEN)
-    _decide(ann, "Refuse", "Suspicion of fraud")
+    _decide(ann, "Refuse", FRAUD)
     ann.wait_for_selector(f"text=Recorded on application {target}", timeout=30_000)  # out of the open queue: the next shows
     _open_case(sue, target, review.WAITING)
     _no_serious_axe_finding(sue)
@@ -924,6 +929,17 @@ def _review_steps(browser, base: str, journal: Path, store, server: dict) -> Non
     assert _reviewed(journal, target) == [review.CONTEST, review.DECIDE, review.SEND_BACK, review.DECIDE, review.APPROVE]
     _open_case(sue, target, review.DECIDED)
     assert "decided by supervisor" in _page_text(sue) and "approved the override" in _page_text(sue)
+    # another person at another desk: the decision that stands on the list, the decision view and the export
+    _open_case(ann, target)
+    _step(ann, ann.get_by_role("button", name="Decision", exact=True).click)
+    ann.wait_for_selector(f"text=Application {target}: ✖ Refused", timeout=30_000)
+    assert "Refused by a supervisor on" in _page_text(ann) and "the model had granted it" in _page_text(ann)
+    highlighted = ann.locator("select[size]").evaluate("e => e.options[e.selectedIndex].text")
+    assert "Refused by a person" in highlighted, highlighted
+    with ann.expect_download() as export:
+        ann.get_by_role("button", name="Download this decision for the meeting (HTML, printable)").click()
+    exported = Path(export.value.path()).read_text()
+    assert "✖ Refused" in exported and "Refused by a supervisor on" in exported and "✔ Granted</span>" not in exported
 
     # a supervisor's own request waits for another supervisor
     own = granted[1]

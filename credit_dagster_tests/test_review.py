@@ -308,5 +308,53 @@ def test_refer_everything_refers_a_night_while_the_fold_runs_beside_it(tmp_path,
     with temporary_home(home):
         assert score_night(SCORED_DAYS[1]).success
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
-        again = con.execute("select decision from scoring.scored_applications where partition_date = ?", [SCORED_DAYS[1]]).df()
+        again = con.execute("select SK_ID_CURR, decision from scoring.scored_applications where partition_date = ?",
+                            [SCORED_DAYS[1]]).df()
     assert len(again) == len(night_two) and {review.GRANTED, review.REFUSED} <= set(again["decision"])
+    # scored again, the night's decisions were not silently replaced: each that changed keeps the referral that
+    # stood, and waits for a person, in the journal every surface reads
+    changed = again[again["decision"] != review.REFER]
+    kept = ReviewJournal(journal)
+    for sk_id, decision in changed.itertuples(index=False):
+        case = kept.case(sk_id, decision)
+        assert (case.final_decision, case.model_decision, case.status, case.rescored) == (review.REFER, decision, review.OPEN, True)
+        assert "scored again" in review.standing(case, SCORED_DAYS[1])
+    assert sum(a.action == review.RESCORE for a in kept.actions()) == len(changed)
+    with temporary_home(home):  # once more, with the same decisions: nothing changes, no case opens twice
+        assert score_night(SCORED_DAYS[1]).success
+    assert sum(a.action == review.RESCORE for a in ReviewJournal(journal).actions()) == len(changed)
+
+
+@pytest.mark.slow
+def test_a_night_is_scored_once_and_again_only_with_a_reason(tmp_path, scored_home, synthetic_dir, capsys):
+    """`score` leaves a scored night's decisions as they stand; `--rescore` needs a reason, and
+    `--dry-run` first says how many decisions would change, scoring nothing."""
+    from credit_dagster import cli
+    from credit_dagster.core import refer_all
+    from credit_dagster_tests.conftest import SCORED_DAYS, temporary_home
+
+    home = tmp_path / "home"
+    shutil.copytree(scored_home, home)
+    day, data = SCORED_DAYS[1], ["--data-dir", str(synthetic_dir)]
+
+    def audited() -> int:
+        with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+            return con.execute("select count(*) from scoring.decision_audit where partition_date = ?", [day]).fetchone()[0]
+
+    with temporary_home(home):
+        assert cli.main(["score", "--start", day, *data]) == 0
+        scored = audited()
+        assert scored > 0
+        capsys.readouterr()
+        assert cli.main(["score", "--start", day, *data]) == 0  # already scored: left as decided
+        assert "already scored: its decisions stand" in capsys.readouterr().out and audited() == scored
+        assert cli.main(["score", "--start", day, "--rescore", *data]) == 1  # no reason, nothing done
+        assert "--rescore needs --reason" in capsys.readouterr().err
+        refer_all.set_switch(True, by="sue", role=review.SUPERVISOR, why="income data feed broken")
+        assert cli.main(["score", "--start", day, "--rescore", "--reason", "feed check", "--dry-run", *data]) == 0
+        said = capsys.readouterr().out
+        with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+            would = con.execute("select count(*) from scoring.scored_applications where partition_date = ? and decision <> ?",
+                                [day, review.REFER]).fetchone()[0]
+        assert f"{would:,} of {scored:,} decisions would change" in said and audited() == scored  # said, nothing scored
+

@@ -103,7 +103,7 @@ def standing_decisions(rows: pd.DataFrame, cases: pd.DataFrame) -> pd.DataFrame:
     merged["final_decision"] = merged["final_decision"].fillna(merged["decision"])
     merged["decided_by"] = merged["decided_by"].fillna("model")
     merged["status"] = merged["status"].fillna(review.CLOSED)
-    for flag in ("contested", "past_service_time"):
+    for flag in ("contested", "rescored", "past_service_time"):
         merged[flag] = merged[flag].fillna(False).astype(bool)
     merged["working_days_open"] = merged["working_days_open"].fillna(0).astype(int)
     return merged
@@ -151,6 +151,8 @@ def list_label(row: dict) -> str:
         marks.append(f"LATE {days} working days" if row.get("past_service_time") else wording.plural(days, "working day"))
         if row.get("contested"):
             marks.append("contested")
+        if row.get("rescored"):
+            marks.append("scored again")
         if row["status"] == review.WAITING:
             marks.append("waiting for approval")
     by_person = row.get("decided_by") not in (None, "model")
@@ -633,6 +635,9 @@ def case_history(journal: ReviewJournal, sk_id: int) -> list[str]:
         if a.action == review.CONTEST:
             how = f" ({a.channel}, received on {review.day_words(a.received_on)})" if a.received_on else ""
             what = f"recorded the client's request for a human review{how}"
+        elif a.action == review.RESCORE:
+            what = (f"scored the night again with model {a.model_version}: the new score would have it {review.WORDS[a.model_decision]}; "
+                    f"the decision that stood ({review.WORDS[a.final]}) stands until a person decides")
         elif _override(a):
             what = f"asked to have it {a.final}, reversing the model: sent to a supervisor for approval"
         else:

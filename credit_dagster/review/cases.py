@@ -64,7 +64,11 @@ def client_reasons(codes: Iterable[str], final: str) -> list[str]:
 
 DECIDE = "decide"  # a decision that reverses the model becomes a request for approval
 APPROVE, SEND_BACK, CONTEST = "approve", "send back", "contest"
-ACTIONS = (DECIDE, APPROVE, SEND_BACK, CONTEST)
+# a night scored again (a newer champion, the switch) whose new decision differs from the one that
+# stood: the earlier decision keeps standing and a person decides (never a silent replacement)
+RESCORE = "re-score"
+RESCORER = "system:re-score"
+ACTIONS = (DECIDE, APPROVE, SEND_BACK, CONTEST, RESCORE)
 OPEN, WAITING, DECIDED, CLOSED = "open", "waiting for approval", "decided", "decided by the model"
 MAX_NOTE = 2000  # characters: a note is the reviewer's words, bounded and never interpreted
 CHANNELS = ("phone", "letter", "branch", "e-mail", "the lender's other systems")  # how a client asks for a review
@@ -126,7 +130,8 @@ class Case:
     contested: bool = False
     updated_at: str | None = None
     note: str = ""
-    waiting_since: str | None = None  # the day the latest contest was received (a contested case waits from then)
+    waiting_since: str | None = None  # the day the latest contest was received, or the night re-scored (it waits from then)
+    rescored: bool = False  # a new score of its night would change the decision that stood
     decided_at: str | None = None  # when a person's decision came to stand (a decision, or its approval)
 
 
@@ -147,6 +152,12 @@ def apply(case: Case, action: Action) -> Case:
     if action.action == CONTEST:
         return replace(done, status=OPEN, contested=True, note=action.note,
                        waiting_since=action.received_on or action.at[:10])
+    if action.action == RESCORE:  # `final`: the decision that stood; `model_decision`: the new score's
+        rescored = replace(done, model_decision=action.model_decision)
+        if case.decided_by != "model":
+            return rescored  # a person's decision stands, whatever the new score
+        return replace(rescored, status=OPEN, final_decision=action.final, rescored=True, note=action.note,
+                       waiting_since=action.at[:10])
     if action.role not in ROLES:
         raise ReviewError(f"{action.user} has no reviewer role")
     if action.action == DECIDE:
@@ -226,6 +237,9 @@ def standing(case: Case, night: str | None) -> str:
     if case.status == WAITING:
         return (f"{said} A reviewer asked to have it {WORDS[case.requested_final]}: waiting for a supervisor's approval; "
                 "until then this decision stands.")
+    if case.status == OPEN and case.rescored:
+        return (f"{said} Its night was scored again on {day_words(case.waiting_since)}, and the new score would have it "
+                f"{WORDS[case.model_decision]}: a person decides; until then this decision stands.")
     if case.status == OPEN and case.contested:
         return (f"{said} The client asked for a human review on {day_words(case.waiting_since)}: a person will decide again; "
                 "until then this decision stands.")

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from credit_dagster.core import audit, settings
-from credit_dagster.review.cases import Action, Case, apply, new_case, replay
+from credit_dagster.review.cases import MAX_NOTE, RESCORE, RESCORER, Action, Case, apply, new_case, replay
 
 PREFIX = "review_"
 
@@ -120,3 +120,24 @@ class ReviewJournal:
             after = apply(now, taken)
             self.log.append([{**asdict(taken), "reason_codes": list(taken.reason_codes)}])  # fsync'ed before we answer
         return after
+
+    def keep_earlier_decisions(self, changes: list[dict], *, run_id: str, reason: str) -> int:
+        """A night scored again: for each applicant whose new decision (`changes`: SK_ID_CURR,
+        before, after, model_version) differs from the one that stood, a re-score action keeps the
+        earlier decision standing and opens a case (a person's own decision is kept as it is). Once
+        per run and applicant, whatever retries: the cases opened."""
+        with self._locked():
+            seen = {a.action_id for a in self._read().actions}
+            now = datetime.now(UTC).isoformat()
+            taken = []
+            for change in changes:
+                action_id = f"re-score-{run_id}-{int(change['SK_ID_CURR'])}"
+                if action_id in seen:
+                    continue
+                case = self.case(int(change["SK_ID_CURR"]), str(change["after"]))
+                taken.append(Action(action_id=action_id, sk_id=int(change["SK_ID_CURR"]), action=RESCORE, user=RESCORER, role="",
+                                    at=now, model_version=str(change["model_version"]), model_decision=str(change["after"]),
+                                    revision=case.revision, final=str(change["before"]), note=reason[:MAX_NOTE]))
+            if taken:
+                self.log.append([{**asdict(a), "reason_codes": []} for a in taken])  # fsync'ed
+        return len(taken)

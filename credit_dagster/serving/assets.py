@@ -11,6 +11,7 @@ from credit_dagster.core.snapshot import Table
 from credit_dagster.model.resources import ModelStore
 from credit_dagster.monitoring import incidents
 from credit_dagster.nightly import drops, partitions, scoring
+from credit_dagster.review import rescore
 from credit_dagster.serving import neighbours, ondemand
 
 # what the dashboard groups clients by when it compares one with similar clients
@@ -89,8 +90,14 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, mo
         }
         # an on-demand lookup of a few applicants reads the index, not row groups of 300,000 rows
         history = {name: "SK_ID_CURR" for name in tables if name.startswith(ondemand.HISTORY_PREFIX)}
+        # before the new decisions are served: where they change one that stood, it keeps standing and a person decides
+        changed, opened = rescore.keep_earlier_decisions(con, context.partition_key, context.run.tags.get(rescore.REASON_TAG))
+        if changed:
+            context.log.warning(f"night {context.partition_key} scored again: {changed} decision(s) differ from the ones that stood, "
+                                f"which keep standing; {opened} review case(s) opened")
         counts = snapshot.publish(con, tables, snapshot.snapshot_path(), indexed=history)
-    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(snapshot.snapshot_path())), "tables": counts})
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(snapshot.snapshot_path())), "tables": counts,
+                                          "decisions_changed_by_scoring_again": changed, "review_cases_opened": opened})
 
 
 COLUMNS = {**scoring.DECISION_COLUMNS, "caller": "varchar", "history_source": "varchar"}
