@@ -662,7 +662,6 @@ def _surfaces_agree(store, journal, sk_id: int) -> None:
     import html
 
     from credit_dagster.core.snapshot import Table
-    from credit_dagster.review import cases as review
     from credit_dagster.review import letters
     from credit_dagster.review.queue import case_table, final_decisions
     from credit_dagster.serving.api.runtime import review_fields

@@ -27,8 +27,8 @@ ALL = "(all)"
 # native inputs keep the browser's 13px unless told inside their own shadow root
 INPUT_CSS = [":host select, :host input { font-size: 16px; }"]
 SECTIONS = ["Decision", "Compare", "What if", "Review", "Supervisor"]
-SUPERVISOR_ONLY = {"Supervisor"}
-SWITCH_FOLLOW_MS = 3000  # how often each open page reads the "refer everything" switch (a small journal read)  # what an advisor is not shown, and is refused if asked for anyway
+SUPERVISOR_ONLY = {"Supervisor"}  # what an advisor is not shown, and is refused if asked for anyway
+SWITCH_FOLLOW_MS = 3000  # how often each open page reads the "refer everything" switch (a small journal read)
 # Document-wide: Bokeh and Panel widgets size their text from this variable (12px by default).
 PAGE_CSS = ":root { --bokeh-font-size: 16px; font-size: 16px; } body { margin: 0 1rem; }"
 # Inside each HTML pane (its own shadow root) and in exported pages.
