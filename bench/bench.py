@@ -129,7 +129,7 @@ def stage_nightly_batch(workdir: Path, scale: float) -> dict:
 def stage_train(workdir: Path, scale: float) -> dict:
     """Cross-validation of all candidates plus the final fit; parameters from BENCH_TRAIN_PARAMS (JSON)."""
     from credit_dagster.features import sql_models
-    from credit_dagster.features.dictionary import PROTECTED, risk_directions
+    from credit_dagster.features.dictionary import protected, risk_directions
     from credit_dagster.ingest.assets import is_synthetic
     from credit_dagster.model import build, training
     from credit_dagster.model.assets import load_training_frames
@@ -139,7 +139,7 @@ def stage_train(workdir: Path, scale: float) -> dict:
     con = _warehouse(workdir)
     features, labels, app_columns = load_training_frames(con)
     con.close()
-    result = build.build_model(features, labels, excluded=PROTECTED, app_columns=app_columns,
+    result = build.build_model(features, labels, excluded=protected(sql_models.discover()), app_columns=app_columns,
                                params=training.TrainingParams(**overrides), refer_margin=0.02, scorecard=Scorecard(),
                                directions=risk_directions(sql_models.discover()), progress=print)
     from credit_dagster.model.registry import Registry

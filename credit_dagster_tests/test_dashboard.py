@@ -674,7 +674,9 @@ def _surfaces_agree(store, journal, sk_id: int) -> None:
     assert (view.decision, view.standing) == (vm.DECIDED_WORDS[final], api["decision_sentence"])
     assert html.escape(api["decision_sentence"]) in export_html(view, "ann")
     label = next(label for label, i in vm.listing(store, None, final, str(sk_id), journal=journal).options.items() if i == sk_id)
-    assert f"{vm.SHORT[final]}{' by a person' if api['decided_by'] != 'model' else ''} ·" in label
+    waits = api["review_status"] in ("open", "waiting for approval")  # then the marks, not who decided, come first
+    assert f"{vm.SHORT[final]}{' by a person' if api['decided_by'] != 'model' and not waits else ''} ·" in label
+    assert ("contested" in label) == (waits and api["contested"])
     letter = letters.due(row.to_dict(), journal, synthetic=True)
     assert letters.OUTCOMES[final].format(days=2) in letter.outcome
     scored = store.table(Table.SCORED)

@@ -282,8 +282,48 @@ def test_feature_dictionary_covers_every_feature(built):
     dictionary = build_dictionary(sql_models.discover(), columns)
     assert list(dictionary["feature"]) == columns
     documented = dictionary.set_index("feature")
-    assert documented.loc["INST_LATE_SHARE", "meaning"] == "Share of instalments paid late on earlier Home Credit loans"
+    assert documented.loc["INST_LATE_SHARE", "meaning"] == "Share of instalments paid late on earlier loans with us"
+    # a client reads these: no brand but the lender's own ("us"), whatever data set the platform was built on
+    assert not dictionary["meaning"].str.contains("Home Credit").any()
     assert documented.loc["INST_LATE_SHARE", "risk_direction"] == "higher value, higher risk"
     assert documented.loc["FLAG_MOBIL", "meaning"] == "You gave a mobile phone number"  # written here, never Kaggle's words
     assert documented.loc["CODE_GENDER", "protected"]
     assert dictionary["documented"].all(), dictionary.loc[~dictionary["documented"], "feature"].tolist()
+
+
+def test_what_is_derived_from_a_protected_attribute_is_protected_too(tmp_path):
+    """The lineage is read from the SQL: a column computed from age, gender, family status or the
+    household (directly, or through another computed column) is protected, whatever its name."""
+    from credit_dagster.features.dictionary import PROTECTED_SOURCES, protected
+
+    kept_out = set(protected(sql_models.discover()))
+    assert set(PROTECTED_SOURCES) <= kept_out
+    # the share of one's life spent in one's job is a function of age; income per person, of the household
+    assert {"APP_EMPLOYED_AGE_RATIO", "APP_AGE_YEARS", "APP_INCOME_PER_PERSON"} <= kept_out
+    assert not {"APP_CREDIT_INCOME_RATIO", "APP_YEARS_EMPLOYED", "AMT_INCOME_TOTAL", "DAYS_EMPLOYED"} & kept_out
+    # a new model that derives from a derived column, through a CTE and a `* replace`: caught all the same
+    (tmp_path / "features").mkdir()
+    for model in sql_models.discover():
+        (tmp_path / "features" / model.path.name).write_text(model.path.read_text())
+    (tmp_path / "features" / "household.sql").write_text(
+        "-- grain: one row per SK_ID_CURR\n"
+        "with a as (select SK_ID_CURR, APP_INCOME_PER_PERSON * 12 as MONTHLY_SHARE from {{ ref('application_clean') }})\n"
+        "select * replace (MONTHLY_SHARE + 1 as MONTHLY_SHARE), ln(MONTHLY_SHARE) as LOG_SHARE, SK_ID_CURR * 2 as KEY2 from a\n")
+    derived = set(protected(sql_models.discover(tmp_path)))
+    assert {"MONTHLY_SHARE", "LOG_SHARE"} <= derived and "KEY2" not in derived
+
+
+def test_no_protected_column_is_a_model_input_or_a_reason(build):
+    """The trained champion reads none of them, and the dictionary never words one as a reason."""
+    from credit_dagster.features.dictionary import protected
+    from credit_dagster.model.registry import Registry
+
+    home, _ = build
+    model = Registry(home / "models").load("champion")
+    kept_out = set(protected(sql_models.discover()))
+    assert not kept_out & set(model.features), sorted(kept_out & set(model.features))
+    assert kept_out <= set(model.metadata.excluded_features)
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        dictionary = con.execute("select feature, protected from features.feature_dictionary").df().set_index("feature")
+    in_table = [f for f in kept_out if f in dictionary.index]
+    assert in_table and dictionary.loc[in_table, "protected"].all()

@@ -191,8 +191,32 @@ def test_the_decision_that_stands_is_a_persons_once_decided_and_approved():
 HOSTILE = '<script>alert(1)</script> =HYPERLINK("http://x.example","click") “fair?” 5 €'
 
 
-def test_letters_say_the_decision_in_plain_words_and_answer_a_contest():
+def test_a_letter_to_a_real_client_is_never_signed_by_a_placeholder(monkeypatch):
+    monkeypatch.delenv("CREDIT_LENDER_NAME", raising=False)
+    monkeypatch.delenv("CREDIT_REVIEW_CONTACT", raising=False)
+    monkeypatch.delenv("CREDIT_DEMO", raising=False)
+    real = letters.letter({"decision": review.GRANTED}, review.new_case(6, review.GRANTED))
+    with pytest.raises(letters.LetterError, match="CREDIT_LENDER_NAME and CREDIT_REVIEW_CONTACT"):
+        letters.to_html(real)
+    with pytest.raises(letters.LetterError):
+        letters.to_pdf(real)
+    assert "Your lender" in letters.to_html(dataclasses.replace(real, synthetic=True))  # SYNTHETIC data: a demonstration anyway
+    monkeypatch.setenv("CREDIT_DEMO", "true")
+    assert "Your lender" in letters.to_html(real)
+    monkeypatch.delenv("CREDIT_DEMO")
+    monkeypatch.setenv("CREDIT_LENDER_NAME", "Banque Exemple")
+    with pytest.raises(letters.LetterError, match="CREDIT_REVIEW_CONTACT"):  # both, not one
+        letters.to_html(real)
+    monkeypatch.setenv("CREDIT_REVIEW_CONTACT", "your branch at 1 rue de la Paix, or 01 23 45 67 89")
+    page = letters.to_html(real)
+    assert "Banque Exemple" in page and "01 23 45 67 89" in page and "Your lender" not in page
+
+
+def test_letters_say_the_decision_in_plain_words_and_answer_a_contest(monkeypatch):
     import pypdf
+
+    monkeypatch.setenv("CREDIT_LENDER_NAME", "Banque Exemple")
+    monkeypatch.setenv("CREDIT_REVIEW_CONTACT", "your branch")
 
     row = {"decision": review.REFUSED, "reason_1": "Your repayments would take a large share of your income",
            "reason_2": "Two late payments on past loans", "counterfactual": "Asking for 20% less would have it granted.",

@@ -1,7 +1,9 @@
 """What a person reads: reasons in a client's words, true to the model, one per group, in the
 client's units; probabilities that never contradict their band; complete and plausible applications."""
 
+import json
 import re
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -25,7 +27,7 @@ ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 def test_a_reason_agrees_with_the_direction_of_risk_or_is_not_given():
     score = ("Your credit score from the first external agency", "score", "-")
     assert wording.reason_sentence(*score, 0.2, 0.5, "EUR") == (
-        "Your credit score from the first external agency: 0.20 on a scale from 0 to 1 (lower than for most applicants)")
+        "Your credit score from the first external agency: in the lowest third of its scale (lower than for most applicants)")
     # a score above most applicants' did not weigh against anyone, whatever its contribution says
     assert wording.reason_sentence(*score, 0.7, 0.5, "EUR") is None
     assert wording.reason_sentence(*score, 0.5, 0.5, "EUR") is None  # typical
@@ -38,7 +40,31 @@ def test_a_reason_agrees_with_the_direction_of_risk_or_is_not_given():
     document = ("You provided document number 3 with the application", "flag", "?")
     assert wording.reason_sentence(*document, 1, 1.0, "EUR") is None
     assert wording.reason_sentence(*document, 0, 1.0, "EUR") == "You provided document number 3 with the application: no"
-    assert wording.reason_sentence("Your occupation", "text", "?", "Drivers", None, "EUR") == "Your occupation: Drivers"
+    assert wording.reason_sentence("Your occupation", "text", "?", "Drivers", None, "EUR") == "Your occupation: driving"
+    assert wording.reason_sentence("The kind of organisation you work for", "text", "?", "Trade: type 7", None, "EUR") == (
+        "The kind of organisation you work for: trade")
+    # a figure the client cannot be shown (the building's normalised measures) is never a reason: too vague to act on
+    assert wording.reason_sentence("What is recorded about the building you live in", "none", "?", 0.9, 0.1, "EUR") is None
+
+
+CATEGORY_COLUMNS = ("NAME_CONTRACT_TYPE", "NAME_INCOME_TYPE", "NAME_EDUCATION_TYPE", "NAME_HOUSING_TYPE", "NAME_FAMILY_STATUS",
+                    "OCCUPATION_TYPE", "ORGANIZATION_TYPE")
+
+
+def test_every_category_value_of_the_synthetic_catalog_is_worded_for_a_client():
+    catalog = json.loads((Path(wording.__file__).parents[1] / "synth" / "catalog.json").read_text())
+    for table in ("application_train", "application_test"):
+        values = {(c, v) for c in CATEGORY_COLUMNS for v in catalog[table][c].get("values", [])}
+        assert values and not [cv for cv in values if not wording.worded(cv[1])]
+    assert not any(re.search(r"type \d|/|staff$", wording.category_text(v), re.IGNORECASE)
+                   for c in CATEGORY_COLUMNS for v in catalog["application_train"][c]["values"])
+
+
+def test_every_category_value_of_the_real_sample_is_worded_for_a_client(real_dir):
+    frame = pd.read_csv(real_dir / "application_test.csv.gz", usecols=list(CATEGORY_COLUMNS))
+    train = pd.read_csv(real_dir / "application_train.csv.gz", usecols=list(CATEGORY_COLUMNS))
+    unworded = {(c, v) for f in (frame, train) for c in CATEGORY_COLUMNS for v in f[c].dropna().unique() if not wording.worded(v)}
+    assert not unworded, sorted(unworded)
 
 
 @pytest.mark.parametrize("value, unit, expected", [

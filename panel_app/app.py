@@ -54,6 +54,9 @@ def serve(port: int, address: str, no_login: bool = False) -> None:
     # SIGTERM to its SIGINT handler, ignored in a script's background job, and children inherit
     # an ignored signal (Panel handles SIGINT itself).
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if unset := settings.unsigned_letters():  # said at start, not first by a client's missing letter
+        print(f"warning: letters to real clients are refused until {' and '.join(unset)} are set (or CREDIT_DEMO=true)",
+              file=sys.stderr)
     # BokehJS, Panel's scripts and the reports all come from this server: no internet needed.
     # The reports (model card, drift) sit behind the same sign-in as the page.
     pn.serve({"app": create_app}, port=port, address=address, show=False, title=TITLE,

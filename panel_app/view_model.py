@@ -141,25 +141,22 @@ SHORT = {scoring.GRANTED: "Granted", scoring.REFER: "Referred", scoring.REFUSED:
 
 
 def list_label(row: dict) -> str:
-    """Short enough to fit the list box, what matters first: number, for a case that waits its marks
-    (late, contested, waiting for approval) and how long it has waited, then the decision that stands
-    (marked when a person took it), probability, grade and night (e.g. "1 Nov")."""
+    """Short enough to fit the list box, what matters first: the number; for a case that waits, its
+    marks (late first, then contested, re-scored, for approval), how long it has waited and the
+    decision that stands meanwhile; else the decision that stands (marked when a person took it),
+    probability, grade and night (e.g. "1 Nov")."""
     final = row.get("final_decision") or row["decision"]
-    marks = []
+    night = pd.Timestamp(row["partition_date"])
+    decided = f"{DECISIONS[final][0]} {SHORT[final]}"
     if row.get("status") in (review.OPEN, review.WAITING):
-        days = int(row.get("working_days_open") or 0)
-        marks.append(f"LATE {days} working days" if row.get("past_service_time") else wording.plural(days, "working day"))
-        if row.get("contested"):
-            marks.append("contested")
-        if row.get("rescored"):
-            marks.append("scored again")
-        if row["status"] == review.WAITING:
-            marks.append("waiting for approval")
+        days = wording.plural(int(row.get("working_days_open") or 0), "working day")
+        marks = [f"LATE, {days}" if row.get("past_service_time") else days,
+                 *(["contested"] if row.get("contested") else []), *(["scored again"] if row.get("rescored") else []),
+                 *(["for approval"] if row["status"] == review.WAITING else [])]
+        return " · ".join([str(int(row["SK_ID_CURR"])), *marks, decided, f"{night.day} {night:%b}"])
     by_person = row.get("decided_by") not in (None, "model")
     bounds = [float(row[b]) for b in ("refer_low", "refer_high") if b in row and not _missing(row[b])]
-    night = pd.Timestamp(row["partition_date"])
-    return " · ".join([str(int(row["SK_ID_CURR"])), *marks,
-                       f"{DECISIONS[final][0]} {SHORT[final]}{' by a person' if by_person else ''}",
+    return " · ".join([str(int(row["SK_ID_CURR"])), decided + (" by a person" if by_person else ""),
                        percents(float(row["probability_of_default"]), *bounds)[0], str(row["grade"]), f"{night.day} {night:%b}"])
 
 
@@ -355,7 +352,7 @@ def _display(value) -> str:
         return "yes" if value == "Y" else "no"
     if isinstance(value, float | np.floating):
         return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
-    return str(value)
+    return wording.category_text(value)
 
 
 def humanize(column: str) -> str:

@@ -444,7 +444,11 @@ class Dashboard:
     def _letter(self, sk_id: int, pdf: bool) -> io.BytesIO | io.StringIO:
         letter = vm.client_letter(self.store, self.journal, sk_id)
         auth.record(self.user, "letter", sk_id, kind=letter.kind, format="pdf" if pdf else "html")
-        return io.BytesIO(letters.to_pdf(letter)) if pdf else io.StringIO(letters.to_html(letter))
+        try:
+            return io.BytesIO(letters.to_pdf(letter)) if pdf else io.StringIO(letters.to_html(letter))
+        except letters.LetterError as unsigned:  # said on the page, and no letter leaves
+            self.confirmation.object = f"<p role='alert'><b>No letter</b>: {html.escape(str(unsigned))}</p>"
+            return None
 
     def supervisor_view(self) -> pn.viewable.Viewable:
         s = vm.supervision(self.store)
@@ -536,7 +540,7 @@ class Dashboard:
             f"snapshot of the night of {summary['published_for']}</p></header>")
         filters = pn.FlexBox(self.night, self.decision, self.review_status, self.search, self.reload)
         # side by side on a wide screen; the list above the detail when narrow (640 px, or 200 % zoom)
-        side = pn.Column(filters, self.count, self.applications, styles={"flex": "1 1 380px", "max-width": "560px"})
+        side = pn.Column(filters, self.count, self.applications, styles={"flex": "1 1 440px", "max-width": "600px"})
         main = pn.Column(self.section, self.confirmation, self.detail, styles={"flex": "3 1 560px", "min-width": "0"})
         return pn.Column(header, self.banner, pn.FlexBox(side, main, flex_wrap="wrap", gap="1.5rem", sizing_mode="stretch_width"),
                          sizing_mode="stretch_width")

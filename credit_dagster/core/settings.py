@@ -50,6 +50,8 @@ class Settings(BaseSettings):
                                                  "not counted as working days")
     lender_name: str = Field("Your lender", description="who signs the letters to clients")
     review_contact: str = Field("your advisor, by phone or at your branch", description="how a client asks for a human review (letters)")
+    demo: bool = Field(False, description="a demonstration: letters about real applicants may be signed with the default lender "
+                                          "name and contact (otherwise they refuse to, until both are set)")
     # outcomes and back-testing
     outcomes_inbox: Path | None = Field(None, description="outcome files (loan_outcomes.csv, any subfolder; default CREDIT_HOME/outcomes/inbox)")
     backtest_min_outcomes: int = Field(100, ge=1, description="outcomes a vintage (or grade) needs before it is judged")
@@ -182,3 +184,11 @@ def markdown_table() -> str:
 
 if __name__ == "__main__":
     print(markdown_table())
+
+
+def unsigned_letters() -> list[str]:
+    """The letter settings still at their defaults (a real client would read "Your lender"), unless CREDIT_DEMO."""
+    now = current()
+    if now.demo:
+        return []
+    return [f"CREDIT_{name.upper()}" for name in ("lender_name", "review_contact") if getattr(now, name) == Settings.model_fields[name].default]

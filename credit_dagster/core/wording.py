@@ -10,6 +10,7 @@ would contradict the contribution is never given as a reason.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 
 import pandas as pd
@@ -43,6 +44,67 @@ def _flag(value) -> str:
     return "yes" if value in (1, "Y", "1", True) else "no"
 
 
+def _score_band(value: float) -> str:
+    # an external agency's score is no figure a client can check: said as where it sits on its scale
+    return "in the lowest third of its scale" if value < 1 / 3 else "in the middle of its scale" if value < 2 / 3 else \
+        "in the highest third of its scale"
+
+
+# The application's category values as a client says them (Kaggle's own values are data labels:
+# "Laborers", "Trade: type 7"). Reviewed like the features' wording; a test fails on any value of
+# the real sample or the synthetic catalog without an entry (or the organisation rule below).
+CATEGORY_WORDS = {
+    # NAME_CONTRACT_TYPE
+    "Cash loans": "a cash loan", "Revolving loans": "revolving credit",
+    # NAME_INCOME_TYPE
+    "Working": "employed", "Commercial associate": "in business or self-employed", "Pensioner": "a pension",
+    "State servant": "employed in the public service", "Student": "a student", "Unemployed": "not in work",
+    "Businessman": "a business owner", "Maternity leave": "on parental leave",
+    # NAME_EDUCATION_TYPE
+    "Secondary / secondary special": "secondary school", "Higher education": "a university degree",
+    "Incomplete higher": "university studies not completed", "Lower secondary": "lower secondary school",
+    "Academic degree": "a postgraduate degree",
+    # NAME_HOUSING_TYPE
+    "House / apartment": "your own house or flat", "With parents": "with your parents", "Municipal apartment": "municipal housing",
+    "Rented apartment": "a rented flat", "Office apartment": "housing from your employer", "Co-op apartment": "cooperative housing",
+    # NAME_FAMILY_STATUS
+    "Married": "married", "Single / not married": "single", "Civil marriage": "in a civil partnership", "Separated": "separated",
+    "Widow": "widowed", "Unknown": "not given",
+    # OCCUPATION_TYPE
+    "Laborers": "manual work", "Sales staff": "sales", "Core staff": "office or staff work", "Managers": "management",
+    "Drivers": "driving", "High skill tech staff": "skilled technical work", "Accountants": "accounting", "Medicine staff": "health care",
+    "Security staff": "security", "Cooking staff": "catering", "Cleaning staff": "cleaning", "Private service staff": "personal services",
+    "Low-skill Laborers": "unskilled manual work", "Secretaries": "secretarial work", "Waiters/barmen staff": "waiting and bar work",
+    "Realty agents": "estate agency", "HR staff": "human resources", "IT staff": "information technology",
+    # ORGANIZATION_TYPE, besides the numbered sectors (`category_text`)
+    "XNA": "not given", "Self-employed": "self-employed", "Other": "another kind of organisation", "Medicine": "health care",
+    "Government": "government", "School": "a school", "Kindergarten": "a nursery", "Construction": "construction", "Military": "the armed forces",
+    "Security": "security", "Housing": "housing", "Police": "the police", "Bank": "a bank", "Security Ministries": "a security ministry",
+    "Agriculture": "agriculture", "Postal": "postal services", "Services": "services", "Restaurant": "a restaurant",
+    "University": "a university", "Electricity": "the electricity sector", "Hotel": "a hotel", "Telecom": "telecommunications",
+    "Emergency": "emergency services", "Insurance": "insurance", "Advertising": "advertising", "Realtor": "estate agency",
+    "Culture": "culture", "Legal Services": "legal services", "Mobile": "mobile communications", "Cleaning": "cleaning",
+    "Religion": "a religious organisation",
+}
+# Kaggle numbered anonymised sectors ("Trade: type 7", "Business Entity Type 3"): the sector is all a client recognises
+_NUMBERED = re.compile(r"^(Business Entity|Trade|Industry|Transport):? [Tt]ype \d+$")
+_SECTORS = {"Business Entity": "a business", "Trade": "trade", "Industry": "industry", "Transport": "transport"}
+
+
+def category_text(value) -> str:
+    """A category value as a client reads it; a value without a wording is shown as given."""
+    text = str(value)
+    if text in CATEGORY_WORDS:
+        return CATEGORY_WORDS[text]
+    numbered = _NUMBERED.match(text)
+    return _SECTORS[numbered.group(1)] if numbered else text
+
+
+def worded(value) -> bool:
+    """Whether a category value has a client's wording (the test over every known value uses it)."""
+    return str(value) in CATEGORY_WORDS or bool(_NUMBERED.match(str(value)))
+
+
 MORE, FEWER, HIGHER, LOWER = "more than", "fewer than", "higher than", "lower than"
 # unit -> (how a value is written, words when it is above most applicants', below most applicants')
 UNITS: dict[str, tuple[Callable | None, str, str]] = {
@@ -55,11 +117,11 @@ UNITS: dict[str, tuple[Callable | None, str, str]] = {
     "days": (lambda v: _years(v) if v >= 730 else f"{v:,.0f} days", "longer than", "shorter than"),
     "months": (lambda v: f"{v:,.0f} months", MORE, FEWER),
     "count": (_count, MORE, FEWER),
-    "score": (lambda v: f"{v:.2f} on a scale from 0 to 1", HIGHER, LOWER),
+    "score": (_score_band, HIGHER, LOWER),
     "rating": (lambda v: f"{v:.0f}", "worse than", "better than"),
     "delay_step": (_delay_step, "longer than", "shorter than"),
     "flag": (_flag, "", ""),
-    "text": (str, "", ""),
+    "text": (category_text, "", ""),
     "none": (None, HIGHER, LOWER),  # not shown as a number (e.g. normalised building figures)
     "number": (lambda v: f"{v:,.2f}", HIGHER, LOWER),
 }
@@ -94,13 +156,13 @@ def reason_sentence(meaning: str, unit: str, direction: str, value, median: floa
     if missing(value):
         return None
     if unit == "text":
-        return f"{meaning}: {value}"
+        return f"{meaning}: {category_text(value)}"
     if unit == "flag":
         if median is not None and not isinstance(value, str) and float(value) == median:
             return None  # what most applicants answer is no fault
         return f"{meaning}: {_flag(value)}"
-    if median is None:
-        return None  # nothing to say how it compares
+    if median is None or unit == "none":
+        return None  # nothing to say how it compares, or a figure the client cannot be shown: too vague to act on
     value = float(value)
     if value == median:
         return None

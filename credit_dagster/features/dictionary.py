@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import pandas as pd
 
-from credit_dagster.features.sql_models import RISK_DIRECTION, ColumnDoc, SqlModel
+from credit_dagster.features.sql_models import RISK_DIRECTION, ColumnDoc, SqlModel, derived_from
 
-# Protected or sensitive attributes: never given to a client as a reason for a decision.
-PROTECTED = ("CODE_GENDER", "DAYS_BIRTH", "APP_AGE_YEARS", "NAME_FAMILY_STATUS", "CNT_CHILDREN")
+# Protected or sensitive attributes of the application: never a model input, never a reason given
+# to a client. What the SQL computes from any of them is protected too (`protected`): the share of
+# one's life spent in one's job is a function of age, the income per person of the household's size.
+PROTECTED_SOURCES = ("CODE_GENDER", "DAYS_BIRTH", "NAME_FAMILY_STATUS", "CNT_CHILDREN", "CNT_FAM_MEMBERS")
+
+
+def protected(models: list[SqlModel]) -> tuple[str, ...]:
+    """The protected attributes and every column the SQL models derive from them (their lineage, read from the SQL)."""
+    return tuple(sorted(derived_from(models, PROTECTED_SOURCES)))
 
 
 def _doc_of(models: list[SqlModel], column: str) -> tuple[SqlModel, ColumnDoc, str] | None:
@@ -28,6 +35,7 @@ def _doc_of(models: list[SqlModel], column: str) -> tuple[SqlModel, ColumnDoc, s
 
 def build_dictionary(models: list[SqlModel], feature_columns: list[str]) -> pd.DataFrame:
     """One row per feature column: source model, raw tables, meaning, unit, group, risk direction."""
+    kept_out = set(protected(models))
     rows = []
     for col in feature_columns:
         found = _doc_of(models, col)
@@ -39,7 +47,7 @@ def build_dictionary(models: list[SqlModel], feature_columns: list[str]) -> pd.D
         else:
             row = {"source_model": None, "source_tables": None, "meaning": None, "unit": "number", "reason_group": col,
                    "risk_direction": RISK_DIRECTION["?"], "direction": "?"}
-        rows.append({"feature": col, **row, "protected": col in PROTECTED, "documented": found is not None,
+        rows.append({"feature": col, **row, "protected": col.upper() in kept_out, "documented": found is not None,
                      "model_input": found is None or found[1].direction != "x"})
     return pd.DataFrame(rows)
 

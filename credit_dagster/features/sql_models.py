@@ -17,8 +17,9 @@ hold `*` (`FLAG_DOCUMENT_*`), and `{n}` in its meaning stands for what the `*` m
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
@@ -175,3 +176,54 @@ def insert_model(con: duckdb.DuckDBPyConnection, model: SqlModel, *, schemas: di
 def build_all(con: duckdb.DuckDBPyConnection, models: list[SqlModel], *, schemas: dict[str, str] | None = None) -> dict[str, int]:
     """Build every model in order (used for nightly batches and tests)."""
     return {m.name: build_model(con, m, schemas=schemas) for m in models}
+
+
+def derivations(models: list[SqlModel]) -> dict[str, set[str]]:
+    """Column lineage read from the SQL itself (DuckDB's own parser): each column a select computes
+    (`<expression> as NAME`, anywhere in any model) -> the columns its expression reads. A column
+    passed through keeps its name, so a name's lineage is the union over the models."""
+    con = duckdb.connect()
+    edges: dict[str, set[str]] = {}
+
+    def column_refs(node) -> set[str]:
+        found: set[str] = set()
+        stack = [node]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                if item.get("class") == "COLUMN_REF":
+                    found.add(item["column_names"][-1].upper())
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+        return found
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if node.get("alias") and node.get("class") not in (None, "COLUMN_REF") and "type" in node:
+                edges.setdefault(node["alias"].upper(), set()).update(column_refs(node))
+            for key, value in node.items():  # `* replace (expr as NAME)`: NAME computed from expr
+                if key == "replace_list" and isinstance(value, list):
+                    for pair in value:
+                        edges.setdefault(str(pair["key"]).upper(), set()).update(column_refs(pair["value"]))
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    for model in models:
+        tree = json.loads(con.execute("select json_serialize_sql(?)", [model.render(lambda kind, name: f"{kind}.{name}")]).fetchone()[0])
+        if tree.get("error"):
+            raise SqlModelError(f"{model.path}: DuckDB cannot parse it for lineage: {tree.get('error_message')}")
+        walk(tree["statements"])
+    return edges
+
+
+def derived_from(models: list[SqlModel], roots: Iterable[str]) -> set[str]:
+    """Every column computed, directly or through other computed columns, from any of `roots`."""
+    edges, found = derivations(models), {r.upper() for r in roots}
+    while True:
+        more = {name for name, reads in edges.items() if reads & found} - found
+        if not more:
+            return found
+        found |= more

@@ -10,7 +10,7 @@ from credit_dagster.core.keys import CHAMPION, CREDIT_MODEL, FEATURES, LABELS, P
 from credit_dagster.core.resources import SourceData, Warehouse
 from credit_dagster.core.settings import reports_dir
 from credit_dagster.features import sql_models
-from credit_dagster.features.dictionary import PROTECTED, not_inputs, risk_directions
+from credit_dagster.features.dictionary import not_inputs, protected, risk_directions
 from credit_dagster.ingest.assets import is_synthetic
 from credit_dagster.model import build, charts, fairness, metrics, model_card, promotion, training
 from credit_dagster.model.resources import ModelStore
@@ -119,7 +119,7 @@ def credit_model(context: dg.AssetExecutionContext, config: TrainingConfig, ware
         features, labels, app_columns = load_training_frames(con)
     sql = sql_models.discover()
     result = build.build_model(
-        features, labels, excluded=PROTECTED if config.exclude_sensitive else (), app_columns=app_columns,
+        features, labels, excluded=protected(sql) if config.exclude_sensitive else (), app_columns=app_columns,
         params=params, refer_margin=config.refer_margin, never_inputs=not_inputs(sql, list(features.columns)),
         scorecard=Scorecard(config.base_points, config.base_odds, config.points_to_double),
         directions=risk_directions(sql), progress=context.log.info,

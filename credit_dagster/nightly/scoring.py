@@ -307,11 +307,11 @@ def _describe(row, band: list[float]) -> str:
     if pd.isna(row.cf_amount):
         return (f"No change within reasonable bounds (down to {min(AMOUNT_STEPS):.0%} of the amount asked, "
                 f"up to {max(TERM_STEPS):g} times the repayment term) would lead to approval.")
-    parts = []
+    parts, currency = [], settings.current().currency  # every amount a client reads says its currency
     if row.cf_amount < 1:
-        parts.append(f"borrowing {1 - row.cf_amount:.0%} less ({row.AMT_CREDIT:,.0f} instead of the amount asked; "
+        parts.append(f"borrowing {1 - row.cf_amount:.0%} less ({wording.money(row.AMT_CREDIT, currency)} instead of the amount asked; "
                      "a larger down payment does the same)")
     if row.cf_term > 1:
-        parts.append(f"repaying over a {row.cf_term:g} times longer term (instalment {row.AMT_ANNUITY:,.0f})")
+        parts.append(f"repaying over a {row.cf_term:g} times longer term (instalment {wording.money(row.AMT_ANNUITY, currency)})")
     return ("Would be granted when " + " and ".join(parts)
             + f": estimated probability of default {wording.percents(row.cf_pd, *band)[0]}, under {wording.percents(row.cf_pd, *band)[1]}.")

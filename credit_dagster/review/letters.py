@@ -81,8 +81,18 @@ def due(row: dict, journal: ReviewJournal, synthetic: bool) -> Letter:
     return letter(row, journal.case(sk_id, str(row["decision"])), review.contest_words(journal.actions_of(sk_id)), synthetic)
 
 
+class LetterError(ValueError):
+    """A letter that may not go to a client as configured, said so an operator can fix it."""
+
+
 def to_html(letter: Letter, styled: bool = True) -> str:
-    """The letter as a page (every value escaped: a client's words are shown, never interpreted)."""
+    """The letter as a page (every value escaped: a client's words are shown, never interpreted).
+    A letter to a real client is never signed "Your lender": LetterError until the deployment
+    names itself (CREDIT_LENDER_NAME, CREDIT_REVIEW_CONTACT) or says it is a demonstration (CREDIT_DEMO)."""
+    unset = [] if letter.synthetic else settings.unsigned_letters()
+    if unset:
+        raise LetterError(f"no letter to a real client until {' and '.join(unset)} say who the lender is and how a client "
+                          "reaches it (or CREDIT_DEMO=true for a demonstration)")
     current = settings.current()
     return _TEMPLATE.render(**asdict(letter), styled=styled, lender=current.lender_name, contact=current.review_contact,
                             written_on=datetime.now(UTC).strftime("%d %B %Y"))

@@ -1,7 +1,7 @@
 -- grain: one row per SK_ID_CURR (labelled and new applications alike)
 -- description: The wide feature table the model reads: the cleaned application plus one block of aggregates per history table. Applicants without a history have zero counts and missing ratios. TARGET is not here (see application_labels).
 -- HAS_BUREAU_HISTORY (-, flag) [credits elsewhere]: Other lenders have reported credits of yours
--- HAS_PREVIOUS_APPLICATION (?, flag) [earlier applications]: You have applied to Home Credit before
+-- HAS_PREVIOUS_APPLICATION (?, flag) [earlier applications]: You have applied to us before
 with
 
 applications as (select * from {{ ref('application_clean') }}),

@@ -1,17 +1,17 @@
 -- grain: one row per SK_ID_CURR with at least one month of Home Credit card history
 -- description: Monthly snapshots of earlier Home Credit cards: how much of the limit was used, drawings, payments against the minimum, and days past due. A zero limit gives no utilisation (missing), not a division by zero.
--- CC_MONTHS (-, months) [card record]: Months of credit-card history with Home Credit
--- CC_CARDS (?, count) [card record]: Number of Home Credit cards
+-- CC_MONTHS (-, months) [card record]: Months of credit-card history with us
+-- CC_CARDS (?, count) [card record]: Number of credit cards with us
 -- CC_UTILISATION_MEAN (+, percent) [card use]: Share of your card limit you use, on average
 -- CC_UTILISATION_MAX (+, percent) [card use]: Highest share of your card limit you used
 -- CC_UTILISATION_MEAN_12M (+, percent) [card use]: Share of your card limit used over the last year
--- CC_BALANCE_MEAN (+, money) [card use]: Average balance on your Home Credit card
--- CC_LIMIT_MAX (?, money) [card use]: Highest limit on your Home Credit card
+-- CC_BALANCE_MEAN (+, money) [card use]: Average balance on your credit card with us
+-- CC_LIMIT_MAX (?, money) [card use]: Highest limit on your credit card with us
 -- CC_DRAWINGS_MEAN (+, money) [card drawings]: Average amount drawn on your card each month
 -- CC_ATM_DRAWINGS_MEAN (+, money) [card drawings]: Average cash withdrawn from cash machines with your card each month
 -- CC_PAYMENT_MIN_RATIO_MEAN (-, times) [card payments]: Card payments compared with the minimum due
 -- CC_BELOW_MIN_SHARE (+, percent) [card payments]: Share of months you paid less than the minimum on your card
--- CC_DPD_MAX (+, days) [late card payments]: Longest delay on your Home Credit card
+-- CC_DPD_MAX (+, days) [late card payments]: Longest delay on your credit card with us
 -- CC_DPD_MONTH_SHARE (+, percent) [late card payments]: Share of months with a late card payment
 -- CC_DPD_MONTH_SHARE_12M (+, percent) [late card payments]: Share of months with a late card payment over the last year
 with

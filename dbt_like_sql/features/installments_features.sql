@@ -1,11 +1,11 @@
 -- grain: one row per SK_ID_CURR with at least one instalment on an earlier Home Credit loan
 -- description: Instalments due on earlier Home Credit loans and how they were paid. An instalment paid in several parts is first summed (one row per loan, version and number); days past due and days early are floored at 0; an instalment never paid counts as unpaid and has no payment delay.
--- INST_COUNT (-, count): Number of instalments due on earlier Home Credit loans
+-- INST_COUNT (-, count): Number of instalments due on earlier loans with us
 -- INST_PAID_RATIO_MEAN (-, percent) [unpaid instalments]: Share of each instalment you paid, on average
--- INST_DPD_MAX (+, days) [late instalments]: Longest delay on an instalment of an earlier Home Credit loan
--- INST_DPD_MEAN (+, days) [late instalments]: Average delay on instalments of earlier Home Credit loans
+-- INST_DPD_MAX (+, days) [late instalments]: Longest delay on an instalment of an earlier loan with us
+-- INST_DPD_MEAN (+, days) [late instalments]: Average delay on instalments of earlier loans with us
 -- INST_DAYS_EARLY_MEAN (-, days) [late instalments]: How early, on average, you paid instalments
--- INST_LATE_SHARE (+, percent) [late instalments]: Share of instalments paid late on earlier Home Credit loans
+-- INST_LATE_SHARE (+, percent) [late instalments]: Share of instalments paid late on earlier loans with us
 -- INST_UNDERPAID_SHARE (+, percent) [unpaid instalments]: Share of instalments not paid in full
 -- INST_UNDERPAID_SUM (+, money) [unpaid instalments]: Total amount left unpaid on instalments
 -- INST_LATE_SHARE_LAST10 (+, percent) [late instalments]: Share of your last ten instalments paid late

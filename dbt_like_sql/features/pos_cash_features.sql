@@ -1,7 +1,7 @@
 -- grain: one row per SK_ID_CURR with at least one POS or cash loan month
 -- description: Monthly snapshots of earlier point-of-sale and cash loans with Home Credit: days past due (SK_DPD; SK_DPD_DEF ignores small debts), completed loans and what is still to pay.
--- POS_MONTHS (-, months) [point-of-sale record]: Months of point-of-sale and cash loan history with Home Credit
--- POS_LOANS (?, count) [point-of-sale record]: Number of point-of-sale and cash loans with Home Credit
+-- POS_MONTHS (-, months) [point-of-sale record]: Months of point-of-sale and cash loan history with us
+-- POS_LOANS (?, count) [point-of-sale record]: Number of point-of-sale and cash loans with us
 -- POS_DPD_MAX (+, days) [late point-of-sale payments]: Longest delay on a point-of-sale or cash loan
 -- POS_DPD_MEAN (+, days) [late point-of-sale payments]: Average delay per month on point-of-sale and cash loans
 -- POS_DPD_MONTH_SHARE (+, percent) [late point-of-sale payments]: Share of months with a late payment on point-of-sale and cash loans

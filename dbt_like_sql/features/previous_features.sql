@@ -1,20 +1,20 @@
 -- grain: one row per SK_ID_CURR with at least one previous Home Credit application
 -- description: Earlier applications to Home Credit, split by decision. 365243 in the DAYS_* columns means "no date" and is made missing; a DAYS_LAST_DUE of 365243 on an approved loan means it is still running.
--- PREV_COUNT (?, count) [earlier applications]: Number of earlier applications to Home Credit
--- PREV_APPROVED_COUNT (-, count) [earlier applications]: Number of earlier Home Credit applications that were approved
--- PREV_REFUSED_COUNT (+, count) [earlier refusals]: Number of earlier Home Credit applications that were refused
--- PREV_REFUSED_SHARE (+, percent) [earlier refusals]: Share of your earlier Home Credit applications that were refused
--- PREV_REFUSED_LAST_YEAR (+, count) [earlier refusals]: Applications refused by Home Credit in the last year
--- PREV_RUNNING_COUNT (+, count): Earlier Home Credit loans still being repaid
+-- PREV_COUNT (?, count) [earlier applications]: Number of earlier applications to us
+-- PREV_APPROVED_COUNT (-, count) [earlier applications]: Number of earlier applications to us that were approved
+-- PREV_REFUSED_COUNT (+, count) [earlier refusals]: Number of earlier applications to us that were refused
+-- PREV_REFUSED_SHARE (+, percent) [earlier refusals]: Share of your earlier applications to us that were refused
+-- PREV_REFUSED_LAST_YEAR (+, count) [earlier refusals]: Applications refused by us in the last year
+-- PREV_RUNNING_COUNT (+, count): Earlier loans with us still being repaid
 -- PREV_APP_CREDIT_RATIO_MEAN (-, times) [asked against granted]: Amount asked compared with amount granted on earlier applications
 -- PREV_APPROVED_APP_CREDIT_RATIO_MEAN (-, times) [asked against granted]: Amount asked compared with amount granted on approved applications
 -- PREV_REFUSED_AMT_APPLICATION_MEAN (+, money) [earlier refusals]: Average amount asked on refused applications
 -- PREV_DOWN_PAYMENT_RATE_MEAN (-, percent): Average down payment on earlier purchases
--- PREV_DAYS_SINCE_LAST_DECISION (-, days) [earlier applications]: Time since your last application to Home Credit
--- PREV_DAYS_SINCE_LAST_REFUSAL (-, days) [earlier refusals]: Time since Home Credit last refused you
--- PREV_APPROVED_CREDIT_SUM (?, money): Total amount of your earlier approved Home Credit loans
--- PREV_ANNUITY_MEAN (?, money): Average repayment on earlier Home Credit loans
--- PREV_TERM_MEAN (?, count): Average number of repayments on earlier Home Credit loans
+-- PREV_DAYS_SINCE_LAST_DECISION (-, days) [earlier applications]: Time since your last application to us
+-- PREV_DAYS_SINCE_LAST_REFUSAL (-, days) [earlier refusals]: Time since we last refused you
+-- PREV_APPROVED_CREDIT_SUM (?, money): Total amount of your earlier approved loans with us
+-- PREV_ANNUITY_MEAN (?, money): Average repayment on earlier loans with us
+-- PREV_TERM_MEAN (?, count): Average number of repayments on earlier loans with us
 with
 
 previous as (

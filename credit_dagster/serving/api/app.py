@@ -63,6 +63,8 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        if unset := settings.unsigned_letters():  # said at start, not first by a client's missing letter
+            log.warning(f"letters to real clients are refused until {' and '.join(unset)} are set (or CREDIT_DEMO=true)")
         runtime.start()
         yield
         runtime.stop()

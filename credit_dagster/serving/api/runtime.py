@@ -324,7 +324,10 @@ class Runtime:
     def letter(self, sk_id_curr: int, pdf: bool) -> str | bytes:
         """The letter due to the client now (the decision, or the outcome of the review they asked for)."""
         said = letters.due(self._stored(sk_id_curr), self.journal, bool(self.serving.tables()[Table.MODEL_SUMMARY].iloc[0]["synthetic"]))
-        return letters.to_pdf(said) if pdf else letters.to_html(said)
+        try:
+            return letters.to_pdf(said) if pdf else letters.to_html(said)
+        except letters.LetterError as unsigned:  # the deployment's configuration, not the caller's request
+            raise HTTPException(503, str(unsigned)) from None
 
     def _score_round(self, requests: list[schemas.ApplicationRequest]) -> pd.DataFrame:
         return self.scorer(ondemand.Batch(
