@@ -21,6 +21,7 @@ from credit_dagster.review import cases as review
 from credit_dagster.review import letters
 from credit_dagster.review.journal import ReviewJournal
 from credit_dagster.review.queue import case_table, final_decisions
+from credit_dagster_tests.conftest import reachable_or_skip
 
 CODES = ("verified_income",)
 
@@ -252,6 +253,42 @@ def test_letters_say_the_decision_in_plain_words_and_answer_a_contest(monkeypatc
     # a journal written before the contest's day had its own field: the client's words without the "[channel, date]" prefix
     old = dataclasses.replace(_action(8, review.CONTEST, "api:x", "", review.REFUSED, 0), note="[phone, 2026-12-05] I can repay")
     assert review.contest_words([old]) == "I can repay"
+
+
+SCRIPTS = "我可以还款 मैं भुगतान कर सकता हूँ أستطيع السداد אני יכול לשלם 🙂 Ünïcödé"
+
+
+def test_the_pdf_letter_prints_every_script_a_client_writes_in():
+    """Chinese, Devanagari, Arabic, Hebrew and an emoji in the client's words: each in the PDF's text
+    layer, in reading order (Arabic and Hebrew shaped right to left), none dropped."""
+    import pypdf
+
+    from credit_dagster.review import letters as letter_module
+
+    if len(letter_module._fonts()) < len(letter_module.FALLBACK_FONTS) + 1:
+        reachable_or_skip("the Noto fonts (Debian fonts-noto-core fonts-noto-cjk fonts-symbola; .ci/run installs them)",
+                          RuntimeError(f"{len(letter_module._fonts()) - 1} of {len(letter_module.FALLBACK_FONTS)} found"))
+    contested = review.apply(review.new_case(5, review.REFUSED),
+                             _action(5, review.CONTEST, "api:x", "", review.REFUSED, 0, note=SCRIPTS, received_on="2026-11-27"))
+    pdf = letters.to_pdf(letters.letter({"decision": review.REFUSED}, contested, SCRIPTS, synthetic=True))
+    text = pypdf.PdfReader(io.BytesIO(pdf)).pages[0].extract_text().replace("\x00", "")
+    for word in SCRIPTS.split():
+        assert word in text, word
+    fonts = {str(f.get_object()["/BaseFont"]) for f in pypdf.PdfReader(io.BytesIO(pdf)).pages[0]["/Resources"]["/Font"].values()}
+    assert {"CJK", "Devanagari", "Symbola"} <= {n for n in ("CJK", "Devanagari", "Symbola") for f in fonts if n in f}
+
+
+def test_a_character_no_font_prints_refuses_the_pdf_instead_of_dropping_it(monkeypatch):
+    from credit_dagster.review import letters as letter_module
+
+    monkeypatch.setattr(letter_module, "FALLBACK_FONTS", ())
+    letter_module._fonts.cache_clear()
+    try:
+        with pytest.raises(letters.LetterError, match="no font on this system prints"):
+            contested = review.apply(review.new_case(6, review.GRANTED), _action(6, review.CONTEST, "api:x", "", review.GRANTED, 0))
+            letters.to_pdf(letters.letter({"decision": review.GRANTED}, contested, "还款", synthetic=True))
+    finally:
+        letter_module._fonts.cache_clear()
 
 
 def test_the_clock_starts_when_the_client_asked_never_in_the_future():

@@ -5,6 +5,10 @@ letter with its outcome. HTML (one template, escaped) and PDF (fpdf2, offline: t
 
 from __future__ import annotations
 
+import functools
+import html
+import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,18 +99,61 @@ def to_html(letter: Letter, styled: bool = True) -> str:
                           "reaches it (or CREDIT_DEMO=true for a demonstration)")
     current = settings.current()
     return _TEMPLATE.render(**asdict(letter), styled=styled, lender=current.lender_name, contact=current.review_contact,
-                            written_on=datetime.now(UTC).strftime("%d %B %Y"))
+                            written_on=review.day_words(datetime.now(UTC).date().isoformat()))
+
+
+# The scripts a bank's clients write in, from the fonts the system has (Debian: fonts-noto-core,
+# fonts-noto-cjk, fonts-symbola; `.ci/run` and the image install them): tried in this order after
+# DejaVu Sans for any character DejaVu lacks. A character no font covers refuses the PDF, saying so.
+FALLBACK_FONTS = ("NotoSansCJK-Regular.ttc", "NotoSansArabic-Regular.ttf", "NotoSansHebrew-Regular.ttf",
+                  "NotoSansDevanagari-Regular.ttf", "NotoSansBengali-Regular.ttf", "NotoSansGurmukhi-Regular.ttf",
+                  "NotoSansGujarati-Regular.ttf", "NotoSansTamil-Regular.ttf", "NotoSansTelugu-Regular.ttf",
+                  "NotoSansKannada-Regular.ttf", "NotoSansMalayalam-Regular.ttf", "NotoSansSinhala-Regular.ttf",
+                  "NotoSansThai-Regular.ttf", "NotoSansLao-Regular.ttf", "NotoSansKhmer-Regular.ttf", "NotoSansMyanmar-Regular.ttf",
+                  "NotoSansArmenian-Regular.ttf", "NotoSansGeorgian-Regular.ttf", "NotoSansEthiopic-Regular.ttf", "Symbola_hint.ttf")
+FONT_ROOTS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
+
+
+@functools.cache
+def _fonts() -> tuple[tuple[str, Path, frozenset[int]], ...]:
+    """(family, file, characters it covers) for DejaVu and each fallback font found on this system."""
+    from fontTools.ttLib import TTFont
+
+    found = [("DejaVu", FONT)]
+    for name in FALLBACK_FONTS:
+        path = next((f for root in FONT_ROOTS if root.exists() for f in root.rglob(name)), None)
+        if path:
+            found.append((name.split("-")[0].split(".")[0], path))
+    fonts = []
+    for family, path in found:
+        with TTFont(str(path), fontNumber=0, lazy=True) as font:
+            fonts.append((family, path, frozenset(font.getBestCmap())))
+    return tuple(fonts)
 
 
 def to_pdf(letter: Letter) -> bytes:
-    """The same letter as a PDF, rendered here (no browser, no network)."""
+    """The same letter as a PDF, rendered here (no browser, no network): every script the system
+    has a font for, Arabic and Hebrew shaped right to left (HarfBuzz). LetterError names the
+    characters no font here can print, instead of dropping them silently."""
+    body = to_html(letter, styled=False)
+    body = body[body.index("<body>") + 6 : body.index("</body>")]
+    fonts = _fonts()
+    covered = frozenset().union(*(chars for _, _, chars in fonts))
+    missing = sorted({c for c in html.unescape(re.sub(r"<[^>]+>", "", body)) if not c.isspace() and ord(c) not in covered
+                      and unicodedata.category(c)[0] != "C"})
+    if missing:
+        raise LetterError(f"no font on this system prints {''.join(missing[:20])!r} (U+{ord(missing[0]):04X}…): install the "
+                          "Noto fonts (Debian: fonts-noto-core fonts-noto-cjk fonts-symbola), or send the HTML letter")
     pdf = FPDF(format="A4")
     pdf.set_title(letter.title)
     pdf.set_creator(settings.current().lender_name)
     pdf.add_font("DejaVu", "", str(FONT))
     pdf.add_font("DejaVu", "B", str(FONT_BOLD))
+    for family, path, _ in fonts[1:]:
+        pdf.add_font(family, "", str(path))
+    pdf.set_fallback_fonts([family for family, _, _ in fonts[1:]], exact_match=False)
+    pdf.set_text_shaping(True)  # joined Arabic letters, right-to-left runs, Indic clusters
     pdf.set_font("DejaVu", size=11)
     pdf.add_page()
-    body = to_html(letter, styled=False)
-    pdf.write_html(body[body.index("<body>") + 6 : body.index("</body>")], font_family="DejaVu")
+    pdf.write_html(body, font_family="DejaVu")
     return bytes(pdf.output())
