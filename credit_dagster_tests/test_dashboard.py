@@ -567,6 +567,7 @@ def test_dashboard_in_a_real_browser(served, store):
         page.wait_for_selector("text=Model history", timeout=30_000)
         overflow = _settled_to(lambda: page.evaluate("() => document.documentElement.scrollWidth"), 660)
         assert overflow <= 660, f"the supervisor view is {overflow}px wide at 640px"
+        assert page.get_by_text("scroll the table sideways to see them all").first.is_visible()  # the cut-off columns are said
         page.screenshot(path=str(SCREENSHOTS / "supervisor_640.png"), full_page=True)
         page.set_viewport_size({"width": 1440, "height": 1000})
         # every list row fits the list box: nothing cut at the right edge
@@ -876,6 +877,10 @@ def _review_steps(browser, base: str, journal: Path, store, server: dict) -> Non
     _decide(ann, "Refuse", "The repayment would not be affordable", "<script>alert(1)</script> =HYPERLINK(\"x\")")
     ann.wait_for_selector(f"text=Recorded on application {referred[0]}", timeout=30_000)
     assert _reviewed(journal, referred[0]) == [review.DECIDE]
+    # the pressed button is gone with the case drawn anew: focus is on what happened, not back at the top of the page
+    ann.wait_for_function("() => document.activeElement && document.activeElement !== document.body", timeout=10_000)
+    assert "Recorded on application" in ann.evaluate("() => document.activeElement.shadowRoot ? "
+                                                     "document.activeElement.shadowRoot.textContent : document.activeElement.textContent")
     _open_case(ann, referred[0], review.DECIDED)
     assert "<script>alert(1)</script> =HYPERLINK" in _page_text(ann)  # the note shown as text, never run
     with ann.expect_download() as letter:
@@ -956,8 +961,8 @@ def _review_steps(browser, base: str, journal: Path, store, server: dict) -> Non
     sue.get_by_role("button", name="Switch refer everything on").click()
     sue.wait_for_selector("text=Every new decision goes to an advisor", timeout=30_000)
     _no_serious_axe_finding(sue)
-    ann.reload()
-    ann.wait_for_selector("text=Every new decision goes to an advisor", timeout=60_000)
+    # pushed to the other desk within seconds, without a reload (the form there is left as it is)
+    ann.wait_for_selector("text=Every new decision goes to an advisor", timeout=15_000)
     sue.get_by_label("Why (kept in the journal)").fill("feed repaired")
     sue.get_by_role("button", name="Switch refer everything off").click()
     sue.wait_for_selector("text=Refer everything is off", timeout=30_000)

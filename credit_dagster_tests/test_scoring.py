@@ -292,6 +292,14 @@ def test_schedule_runs_at_two_in_paris_for_the_day_that_ended(tmp_path, monkeypa
             requests = list(schedule.evaluate_tick(context).run_requests)
         assert [r.partition_key for r in requests] == ["2026-11-21"]
         assert instance.get_dynamic_partitions("drop_days") == ["2026-11-21"]
+        # scored meanwhile (by the command line, say): its decisions stand, the tick does not score it again
+        from credit_dagster.core.keys import SNAPSHOT
+
+        instance.report_runless_asset_event(dg.AssetMaterialization(SNAPSHOT, partition="2026-11-21"))
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=tick,
+                                       repository_def=defs.get_repository_def()) as context:
+            again = schedule.evaluate_tick(context)
+        assert not again.run_requests and "already scored: its decisions stand" in again.skip_message
 
 
 def _remote_origin():

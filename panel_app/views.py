@@ -28,6 +28,14 @@ ALL = "(all)"
 INPUT_CSS = [":host select, :host input { font-size: 16px; }"]
 SECTIONS = ["Decision", "Compare", "What if", "Review", "Supervisor"]
 SUPERVISOR_ONLY = {"Supervisor"}  # what an advisor is not shown, and is refused if asked for anyway
+# run in the browser each time the confirmation changes (Panel's jscallback): focus it, once the
+# view under it is drawn, so keyboard and screen-reader users stay on the case they acted on
+FOCUS_WHAT_HAPPENED = """
+setTimeout(() => {
+  const view = Bokeh.index.find_one(source);
+  if (view != null && source.text) { view.el.setAttribute('tabindex', '-1'); view.el.focus(); }
+}, 150);
+"""
 SWITCH_FOLLOW_MS = 3000  # how often each open page reads the "refer everything" switch (a small journal read)
 # Document-wide: Bokeh and Panel widgets size their text from this variable (12px by default).
 PAGE_CSS = ":root { --bokeh-font-size: 16px; font-size: 16px; } body { margin: 0 1rem; }"
@@ -41,6 +49,7 @@ table.facts { border-collapse: collapse; width: 100%; } table.facts th, table.fa
 .decision { font-weight: 700; } .synthetic { background: #fff3cd; padding: .4rem .8rem; border: 1px solid #8a6d00; }
 .note { color: #424242; } .chart-text { color: #424242; font-size: 16px; }
 .scroll { overflow-x: auto; max-width: 100%; }
+.narrow-only { display: none; } @media (max-width: 900px) { .narrow-only { display: block; } }
 @media print { .bk-input-group, .no-print { display: none !important; } }
 """
 
@@ -53,8 +62,11 @@ def _facts(rows: list[tuple[str, str]], caption: str | None = None) -> str:
 
 def _scrolling(table: pd.DataFrame, label: str) -> str:
     """A wide table that scrolls sideways inside the page on a narrow screen, instead of widening it;
-    a region the keyboard can reach and scroll (Tab to it, then the arrow keys)."""
-    return (f"<div class='scroll' tabindex='0' role='region' aria-label='{html.escape(label)}'>"
+    a region the keyboard can reach and scroll (Tab to it, then the arrow keys), said so where the
+    screen is narrow (a cut-off last column gives no cue by itself)."""
+    return (f"<p class='narrow-only note'>{len(table.columns)} columns: scroll the table sideways to see them all "
+            "(Tab to it, then the arrow keys).</p>"
+            f"<div class='scroll' tabindex='0' role='region' aria-label='{html.escape(label)}'>"
             f"{table.to_html(index=False, classes='facts', border=0)}</div>")
 
 
@@ -165,6 +177,8 @@ class Dashboard:
         self.detail = pn.Column(sizing_mode="stretch_width", min_width=300)
         # what the last review action did: it stays said when the queue moves on to the next case
         self.confirmation = _html("", margin=(0, 10))
+        # the button pressed is gone once the case is drawn anew: focus moves to what happened, not the top of the page
+        self.confirmation.jscallback(object=FOCUS_WHAT_HAPPENED)
         # the queue changes under other people's hands: read it again on request (never on a timer,
         # which would wipe a form being filled in)
         self.reload = pn.widgets.Button(name="Refresh the list", button_type="default", button_style="outline", align="end")

@@ -132,12 +132,15 @@ def empty_business_days(inbox: Path, day: date) -> int:
              execution_timezone=str(drops.TIMEZONE), name="nightly_scoring_schedule",
              default_status=dg.DefaultScheduleStatus.RUNNING)
 def nightly_schedule(context: dg.ScheduleEvaluationContext):
-    """Scores the drop of the day that just ended, adding the day to the partitions. A night
-    without a drop (a weekend, a holiday) is a skipped tick saying so, not a failed run and no
+    """Scores the drop of the day that just ended, adding the day to the partitions, unless it is
+    scored already (by the command line, say): its decisions stand. A night without a drop (a weekend, a holiday) is a skipped tick saying so, not a failed run and no
     partition; CREDIT_EMPTY_DAYS_ALERT (3) weekdays in a row without one log an error."""
     day = context.scheduled_execution_time.astimezone(drops.TIMEZONE).date() - timedelta(days=1)
     inbox = drops.inbox_dir()
     if drops.has_drop(inbox, day.isoformat()):
+        if day.isoformat() in context.instance.get_materialized_partitions(SNAPSHOT):  # decisions made stay made
+            return dg.SkipReason(f"night {day} is already scored: its decisions stand (`credit-dagster score --start {day} "
+                                 "--rescore --reason ...` scores it again)")
         partitions.register(context.instance, [day.isoformat()])
         return dg.RunRequest(partition_key=day.isoformat(), run_key=f"nightly-{day.isoformat()}")
     empty = empty_business_days(inbox, day)
