@@ -654,6 +654,43 @@ def test_the_review_queue_and_four_eyes_in_the_dashboard(store, tmp_path, monkey
     assert {"review decide", "review approve", "review refused: approve"} <= set(log["event"])
 
 
+def test_another_desk_sees_the_decision_that_stands_on_its_next_refresh(store, tmp_path, monkeypatch):
+    """An advisor's override waits (the model's decision still shown, and why); once a supervisor
+    approves it, the other desk's list, heading and sentence say the refusal on its next refresh."""
+    from credit_dagster.review import cases as review
+    from credit_dagster.review.journal import ReviewJournal
+    from panel_app.views import Dashboard
+
+    monkeypatch.setenv("CREDIT_DASHBOARD_ACCESS_DIR", str(tmp_path / "access"))
+    journal = ReviewJournal(tmp_path / "journal")
+    granted = int(store.decisions(decision=scoring.GRANTED)["SK_ID_CURR"].iloc[0])
+    desk = Dashboard(store, "max", auth.ADVISOR, journal=journal)
+    desk.search.value = str(granted)
+    desk.applications.value = granted
+
+    def heading() -> str:
+        return desk.client.decision.object
+
+    def row() -> str:
+        return next(label for label, i in desk.applications.options.items() if i == granted)
+
+    assert "✔ Granted" in heading() and "Granted by the model on the night of" in heading()
+    case = vm.record_review(store, journal, granted, review.CONTEST, user="api:front-office", role="", revision=0,
+                            note="I can repay", channel="phone", received_on=date.today().isoformat())
+    case = vm.record_review(store, journal, granted, review.DECIDE, user="ann", role=auth.ADVISOR, revision=case.revision,
+                            final=review.REFUSED, reason_codes=("affordability",))
+    assert vm.action_outcome(granted, review.DECIDE, case).startswith("Sent to a supervisor for approval")
+    desk.reload.clicks += 1
+    assert "✔ Granted" in heading() and "waiting for a supervisor&#x27;s approval" in heading()
+    assert "for approval" in row() and "contested" in row()
+    vm.record_review(store, journal, granted, review.APPROVE, user="tom", role=auth.SUPERVISOR, revision=case.revision)
+    assert "✔ Granted" in heading()  # drawn before the approval: nothing changes under the reader's eyes
+    desk.reload.clicks += 1
+    assert "✖ Refused" in heading() and "Refused by a supervisor on" in heading() and "the model had granted it" in heading()
+    assert "Refused by a person" in row()
+    assert "The model's assessment" in heading() and "The model's own decision: <b>Granted</b>" in heading()
+
+
 REVIEWERS = {"ann": auth.ADVISOR, "sue": auth.SUPERVISOR, "tom": auth.SUPERVISOR}
 
 
@@ -862,6 +899,12 @@ def _no_serious_axe_finding(page) -> None:
 
 
 FRAUD = "Suspicion of fraud (internal: never told to the client)"
+# the text of the element that has the focus, down through the components' shadow roots
+FOCUSED_TEXT = """() => {
+  let e = document.activeElement;
+  while (e && e.shadowRoot && e.shadowRoot.activeElement) e = e.shadowRoot.activeElement;
+  return e ? (e.shadowRoot ? e.shadowRoot.textContent : '') + e.textContent : '';
+}"""
 
 
 def _review_steps(browser, base: str, journal: Path, store, server: dict) -> None:
@@ -879,8 +922,7 @@ def _review_steps(browser, base: str, journal: Path, store, server: dict) -> Non
     assert _reviewed(journal, referred[0]) == [review.DECIDE]
     # the pressed button is gone with the case drawn anew: focus is on what happened, not back at the top of the page
     ann.wait_for_function("() => document.activeElement && document.activeElement !== document.body", timeout=10_000)
-    assert "Recorded on application" in ann.evaluate("() => document.activeElement.shadowRoot ? "
-                                                     "document.activeElement.shadowRoot.textContent : document.activeElement.textContent")
+    assert f"Recorded on application {referred[0]}" in ann.evaluate(FOCUSED_TEXT)
     _open_case(ann, referred[0], review.DECIDED)
     assert "<script>alert(1)</script> =HYPERLINK" in _page_text(ann)  # the note shown as text, never run
     with ann.expect_download() as letter:

@@ -180,6 +180,10 @@ def test_synthetic_outcomes_back_test_equals_an_independent_computation(tmp_path
     assert "Back-testing on repayment outcomes" in shown and "Realized AUC (95 % interval)" in shown
     assert "Overrides and how they repaid" in shown and "Reviewer ann" in shown and "Realized ROC AUC" not in shown  # a picture
     assert len(seen.auc_over_time) == 1 and seen.auc_over_time.iloc[0]["realized_auc"] == pytest.approx(row["realized_auc"])
+    # the realized AUC said beside development's, with a verdict a supervisor can act on
+    assert f"realized AUC {row['realized_auc']:.3f}" in seen.auc_sentence and "in development among those the policy grants" in seen.auc_sentence
+    assert any(v in seen.auc_sentence for v in ("as development promised", "within the tolerance", "no longer ranks as promised"))
+    assert "Does the model still rank as in development?" in shown
 
 
 def test_overrides_are_counted_per_reviewer_and_grade_with_their_default_rate():

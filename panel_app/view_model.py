@@ -104,7 +104,7 @@ def standing_decisions(rows: pd.DataFrame, cases: pd.DataFrame) -> pd.DataFrame:
     merged["decided_by"] = merged["decided_by"].fillna("model")
     merged["status"] = merged["status"].fillna(review.CLOSED)
     for flag in ("contested", "rescored", "past_service_time"):
-        merged[flag] = merged[flag].fillna(False).astype(bool)
+        merged[flag] = merged[flag].eq(True)  # no case: False
     merged["working_days_open"] = merged["working_days_open"].fillna(0).astype(int)
     return merged
 
@@ -718,6 +718,7 @@ class Backtesting:
     grades_sentence: str
     curves_sentence: str
     as_of: str  # when the back-test was published
+    auc_sentence: str = ""  # the realized AUC of each judged vintage against development's, with a verdict
 
 
 def backtesting(store: SnapshotStore) -> Backtesting | None:
@@ -759,7 +760,22 @@ def backtesting(store: SnapshotStore) -> Backtesting | None:
         "Default rate of the model's grants": overrides["model_granted_default_rate"].map(rate),
     }) if overrides is not None else pd.DataFrame()
     published = store.path.with_name(snapshot.BACKTEST_SNAPSHOT)
+    tolerance = settings.current().backtest_auc_tolerance
+
+    def auc_verdict(r) -> str:
+        realized = (f"model {r['model_version']}, vintage {r['vintage']}: realized AUC {r['realized_auc']:.3f} (95 % interval "
+                    f"{r['realized_auc_low']:.3f} to {r['realized_auc_high']:.3f}) among the granted, against "
+                    f"{r['development_granted_auc']:.3f} in development among those the policy grants")
+        if r["realized_auc_high"] < r["development_granted_auc"] - tolerance:
+            return realized + f": it no longer ranks as promised (more than {tolerance:.2f} under, beyond its interval)"
+        if r["realized_auc_high"] < r["development_granted_auc"]:
+            return realized + f": under what development promised, within the tolerance of {tolerance:.2f}; watch it"
+        return realized + ": as development promised"
+
+    judged_auc = judged.dropna(subset=["realized_auc"])
     return Backtesting(
+        auc_sentence=(wording.sentence("; ".join(auc_verdict(r) for r in judged_auc.to_dict("records")))
+                      if len(judged_auc) else "No vintage has enough outcomes yet for its AUC to be judged."),
         as_of=_date_time(pd.Timestamp(published.stat().st_mtime, unit="s", tz="UTC")) if published.exists() else "an unknown day",
         vintages=table, grades=per_grade, curves=version_curves, overrides=people,
         auc_over_time=judged[["model_version", "vintage", "realized_auc", "realized_auc_low", "realized_auc_high",

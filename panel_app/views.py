@@ -178,7 +178,7 @@ class Dashboard:
         # what the last review action did: it stays said when the queue moves on to the next case
         self.confirmation = _html("", margin=(0, 10))
         # the button pressed is gone once the case is drawn anew: focus moves to what happened, not the top of the page
-        self.confirmation.jscallback(object=FOCUS_WHAT_HAPPENED)
+        self.confirmation.jscallback(text=FOCUS_WHAT_HAPPENED)
         # the queue changes under other people's hands: read it again on request (never on a timer,
         # which would wipe a form being filled in)
         self.reload = pn.widgets.Button(name="Refresh the list", button_type="default", button_style="outline", align="end")
@@ -204,8 +204,9 @@ class Dashboard:
         with pn.io.hold():
             self.applications.options = listing.options
             self.applications.value = keep
-        # a case may have changed in another session since it was drawn: the review is drawn anew
-        self.render(force=self.section.value == "Review")
+        # a case may have changed in another session since it was drawn: the decision that stands and the
+        # review are drawn anew (the what-if and compare forms are left as typed)
+        self.render(force=self.section.value in ("Decision", "Review"))
 
     def follow_the_switch(self) -> None:
         """The "refer everything" banner as the switch is now; only the banner changes (a form being filled stays)."""
@@ -506,6 +507,7 @@ class Dashboard:
             _html(f"<p class='chart-text'>Chart in words: {html.escape(b.grades_sentence)}</p>"),
             pn.pane.Bokeh(charts.vintage_curves(b.curves), sizing_mode="stretch_width"),
             _html(f"<p class='chart-text'>Chart in words: {html.escape(b.curves_sentence)}</p>"),
+            _html(f"<h3>Does the model still rank as in development?</h3><p>{html.escape(b.auc_sentence)}</p>"),
             *([pn.pane.Bokeh(charts.auc_over_time(b.auc_over_time), sizing_mode="stretch_width"),
                _html("<p class='chart-text'>Chart in words: " + html.escape("; ".join(
                    f"{r.model_version}, {r.vintage}: {r.realized_auc:.3f} ({r.realized_auc_low:.3f} to {r.realized_auc_high:.3f}) "

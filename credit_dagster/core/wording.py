@@ -202,6 +202,11 @@ def percents(value: float, *bounds: float) -> tuple[str, ...]:
     return tuple(f"{x:.{decimals}f} %" for x in (shown, *marks))
 
 
+def sentence(text: str) -> str:
+    """`text` as a sentence: its first letter a capital (the rest as it is), a full stop at the end."""
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
 def plural(count: int, word: str, words: str | None = None) -> str:
     """`1 application`, `2 applications`, `10,444 applications`."""
     return f"{count:,} {word if count == 1 else (words or word + 's')}"

@@ -133,8 +133,9 @@ def empty_business_days(inbox: Path, day: date) -> int:
              default_status=dg.DefaultScheduleStatus.RUNNING)
 def nightly_schedule(context: dg.ScheduleEvaluationContext):
     """Scores the drop of the day that just ended, adding the day to the partitions, unless it is
-    scored already (by the command line, say): its decisions stand. A night without a drop (a weekend, a holiday) is a skipped tick saying so, not a failed run and no
-    partition; CREDIT_EMPTY_DAYS_ALERT (3) weekdays in a row without one log an error."""
+    scored already (by the command line, say): its decisions stand. A night without a drop (a
+    weekend, a holiday) is a skipped tick saying so, not a failed run and no partition;
+    CREDIT_EMPTY_DAYS_ALERT (3) weekdays in a row without one log an error."""
     day = context.scheduled_execution_time.astimezone(drops.TIMEZONE).date() - timedelta(days=1)
     inbox = drops.inbox_dir()
     if drops.has_drop(inbox, day.isoformat()):
