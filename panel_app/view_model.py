@@ -89,10 +89,9 @@ def _in_filter(cases: pd.DataFrame, wanted: str) -> pd.Series:
 
 def workload_sentence(cases: pd.DataFrame) -> str:
     """The queue's counts per state, from the same case table the list shows."""
-    waiting = cases["status"].isin([review.OPEN, review.WAITING])
     count = {f: int(_in_filter(cases, f).sum()) for f in QUEUE_FILTERS}
     return (f"{count[WAITING_FOR_PEOPLE]:,} waiting for a person: {count[review.OPEN]:,} open, {count[review.WAITING]:,} waiting "
-            f"for approval; {count[CONTESTED]:,} contested, {int((cases['past_service_time'] & waiting).sum()):,} past the service "
+            f"for approval; {count[CONTESTED]:,} contested, {count[LATE]:,} past the service "
             f"time of {wording.plural(settings.current().review_service_days, 'working day')}")
 
 

@@ -80,10 +80,10 @@ def _reasons_and_change(v: vm.ClientView) -> tuple[str, str]:
     return reasons, v.counterfactual or ("Granted: nothing to change." if v.model_decision == "Granted" else "No change was searched.")
 
 
-def standing_html(v: vm.ClientView, heading: str = "h2", title: str = "") -> str:
+def standing_html(v: vm.ClientView, title: str = "") -> str:
     """The decision that stands, who took it and when: the first thing every view of one application says."""
-    return (f"<{heading}>{html.escape(title or f'Application {v.sk_id}')}: <span class='decision' style='color:{v.colour}'>"
-            f"{v.icon} {v.decision}</span></{heading}><p class='standing' role='status'><b>{html.escape(v.standing)}</b></p>")
+    return (f"<h2>{html.escape(title or f'Application {v.sk_id}')}: <span class='decision' style='color:{v.colour}'>"
+            f"{v.icon} {v.decision}</span></h2><p class='standing'><b>{html.escape(v.standing)}</b></p>")
 
 
 def decision_html(v: vm.ClientView) -> str:
@@ -359,6 +359,7 @@ class Dashboard:
     def review_view(self, sk_id: int) -> pn.viewable.Viewable:
         """The case of the selected application, what was done on it, and what this role may do now."""
         case = vm.case_of(self.store, self.journal, sk_id)
+        view = vm.client_view(self.store, sk_id, self.journal)
         words = review.WORDS
         history = "".join(f"<li>{html.escape(line)}</li>" for line in vm.case_history(self.journal, sk_id)) or "<li>Nothing yet.</li>"
         waiting = vm.waiting_sentence(self.store, self.journal, sk_id)
@@ -437,20 +438,20 @@ class Dashboard:
         letter_pdf = pn.widgets.FileDownload(callback=lambda: self._letter(sk_id, pdf=True), filename=f"letter_{sk_id}.pdf",
                                              label="The letter to the client (PDF)", button_type="default", button_style="outline")
         return pn.Column(
-            _html(standing_html(vm.client_view(self.store, sk_id, self.journal), title=f"Review of application {sk_id}")
+            _html(standing_html(view, title=f"Review of application {sk_id}")
                   + f"<p>The model: <b>{words.get(case.model_decision, case.model_decision)}</b>. "
                   f"The case: <b>{html.escape(case.status)}</b>, {words.get(case.final_decision, case.final_decision)} "
                   f"(decided by {html.escape(case.decided_by)}).</p>"
                   + (f"<p>{html.escape(waiting)}</p>" if waiting else "") + f"<h3>What was done</h3><ul>{history}</ul>"),
-            said, *form, _html(self._assessment(sk_id)),
+            said, *form, _html(self._assessment(view)),
             _html("<h3>Letters</h3><p>The letter due now: the decision, its reasons in the client's words, what would change it, "
                   "and how to ask for a person; after a review the client asked for, its outcome.</p>"),
             pn.Row(letter_html, letter_pdf), sizing_mode="stretch_width")
 
-    def _assessment(self, sk_id: int) -> str:
+    @staticmethod
+    def _assessment(v: vm.ClientView) -> str:
         """The model's reasons and what would change its decision, beside the form (the decision,
         compare and what-if views have the rest)."""
-        v = vm.client_view(self.store, sk_id, self.journal)
         reasons, change = _reasons_and_change(v)
         return (f"<h3>The model's assessment</h3><p>Probability of default <b>{v.probability_text}</b> · grade <b>{v.grade}</b>. "
                 f"{html.escape(v.band_sentence)}</p><p>{html.escape(v.reasons_heading)}:</p><ol>{reasons}</ol>"

@@ -154,8 +154,8 @@ def apply(case: Case, action: Action) -> Case:
                        waiting_since=action.received_on or action.at[:10])
     if action.action == RESCORE:  # `final`: the decision that stood; `model_decision`: the new score's
         rescored = replace(done, model_decision=action.model_decision)
-        if case.decided_by != "model":
-            return rescored  # a person's decision stands, whatever the new score
+        if case.status != CLOSED:
+            return rescored  # a person decided, or one will: what stands (and waits) is left as it is
         return replace(rescored, status=OPEN, final_decision=action.final, rescored=True, note=action.note,
                        waiting_since=action.at[:10])
     if action.role not in ROLES:

@@ -127,15 +127,17 @@ class ReviewJournal:
         earlier decision standing and opens a case (a person's own decision is kept as it is). Once
         per run and applicant, whatever retries: the cases opened."""
         with self._locked():
-            seen = {a.action_id for a in self._read().actions}
+            read = self._read()  # once: a night scored again can change every one of its decisions
+            seen = {a.action_id for a in read.actions}
             now = datetime.now(UTC).isoformat()
             taken = []
             for change in changes:
-                action_id = f"re-score-{run_id}-{int(change['SK_ID_CURR'])}"
+                sk_id = int(change["SK_ID_CURR"])
+                action_id = f"re-score-{run_id}-{sk_id}"
                 if action_id in seen:
                     continue
-                case = self.case(int(change["SK_ID_CURR"]), str(change["after"]))
-                taken.append(Action(action_id=action_id, sk_id=int(change["SK_ID_CURR"]), action=RESCORE, user=RESCORER, role="",
+                case = replay(read.by_application.get(sk_id, []))[0].get(sk_id) or new_case(sk_id, str(change["after"]))
+                taken.append(Action(action_id=action_id, sk_id=sk_id, action=RESCORE, user=RESCORER, role="",
                                     at=now, model_version=str(change["model_version"]), model_decision=str(change["after"]),
                                     revision=case.revision, final=str(change["before"]), note=reason[:MAX_NOTE]))
             if taken:
