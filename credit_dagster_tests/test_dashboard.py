@@ -961,6 +961,10 @@ def _review_steps(browser, base: str, journal: Path, store, server: dict) -> Non
     # a client contests a granted application; the advisor's reversal waits for a supervisor
     target = granted[0]
     _contest_and_reverse(ann, "ann", target, FRAUD, "I was told I could borrow more")
+    # in the work list of contested cases, marked so, with the decision that stands meanwhile
+    _open_case(ann, target, vm.CONTESTED)
+    highlighted = ann.locator("select[size]").evaluate("e => e.options[e.selectedIndex].text")
+    assert "contested · for approval · ✔ Granted" in highlighted, highlighted
 
     sue = _signed_in(browser, base, "sue")
     _open_case(sue, target, review.WAITING)

@@ -49,6 +49,7 @@ def test_reversing_the_model_needs_another_supervisor():
     assert (approved.status, approved.final_decision, approved.decided_by) == (review.DECIDED, review.GRANTED, "supervisor")
     sent_back = review.apply(asked, _action(8, review.SEND_BACK, "tom", review.SUPERVISOR, review.REFUSED, 2, note="income proof missing"))
     assert sent_back.status == review.OPEN and sent_back.final_decision == review.REFUSED and sent_back.requested_by is None
+    assert sent_back.sent_back and "sent back the request to reverse it" in review.standing(sent_back, "2026-11-01")
     # confirming the model needs no approval
     confirmed = review.apply(contested, _action(8, review.DECIDE, "ann", review.ADVISOR, review.REFUSED, 1, final=review.REFUSED,
                                                 codes=("affordability",)))

@@ -102,7 +102,7 @@ def standing_decisions(rows: pd.DataFrame, cases: pd.DataFrame) -> pd.DataFrame:
     merged["final_decision"] = merged["final_decision"].fillna(merged["decision"])
     merged["decided_by"] = merged["decided_by"].fillna("model")
     merged["status"] = merged["status"].fillna(review.CLOSED)
-    for flag in ("contested", "rescored", "past_service_time"):
+    for flag in ("contested", "rescored", "sent_back", "past_service_time"):
         merged[flag] = merged[flag].eq(True)  # no case: False
     merged["working_days_open"] = merged["working_days_open"].fillna(0).astype(int)
     return merged
@@ -141,7 +141,7 @@ SHORT = {scoring.GRANTED: "Granted", scoring.REFER: "Referred", scoring.REFUSED:
 
 def list_label(row: dict) -> str:
     """Short enough to fit the list box, what matters first: the number; for a case that waits, its
-    marks (late first, then contested, re-scored, for approval), how long it has waited and the
+    marks (late first, then contested, re-scored, sent back, for approval), how long it has waited and the
     decision that stands meanwhile; else the decision that stands (marked when a person took it),
     probability, grade and night (e.g. "1 Nov")."""
     final = row.get("final_decision") or row["decision"]
@@ -151,6 +151,7 @@ def list_label(row: dict) -> str:
         days = wording.plural(int(row.get("working_days_open") or 0), "working day")
         marks = [f"LATE, {days}" if row.get("past_service_time") else days,
                  *(["contested"] if row.get("contested") else []), *(["scored again"] if row.get("rescored") else []),
+                 *(["sent back"] if row.get("sent_back") else []),
                  *(["for approval"] if row["status"] == review.WAITING else [])]
         return " · ".join([str(int(row["SK_ID_CURR"])), *marks, decided, f"{night.day} {night:%b}"])
     by_person = row.get("decided_by") not in (None, "model")

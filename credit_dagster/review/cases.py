@@ -132,6 +132,7 @@ class Case:
     note: str = ""
     waiting_since: str | None = None  # the day the latest contest was received, or the night re-scored (it waits from then)
     rescored: bool = False  # a new score of its night would change the decision that stood
+    sent_back: bool = False  # a supervisor sent an override back: an advisor decides again
     decided_at: str | None = None  # when a person's decision came to stand (a decision, or its approval)
 
 
@@ -164,6 +165,7 @@ def apply(case: Case, action: Action) -> Case:
         if case.status not in (OPEN,):
             raise ReviewError(f"application {case.sk_id} is {case.status}: only an open case is decided")
         _check_decision(action)
+        done = replace(done, sent_back=False)
         if case.model_decision in (GRANTED, REFUSED) and action.final != case.model_decision:
             # reversing the model (an override) waits for a supervisor other than its author
             return replace(done, status=WAITING, requested_by=action.user, requested_final=action.final,
@@ -180,7 +182,7 @@ def apply(case: Case, action: Action) -> Case:
         return replace(done, status=DECIDED, final_decision=case.requested_final, decided_by=SUPERVISOR,
                        requested_by=None, requested_final=None, decided_at=action.at)
     if action.action == SEND_BACK:
-        return replace(done, status=OPEN, requested_by=None, requested_final=None, note=action.note)
+        return replace(done, status=OPEN, requested_by=None, requested_final=None, note=action.note, sent_back=True)
     raise ReviewError(f"unknown action {action.action!r}; one of {', '.join(ACTIONS)}")
 
 
@@ -237,6 +239,8 @@ def standing(case: Case, night: str | None) -> str:
     if case.status == WAITING:
         return (f"{said} A reviewer asked to have it {WORDS[case.requested_final]}: waiting for a supervisor's approval; "
                 "until then this decision stands.")
+    if case.status == OPEN and case.sent_back:
+        return f"{said} A supervisor sent back the request to reverse it: an advisor decides again; until then this decision stands."
     if case.status == OPEN and case.rescored:
         return (f"{said} Its night was scored again on {day_words(case.waiting_since)}, and the new score would have it "
                 f"{WORDS[case.model_decision]}: a person decides; until then this decision stands.")

@@ -12,7 +12,7 @@ from credit_dagster.core import settings
 from credit_dagster.review import cases as review
 
 CASE_COLUMNS = ["SK_ID_CURR", "model_decision", "status", "final_decision", "decided_by", "reason_codes", "revision",
-                "requested_by", "contested", "rescored", "opened", "updated_at", "decided_at", "working_days_open", "past_service_time"]
+                "requested_by", "contested", "rescored", "sent_back", "opened", "updated_at", "decided_at", "working_days_open", "past_service_time"]
 FINAL_COLUMNS = ["SK_ID_CURR", "model_decision", "final_decision", "decided_by", "reason_codes", "decided_at", "status",
                  "model_version", "partition_date"]
 
@@ -49,6 +49,7 @@ def case_table(scored: pd.DataFrame, actions: list[review.Action], today: date, 
         rows.append({"SK_ID_CURR": case.sk_id, "model_decision": case.model_decision, "status": case.status,
                      "final_decision": case.final_decision, "decided_by": case.decided_by, "reason_codes": ",".join(case.reason_codes),
                      "revision": case.revision, "requested_by": case.requested_by, "contested": case.contested, "rescored": case.rescored,
+                     "sent_back": case.sent_back,
                      "opened": since, "updated_at": case.updated_at, "decided_at": case.decided_at, "working_days_open": age,
                      "past_service_time": waiting and age > service_days})
     return pd.DataFrame(rows, columns=CASE_COLUMNS)
