@@ -40,10 +40,20 @@ run_monitoring:
 """
 
 
+def private_home() -> None:
+    """CREDIT_HOME as private as CREDIT_UMASK says, also when an older release (or a person) made it
+    readable by others: its own mode tightened, never loosened."""
+    home = settings.credit_home()
+    mask = int(settings.current().umask, 8)
+    if home.exists() and home.stat().st_uid == os.getuid() and home.stat().st_mode & mask:
+        home.chmod(home.stat().st_mode & 0o7777 & ~mask)
+
+
 def prepare_dagster_home() -> Path:
     """Create DAGSTER_HOME (default CREDIT_HOME/dagster) with its dagster.yaml, and export it."""
     home = settings.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
+    private_home()
     config = home / "dagster.yaml"
     # (re)write our own file when an older release wrote it; leave a file the user wrote alone
     if not config.exists() or (config.read_text().startswith("# Written by credit-dagster") and config.read_text() != DAGSTER_YAML):

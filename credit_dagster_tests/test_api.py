@@ -195,8 +195,36 @@ def test_keys_are_hashed_revocable_and_rate_limited(client, home):
     limited = client.get("/v1/model", headers={"X-API-Key": key})
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
     keys.revoke("partner-x")
-    assert client.get("/v1/model", headers={"X-API-Key": key}).status_code == 403
+    revoked = client.get("/v1/model", headers={"X-API-Key": key})
+    assert revoked.status_code == 403 and "partner-x" not in revoked.text  # the system it belonged to is not said
     assert keys.listing()["partner-x"]["revoked_at"] and "sha256" not in keys.listing()["partner-x"]
+
+
+def test_a_request_without_a_valid_key_is_refused_before_its_body_is_read(client, home):
+    """An unauthenticated body over the limit gets its 401 (the key is checked first, the body never
+    read, not a 413 after reading it); guessing keys from one address is slowed down."""
+    big = b"{" + b" " * (credit_settings.current().api_max_body_bytes + 10) + b"}"
+    refused = client.post("/v1/score", content=big, headers={"content-type": "application/json"})
+    assert refused.status_code == 401 and refused.headers["www-authenticate"] == "X-API-Key"
+    statuses = [client.get("/v1/model", headers={"X-API-Key": f"cd_guess-{i}"}).status_code for i in range(30)]
+    assert statuses[0] == 401 and 429 in statuses
+    time.sleep(2.5)  # the address's bucket refills: the next guess is judged again
+
+
+def test_answers_carry_security_headers_and_leak_no_path_or_value(client, key, night):
+    for path in ("/health", "/ready", "/v1/model", "/docs"):
+        answer = client.get(path, headers={"X-API-Key": key})
+        assert answer.headers["x-frame-options"] == "DENY" and answer.headers["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+        assert answer.headers["referrer-policy"] == "no-referrer"
+    assert "default-src 'none'" in client.get("/health").headers["content-security-policy"]
+    ready = client.get("/ready").text
+    assert str(snapshot.snapshot_path().parent) not in ready and "/" not in client.get("/ready").json()["snapshot"]
+    apps, history, _ = night
+    secret = "<b>My Secret Employer Ltd, 12 Rue X</b>"
+    body = {"application": {**request_of(apps, history, 0)["application"], "ORGANIZATION_TYPE": secret}, "on_unknown_category": "reject"}
+    unknown = client.post("/v1/score", json=body, headers={"X-API-Key": key})
+    assert unknown.status_code == 422 and "Secret Employer" not in unknown.text and "ORGANIZATION_TYPE" in unknown.text
 
 
 def _problems(response) -> list[tuple]:

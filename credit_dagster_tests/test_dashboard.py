@@ -320,6 +320,7 @@ def stop(proc: subprocess.Popen) -> None:
 def served(scored_home, snapshot_file, tmp_path_factory):
     folder = tmp_path_factory.mktemp("dashboard")
     auth.set_user("alice", PASSWORD, folder / "users.json", role=auth.SUPERVISOR)
+    auth.set_user("carol", PASSWORD, folder / "users.json")  # the account the guessing test locks
     env = {"CREDIT_HOME": str(scored_home), "CREDIT_SERVING_SNAPSHOT": str(snapshot_file),
            "CREDIT_DASHBOARD_USERS": str(folder / "users.json"), "CREDIT_DASHBOARD_ACCESS_DIR": str(folder / "access"),
            "CREDIT_REVIEW_JOURNAL_DIR": str(folder / "journal"),
@@ -327,6 +328,73 @@ def served(scored_home, snapshot_file, tmp_path_factory):
     proc, port = start_server(env, folder / "server.log")
     yield f"http://127.0.0.1:{port}", folder / "access"
     stop(proc)
+
+
+def test_the_sign_in_page_never_runs_or_repeats_what_a_link_carries(served):
+    """A link to /login with markup in its error (or anywhere) shows only that sign-in failed:
+    nothing it carries is rendered, as markup or as text."""
+    import httpx
+
+    base, _ = served
+    carried = "<script>alert(document.cookie)</script><b>Call 0800 FRAUD</b>"
+    for query in ({"error": carried}, {"next": "/app", "error": carried}, {"error": carried.replace("<", "%3C")}):
+        page = httpx.get(f"{base}/login", params=query, timeout=30).text
+        assert "<script>alert" not in page and "&lt;script&gt;" not in page and "0800 FRAUD" not in page, query
+        assert "The user name or the password is not right." in page
+    assert "not right" not in httpx.get(f"{base}/login", timeout=30).text
+
+
+@pytest.mark.parametrize("target", ["///evil.example/x", "//evil.example/x", "/\\evil.example/x", "https://evil.example/x"])
+def test_after_sign_in_the_browser_stays_on_this_site(served, target):
+    import httpx
+
+    base, _ = served
+    with httpx.Client(base_url=base, timeout=30, follow_redirects=False) as client:
+        client.get("/login", params={"next": target})
+        client.cookies.set("next_url", target)  # as if Panel had kept it
+        signed = client.post("/login", data={"username": "alice", "password": PASSWORD})
+    assert signed.status_code == 302 and signed.headers["location"].startswith("/") and "evil" not in signed.headers["location"]
+    assert not signed.headers["location"].startswith("//")
+
+
+def test_guessing_a_password_is_slowed_then_stopped_and_the_right_one_waits_too(served):
+    import httpx
+
+    base, access = served
+    with httpx.Client(base_url=base, timeout=60, follow_redirects=False) as client:
+        for _ in range(auth.FREE_TRIES):
+            refused = client.post("/login", data={"username": "carol", "password": "wrong guess, again"})
+            assert "error=Invalid" in refused.headers["location"]
+        started = time.monotonic()
+        right = client.post("/login", data={"username": "carol", "password": PASSWORD})  # during the back-off
+        assert "error=Too%20many" in right.headers["location"] and "user=" not in right.headers.get("set-cookie", "")
+        assert time.monotonic() - started < 1  # refused at once, without hashing
+        page = client.get(right.headers["location"]).text
+        assert "Too many failed attempts" in page
+    log, _ = audit.read(access, prefix="access_")
+    assert (log["event"] == "sign-in refused: too many attempts").sum() >= 1
+
+
+def test_an_unknown_user_costs_a_sign_in_as_much_as_a_known_one(tmp_path, monkeypatch):
+    """No timing tells who has an account: the hash runs for unknown users too."""
+    monkeypatch.setenv("CREDIT_DASHBOARD_USERS", str(tmp_path / "users.json"))
+    monkeypatch.setenv("CREDIT_DASHBOARD_ACCESS_DIR", str(tmp_path / "access"))
+    auth.set_user("alice", PASSWORD, tmp_path / "users.json")
+
+    class Request:
+        remote_ip = "127.0.0.1"
+
+    handler = auth.HashedLoginHandler.__new__(auth.HashedLoginHandler)
+    handler.request = Request()
+
+    def cost(user: str) -> float:
+        started = time.perf_counter()
+        assert not handler._validate(user, "not the password")
+        return time.perf_counter() - started
+
+    known = min(cost("alice") for _ in range(3))
+    unknown = min(cost("nobody-here") for _ in range(3))
+    assert unknown > 0.5 * known, (known, unknown)
 
 
 def test_roles_are_stored_with_the_users_and_an_older_file_reads_as_advisors(tmp_path, monkeypatch):
@@ -491,7 +559,7 @@ def test_dashboard_in_a_real_browser(served, store):
         page.fill("#username", "alice")
         page.fill("#password", "wrong password!")
         page.click("button[type=submit]")
-        page.wait_for_selector("text=Invalid username or password")
+        page.wait_for_selector("text=The user name or the password is not right")
         page.fill("#username", "alice")
         page.fill("#password", PASSWORD)
         page.keyboard.press("Enter")

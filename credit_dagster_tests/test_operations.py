@@ -341,3 +341,29 @@ def test_incidents_taken_by_a_writer_killed_before_its_commit_are_folded_by_the_
         rows = con.execute("select run_id, partition_key, reason from monitoring.incidents order by run_id").fetchall()
     assert rows == [("r1", "2026-11-20", "OSError: disk full"), ("r2", None, "x")]
     assert list(path.parent.glob("incidents_kept*")) == []
+
+
+def test_every_file_the_platform_writes_is_its_own_users_only(scored_home):
+    """A built and scored home (warehouse, snapshots, inbox, models, reports, journals): no file or
+    folder another local user can read (0600 and 0700 under the default CREDIT_UMASK)."""
+    import stat
+
+    opened = [f"{p.relative_to(scored_home)}: {stat.filemode(p.stat().st_mode)}" for p in [scored_home, *scored_home.rglob("*")]
+              if not p.is_symlink() and p.stat().st_mode & 0o077]
+    assert opened == [], opened[:20]
+    assert len(list(scored_home.rglob("*.duckdb"))) >= 2  # the warehouse and the snapshot were among them
+
+
+def test_a_home_readable_by_others_is_made_private(tmp_path, monkeypatch):
+    from credit_dagster.instance import private_home
+
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o755)  # made by an older release, or by hand
+    monkeypatch.setenv("CREDIT_HOME", str(home))
+    private_home()
+    assert home.stat().st_mode & 0o777 == 0o700
+    monkeypatch.setenv("CREDIT_UMASK", "027")  # a group that operates the platform, said deliberately
+    home.chmod(0o750)
+    private_home()
+    assert home.stat().st_mode & 0o777 == 0o750

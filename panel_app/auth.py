@@ -17,10 +17,15 @@ import hmac
 import json
 import os
 import secrets
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlparse
 
 from panel.auth import BasicAuthProvider, BasicLoginHandler
+from tornado.escape import url_escape
+from tornado.ioloop import IOLoop
 
 from credit_dagster.core import settings
 from credit_dagster.core.audit import AuditLog
@@ -130,14 +135,79 @@ def cookie_secret() -> str:
     return path.read_text().strip()
 
 
+# a password is checked at the same cost whether or not its user exists (no timing tells who has an account)
+_UNKNOWN_USER = hash_password(secrets.token_urlsafe(16))
+FREE_TRIES = 5  # failed sign-ins of one account, or from one address, before each next try waits
+MAX_WAIT = 15 * 60  # seconds: the longest a back-off lasts
+
+
+class Throttle:
+    """Failed sign-ins per account and per address: after FREE_TRIES, each next try waits twice as
+    long as the last (2 s, 4 s, … up to MAX_WAIT), the right password included; a success clears
+    its account and address. Kept by the server process: a restart lifts every wait."""
+
+    def __init__(self) -> None:
+        self._failures: dict[tuple[str, str], tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, *keys: tuple[str, str]) -> float:
+        now = time.monotonic()
+        with self._lock:
+            return max([until - now for _, until in (self._failures.get(k, (0, 0.0)) for k in keys)] + [0.0])
+
+    def failed(self, *keys: tuple[str, str]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                count = self._failures.get(key, (0, 0.0))[0] + 1
+                until = now + min(2.0 ** (count - FREE_TRIES), MAX_WAIT) if count >= FREE_TRIES else 0.0
+                self._failures[key] = (count, until)
+
+    def succeeded(self, *keys: tuple[str, str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._failures.pop(key, None)
+
+
+THROTTLE = Throttle()
+
+
+def same_site(url: str | None) -> str:
+    """A redirect target that stays on this server: a path of its own ("/app"), never "//host",
+    "///host" or "/\\host", which browsers read as another site (Panel's own check misses "///")."""
+    if not url or not url.startswith("/") or url[1:2] in ("/", "\\") or "\\" in url or urlparse(url).netloc:
+        return "/"
+    return url
+
+
 class HashedLoginHandler(BasicLoginHandler):
-    """Panel's login page and cookie; the password is checked against the stored hash."""
+    """Panel's login page and cookie; the password checked against the stored hash, off the
+    server's event loop (a guessing loop cannot slow everyone's pages), at one cost for known and
+    unknown users, with a back-off per account and per address, and a redirect only within this site."""
 
     def _validate(self, username: str, password: str) -> bool:
         stored = read_users().get(username)
-        ok = stored is not None and verify_password(password, stored)
-        access_log().append([{"at": _now(), "user": username, "event": "sign-in" if ok else "sign-in refused"}])
+        ok = verify_password(password, stored or _UNKNOWN_USER) and stored is not None
+        access_log().append([{"at": _now(), "user": username[:100], "event": "sign-in" if ok else "sign-in refused",
+                              "address": self.request.remote_ip}])
         return ok
+
+    def _again(self, error: str) -> None:
+        self.redirect(f"{self.request.path}?error={url_escape(error)}")
+
+    async def post(self):
+        username, password = self.get_argument("username", "")[:200], self.get_argument("password", "")
+        keys = (("user", username), ("address", str(self.request.remote_ip)))
+        if THROTTLE.wait(*keys) > 0:
+            access_log().append([{"at": _now(), "user": username[:100], "event": "sign-in refused: too many attempts",
+                                  "address": self.request.remote_ip}])
+            return self._again("Too many failed attempts")
+        if not await IOLoop.current().run_in_executor(None, self._validate, username, password):
+            THROTTLE.failed(*keys)
+            return self._again("Invalid username or password")
+        THROTTLE.succeeded(*keys)
+        self.set_current_user(username)
+        self.redirect(same_site(self.get_cookie("next_url", "/")))
 
 
 class HashedAuthProvider(BasicAuthProvider):

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     data_dir: Path | None = Field(None, description="the folder of Kaggle-layout files (default: the generated SYNTHETIC set)")
     inbox: Path | None = Field(None, description="daily drops of new applications (default CREDIT_HOME/inbox)")
     serving_snapshot: Path | None = Field(None, description="the read-only snapshot (default CREDIT_HOME/serving/serving.duckdb)")
+    umask: str = Field("077", pattern=r"^0?[0-7]{3}$", description="the permission mask of everything the platform writes "
+                                                                  "(077: its own user only; 027 lets its group read)")
     # resources
     threads: int = Field(0, ge=0, description="LightGBM's and DuckDB's threads (0: the physical cores)")
     duckdb_memory_limit: str = Field("4GB", description="DuckDB's memory limit for the warehouse, and for each step of a worker (it spills past it)")

@@ -23,6 +23,52 @@ from credit_dagster.serving.api.runtime import Runtime
 log = logging.getLogger("credit_dagster.api")
 
 
+# on every answer: never framed (clickjacking), never sniffed into another type, no referrer leaked;
+# the JSON answers load nothing, the offline docs only this server's own scripts and styles
+SECURITY_HEADERS = [(b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+CSP = b"default-src 'none'; frame-ancestors 'none'"
+DOCS_CSP = (b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            b"frame-ancestors 'none'")
+UNKNOWN_KEYS_PER_ADDRESS = 5.0  # requests/s an address may make with unknown keys (guessing keys is slowed down)
+
+
+class Guard:
+    """Before anything reads a body: a /v1 request without a known, unrevoked key gets its 401 or
+    403 at once (an unauthenticated body is never read), and an address sending unknown keys is
+    rate-limited; every answer gets the security headers. Pure ASGI, outside the routes."""
+
+    def __init__(self, app, runtime: Runtime):
+        self.app, self.runtime = app, runtime
+        self.unknown = keys.RateLimiter()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        docs = scope["path"] in ("/docs", "/redoc") or scope["path"].startswith("/static")
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS,
+                                      (b"content-security-policy", DOCS_CSP if docs else CSP)]
+            await send(message)
+
+        if scope["path"].startswith("/v1/"):
+            key = dict(scope["headers"]).get(b"x-api-key", b"").decode("latin-1")
+            found = self.runtime.key_store.lookup(key) if key else None
+            refused = None
+            if found is None:
+                address = keys.Caller(f"address:{(scope.get('client') or ('?',))[0]}", False, UNKNOWN_KEYS_PER_ADDRESS)
+                wait = self.unknown.wait_time(address)
+                refused = ((429, "too many requests with unknown API keys from this address", {"retry-after": str(max(1, round(wait)))})
+                           if wait else (401, "missing or unknown API key (header X-API-Key)", {"www-authenticate": "X-API-Key"}))
+            elif found.revoked:
+                refused = (403, "this API key was revoked", {})
+            if refused:
+                status, detail, headers = refused
+                return await JSONResponse({"detail": detail}, status_code=status, headers=headers)(scope, receive, with_headers)
+        await self.app(scope, receive, with_headers)
+
+
 class BodyLimit:
     """Refuses a body over `limit` bytes with 413, whether or not it declares its length, and
     logs one line per request with ids only (never a body: it holds personal data)."""
@@ -85,4 +131,5 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
     app.include_router(routes.decisions)
     app.include_router(routes.scoring_router(schemas.batch_request(settings.current().api_max_batch)))
     app.add_middleware(BodyLimit, limit=settings.current().api_max_body_bytes)
+    app.add_middleware(Guard, runtime=runtime)  # outermost: before the body limit reads anything
     return app

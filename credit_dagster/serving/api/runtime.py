@@ -275,8 +275,8 @@ class Runtime:
         found = self.key_store.lookup(key) if key else None
         if found is None:
             raise HTTPException(401, "missing or unknown API key (header X-API-Key)", headers={"WWW-Authenticate": "X-API-Key"})
-        if found.revoked:
-            raise HTTPException(403, f"the API key of {found.name} was revoked")
+        if found.revoked:  # the system it belonged to is not said: the caller may not be that system
+            raise HTTPException(403, "this API key was revoked")
         wait = self.limiter.wait_time(found)
         if wait:
             raise HTTPException(429, f"rate limit of {found.rate_per_second:g} requests/s for {found.name}",
@@ -295,8 +295,9 @@ class Runtime:
             problems.append(exc.detail)
         if not self.scorer.started():  # on-demand scores would wait for a model to load
             problems.append("the on-demand scoring processes are still starting")
-        return schemas.Readiness(ready=not problems, night=night, model_version=version, snapshot=str(self.serving.snapshot),
-                                 problems=problems)
+        # no file path to an unauthenticated caller: the snapshot is named, not located
+        return schemas.Readiness(ready=not problems, night=night, model_version=version, snapshot=self.serving.snapshot.name,
+                                 problems=[p.replace(str(self.serving.snapshot), self.serving.snapshot.name) for p in problems])
 
     def _stored(self, sk_id_curr: int) -> dict:
         scored = self.serving.tables()[Table.SCORED]
@@ -345,8 +346,8 @@ class Runtime:
         if unknown and unknown_policy == "reject":
             raise RequestValidationError([
                 {"loc": ["body", "application", column] if len(requests) == 1 else ["body", "applications", i, "application", column],
-                 "msg": f"unknown category {value!r}: the model never saw it (on_unknown_category='as_missing' scores it as missing)",
-                 "type": "unknown_category"} for i, u in unknown for column, value in u.items()])
+                 "msg": "unknown category: the model never saw this value (on_unknown_category='as_missing' scores it as missing)",
+                 "type": "unknown_category"} for i, u in unknown for column in u])
         request_id, now = uuid.uuid4().hex, datetime.now(UTC).replace(tzinfo=None)
         decisions, records = [], []
         for i, row in enumerate(scored.assign(scored_at=now).to_dict("records")):
