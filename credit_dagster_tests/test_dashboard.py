@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from urllib.parse import urljoin, urlparse
@@ -318,16 +319,24 @@ def stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def served(scored_home, snapshot_file, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("dashboard")
+    with _dashboard_server(scored_home, snapshot_file, tmp_path_factory.mktemp("dashboard")) as server:
+        yield server
+
+
+@contextmanager
+def _dashboard_server(scored_home: Path, snapshot_file: Path, folder: Path):
+    """A dashboard server of its own (its own users, access log and sign-in back-off): the base URL and the access log."""
     auth.set_user("alice", PASSWORD, folder / "users.json", role=auth.SUPERVISOR)
-    auth.set_user("carol", PASSWORD, folder / "users.json")  # the account the guessing test locks
+    auth.set_user("carol", PASSWORD, folder / "users.json")
     env = {"CREDIT_HOME": str(scored_home), "CREDIT_SERVING_SNAPSHOT": str(snapshot_file),
            "CREDIT_DASHBOARD_USERS": str(folder / "users.json"), "CREDIT_DASHBOARD_ACCESS_DIR": str(folder / "access"),
            "CREDIT_REVIEW_JOURNAL_DIR": str(folder / "journal"),
            "CREDIT_DASHBOARD_COOKIE_SECRET": "test-secret-" + "x" * 32}
     proc, port = start_server(env, folder / "server.log")
-    yield f"http://127.0.0.1:{port}", folder / "access"
-    stop(proc)
+    try:
+        yield f"http://127.0.0.1:{port}", folder / "access"
+    finally:
+        stop(proc)
 
 
 def test_the_sign_in_page_never_runs_or_repeats_what_a_link_carries(served):
@@ -357,22 +366,23 @@ def test_after_sign_in_the_browser_stays_on_this_site(served, target):
     assert not signed.headers["location"].startswith("//")
 
 
-def test_guessing_a_password_is_slowed_then_stopped_and_the_right_one_waits_too(served):
+def test_guessing_a_password_is_slowed_then_stopped_and_the_right_one_waits_too(scored_home, snapshot_file, tmp_path):
     import httpx
 
-    base, access = served
-    with httpx.Client(base_url=base, timeout=60, follow_redirects=False) as client:
+    # a server of its own: the guesses back its address off, which would lock the other tests out
+    with (_dashboard_server(scored_home, snapshot_file, tmp_path) as (base, access),
+          httpx.Client(base_url=base, timeout=60, follow_redirects=False) as client):
         for _ in range(auth.FREE_TRIES):
             refused = client.post("/login", data={"username": "carol", "password": "wrong guess, again"})
             assert "error=Invalid" in refused.headers["location"]
         started = time.monotonic()
         right = client.post("/login", data={"username": "carol", "password": PASSWORD})  # during the back-off
-        assert "error=Too%20many" in right.headers["location"] and "user=" not in right.headers.get("set-cookie", "")
+        assert "error=Too+many" in right.headers["location"] and "user=" not in right.headers.get("set-cookie", "")
         assert time.monotonic() - started < 1  # refused at once, without hashing
         page = client.get(right.headers["location"]).text
         assert "Too many failed attempts" in page
-    log, _ = audit.read(access, prefix="access_")
-    assert (log["event"] == "sign-in refused: too many attempts").sum() >= 1
+        log, _ = audit.read(access, prefix="access_")
+        assert (log["event"] == "sign-in refused: too many attempts").sum() >= 1
 
 
 def test_an_unknown_user_costs_a_sign_in_as_much_as_a_known_one(tmp_path, monkeypatch):
