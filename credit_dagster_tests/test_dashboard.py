@@ -324,14 +324,14 @@ def served(scored_home, snapshot_file, tmp_path_factory):
 
 
 @contextmanager
-def _dashboard_server(scored_home: Path, snapshot_file: Path, folder: Path):
-    """A dashboard server of its own (its own users, access log and sign-in back-off): the base URL and the access log."""
+def _dashboard_server(scored_home: Path, snapshot_file: Path, folder: Path, **more_env: str):
+    """A dashboard server of its own (its own users, sessions, access log and sign-in back-off): the base URL and the access log."""
     auth.set_user("alice", PASSWORD, folder / "users.json", role=auth.SUPERVISOR)
     auth.set_user("carol", PASSWORD, folder / "users.json")
     env = {"CREDIT_HOME": str(scored_home), "CREDIT_SERVING_SNAPSHOT": str(snapshot_file),
            "CREDIT_DASHBOARD_USERS": str(folder / "users.json"), "CREDIT_DASHBOARD_ACCESS_DIR": str(folder / "access"),
            "CREDIT_REVIEW_JOURNAL_DIR": str(folder / "journal"),
-           "CREDIT_DASHBOARD_COOKIE_SECRET": "test-secret-" + "x" * 32}
+           "CREDIT_DASHBOARD_COOKIE_SECRET": "test-secret-" + "x" * 32, **more_env}
     proc, port = start_server(env, folder / "server.log")
     try:
         yield f"http://127.0.0.1:{port}", folder / "access"
@@ -383,6 +383,55 @@ def test_guessing_a_password_is_slowed_then_stopped_and_the_right_one_waits_too(
         assert "Too many failed attempts" in page
         log, _ = audit.read(access, prefix="access_")
         assert (log["event"] == "sign-in refused: too many attempts").sum() >= 1
+
+
+def _sign_in(client, user: str = "alice"):
+    signed = client.post("/login", data={"username": user, "password": PASSWORD})
+    assert signed.status_code == 302 and "error" not in signed.headers["location"], signed.headers
+    return signed
+
+
+def _opens(base: str, cookies, path: str = "/app") -> bool:
+    """Whether these cookies, replayed by another client, open `path` (else: sent to sign in)."""
+    import httpx
+
+    with httpx.Client(base_url=base, cookies=cookies, timeout=60, follow_redirects=False) as other:
+        answer = other.get(path)
+    return answer.status_code == 200
+
+
+def test_signing_out_removing_a_user_or_changing_a_password_ends_the_session_on_the_server(scored_home, snapshot_file, tmp_path):
+    import httpx
+
+    with _dashboard_server(scored_home, snapshot_file, tmp_path) as (base, _):
+        with httpx.Client(base_url=base, timeout=60, follow_redirects=False) as alice:
+            signed = _sign_in(alice)
+            session = next(h for h in signed.headers.get_list("set-cookie") if h.startswith(auth.SESSION_COOKIE))
+            assert "httponly" in session.lower() and "samesite=strict" in session.lower()
+            kept = dict(alice.cookies)
+            assert _opens(base, kept) and _opens(base, kept, "/reports/model_card.html")
+            assert alice.post("/logout").status_code == 200
+        # the cookies as they were before signing out, replayed: they open nothing any more
+        assert not _opens(base, kept) and not _opens(base, kept, "/reports/model_card.html")
+        users = tmp_path / "users.json"
+        for user, end in (("carol", lambda: auth.remove_user("carol", users)),
+                          ("alice", lambda: auth.set_user("alice", PASSWORD + " changed", users, role=auth.SUPERVISOR))):
+            with httpx.Client(base_url=base, timeout=60, follow_redirects=False) as client:
+                _sign_in(client, user)
+                assert _opens(base, dict(client.cookies))
+                end()
+                assert not _opens(base, dict(client.cookies)), user
+
+
+def test_a_session_unused_for_the_idle_time_is_signed_out(scored_home, snapshot_file, tmp_path):
+    import httpx
+
+    with (_dashboard_server(scored_home, snapshot_file, tmp_path, CREDIT_DASHBOARD_IDLE_MINUTES="0.05") as (base, _),
+          httpx.Client(base_url=base, timeout=60, follow_redirects=False) as client):
+        _sign_in(client)
+        assert _opens(base, dict(client.cookies))
+        time.sleep(4)  # 3 seconds of idle time here
+        assert not _opens(base, dict(client.cookies))
 
 
 def test_an_unknown_user_costs_a_sign_in_as_much_as_a_known_one(tmp_path, monkeypatch):

@@ -30,7 +30,7 @@ PAGE = jinja2.Environment(loader=jinja2.FileSystemLoader(auth.TEMPLATES), autoes
 def create_app() -> pn.viewable.Viewable:
     pn.state.curdoc.template = PAGE
     user = pn.state.user or auth.NO_LOGIN
-    return dashboard(SnapshotStore(), user, auth.role_of(user, pn.state.user_info))
+    return dashboard(SnapshotStore(), user, auth.role_of(user, pn.state.user_info), session=auth.page_session(user))
 
 
 def server_options(no_login: bool) -> dict:

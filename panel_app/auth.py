@@ -12,6 +12,7 @@ writes to the warehouse.
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import hmac
 import json
@@ -19,13 +20,16 @@ import os
 import secrets
 import threading
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
-from panel.auth import BasicAuthProvider, BasicLoginHandler
+import panel as pn
+from panel.auth import BasicAuthProvider, BasicLoginHandler, LogoutHandler
 from tornado.escape import url_escape
 from tornado.ioloop import IOLoop
+from tornado.web import decode_signed_value
 
 from credit_dagster.core import settings
 from credit_dagster.core.audit import AuditLog
@@ -107,6 +111,7 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def set_user(name: str, password: str, path: Path | None = None, role: str = ADVISOR) -> None:
+    """Add a user, or change one's password or role: their open sessions end at once."""
     if not name or ":" in name or len(password) < 12:
         raise ValueError("a user name without ':' and a password of at least 12 characters are needed")
     if role not in ROLES:
@@ -114,13 +119,82 @@ def set_user(name: str, password: str, path: Path | None = None, role: str = ADV
     users = _entries(path)
     users[name] = {"hash": hash_password(password), "role": role}
     _write_private(path or users_path(), json.dumps(users, indent=2))
+    Sessions(beside=path).end_all(name)
 
 
 def remove_user(name: str, path: Path | None = None) -> bool:
+    """Remove a user: their open sessions end at once."""
     users = _entries(path)
     found = users.pop(name, None) is not None
     _write_private(path or users_path(), json.dumps(users, indent=2))
+    Sessions(beside=path).end_all(name)
     return found
+
+
+SESSION_COOKIE = "credit_session"
+SEEN_EVERY = 30  # seconds: how often a session's last use is written (not at every request)
+
+
+class Sessions:
+    """Signed-in sessions kept on the server (`sessions.json` beside the users file, mode 600), so
+    that signing out, removing a user or changing their password ends them at once, and a session
+    ends after CREDIT_DASHBOARD_IDLE_MINUTES without use or CREDIT_DASHBOARD_SESSION_HOURS after
+    sign-in. The file holds digests of the session ids, never the ids the cookies carry; it is
+    read under a lock, so the CLI (user removal) and the server never lose each other's writes."""
+
+    def __init__(self, beside: Path | None = None):
+        self.path = (beside or users_path()).with_name("sessions.json")
+
+    @contextmanager
+    def _edit(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(".sessions.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            sessions = json.loads(self.path.read_text()) if self.path.exists() else {}
+            before = json.dumps(sessions, sort_keys=True)
+            yield sessions
+            if json.dumps(sessions, sort_keys=True) != before:
+                _write_private(self.path, json.dumps(sessions))
+
+    @staticmethod
+    def _digest(sid: str) -> str:
+        return hashlib.sha256(sid.encode()).hexdigest()
+
+    def open(self, user: str) -> str:
+        sid, now = secrets.token_urlsafe(32), time.time()
+        limits = settings.current()
+        with self._edit() as sessions:
+            for key in [k for k, s in sessions.items() if now - s["seen"] > 60 * limits.dashboard_idle_minutes
+                        or now - s["opened"] > 3600 * limits.dashboard_session_hours]:
+                del sessions[key]  # the ended ones go as others open
+            sessions[self._digest(sid)] = {"user": user, "opened": now, "seen": now}
+        return sid
+
+    def valid(self, sid: str | None, user: str, used: bool = True) -> bool:
+        """Whether `sid` is an open session of `user` (and `used`: it was used now, for the idle time)."""
+        if not sid:
+            return False
+        now, limits = time.time(), settings.current()
+        with self._edit() as sessions:
+            found = sessions.get(self._digest(sid))
+            if found is None or found["user"] != user:
+                return False
+            if now - found["seen"] > 60 * limits.dashboard_idle_minutes or now - found["opened"] > 3600 * limits.dashboard_session_hours:
+                del sessions[self._digest(sid)]
+                return False
+            if used and now - found["seen"] > SEEN_EVERY:
+                found["seen"] = now
+        return True
+
+    def end(self, sid: str | None) -> None:
+        if sid:
+            with self._edit() as sessions:
+                sessions.pop(self._digest(sid), None)
+
+    def end_all(self, user: str) -> None:
+        with self._edit() as sessions:
+            for key in [k for k, s in sessions.items() if s["user"] == user]:
+                del sessions[key]
 
 
 def cookie_secret() -> str:
@@ -207,7 +281,39 @@ class HashedLoginHandler(BasicLoginHandler):
             return self._again("Invalid username or password")
         THROTTLE.succeeded(*keys)
         self.set_current_user(username)
+        self.set_secure_cookie(SESSION_COOKIE, Sessions().open(username), expires_days=None, httponly=True, samesite="Strict",
+                               secure=self.request.protocol == "https")
         self.redirect(same_site(self.get_cookie("next_url", "/")))
+
+
+def session_of(handler) -> str | None:
+    """The session id the request's signed cookie carries, if any."""
+    sid = handler.get_secure_cookie(SESSION_COOKIE)
+    return sid.decode() if sid else None
+
+
+def page_session(user: str):
+    """For a page signed in with the users file: whether its session is still open (`used`: count this
+    as a use). None without such a sign-in (an identity provider's, or none)."""
+    raw = (pn.state.cookies or {}).get(SESSION_COOKIE)
+    if user == NO_LOGIN or not raw or not read_users():
+        return None
+    sid = decode_signed_value(cookie_secret(), SESSION_COOKIE, raw)
+    sessions, sid = Sessions(), sid.decode() if sid else None
+    return lambda used: sessions.valid(sid, user, used)
+
+
+class SignOutHandler(LogoutHandler):
+    """Signing out ends the session on the server (the old cookie opens nothing any more), by POST
+    (the page's button) or by GET (a link)."""
+
+    def get(self):
+        Sessions().end(session_of(self))
+        self.clear_cookie(SESSION_COOKIE)
+        super().get()
+
+    def post(self):
+        self.get()
 
 
 class HashedAuthProvider(BasicAuthProvider):
@@ -219,6 +325,29 @@ class HashedAuthProvider(BasicAuthProvider):
         HashedLoginHandler._login_endpoint = self._login_endpoint
         HashedLoginHandler._login_template = self._login_template
         return HashedLoginHandler
+
+    @property
+    def logout_handler(self):
+        SignOutHandler._logout_template = self._logout_template
+        SignOutHandler._login_endpoint = self._login_endpoint
+        return SignOutHandler
+
+    @property
+    def get_user(self):
+        """Panel's signed user cookie, and an open session of that user kept on the server: a cookie
+        alone (after sign-out, removal or a password change, or past the idle or absolute time) is
+        no sign-in."""
+        cookie_user = super().get_user
+
+        def get_user(handler):
+            user = cookie_user(handler)
+            if user and user != "guest" and Sessions().valid(session_of(handler), user):
+                return user
+            if user:
+                handler.clear_cookie("user")
+            return None
+
+        return get_user
 
 
 def access_log() -> AuditLog:

@@ -157,8 +157,12 @@ class DecisionPanel:
 class Dashboard:
     """One user's session: filters, the list, the one selection and the section shown."""
 
-    def __init__(self, store: SnapshotStore, user: str, role: str = auth.ADVISOR, journal: ReviewJournal | None = None):
+    def __init__(self, store: SnapshotStore, user: str, role: str = auth.ADVISOR, journal: ReviewJournal | None = None,
+                 session: Callable[[bool], bool] | None = None):
         self.store, self.user = store, user
+        # whether the sign-in is still open (True: this was a use of it); None without a sign-in
+        self.session = session
+        self.root = pn.Column(sizing_mode="stretch_width")
         self.journal = journal or ReviewJournal()
         self.shown: int | None = None
         self.client: DecisionPanel | None = None
@@ -189,8 +193,18 @@ class Dashboard:
         self.section.param.watch(lambda _: self.render(force=True), "value")
         self.refresh()
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
-            # pushed to every open page within seconds of a supervisor's switch, without a refresh
-            pn.state.add_periodic_callback(self.follow_the_switch, period=SWITCH_FOLLOW_MS)
+            # pushed to every open page within seconds of a supervisor's switch or of the sign-in's end, without a refresh
+            self.following = pn.state.add_periodic_callback(self.follow, period=SWITCH_FOLLOW_MS)
+
+    def follow(self) -> None:
+        """What changes under an open page by others' hands: the sign-in ended (signed out in another tab,
+        removed, idle too long): the page empties; the "refer everything" switch: the banner follows."""
+        if self.session is not None and not self.session(False):
+            self.following.stop()
+            self.root.objects = [_html("<h1>You are signed out</h1><p>Your session ended (signed out, idle for too long, or "
+                                       "your account changed). <a href='/login'>Sign in again</a>.</p>")]
+            return
+        self.follow_the_switch()
 
     # the one selection: the detail is always drawn from the list box's value
     def refresh(self, *_) -> None:
@@ -217,6 +231,9 @@ class Dashboard:
             self.banner.object = banner
 
     def render(self, force: bool = False) -> None:
+        if self.session is not None and not self.session(True):  # each use keeps the sign-in from going idle
+            self.follow()
+            return
         sk_id = self.applications.value
         if sk_id == self.shown and not force and self.detail.objects:
             return
@@ -559,12 +576,13 @@ class Dashboard:
         # side by side on a wide screen; the list above the detail when narrow (640 px, or 200 % zoom)
         side = pn.Column(filters, self.count, self.applications, styles={"flex": "1 1 440px", "max-width": "600px"})
         main = pn.Column(self.section, self.confirmation, self.detail, styles={"flex": "3 1 560px", "min-width": "0"})
-        return pn.Column(header, self.banner, pn.FlexBox(side, main, flex_wrap="wrap", gap="1.5rem", sizing_mode="stretch_width"),
-                         sizing_mode="stretch_width")
+        self.root.objects = [header, self.banner, pn.FlexBox(side, main, flex_wrap="wrap", gap="1.5rem", sizing_mode="stretch_width")]
+        return self.root
 
 
-def dashboard(store: SnapshotStore, user: str, role: str = auth.ADVISOR) -> pn.viewable.Viewable:
+def dashboard(store: SnapshotStore, user: str, role: str = auth.ADVISOR,
+              session: Callable[[bool], bool] | None = None) -> pn.viewable.Viewable:
     if not store.available():
         return _html(f"<h1>Credit decisions</h1><p>No serving snapshot at {html.escape(str(store.path))} yet: run "
                      "<code>credit-dagster run</code> first.</p>")
-    return Dashboard(store, user, role).page()
+    return Dashboard(store, user, role, session=session).page()

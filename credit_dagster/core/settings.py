@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     dashboard_users: Path | None = Field(None, description="the users file (default CREDIT_HOME/dashboard/users.json)")
     dashboard_access_dir: Path | None = Field(None, description="the access log (default CREDIT_HOME/dashboard/access)")
     dashboard_cookie_secret: str | None = Field(None, description="the sign-in cookie's secret (default: generated once)")
+    dashboard_idle_minutes: float = Field(15, gt=0, description="a dashboard session without a click for this long is signed out")
+    dashboard_session_hours: float = Field(10, gt=0, description="a dashboard session ends this long after sign-in, whatever its use")
     dashboard_oauth_provider: str | None = Field(None, description="a bank's identity provider for Panel's OAuth (e.g. generic)")
     dashboard_role_claim: str = Field("credit_role", description="the identity provider's claim that says advisor or supervisor")
 
