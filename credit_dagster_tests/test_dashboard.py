@@ -339,6 +339,16 @@ def _dashboard_server(scored_home: Path, snapshot_file: Path, folder: Path, **mo
         stop(proc)
 
 
+def test_every_answer_of_the_dashboard_carries_security_headers(served):
+    import httpx
+
+    base, _ = served
+    for path in ("/login", "/app", "/reports/model_card.html", "/static/js/bokeh.min.js"):
+        answer = httpx.get(base + path, timeout=30)
+        assert answer.headers["x-frame-options"] == "DENY" and answer.headers["x-content-type-options"] == "nosniff", path
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"] and answer.headers["referrer-policy"] == "no-referrer"
+
+
 def test_the_sign_in_page_never_runs_or_repeats_what_a_link_carries(served):
     """A link to /login with markup in its error (or anywhere) shows only that sign-in failed:
     nothing it carries is rendered, as markup or as text."""
