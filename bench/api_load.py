@@ -72,7 +72,7 @@ async def open_loop(client: httpx.AsyncClient, rate: float, seconds: float, make
 
 
 async def main(args: argparse.Namespace) -> None:
-    key = keys.create(f"bench-{os.getpid()}", rate_per_second=10_000)
+    key = keys.create(f"bench-{os.getpid()}", rate_per_second=10_000, scopes=keys.SCOPES)
     env = {**os.environ, "CREDIT_API_MAX_BATCH": str(max(1000, args.batch))}
     server = subprocess.Popen([sys.executable, "-m", "credit_dagster.cli", "api", "--port", str(args.port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

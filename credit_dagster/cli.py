@@ -425,15 +425,17 @@ def _api_key(args: argparse.Namespace) -> int:
 
     try:
         if args.action == "create":
-            key = keys.create(args.name, args.rate)
-            print(f"API key for {args.name} ({args.rate:g} requests/s); shown once, store it in that system's secrets:\n{key}")
+            key = keys.create(args.name, args.rate, scopes=tuple(args.scope or ()))
+            print(f"API key for {args.name} ({args.rate:g} requests/s; may {', '.join(sorted(set(args.scope)))}); shown once, "
+                  f"store it in that system's secrets:\n{key}")
         elif args.action == "revoke":
             keys.revoke(args.name)
             print(f"revoked the key of {args.name}: its requests now get 403")
         else:
             for name, entry in keys.listing().items():
                 state = f"revoked {entry['revoked_at']}" if entry["revoked_at"] else "active"
-                print(f"{name:24s} {state:32s} created {entry['created_at']}  {entry['rate_per_second']:g}/s")
+                scopes = ", ".join(entry.get("scopes") or ["every scope (made before scopes: re-issue it)"])
+                print(f"{name:24s} {state:32s} created {entry['created_at']}  {entry['rate_per_second']:g}/s  {scopes}")
     except ValueError as error:
         raise CliError(str(error)) from error
     return 0
@@ -486,6 +488,8 @@ def _refer_everything(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from credit_dagster.serving.api.keys import SCOPES  # the standard library's and the settings' only: no start-up cost
+
     fmt = argparse.RawDescriptionHelpFormatter
     configured = settings.current()
     parser = argparse.ArgumentParser(prog="credit-dagster", description=__doc__, formatter_class=fmt)
@@ -560,11 +564,13 @@ def main(argv: list[str] | None = None) -> int:
     api.add_argument("--port", type=int, default=configured.api_port, help="default 8000 (CREDIT_API_PORT)")
     api.set_defaults(func=_api)
     api_key = command("api-key", help="create, revoke or list the API keys of calling systems", formatter_class=fmt,
-                             epilog="example: credit-dagster api-key create front-office --rate 50\n"
+                             epilog="example: credit-dagster api-key create front-office --rate 50 --scope decisions:read --scope contest\n"
                                     "Keys are stored hashed in CREDIT_API_KEYS (default CREDIT_HOME/api_keys.json).")
     api_key.add_argument("action", choices=["create", "revoke", "list"])
     api_key.add_argument("name", nargs="?", default="", help="the calling system (for create and revoke)")
     api_key.add_argument("--rate", type=float, default=20.0, help="requests per second allowed to this key (bursts of twice that)")
+    api_key.add_argument("--scope", action="append", choices=SCOPES,
+                         help="what the key may do (repeat it): read stored decisions, read letters, contest, score on demand")
     api_key.set_defaults(func=_api_key)
     dash = command("dashboard", help="start the relationship managers' dashboard (Panel), behind a sign-in", formatter_class=fmt,
                           epilog="example: credit-dagster dashboard-user add alice; credit-dagster dashboard, then open "

@@ -49,7 +49,7 @@ def home(scored_home, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def key(home):
-    return keys.create(f"tests-{time.time_ns()}", rate_per_second=10_000)
+    return keys.create(f"tests-{time.time_ns()}", rate_per_second=10_000, scopes=keys.SCOPES)
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def test_stored_decisions_readiness_and_model(client, key, night):
 
 
 def test_keys_are_hashed_revocable_and_rate_limited(client, home):
-    key = keys.create("partner-x", rate_per_second=1)
+    key = keys.create("partner-x", rate_per_second=1, scopes=(keys.READ_DECISIONS,))
     assert key not in (home / "api_keys.json").read_text()
     assert client.get("/v1/model").status_code == 401
     assert client.get("/v1/model", headers={"X-API-Key": "cd_not-a-key"}).status_code == 401
@@ -198,6 +198,25 @@ def test_keys_are_hashed_revocable_and_rate_limited(client, home):
     revoked = client.get("/v1/model", headers={"X-API-Key": key})
     assert revoked.status_code == 403 and "partner-x" not in revoked.text  # the system it belonged to is not said
     assert keys.listing()["partner-x"]["revoked_at"] and "sha256" not in keys.listing()["partner-x"]
+
+
+def test_a_key_does_only_what_its_scopes_say_and_every_read_is_journaled_with_its_caller(client, home, night):
+    from credit_dagster.core import audit as audit_module
+    from credit_dagster.serving.api.runtime import READS_PREFIX
+
+    apps, history, scored = night
+    sk_id = int(scored.index[0])
+    reader = keys.create(f"reader-{time.time_ns()}", rate_per_second=1000, scopes=(keys.READ_DECISIONS,))
+    said = {"X-API-Key": reader}
+    assert client.get(f"/v1/decisions/{sk_id}", headers=said).status_code == 200
+    for refused in (client.get(f"/v1/decisions/{sk_id}/letter", headers=said),
+                    client.post(f"/v1/decisions/{sk_id}/contest", headers=said,
+                                json={"channel": "phone", "received_on": datetime.now(UTC).date().isoformat(), "client_words": ""}),
+                    client.post("/v1/score", headers=said, json=request_of(apps, history, 0))):
+        assert refused.status_code == 403 and "does not have the scope" in refused.text
+    reads, _ = audit_module.read(audit_module.audit_dir(), prefix=READS_PREFIX)
+    mine = reads[reads["caller"] == keys.KeyStore().lookup(reader).name]
+    assert list(mine["read"]) == ["decision"] and list(mine["SK_ID_CURR"]) == [sk_id]  # the refused letter was never read
 
 
 def test_a_request_without_a_valid_key_is_refused_before_its_body_is_read(client, home):
@@ -393,10 +412,13 @@ def test_audit_record_survives_a_sigkill_after_the_answer_and_is_folded_once(hom
 def test_cli_manages_keys(home, capsys):
     from credit_dagster import cli
 
-    assert cli.main(["api-key", "create", "cli-system", "--rate", "5"]) == 0
+    assert cli.main(["api-key", "create", "cli-system", "--rate", "5"]) == 1  # what may it do? said, no key made
+    assert "give the key's scopes (--scope)" in capsys.readouterr().err
+    assert cli.main(["api-key", "create", "cli-system", "--rate", "5", "--scope", "decisions:read", "--scope", "contest"]) == 0
     key = capsys.readouterr().out.strip().splitlines()[-1]
     assert keys.KeyStore().lookup(key).name == "cli-system"
-    assert cli.main(["api-key", "create", "cli-system"]) == 1
+    assert keys.KeyStore().lookup(key).scopes == {keys.READ_DECISIONS, keys.CONTEST}
+    assert cli.main(["api-key", "create", "cli-system", "--scope", "score"]) == 1
     assert "already has an active key" in capsys.readouterr().err
     assert cli.main(["api-key", "revoke", "cli-system"]) == 0
     assert keys.KeyStore().lookup(key).revoked
@@ -581,6 +603,8 @@ def test_a_contest_queues_the_application_and_the_answer_shows_the_human_decisio
     assert journal_is_empty(folder, granted)
     contested = client.post(f"/v1/decisions/{granted}/contest", json=body, headers=said)
     assert contested.status_code == 201 and contested.json()["review_status"] == review.OPEN and contested.json()["contested"]
+    again = client.post(f"/v1/decisions/{granted}/contest", json=body, headers=said)  # a second request while it is reviewed
+    assert again.status_code == 409 and "already under review" in again.text
     journal = ReviewJournal(folder)
     assert journal.case(granted, review.GRANTED).status == review.OPEN  # in the advisors' queue
     recorded = journal.actions_of(granted)[0]
@@ -604,6 +628,12 @@ def test_a_contest_queues_the_application_and_the_answer_shows_the_human_decisio
     assert "<script>" not in letter.text and "&lt;script&gt;" in letter.text
     pdf = client.get(f"/v1/decisions/{granted}/letter?format=pdf", headers=said)
     assert pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
+    # a flood of contests from one system cannot fill the queue: a day's allowance per key
+    other = int(scored.index[scored["decision"] == review.REFUSED][0])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CREDIT_API_CONTESTS_PER_DAY", "1")
+        flood = client.post(f"/v1/decisions/{other}/contest", json=body, headers=said)
+    assert flood.status_code == 429 and "contests today" in flood.text and ReviewJournal(folder).actions_of(other) == []
 
 
 def journal_is_empty(folder, sk_id: int) -> bool:

@@ -74,6 +74,32 @@ def test_an_action_that_may_not_be_taken_says_why(change, words):
         review.apply(review.new_case(9, review.REFER), action)
 
 
+def test_a_contest_never_cancels_a_review_and_a_client_asks_at_most_twice():
+    contested = review.apply(review.new_case(8, review.REFUSED), _action(8, review.CONTEST, "api:x", "", review.REFUSED, 0))
+    with pytest.raises(review.ReviewError, match="already under review"):  # a second request while it is reviewed
+        review.apply(contested, _action(8, review.CONTEST, "api:x", "", review.REFUSED, 1))
+    decided = review.apply(contested, _action(8, review.DECIDE, "ann", review.ADVISOR, review.REFUSED, 1, final=review.REFUSED,
+                                              codes=("affordability",)))
+    again = review.apply(decided, _action(8, review.CONTEST, "api:x", "", review.REFUSED, 2))
+    assert again.status == review.OPEN and again.contests == 2
+    redecided = review.apply(again, _action(8, review.DECIDE, "tom", review.SUPERVISOR, review.REFUSED, 3, final=review.REFUSED,
+                                            codes=("affordability",)))
+    with pytest.raises(review.ReviewError, match="complaints service or the ombudsman"):
+        review.apply(redecided, _action(8, review.CONTEST, "api:x", "", review.REFUSED, 4))
+
+
+def test_a_contest_leaves_an_override_waiting_for_approval():
+    """A night scored again opened the case; an advisor asks to keep the earlier grant against the new
+    score (an override); the client's request meanwhile leaves it waiting for the supervisor."""
+    rescored = review.apply(review.new_case(11, review.REFUSED),
+                            dataclasses.replace(_action(11, review.RESCORE, review.RESCORER, "", review.REFUSED, 0), final=review.GRANTED))
+    assert (rescored.status, rescored.final_decision, rescored.rescored) == (review.OPEN, review.GRANTED, True)
+    pending = review.apply(rescored, _action(11, review.DECIDE, "ann", review.ADVISOR, review.REFUSED, 1, final=review.GRANTED))
+    assert pending.status == review.WAITING
+    asked = review.apply(pending, _action(11, review.CONTEST, "api:x", "", review.REFUSED, 2))
+    assert (asked.status, asked.requested_by, asked.contested) == (review.WAITING, "ann", True)
+
+
 def test_two_reviewers_at_once_one_wins_and_the_other_is_told(tmp_path):
     journal, outcomes, gate = ReviewJournal(tmp_path), [], threading.Barrier(8)
 

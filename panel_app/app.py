@@ -37,9 +37,9 @@ def create_app() -> pn.viewable.Viewable:
 # Panel's pages run inline scripts and Bokeh's callbacks compile code in the browser, so scripts
 # need 'unsafe-inline' and 'unsafe-eval'; everything else is this server's own: nothing is loaded
 # from, sent to or framed by another site.
-CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval' blob:; worker-src 'self' blob:; style-src 'self' 'unsafe-inline'; "
-                           "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
-                           "form-action 'self'; base-uri 'self'; object-src 'none'")
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval' blob:; worker-src 'self' blob:; "
+                           "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
+                           "frame-ancestors 'none'; form-action 'self'; base-uri 'self'; object-src 'none'")
 
 
 class SecurityHeaders(OutputTransform):

@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="where the API listens")
     api_port: int = Field(8000, description="the API's port")
     api_max_batch: int = Field(1000, gt=0, description="applications per batch call")
+    api_contests_per_day: int = Field(500, ge=1, description="contests one API key may record in a day (a flood cannot fill the queue)")
     api_max_body_bytes: int = Field(20_000_000, gt=0, description="larger bodies get 413")
     api_scorers: int = Field(2, ge=1, description="on-demand rounds scored at once, one process each")
     api_keys: Path | None = Field(None, description="the API key store (default CREDIT_HOME/api_keys.json)")

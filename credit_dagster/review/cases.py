@@ -71,6 +71,7 @@ RESCORER = "system:re-score"
 ACTIONS = (DECIDE, APPROVE, SEND_BACK, CONTEST, RESCORE)
 OPEN, WAITING, DECIDED, CLOSED = "open", "waiting for approval", "decided", "decided by the model"
 MAX_NOTE = 2000  # characters: a note is the reviewer's words, bounded and never interpreted
+MAX_CONTESTS = 2  # human reviews a client may ask for on one application (then: the complaints service)
 CHANNELS = ("phone", "letter", "branch", "e-mail", "the lender's other systems")  # how a client asks for a review
 
 
@@ -133,6 +134,7 @@ class Case:
     waiting_since: str | None = None  # the day the latest contest was received, or the night re-scored (it waits from then)
     rescored: bool = False  # a new score of its night would change the decision that stood
     sent_back: bool = False  # a supervisor sent an override back: an advisor decides again
+    contests: int = 0  # how many times the client asked for a human review
     decided_at: str | None = None  # when a person's decision came to stand (a decision, or its approval)
 
 
@@ -151,8 +153,15 @@ def apply(case: Case, action: Action) -> Case:
         raise ReviewError(f"the note has {len(action.note)} characters; at most {MAX_NOTE}")
     done = replace(case, revision=case.revision + 1, updated_at=action.at)
     if action.action == CONTEST:
-        return replace(done, status=OPEN, contested=True, note=action.note,
-                       waiting_since=action.received_on or action.at[:10])
+        # a contest never cancels a review under way (an override waiting for approval stays waiting), and a
+        # client asks a person at most MAX_CONTESTS times: a flood of requests cannot keep reopening a case
+        if case.contested and case.status in (OPEN, WAITING):
+            raise ReviewError(f"application {case.sk_id} is already under review at the client's request")
+        if case.contests >= MAX_CONTESTS:
+            raise ReviewError(f"application {case.sk_id} was reviewed at the client's request {case.contests} times: a further "
+                              "complaint goes to the lender's complaints service or the ombudsman")
+        return replace(done, status=WAITING if case.status == WAITING else OPEN, contested=True, note=action.note,
+                       contests=case.contests + 1, waiting_since=action.received_on or action.at[:10])
     if action.action == RESCORE:  # `final`: the decision that stood; `model_decision`: the new score's
         rescored = replace(done, model_decision=action.model_decision)
         if case.status != CLOSED:

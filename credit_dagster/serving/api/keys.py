@@ -21,6 +21,10 @@ from pathlib import Path
 from credit_dagster.core import settings
 
 DEFAULT_RATE = 20.0  # requests per second per key, sustained; bursts of twice that
+# what a key may do; a calling system gets the scopes it needs, no more (a key made before scopes
+# existed has them all, until it is re-issued)
+READ_DECISIONS, READ_LETTERS, CONTEST, SCORE = "decisions:read", "letters:read", "contest", "score"
+SCOPES = (READ_DECISIONS, READ_LETTERS, CONTEST, SCORE)
 
 
 def keys_path() -> Path:
@@ -43,15 +47,18 @@ def _write(path: Path, entries: dict) -> None:
     os.replace(tmp, path)
 
 
-def create(name: str, rate_per_second: float = DEFAULT_RATE, path: Path | None = None) -> str:
-    """A new key for `name` (a calling system); returns the key, which is not stored."""
+def create(name: str, rate_per_second: float = DEFAULT_RATE, path: Path | None = None, *, scopes: tuple[str, ...]) -> str:
+    """A new key for `name` (a calling system) that may do `scopes`; returns the key, which is not stored."""
     path = path or keys_path()
     entries = _read(path)
     if name in entries and not entries[name].get("revoked_at"):
         raise ValueError(f"{name} already has an active key: revoke it first")
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if not scopes or unknown:
+        raise ValueError(f"give the key's scopes (--scope), each one of {', '.join(SCOPES)}" + (f"; not {', '.join(unknown)}" if unknown else ""))
     key = f"cd_{secrets.token_urlsafe(32)}"
     entries[name] = {"sha256": _digest(key), "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                     "revoked_at": None, "rate_per_second": rate_per_second}
+                     "revoked_at": None, "rate_per_second": rate_per_second, "scopes": sorted(set(scopes))}
     _write(path, entries)
     return key
 
@@ -75,6 +82,7 @@ class Caller:
     name: str
     revoked: bool
     rate_per_second: float
+    scopes: frozenset[str] = frozenset(SCOPES)
 
 
 class KeyStore:
@@ -91,7 +99,8 @@ class KeyStore:
         stamp = self.path.stat().st_mtime_ns if self.path.exists() else None
         with self._lock:
             if stamp != self._stamp:
-                self._by_digest = {e["sha256"]: Caller(name, bool(e.get("revoked_at")), float(e.get("rate_per_second", DEFAULT_RATE)))
+                self._by_digest = {e["sha256"]: Caller(name, bool(e.get("revoked_at")), float(e.get("rate_per_second", DEFAULT_RATE)),
+                                                       frozenset(e.get("scopes", SCOPES)))
                                    for name, e in _read(self.path).items()}
                 self._stamp = stamp
             return self._by_digest.get(_digest(key))

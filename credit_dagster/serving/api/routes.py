@@ -3,7 +3,7 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
@@ -15,7 +15,7 @@ from credit_dagster.serving.api.runtime import Runtime
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="a key from `credit-dagster api-key create NAME`")
 ERRORS = {
     401: {"description": "no API key, or an unknown one"},
-    403: {"description": "the API key was revoked"},
+    403: {"description": "the API key was revoked, or lacks the scope of this call"},
     413: {"description": "the body is larger than CREDIT_API_MAX_BODY_BYTES"},
     422: {"description": "a field is missing, mistyped, out of range or unknown: `detail` names it"},
     429: {"description": "over this key's rate limit: retry after `Retry-After` seconds"},
@@ -35,6 +35,18 @@ def caller(request: Request, key: Annotated[str | None, Depends(API_KEY)]) -> ke
 
 Caller = Annotated[keys.Caller, Depends(caller)]
 Api = Annotated[Runtime, Depends(runtime)]
+
+
+def may(scope: str):
+    """A caller whose key carries `scope` (403 otherwise: the key is known, the act is not its)."""
+    def check(who: Caller) -> keys.Caller:
+        if scope not in who.scopes:
+            raise HTTPException(403, f"this API key does not have the scope {scope}")
+        return who
+    return Annotated[keys.Caller, Depends(check)]
+
+
+ReadsDecisions, ReadsLetters, Contests, Scores = may(keys.READ_DECISIONS), may(keys.READ_LETTERS), may(keys.CONTEST), may(keys.SCORE)
 
 status = APIRouter()
 
@@ -56,14 +68,15 @@ decisions = APIRouter(prefix="/v1", responses=ERRORS)
 
 @decisions.get("/decisions/{sk_id_curr}", response_model=schemas.StoredDecision, summary="The stored nightly decision of an application",
                responses={404: {"description": "no nightly decision for this SK_ID_CURR"}})
-def stored_decision(sk_id_curr: Annotated[int, PathParam(ge=0, le=schemas.INT64[1])], api: Api, who: Caller):
-    return api.stored_decision(sk_id_curr)
+def stored_decision(sk_id_curr: Annotated[int, PathParam(ge=0, le=schemas.INT64[1])], api: Api, who: ReadsDecisions):
+    return api.stored_decision(sk_id_curr, who)
 
 
 @decisions.post("/decisions/{sk_id_curr}/contest", response_model=schemas.ReviewState, status_code=201,
                 summary="A client asks for a human review of the decision",
-                responses={404: {"description": "no nightly decision for this SK_ID_CURR"}})
-def contest(sk_id_curr: Annotated[int, PathParam(ge=0, le=schemas.INT64[1])], body: schemas.ContestRequest, api: Api, who: Caller):
+                responses={404: {"description": "no nightly decision for this SK_ID_CURR"},
+                           409: {"description": "already under review at the client's request, or reviewed as often as a client may ask"}})
+def contest(sk_id_curr: Annotated[int, PathParam(ge=0, le=schemas.INT64[1])], body: schemas.ContestRequest, api: Api, who: Contests):
     """Puts the application in the advisors' review queue, whatever the model decided. Authenticated by the
     calling system's key (a header, never a cookie: no cross-site request can carry it)."""
     return api.contest(sk_id_curr, body, who)
@@ -72,12 +85,12 @@ def contest(sk_id_curr: Annotated[int, PathParam(ge=0, le=schemas.INT64[1])], bo
 @decisions.get("/decisions/{sk_id_curr}/letter", summary="The letter due to the client now (HTML, or PDF with format=pdf)",
                response_class=HTMLResponse, responses={404: {"description": "no nightly decision for this SK_ID_CURR"},
                                                        200: {"content": {"application/pdf": {}}}})
-def letter(sk_id_curr: Annotated[int, PathParam(ge=0, le=schemas.INT64[1])], api: Api, who: Caller,
+def letter(sk_id_curr: Annotated[int, PathParam(ge=0, le=schemas.INT64[1])], api: Api, who: ReadsLetters,
            format: Literal["html", "pdf"] = "html"):
     if format == "pdf":
-        return Response(api.letter(sk_id_curr, pdf=True), media_type="application/pdf",
+        return Response(api.letter(sk_id_curr, who, pdf=True), media_type="application/pdf",
                         headers={"Content-Disposition": f'attachment; filename="letter_{sk_id_curr}.pdf"'})
-    return HTMLResponse(api.letter(sk_id_curr, pdf=False))
+    return HTMLResponse(api.letter(sk_id_curr, who, pdf=False))
 
 
 @decisions.get("/model", response_model=schemas.ModelSummary, summary="The champion model")
@@ -96,11 +109,11 @@ def scoring_router(batch_request: type[BaseModel]) -> APIRouter:
     router = APIRouter(prefix="/v1", responses=ERRORS)
 
     @router.post("/score", response_model=schemas.OnDemandDecision, summary="Score one application now")
-    def score_one(body: schemas.ScoreRequest, api: Api, who: Caller):
+    def score_one(body: schemas.ScoreRequest, api: Api, who: Scores):
         return api.score([body], body.on_unknown_category, who)[0]
 
     @router.post("/score/batch", response_model=schemas.BatchResponse, summary="Score up to CREDIT_API_MAX_BATCH applications now")
-    def score_batch(body: batch_request, api: Api, who: Caller):  # type: ignore[valid-type]
+    def score_batch(body: batch_request, api: Api, who: Scores):  # type: ignore[valid-type]
         return {"decisions": api.score(body.applications, body.on_unknown_category, who)}
 
     return router

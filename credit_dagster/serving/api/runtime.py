@@ -34,6 +34,7 @@ from credit_dagster.serving import ondemand
 from credit_dagster.serving.api import keys, schemas
 
 log = logging.getLogger("credit_dagster.api")
+READS_PREFIX = "reads_"  # beside the on-demand audit: every read of a person's decision or letter, with its caller
 
 
 class Serving:
@@ -259,6 +260,8 @@ class Runtime:
         self.journal = journal or ReviewJournal()
         self.key_store = key_store or keys.KeyStore()
         self.audit_log = audit_log or audit.AuditLog()
+        # who read whose decision or letter, as the dashboard's access log says of its users
+        self.reads = audit.AuditLog(self.audit_log.folder, prefix=READS_PREFIX)
         self.limiter = keys.RateLimiter()
         self.scorer = ScoringProcess(self.serving.registry.root, self.serving.snapshot, scorers())
         self.coalescer = Coalescer(self._score_round, in_flight=self.scorer.processes)
@@ -305,10 +308,15 @@ class Runtime:
             raise HTTPException(404, f"no nightly decision for SK_ID_CURR {sk_id_curr}")
         return scored.loc[sk_id_curr].to_dict() | {"SK_ID_CURR": sk_id_curr}
 
-    def stored_decision(self, sk_id_curr: int) -> dict:
+    def _read_by(self, who: keys.Caller, what: str, sk_id_curr: int) -> None:
+        self.reads.append([{"at": datetime.now(UTC).isoformat(timespec="milliseconds"), "caller": who.name, "read": what,
+                            "SK_ID_CURR": sk_id_curr}])
+
+    def stored_decision(self, sk_id_curr: int, who: keys.Caller) -> dict:
         """The night's decision, and the one that stands now (a person's, once decided), from the review journal itself:
-        an action shows on the next request, not after the next fold."""
+        an action shows on the next request, not after the next fold. Journaled with its caller."""
         row = self._stored(sk_id_curr)
+        self._read_by(who, "decision", sk_id_curr)
         case = self.journal.case(sk_id_curr, row["decision"])
         return {**_decision_fields(row), "night": row["partition_date"], **review_fields(case, str(row["partition_date"])),
                 "refer_everything": refer_all.state().on}
@@ -317,13 +325,22 @@ class Runtime:
         """Put the application in the review queue at its client's request, whatever the model decided;
         journaled (fsync'ed) before the answer leaves."""
         row = self._stored(sk_id_curr)
-        case = self.journal.record(sk_id_curr, review.CONTEST, user=f"api:{who.name}", role="", model_version=str(row["model_version"]),
-                                   model_decision=str(row["decision"]), revision=None, note=body.client_words,
-                                   channel=body.channel, received_on=body.received_on.isoformat())
+        today = datetime.now(UTC).date().isoformat()
+        recorded = sum(a.user == f"api:{who.name}" and a.action == review.CONTEST and a.at.startswith(today) for a in self.journal.actions())
+        if recorded >= settings.current().api_contests_per_day:
+            raise HTTPException(429, f"this key recorded {recorded} contests today (CREDIT_API_CONTESTS_PER_DAY): try tomorrow",
+                                headers={"Retry-After": "3600"})
+        try:
+            case = self.journal.record(sk_id_curr, review.CONTEST, user=f"api:{who.name}", role="", model_version=str(row["model_version"]),
+                                       model_decision=str(row["decision"]), revision=None, note=body.client_words,
+                                       channel=body.channel, received_on=body.received_on.isoformat())
+        except review.ReviewError as refused:  # already under review, or asked too often: said, nothing recorded
+            raise HTTPException(409, str(refused)) from None
         return review_fields(case, str(row["partition_date"]))
 
-    def letter(self, sk_id_curr: int, pdf: bool) -> str | bytes:
-        """The letter due to the client now (the decision, or the outcome of the review they asked for)."""
+    def letter(self, sk_id_curr: int, who: keys.Caller, pdf: bool) -> str | bytes:
+        """The letter due to the client now (the decision, or the outcome of the review they asked for); journaled with its caller."""
+        self._read_by(who, "letter", sk_id_curr)
         said = letters.due(self._stored(sk_id_curr), self.journal, bool(self.serving.tables()[Table.MODEL_SUMMARY].iloc[0]["synthetic"]))
         try:
             return letters.to_pdf(said) if pdf else letters.to_html(said)
