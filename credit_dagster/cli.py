@@ -480,7 +480,8 @@ def _refer_everything(args: argparse.Namespace) -> int:
             raise CliError(f"refer-everything {args.action} needs --by (a supervisor of the dashboard) and --why")
         role = auth.roles().get(args.by, "")
         try:
-            refer_all.set_switch(args.action == "on", by=args.by, role=role, why=args.why)
+            # --by is a supervisor of the users file; who ran the command is recorded beside it, not taken on trust
+            refer_all.set_switch(args.action == "on", by=args.by, role=role, why=args.why, operator=getpass.getuser())
         except (PermissionError, ValueError) as refused:
             raise CliError(str(refused)) from None
     print(refer_all.state().sentence())

@@ -433,6 +433,21 @@ def test_signing_out_removing_a_user_or_changing_a_password_ends_the_session_on_
                 assert not _opens(base, dict(client.cookies)), user
 
 
+def test_an_advisor_reads_the_model_card_but_not_a_supervisors_reports(served, scored_home):
+    import httpx
+
+    base, access = served
+    drift = next((scored_home / "reports" / "drift").glob("drift_*.html")).name
+    for user, may_read_drift in (("carol", False), ("alice", True)):
+        with httpx.Client(base_url=base, timeout=60, follow_redirects=False) as client:
+            _sign_in(client, user)
+            assert client.get("/reports/model_card.html").status_code == 200
+            for report in (f"/reports/drift/{drift}", "/reports/raw_data_profile.html"):
+                assert client.get(report).status_code == (200 if may_read_drift else 403), (user, report)
+    log, _ = audit.read(access, prefix="access_")
+    assert ((log["user"] == "carol") & (log["event"] == "refused: a supervisor's report")).sum() == 2
+
+
 def test_a_session_unused_for_the_idle_time_is_signed_out(scored_home, snapshot_file, tmp_path):
     import httpx
 

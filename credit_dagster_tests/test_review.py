@@ -357,6 +357,27 @@ def test_refer_everything_is_journaled_by_a_supervisor_only(tmp_path):
     assert [(r["on"], r["by"]) for r in lines] == [(True, "sue"), (False, "tom")]  # both kept, in order
 
 
+def test_the_command_line_switch_takes_no_name_on_trust(tmp_path, monkeypatch, capsys):
+    """`--by` must be a supervisor of the users file, and the account that ran the command is kept beside it."""
+    import getpass
+
+    from credit_dagster import cli
+    from credit_dagster.core import refer_all
+    from panel_app import auth
+
+    monkeypatch.setenv("CREDIT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CREDIT_REVIEW_JOURNAL_DIR", str(tmp_path / "journal"))
+    monkeypatch.setenv("CREDIT_DASHBOARD_USERS", str(tmp_path / "users.json"))
+    auth.set_user("ann", "a long enough passphrase", tmp_path / "users.json", role=auth.ADVISOR)
+    auth.set_user("sue", "a long enough passphrase", tmp_path / "users.json", role=auth.SUPERVISOR)
+    for name in ("ann", "mallory"):  # an advisor, and a name nobody has
+        assert cli.main(["refer-everything", "on", "--by", name, "--why", "test"]) == 1
+        assert "only a supervisor" in capsys.readouterr().err
+    assert not refer_all.state().on
+    assert cli.main(["refer-everything", "on", "--by", "sue", "--why", "feed broken"]) == 0
+    assert refer_all.state().on and refer_all.state().operator == getpass.getuser()
+
+
 @pytest.mark.slow
 def test_refer_everything_refers_a_night_while_the_fold_runs_beside_it(tmp_path, scored_home):
     """Switched on, a night refers every application, with the first reason and a line in its

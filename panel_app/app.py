@@ -12,7 +12,8 @@ import sys
 
 import jinja2
 import panel as pn
-from tornado.web import OutputTransform
+from panel.io.server import AuthenticatedStaticFileHandler
+from tornado.web import HTTPError, OutputTransform, authenticated
 
 from credit_dagster.core import settings
 from credit_dagster.core.settings import reports_dir
@@ -60,6 +61,24 @@ class SecurityHeaders(OutputTransform):
         return status_code, headers, chunk
 
 
+# what only a supervisor reads: whole-population figures of the platform (drift, the raw data's profile)
+SUPERVISOR_REPORTS = ("drift/", "raw_data_profile")
+
+
+class ReportHandler(AuthenticatedStaticFileHandler):
+    """The reports behind the sign-in, each to the role that may read it: the model card to every
+    signed-in user, the drift reports and the raw data's profile to supervisors (an advisor asking
+    for one by its address is refused, and it is logged)."""
+
+    @authenticated
+    async def get(self, path: str, include_body: bool = True):
+        signed_in = self.application.auth_provider.get_user is not None
+        if signed_in and path.startswith(SUPERVISOR_REPORTS) and auth.role_of(self.current_user) != auth.SUPERVISOR:
+            auth.record(self.current_user, "refused: a supervisor's report", report=path[:100])
+            raise HTTPError(403, "a supervisor's report")
+        return await super().get(path, include_body)
+
+
 def server_options(no_login: bool) -> dict:
     """How users sign in, from the environment: an OAuth provider, else the users file."""
     provider = settings.current().dashboard_oauth_provider
@@ -85,9 +104,10 @@ def serve(port: int, address: str, no_login: bool = False) -> None:
         print(f"warning: letters to real clients are refused until {' and '.join(unset)} are set (or CREDIT_DEMO=true)",
               file=sys.stderr)
     # BokehJS, Panel's scripts and the reports all come from this server: no internet needed.
-    # The reports (model card, drift) sit behind the same sign-in as the page.
-    pn.serve({"app": create_app}, port=port, address=address, show=False, title=TITLE,
-             static_dirs={"reports": str(reports_dir())}, transforms=[SecurityHeaders], **options)
+    # The reports (model card, drift) sit behind the same sign-in as the page, each for its roles.
+    pn.serve({"app": create_app}, port=port, address=address, show=False, title=TITLE, transforms=[SecurityHeaders],
+             extra_patterns=[(r"/reports/(.*)", ReportHandler, {"path": str(reports_dir()), "default_filename": "index.html"})],
+             **options)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ class Switch:
     by: str | None = None
     at: str | None = None
     why: str = ""
+    operator: str | None = None  # the operating-system account that ran the command (the command line's switches)
 
     def sentence(self) -> str:
         if not self.on:
@@ -73,7 +74,7 @@ def state(folder: Path | None = None) -> Switch:
     return found
 
 
-def set_switch(on: bool, *, by: str, role: str, why: str, folder: Path | None = None) -> Switch:
+def set_switch(on: bool, *, by: str, role: str, why: str, folder: Path | None = None, operator: str | None = None) -> Switch:
     """Switch on or off, journaled before it is confirmed. Only a supervisor may; a reason is required."""
     if role != "supervisor":
         raise PermissionError(f"only a supervisor may switch refer everything {'on' if on else 'off'}; {by} is {role or 'no reviewer'}")
@@ -82,6 +83,6 @@ def set_switch(on: bool, *, by: str, role: str, why: str, folder: Path | None = 
         raise ValueError("say why refer everything is switched " + ("on" if on else "off"))
     if len(why) > MAX_WHY:
         raise ValueError(f"the reason has {len(why)} characters; at most {MAX_WHY}")
-    switch = Switch(on=on, by=by, at=datetime.now(UTC).isoformat(), why=why)
+    switch = Switch(on=on, by=by, at=datetime.now(UTC).isoformat(), why=why, operator=operator)
     audit.AuditLog(folder or switch_dir(), prefix=PREFIX).append([asdict(switch)])
     return switch
