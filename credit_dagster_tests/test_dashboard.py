@@ -369,11 +369,26 @@ def test_after_sign_in_the_browser_stays_on_this_site(served, target):
 
     base, _ = served
     with httpx.Client(base_url=base, timeout=30, follow_redirects=False) as client:
-        client.get("/login", params={"next": target})
-        client.cookies.set("next_url", target)  # as if Panel had kept it
-        signed = client.post("/login", data={"username": "alice", "password": PASSWORD})
+        token = _form_token(client, next=target)
+        assert "evil" not in client.cookies.get("next_url", "")  # not even kept
+        client.cookies.set("next_url", target)  # as if it had been
+        signed = client.post("/login", data={"username": "alice", "password": PASSWORD, "csrf": token})
     assert signed.status_code == 302 and signed.headers["location"].startswith("/") and "evil" not in signed.headers["location"]
     assert not signed.headers["location"].startswith("//")
+
+
+def test_a_sign_in_posted_from_another_site_is_refused(served):
+    """Without the token of this site's own form (another site's page posting to /login), the right
+    password signs nobody in."""
+    import httpx
+
+    base, _ = served
+    with httpx.Client(base_url=base, timeout=30, follow_redirects=False) as client:
+        forged = client.post("/login", data={"username": "alice", "password": PASSWORD})
+        assert "error=" in forged.headers["location"] and auth.SESSION_COOKIE not in forged.headers.get("set-cookie", "")
+        _form_token(client)
+        forged = client.post("/login", data={"username": "alice", "password": PASSWORD, "csrf": "guessed"})
+        assert "error=" in forged.headers["location"] and auth.SESSION_COOKIE not in forged.headers.get("set-cookie", "")
 
 
 def test_guessing_a_password_is_slowed_then_stopped_and_the_right_one_waits_too(scored_home, snapshot_file, tmp_path):
@@ -382,11 +397,12 @@ def test_guessing_a_password_is_slowed_then_stopped_and_the_right_one_waits_too(
     # a server of its own: the guesses back its address off, which would lock the other tests out
     with (_dashboard_server(scored_home, snapshot_file, tmp_path) as (base, access),
           httpx.Client(base_url=base, timeout=60, follow_redirects=False) as client):
+        token = _form_token(client)
         for _ in range(auth.FREE_TRIES):
-            refused = client.post("/login", data={"username": "carol", "password": "wrong guess, again"})
+            refused = client.post("/login", data={"username": "carol", "password": "wrong guess, again", "csrf": token})
             assert "error=Invalid" in refused.headers["location"]
         started = time.monotonic()
-        right = client.post("/login", data={"username": "carol", "password": PASSWORD})  # during the back-off
+        right = client.post("/login", data={"username": "carol", "password": PASSWORD, "csrf": token})  # during the back-off
         assert "error=Too+many" in right.headers["location"] and "user=" not in right.headers.get("set-cookie", "")
         assert time.monotonic() - started < 1  # refused at once, without hashing
         page = client.get(right.headers["location"]).text
@@ -395,8 +411,14 @@ def test_guessing_a_password_is_slowed_then_stopped_and_the_right_one_waits_too(
         assert (log["event"] == "sign-in refused: too many attempts").sum() >= 1
 
 
+def _form_token(client, **query) -> str:
+    """The sign-in form's token, as a browser gets it with the page."""
+    page = client.get("/login", params=query).text
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
 def _sign_in(client, user: str = "alice"):
-    signed = client.post("/login", data={"username": user, "password": PASSWORD})
+    signed = client.post("/login", data={"username": user, "password": PASSWORD, "csrf": _form_token(client)})
     assert signed.status_code == 302 and "error" not in signed.headers["location"], signed.headers
     return signed
 

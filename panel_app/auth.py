@@ -132,6 +132,7 @@ def remove_user(name: str, path: Path | None = None) -> bool:
 
 
 SESSION_COOKIE = "credit_session"
+CSRF_COOKIE = "credit_sign_in"  # the sign-in form's token, which only this site's page can send back
 SEEN_EVERY = 30  # seconds: how often a session's last use is written (not at every request)
 
 
@@ -269,8 +270,20 @@ class HashedLoginHandler(BasicLoginHandler):
     def _again(self, error: str) -> None:
         self.redirect(f"{self.request.path}?error={url_escape(error)}")
 
+    def get(self):
+        """The form, with a token only this browser holds (in a SameSite=Strict cookie): another site
+        cannot post a sign-in of its own choosing. Where to go after it is kept to this site."""
+        https = self.request.protocol == "https"
+        self.set_cookie("next_url", same_site(self.get_argument("next", "/")), httponly=True, samesite="Strict", secure=https)
+        token = secrets.token_urlsafe(24)
+        self.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="Strict", secure=https)
+        self.write(self._login_template.render(login_endpoint=self._login_endpoint, errormessage=self.get_argument("error", ""),
+                                               csrf=token))
+
     async def post(self):
         username, password = self.get_argument("username", "")[:200], self.get_argument("password", "")
+        if not hmac.compare_digest(self.get_argument("csrf", ""), self.get_cookie(CSRF_COOKIE, "") or "-"):
+            return self._again("Invalid username or password")  # not this site's form: refused like a wrong password
         keys = (("user", username), ("address", str(self.request.remote_ip)))
         if THROTTLE.wait(*keys) > 0:
             access_log().append([{"at": _now(), "user": username[:100], "event": "sign-in refused: too many attempts",
