@@ -414,9 +414,17 @@ def _api(args: argparse.Namespace) -> int:
     from credit_dagster.serving.api.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    print(f"Scoring API on http://{args.host}:{args.port} (OpenAPI docs at /docs; snapshot and models under {settings.credit_home()})")
+    try:
+        tls = settings.tls()
+    except ValueError as wrong:
+        raise CliError(str(wrong)) from None
+    if warning := settings.plain_http_warning(args.host):
+        print(f"warning: {warning}", file=sys.stderr)
+    scheme = "https" if tls else "http"
+    print(f"Scoring API on {scheme}://{args.host}:{args.port} (OpenAPI docs at /docs; snapshot and models under {settings.credit_home()})")
     # uvicorn's access log is off: the API logs one line per request itself, ids only
-    uvicorn.run(create_app(), host=args.host, port=args.port, access_log=False, log_level="warning", timeout_graceful_shutdown=5)
+    uvicorn.run(create_app(), host=args.host, port=args.port, access_log=False, log_level="warning", timeout_graceful_shutdown=5,
+                **({"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}))
     return 0
 
 
@@ -448,7 +456,11 @@ def _dashboard(args: argparse.Namespace) -> int:
         app.server_options(args.no_login)  # no sign-in possible: say so before announcing an address
     except SystemExit as refused:
         raise CliError(str(refused)) from None
-    print(f"Dashboard on http://{args.address}:{args.port}/app (snapshot and sign-in under {settings.credit_home()})")
+    try:
+        scheme = "https" if settings.tls() else "http"
+    except ValueError as wrong:
+        raise CliError(str(wrong)) from None
+    print(f"Dashboard on {scheme}://{args.address}:{args.port}/app (snapshot and sign-in under {settings.credit_home()})")
     return app.main(["--port", str(args.port), "--address", args.address, *(["--no-login"] if args.no_login else [])])
 
 

@@ -191,3 +191,14 @@ def database():
         reachable_or_skip(f"PostgreSQL at {SERVER.split('@')[-1]} (CREDIT_TEST_PG_URL)", error)
     with fresh_database() as url:
         yield url
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made here with Debian's openssl (a test's own CA)."""
+    import subprocess
+
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key

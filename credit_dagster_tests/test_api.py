@@ -360,19 +360,40 @@ def _gone(pid: int, seconds: float) -> bool:
     return False
 
 
-def _api_server() -> tuple[subprocess.Popen, str]:
+def _api_server(env: dict | None = None, verify: str | bool = True) -> tuple[subprocess.Popen, str]:
     """`credit-dagster api` in a process of its own, once it answers /health; its output piped."""
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "credit_dagster.cli", "api", "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
+    base = f"{'https' if env and 'CREDIT_TLS_CERT' in env else 'http'}://127.0.0.1:{port}"
     for _ in range(300):
         try:
-            if httpx.get(f"{base}/health").status_code == 200:
+            if httpx.get(f"{base}/health", verify=verify).status_code == 200:
                 break
         except httpx.HTTPError:
             time.sleep(0.1)
     return server, base
+
+
+@pytest.mark.slow
+def test_the_api_serves_https_with_a_certificate_and_says_so(home, tmp_path):
+    """CREDIT_TLS_CERT and CREDIT_TLS_KEY: HTTPS only on that port, with HSTS; a plain-HTTP request gets no answer."""
+    import ssl
+
+    from credit_dagster_tests.conftest import self_signed
+
+    cert, key = self_signed(tmp_path)
+    trusted = ssl.create_default_context(cafile=str(cert))
+    server, base = _api_server({"CREDIT_TLS_CERT": str(cert), "CREDIT_TLS_KEY": str(key)}, verify=trusted)
+    try:
+        health = httpx.get(f"{base}/health", verify=trusted)
+        assert health.status_code == 200 and health.headers["strict-transport-security"].startswith("max-age=")
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(base.replace("https", "http") + "/health", timeout=5)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=30)[0]
+    assert f"Scoring API on {base}" in output
 
 
 @pytest.mark.slow  # the full suite (CI) runs it; the everyday subset stays under 3 minutes

@@ -470,6 +470,27 @@ def test_an_advisor_reads_the_model_card_but_not_a_supervisors_reports(served, s
     assert ((log["user"] == "carol") & (log["event"] == "refused: a supervisor's report")).sum() == 2
 
 
+def test_the_dashboard_serves_https_and_its_cookies_are_secure_there(scored_home, snapshot_file, tmp_path):
+    import ssl
+
+    import httpx
+
+    from credit_dagster_tests.conftest import self_signed
+
+    cert, key = self_signed(tmp_path)
+    trusted = ssl.create_default_context(cafile=str(cert))
+    with _dashboard_server(scored_home, snapshot_file, tmp_path, CREDIT_TLS_CERT=str(cert), CREDIT_TLS_KEY=str(key)) as (base, _):
+        secure = base.replace("http://", "https://")
+        with httpx.Client(base_url=secure, timeout=60, follow_redirects=False, verify=trusted) as client:
+            form = client.get("/login")
+            assert form.status_code == 200 and form.headers["strict-transport-security"].startswith("max-age=")
+            signed = _sign_in(client)
+            cookies = [h.lower() for h in signed.headers.get_list("set-cookie")]
+            session = next(c for c in cookies if c.startswith(auth.SESSION_COOKIE))
+            assert "secure" in session and "samesite=strict" in session and "httponly" in session
+            assert client.get("/app").status_code == 200
+
+
 def test_a_session_unused_for_the_idle_time_is_signed_out(scored_home, snapshot_file, tmp_path):
     import httpx
 

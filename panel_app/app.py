@@ -100,6 +100,9 @@ def serve(port: int, address: str, no_login: bool = False) -> None:
     # SIGTERM to its SIGINT handler, ignored in a script's background job, and children inherit
     # an ignored signal (Panel handles SIGINT itself).
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if warning := settings.plain_http_warning(address):
+        print(f"warning: {warning}", file=sys.stderr)
+    tls = settings.tls()
     if unset := settings.unsigned_letters():  # said at start, not first by a client's missing letter
         print(f"warning: letters to real clients are refused until {' and '.join(unset)} are set (or CREDIT_DEMO=true)",
               file=sys.stderr)
@@ -107,7 +110,7 @@ def serve(port: int, address: str, no_login: bool = False) -> None:
     # The reports (model card, drift) sit behind the same sign-in as the page, each for its roles.
     pn.serve({"app": create_app}, port=port, address=address, show=False, title=TITLE, transforms=[SecurityHeaders],
              extra_patterns=[(r"/reports/(.*)", ReportHandler, {"path": str(reports_dir()), "default_filename": "index.html"})],
-             **options)
+             **({"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}), **options)
 
 
 def main(argv: list[str] | None = None) -> int:

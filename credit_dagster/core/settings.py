@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     celery_broker: str = Field("pyamqp://guest:guest@127.0.0.1:5672//", description="the Celery broker (RabbitMQ)")
     celery_backend: str = Field("rpc://", description="where Celery workers send results back")
     # the API
+    tls_cert: Path | None = Field(None, description="a PEM certificate (chain): the API and the dashboard serve HTTPS with it and CREDIT_TLS_KEY")
+    tls_key: Path | None = Field(None, description="the certificate's private key (PEM, readable by the platform's user only)")
     api_host: str = Field("127.0.0.1", description="where the API listens")
     api_port: int = Field(8000, description="the API's port")
     api_max_batch: int = Field(1000, gt=0, description="applications per batch call")
@@ -197,3 +199,19 @@ def unsigned_letters() -> list[str]:
     if now.demo:
         return []
     return [f"CREDIT_{name.upper()}" for name in ("lender_name", "review_contact") if getattr(now, name) == Settings.model_fields[name].default]
+
+
+def tls() -> tuple[str, str] | None:
+    """The certificate and key files the servers use for HTTPS, or None for plain HTTP (ValueError: only one given)."""
+    now = current()
+    if bool(now.tls_cert) != bool(now.tls_key):
+        raise ValueError("give both CREDIT_TLS_CERT and CREDIT_TLS_KEY, or neither")
+    return (str(now.tls_cert), str(now.tls_key)) if now.tls_cert else None
+
+
+def plain_http_warning(host: str) -> str | None:
+    """What to say when a server would speak plain HTTP beyond this machine."""
+    if tls() is None and host not in ("127.0.0.1", "localhost", "::1"):
+        return (f"serving plain HTTP on {host}: passwords, cookies and client data cross the network unencrypted; set "
+                "CREDIT_TLS_CERT and CREDIT_TLS_KEY, or put a TLS proxy in front (docs/security.md)")
+    return None

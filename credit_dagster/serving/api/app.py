@@ -46,9 +46,11 @@ class Guard:
             return await self.app(scope, receive, send)
         docs = scope["path"] in ("/docs", "/redoc") or scope["path"].startswith("/static")
 
+        https = [(b"strict-transport-security", b"max-age=31536000")] if scope.get("scheme") == "https" else []
+
         async def with_headers(message):
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS,
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS, *https,
                                       (b"content-security-policy", DOCS_CSP if docs else CSP)]
             await send(message)
 
