@@ -438,8 +438,9 @@ def test_signing_out_removing_a_user_or_changing_a_password_ends_the_session_on_
     with _dashboard_server(scored_home, snapshot_file, tmp_path) as (base, _):
         with httpx.Client(base_url=base, timeout=60, follow_redirects=False) as alice:
             signed = _sign_in(alice)
-            session = next(h for h in signed.headers.get_list("set-cookie") if h.startswith(auth.SESSION_COOKIE))
-            assert "httponly" in session.lower() and "samesite=strict" in session.lower()
+            for cookie in (auth.SESSION_COOKIE, "user", "id_token"):  # every cookie of the sign-in, Panel's own too
+                said = next(h for h in signed.headers.get_list("set-cookie") if h.startswith(cookie + "=")).lower()
+                assert "httponly" in said and "samesite=strict" in said and "expires" not in said, said
             kept = dict(alice.cookies)
             assert _opens(base, kept) and _opens(base, kept, "/reports/model_card.html")
             assert alice.post("/logout").status_code == 200

@@ -270,6 +270,13 @@ class HashedLoginHandler(BasicLoginHandler):
     def _again(self, error: str) -> None:
         self.redirect(f"{self.request.path}?error={url_escape(error)}")
 
+    def set_secure_cookie(self, name, value, expires_days=None, version=None, **kwargs):
+        """Every signed cookie of a sign-in (Panel's `user` and `id_token`, and the session's): HttpOnly,
+        SameSite=Strict, Secure over HTTPS, and gone when the browser closes (the session on the server
+        decides how long it lasts)."""
+        kwargs.update(httponly=True, samesite="Strict", secure=self.request.protocol == "https")
+        return super().set_secure_cookie(name, value, expires_days=None, version=version, **kwargs)
+
     def get(self):
         """The form, with a token only this browser holds (in a SameSite=Strict cookie): another site
         cannot post a sign-in of its own choosing. Where to go after it is kept to this site."""
@@ -294,8 +301,7 @@ class HashedLoginHandler(BasicLoginHandler):
             return self._again("Invalid username or password")
         THROTTLE.succeeded(*keys)
         self.set_current_user(username)
-        self.set_secure_cookie(SESSION_COOKIE, Sessions().open(username), expires_days=None, httponly=True, samesite="Strict",
-                               secure=self.request.protocol == "https")
+        self.set_secure_cookie(SESSION_COOKIE, Sessions().open(username))
         self.redirect(same_site(self.get_cookie("next_url", "/")))
 
 
