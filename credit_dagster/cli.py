@@ -433,7 +433,7 @@ def _api_key(args: argparse.Namespace) -> int:
 
     try:
         if args.action == "create":
-            key = keys.create(args.name, args.rate, scopes=tuple(args.scope or ()))
+            key = keys.create(args.name, args.rate, scopes=tuple(args.scope or ()), channels=tuple(args.channel or ()))
             print(f"API key for {args.name} ({args.rate:g} requests/s; may {', '.join(sorted(set(args.scope)))}); shown once, "
                   f"store it in that system's secrets:\n{key}")
         elif args.action == "revoke":
@@ -501,7 +501,8 @@ def _refer_everything(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from credit_dagster.serving.api.keys import SCOPES  # the standard library's and the settings' only: no start-up cost
+    from credit_dagster.review.cases import CHANNELS  # the standard library's only: no start-up cost
+    from credit_dagster.serving.api.keys import SCOPES  # the standard library's and the settings' only
 
     fmt = argparse.RawDescriptionHelpFormatter
     configured = settings.current()
@@ -584,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
     api_key.add_argument("--rate", type=float, default=20.0, help="requests per second allowed to this key (bursts of twice that)")
     api_key.add_argument("--scope", action="append", choices=SCOPES,
                          help="what the key may do (repeat it): read stored decisions, read letters, contest, score on demand")
+    api_key.add_argument("--channel", action="append", choices=CHANNELS,
+                         help="with --scope contest: the only channels its contests may come from (repeat it; default: any)")
     api_key.set_defaults(func=_api_key)
     dash = command("dashboard", help="start the relationship managers' dashboard (Panel), behind a sign-in", formatter_class=fmt,
                           epilog="example: credit-dagster dashboard-user add alice; credit-dagster dashboard, then open "

@@ -655,6 +655,10 @@ def test_a_contest_queues_the_application_and_the_answer_shows_the_human_decisio
         mp.setenv("CREDIT_API_CONTESTS_PER_DAY", "1")
         flood = client.post(f"/v1/decisions/{other}/contest", json=body, headers=said)
     assert flood.status_code == 429 and "contests today" in flood.text and ReviewJournal(folder).actions_of(other) == []
+    # a branch system's key records contests made at a branch, not by phone
+    branch = keys.create(f"branch-{time.time_ns()}", rate_per_second=100, scopes=(keys.CONTEST,), channels=("branch",))
+    wrong = client.post(f"/v1/decisions/{other}/contest", json=body, headers={"X-API-Key": branch})  # body: by phone
+    assert wrong.status_code == 403 and "channel" in wrong.text and ReviewJournal(folder).actions_of(other) == []
 
 
 def journal_is_empty(folder, sk_id: int) -> bool:

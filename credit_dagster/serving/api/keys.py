@@ -47,8 +47,10 @@ def _write(path: Path, entries: dict) -> None:
     os.replace(tmp, path)
 
 
-def create(name: str, rate_per_second: float = DEFAULT_RATE, path: Path | None = None, *, scopes: tuple[str, ...]) -> str:
-    """A new key for `name` (a calling system) that may do `scopes`; returns the key, which is not stored."""
+def create(name: str, rate_per_second: float = DEFAULT_RATE, path: Path | None = None, *, scopes: tuple[str, ...],
+           channels: tuple[str, ...] = ()) -> str:
+    """A new key for `name` (a calling system) that may do `scopes` (and, when given, record contests
+    only from `channels`: a branch system's key, say); returns the key, which is not stored."""
     path = path or keys_path()
     entries = _read(path)
     if name in entries and not entries[name].get("revoked_at"):
@@ -58,7 +60,8 @@ def create(name: str, rate_per_second: float = DEFAULT_RATE, path: Path | None =
         raise ValueError(f"give the key's scopes (--scope), each one of {', '.join(SCOPES)}" + (f"; not {', '.join(unknown)}" if unknown else ""))
     key = f"cd_{secrets.token_urlsafe(32)}"
     entries[name] = {"sha256": _digest(key), "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                     "revoked_at": None, "rate_per_second": rate_per_second, "scopes": sorted(set(scopes))}
+                     "revoked_at": None, "rate_per_second": rate_per_second, "scopes": sorted(set(scopes)),
+                     **({"channels": sorted(set(channels))} if channels else {})}
     _write(path, entries)
     return key
 
@@ -83,6 +86,7 @@ class Caller:
     revoked: bool
     rate_per_second: float
     scopes: frozenset[str] = frozenset(SCOPES)
+    channels: frozenset[str] | None = None  # the channels its contests may come from (None: any)
 
 
 class KeyStore:
@@ -100,7 +104,8 @@ class KeyStore:
         with self._lock:
             if stamp != self._stamp:
                 self._by_digest = {e["sha256"]: Caller(name, bool(e.get("revoked_at")), float(e.get("rate_per_second", DEFAULT_RATE)),
-                                                       frozenset(e.get("scopes", SCOPES)))
+                                                       frozenset(e.get("scopes", SCOPES)),
+                                                       frozenset(e["channels"]) if e.get("channels") else None)
                                    for name, e in _read(self.path).items()}
                 self._stamp = stamp
             return self._by_digest.get(_digest(key))

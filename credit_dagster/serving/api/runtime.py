@@ -324,6 +324,8 @@ class Runtime:
     def contest(self, sk_id_curr: int, body: schemas.ContestRequest, who: keys.Caller) -> dict:
         """Put the application in the review queue at its client's request, whatever the model decided;
         journaled (fsync'ed) before the answer leaves."""
+        if who.channels is not None and body.channel not in who.channels:
+            raise HTTPException(403, "this API key does not record contests from that channel")
         row = self._stored(sk_id_curr)
         today = datetime.now(UTC).date().isoformat()
         recorded = sum(a.user == f"api:{who.name}" and a.action == review.CONTEST and a.at.startswith(today) for a in self.journal.actions())
