@@ -477,7 +477,7 @@ def _dashboard_user(args: argparse.Namespace) -> int:
     elif args.action == "remove":
         if not auth.remove_user(args.name):
             raise CliError(f"no dashboard user {args.name!r} in {auth.users_path()}")
-        print(f"{args.name} can no longer sign in (sessions end when their cookie expires or the server restarts)")
+        print(f"{args.name} can no longer sign in; their open sessions have ended")
     else:
         print("\n".join(f"{name:24s} {role}" for name, role in sorted(auth.roles().items())) or f"no user in {auth.users_path()}")
     return 0

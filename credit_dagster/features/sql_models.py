@@ -17,6 +17,7 @@ hold `*` (`FLAG_DOCUMENT_*`), and `{n}` in its meaning stands for what the `*` m
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -28,7 +29,9 @@ import duckdb
 
 from credit_dagster.core.wording import UNITS
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "dbt_like_sql"
+# the models ship as the package `dbt_like_sql` (its .sql files as package data): found the same
+# way in a checkout and in an installed wheel
+SQL_DIR = Path(str(importlib.resources.files("dbt_like_sql")))
 _REF = re.compile(r"\{\{\s*ref\(\s*'([a-z0-9_]+)'\s*\)\s*\}\}")
 _SOURCE = re.compile(r"\{\{\s*source\(\s*'([a-z0-9_]+)'\s*,\s*'([a-z0-9_]+)'\s*\)\s*\}\}")
 _COLUMN_DOC = re.compile(r"^--\s*([A-Za-z0-9_*]+)\s*\(([+\-?x])(?:,\s*([a-z_]+))?\)(?:\s*\[([^\]]+)\])?:\s*(.+)$")

@@ -1,0 +1,1 @@
+"""The feature tables, one SQL model a file: `<table>.sql` builds `features.<table>` (its asset key)."""
