@@ -77,3 +77,21 @@ def test_the_readme_settings_table_is_written_from_the_settings_module():
     readers = [p.relative_to(ROOT).as_posix() for p in [*(ROOT / "credit_dagster").rglob("*.py"), *(ROOT / "panel_app").rglob("*.py")]
                if re.search(r"environ(\.get)?\(?\[?[\"']CREDIT_", p.read_text())]
     assert readers == [], readers
+
+
+def test_the_wheel_holds_what_runs_and_no_tests(tmp_path):
+    """Everything read at run time ships in the built wheel (every SQL model, the templates, the
+    synthetic catalog), and the tests do not (`.ci/wheel` then runs the product from it)."""
+    import zipfile
+
+    from credit_dagster.features import sql_models
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+                   check=True, capture_output=True)
+    names = zipfile.ZipFile(next(tmp_path.glob("credit_dagster-*.whl"))).namelist()
+    shipped_sql = {Path(n).stem for n in names if n.endswith(".sql")}
+    assert shipped_sql == {m.name for m in sql_models.discover()}
+    tracked = subprocess.run(["git", "ls-files", "*.j2", "*.html", "*.json"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    runtime = [t for t in tracked if t.startswith(("credit_dagster/", "panel_app/"))]
+    assert runtime and all(t in names for t in runtime), sorted(set(runtime) - set(names))
+    assert not [n for n in names if n.startswith("credit_dagster_tests/")]
