@@ -240,6 +240,46 @@ def test_supervision_counts_every_decision(store):
     assert all(not f.isupper() for f in psi["Information"]) and "The score (probability of default)" in set(psi["Information"])
     fairness = vm.fairness_table(s.fairness)
     assert {"Approval rate of clients who repaid", "Default rate observed (95 % interval)"} <= set(fairness.columns)
+    # groups in words, each with a verdict sentence that agrees with its figures
+    assert not {"CODE_GENDER", "age_band", "F", "M"} & (set(fairness["Attribute"]) | set(fairness["Group"]))
+    for verdict, four_fifths in zip(fairness["Verdict"], s.fairness["four_fifths_flag"], strict=True):
+        assert verdict.startswith("Fails" if four_fifths else ("Fails", "Passes")), verdict
+        assert ("four-fifths rule (0.80)" in verdict) == bool(four_fifths)
+
+
+def test_the_work_list_puts_the_late_then_the_contested_first_and_counts_each_state(store, tmp_path, monkeypatch):
+    """Every case that waits, none cut: late ones first (the synthetic nights are weeks old), then a
+    contest received today; the counts under the list; the workload per reviewer for supervisors."""
+    from credit_dagster.review import cases as review
+    from credit_dagster.review.journal import ReviewJournal
+
+    monkeypatch.setenv("CREDIT_DASHBOARD_ACCESS_DIR", str(tmp_path / "access"))
+    journal = ReviewJournal(tmp_path / "journal")
+    granted = [int(i) for i in store.decisions(decision=scoring.GRANTED)["SK_ID_CURR"].iloc[:2]]
+    today = date.today().isoformat()
+    case = vm.record_review(store, journal, granted[0], review.CONTEST, user="api:x", role="", revision=0, channel="phone",
+                            received_on=today)
+    vm.record_review(store, journal, granted[0], review.DECIDE, user="ann", role=auth.ADVISOR, revision=case.revision,
+                     final=review.REFUSED, reason_codes=("affordability",))
+    vm.record_review(store, journal, granted[1], review.CONTEST, user="api:x", role="", revision=0, channel="letter", received_on=today)
+    waits = vm.listing(store, None, None, "", vm.WAITING_FOR_PEOPLE, journal)
+    referred = set(store.decisions(decision=scoring.REFER)["SK_ID_CURR"].astype(int))
+    ids = list(waits.options.values())
+    assert len(ids) == len(referred) + 2 and set(ids) == referred | set(granted)  # every one, never cut
+    assert set(ids[-2:]) == set(granted)  # contested today: after the late ones
+    labels = list(waits.options)
+    assert all(label.split(" · ")[1].startswith("LATE") for label in labels[:-2])
+    assert f"{len(referred) + 1:,} open, 1 waiting for approval; 2 contested, {len(referred):,} past the service time" in waits.message
+    assert set(vm.listing(store, None, None, "", vm.CONTESTED, journal).options.values()) == set(granted)
+    work = vm.workload(store, journal)
+    ann = work.per_reviewer.set_index("Reviewer").loc["ann"]
+    assert (ann["Decisions recorded"], ann["Overrides asked"], ann["Their requests waiting for approval now"]) == (1, 1, 1)
+    assert work.overrides == 0 and "1 waiting for approval" in work.sentence
+
+
+def test_the_counterfactual_says_its_amounts_in_the_currency(store):
+    said = [c for c in store.table("scored_applications")["counterfactual"].dropna() if "less (" in c or "instalment" in c]
+    assert said and all(" EUR" in c for c in said)
 
 
 def test_supervisor_charts_keep_their_words_apart():

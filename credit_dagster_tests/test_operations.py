@@ -153,6 +153,13 @@ def test_a_sign_off_shows_in_the_ui_and_the_next_run_scores_without_rebuilding(o
     assert "build_all: up to date" in out and "build_all run" not in out and "nightly_scoring [" in out
     with dg.DagsterInstance.get() as instance:
         assert {r.job_name for r in instance.get_runs()} == {"nightly_scoring"}
+        scored = len(instance.get_runs())
+    # once more: the nights are scored, their decisions stand; nothing is made again
+    assert cli.main(["run", "--data-dir", str(synthetic_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "already scored: their decisions stand" in out and "nightly_scoring [" not in out
+    with dg.DagsterInstance.get() as instance:
+        assert len(instance.get_runs()) == scored
 
 
 def test_a_night_without_a_drop_is_skipped_not_failed(empty_home, monkeypatch, capsys):
