@@ -282,6 +282,20 @@ def test_the_counterfactual_says_its_amounts_in_the_currency(store):
     assert said and all(" EUR" in c for c in said)
 
 
+def test_vintage_curves_are_told_apart_without_colour():
+    import pandas as pd
+
+    from panel_app import charts
+
+    curves = pd.DataFrame([{"grade": g, "months_on_book": m, "cumulative_default_rate": 0.01 * m * (i + 1)}
+                           for i, g in enumerate("ABC") for m in (3, 6, 9)])
+    figure = charts.vintage_curves(curves)
+    lines = [r.glyph for r in figure.renderers if type(r.glyph).__name__ == "Line"]
+    markers = [r.glyph for r in figure.renderers if type(r.glyph).__name__ == "Scatter"]
+    assert len({tuple(g.line_dash) if not isinstance(g.line_dash, str) else g.line_dash for g in lines}) == 3
+    assert len({g.marker for g in markers}) == 3
+
+
 def test_supervisor_charts_keep_their_words_apart():
     import pandas as pd
     from bokeh.models import Label, Legend
@@ -1239,6 +1253,8 @@ def _review_steps(browser, base: str, journal: Path, store, server: dict) -> Non
 
     # the kill switch: a supervisor sets it, every page says so
     sue.get_by_role("button", name="Supervisor").click()
+    sue.wait_for_selector("text=The review queue now", timeout=30_000)  # the workload, live from the journal
+    assert "waiting for a person" in _page_text(sue) and "Overrides standing now (approved by a supervisor): 2" in _page_text(sue)
     sue.get_by_label("Why (kept in the journal)").fill("income data feed broken")
     sue.get_by_role("button", name="Switch refer everything on").click()
     sue.wait_for_selector("text=Every new decision goes to an advisor", timeout=30_000)
