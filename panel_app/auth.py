@@ -161,12 +161,15 @@ class Sessions:
     def _digest(sid: str) -> str:
         return hashlib.sha256(sid.encode()).hexdigest()
 
+    @staticmethod
+    def _ended(session: dict, now: float) -> bool:
+        limits = settings.current()
+        return now - session["seen"] > 60 * limits.dashboard_idle_minutes or now - session["opened"] > 3600 * limits.dashboard_session_hours
+
     def open(self, user: str) -> str:
         sid, now = secrets.token_urlsafe(32), time.time()
-        limits = settings.current()
         with self._edit() as sessions:
-            for key in [k for k, s in sessions.items() if now - s["seen"] > 60 * limits.dashboard_idle_minutes
-                        or now - s["opened"] > 3600 * limits.dashboard_session_hours]:
+            for key in [k for k, s in sessions.items() if self._ended(s, now)]:
                 del sessions[key]  # the ended ones go as others open
             sessions[self._digest(sid)] = {"user": user, "opened": now, "seen": now}
         return sid
@@ -175,12 +178,12 @@ class Sessions:
         """Whether `sid` is an open session of `user` (and `used`: it was used now, for the idle time)."""
         if not sid:
             return False
-        now, limits = time.time(), settings.current()
+        now = time.time()
         with self._edit() as sessions:
             found = sessions.get(self._digest(sid))
             if found is None or found["user"] != user:
                 return False
-            if now - found["seen"] > 60 * limits.dashboard_idle_minutes or now - found["opened"] > 3600 * limits.dashboard_session_hours:
+            if self._ended(found, now):
                 del sessions[self._digest(sid)]
                 return False
             if used and now - found["seen"] > SEEN_EVERY:
@@ -323,8 +326,8 @@ def page_session(user: str):
 
 
 class SignOutHandler(LogoutHandler):
-    """Signing out ends the session on the server (the old cookie opens nothing any more), by POST
-    (the page's button) or by GET (a link)."""
+    """Signing out ends the session on the server (the old cookie opens nothing any more), by GET
+    (the page's link) or by POST."""
 
     def get(self):
         Sessions().end(session_of(self))

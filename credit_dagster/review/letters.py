@@ -137,21 +137,26 @@ def to_pdf(letter: Letter) -> bytes:
     characters no font here can print, instead of dropping them silently."""
     body = to_html(letter, styled=False)
     body = body[body.index("<body>") + 6 : body.index("</body>")]
-    fonts = _fonts()
-    covered = frozenset().union(*(chars for _, _, chars in fonts))
-    missing = sorted({c for c in html.unescape(re.sub(r"<[^>]+>", "", body)) if not c.isspace() and ord(c) not in covered
-                      and unicodedata.category(c)[0] != "C"})
-    if missing:
-        raise LetterError(f"no font on this system prints {''.join(missing[:20])!r} (U+{ord(missing[0]):04X}…): install the "
+    (_, _, dejavu), *fallbacks = _fonts()
+    text = {ord(c) for c in html.unescape(re.sub(r"<[^>]+>", "", body)) if not c.isspace() and unicodedata.category(c)[0] != "C"}
+    beyond, needed = text - dejavu, []
+    for family, path, chars in fallbacks:  # only the fonts this letter needs: a Latin letter loads none (a CJK font is 20 MB)
+        if beyond & chars:
+            needed.append((family, path))
+            beyond -= chars
+    if beyond:
+        missing = "".join(sorted(chr(c) for c in beyond))[:20]
+        raise LetterError(f"no font on this system prints {missing!r} (U+{ord(missing[0]):04X}…): install the "
                           "Noto fonts (Debian: fonts-noto-core fonts-noto-cjk fonts-symbola), or send the HTML letter")
     pdf = FPDF(format="A4")
     pdf.set_title(letter.title)
     pdf.set_creator(settings.current().lender_name)
     pdf.add_font("DejaVu", "", str(FONT))
     pdf.add_font("DejaVu", "B", str(FONT_BOLD))
-    for family, path, _ in fonts[1:]:
+    for family, path in needed:
         pdf.add_font(family, "", str(path))
-    pdf.set_fallback_fonts([family for family, _, _ in fonts[1:]], exact_match=False)
+    if needed:
+        pdf.set_fallback_fonts([family for family, _ in needed], exact_match=False)
     pdf.set_text_shaping(True)  # joined Arabic letters, right-to-left runs, Indic clusters
     pdf.set_font("DejaVu", size=11)
     pdf.add_page()
