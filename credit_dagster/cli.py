@@ -478,8 +478,15 @@ def _dashboard_user(args: argparse.Namespace) -> int:
         if not auth.remove_user(args.name):
             raise CliError(f"no dashboard user {args.name!r} in {auth.users_path()}")
         print(f"{args.name} can no longer sign in; their open sessions have ended")
+    elif args.action == "unlock":
+        if not auth.unlock(args.name):
+            raise CliError(f"{args.name!r} is not a locked dashboard user in {auth.users_path()}")
+        auth.record(getpass.getuser(), "account unlocked (command line)", user_unlocked=args.name)
+        print(f"{args.name} can sign in again")
     else:
-        print("\n".join(f"{name:24s} {role}" for name, role in sorted(auth.roles().items())) or f"no user in {auth.users_path()}")
+        locked = auth.locked()
+        print("\n".join(f"{name:24s} {role}" + (f"  LOCKED since {locked[name]}" if name in locked else "")
+                        for name, role in sorted(auth.roles().items())) or f"no user in {auth.users_path()}")
     return 0
 
 
@@ -595,10 +602,12 @@ def main(argv: list[str] | None = None) -> int:
     dash.add_argument("--address", default=configured.dashboard_host, help="default 127.0.0.1 (CREDIT_DASHBOARD_HOST)")
     dash.add_argument("--no-login", action="store_true", help="no sign-in: for a local look only")
     dash.set_defaults(func=_dashboard)
-    dash_user = command("dashboard-user", help="add, remove or list the people who may sign in to the dashboard",
+    dash_user = command("dashboard-user", help="add, remove, unlock or list the people who may sign in to the dashboard",
                                formatter_class=fmt, epilog="example: credit-dagster dashboard-user add alice  (asks for the password)\n"
-                               "Passwords are stored as scrypt hashes in CREDIT_DASHBOARD_USERS (default CREDIT_HOME/dashboard/users.json).")
-    dash_user.add_argument("action", choices=["add", "remove", "list"])
+                               "Passwords are stored as scrypt hashes in CREDIT_DASHBOARD_USERS (default CREDIT_HOME/dashboard/users.json).\n"
+                               "An account is locked after CREDIT_DASHBOARD_LOCK_AFTER failed sign-ins in a row: `unlock` (or a supervisor "
+                               "in the dashboard, or a new password) lifts it.")
+    dash_user.add_argument("action", choices=["add", "remove", "unlock", "list"])
     dash_user.add_argument("name", nargs="?", default="")
     dash_user.add_argument("--password-stdin", action="store_true", help="read the password from standard input (scripts)")
     dash_user.add_argument("--role", choices=["advisor", "supervisor"], default="advisor",

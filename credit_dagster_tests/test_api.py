@@ -690,3 +690,42 @@ def test_refer_everything_refers_the_next_request_and_every_answer_says_so(revie
     refer_all.set_switch(False, by="sue", role=review.SUPERVISOR, why="feed repaired", folder=folder)
     assert (score()["decision"], score()["refer_everything"]) == (review.GRANTED, False)
     assert client.get(f"/v1/decisions/{sk_id}", headers=said).json()["refer_everything"] is False
+
+
+def test_markup_sent_through_every_parameter_and_field_is_never_echoed(review_client, key, night):
+    """Markup in every path parameter, query parameter, body field and header of every operation of
+    the OpenAPI document: no answer is a server error, and no refusal repeats what was sent."""
+    from urllib.parse import quote
+
+    from credit_dagster_tests.markup import ATTACK
+
+    client, _ = review_client
+    apps, history, scored = night
+    sk_id = int(scored.index[0])
+    valid = request_of(apps, history, 0)
+    every_text = {k: ATTACK if isinstance(v, str) else v for k, v in valid["application"].items()}
+    employer = {**valid, "application": {**valid["application"], "ORGANIZATION_TYPE": ATTACK}, "on_unknown_category": "as_missing"}
+    bodies = {"/v1/score": [{**valid, "application": every_text}, {**valid, "on_unknown_category": ATTACK}, {ATTACK: 1}, ATTACK, employer],
+              "/v1/score/batch": [{"applications": [{**valid, "application": every_text}]}, [ATTACK]],
+              "/v1/decisions/{sk_id_curr}/contest": [{"channel": ATTACK, "received_on": ATTACK, "client_words": "x"},
+                                                      {"channel": "phone", "client_words": "x", ATTACK: ATTACK}, ATTACK]}
+    for _ in range(600):  # as a load balancer waits: 503 until the scoring processes are up
+        if client.get("/ready").status_code == 200:
+            break
+        time.sleep(0.1)
+    tried = scored_anyway = 0
+    for path, operations in client.app.openapi()["paths"].items():
+        for method, operation in operations.items():
+            params = {p["name"]: p["in"] for p in operation.get("parameters", [])}
+            urls = [path.replace("{sk_id_curr}", quote(ATTACK, safe="")), path.replace("{sk_id_curr}", str(sk_id))]
+            query = {name: ATTACK for name, where in params.items() if where == "query"} | {"x": ATTACK}
+            for url in urls:
+                for headers in ({"X-API-Key": key}, {"X-API-Key": ATTACK}, {"X-API-Key": key, "Accept": ATTACK}):
+                    for body in bodies.get(path, [None]) if method == "post" else [None]:
+                        sent = {"content": json.dumps(body), "headers": {**headers, "Content-Type": "application/json"}} if body else {}
+                        answer = client.request(method, url, params=query, **({"headers": headers} | sent))
+                        tried += 1
+                        assert answer.status_code < 500, (method, url, body, answer.text[:300])
+                        assert "fuzz" not in answer.text and "alert(" not in answer.text, (method, url, answer.text[:300])
+                        scored_anyway += answer.status_code == 200 and body is employer
+    assert tried >= 60 and scored_anyway  # the unknown employer scored as missing, said by its field alone

@@ -417,6 +417,39 @@ def test_the_sign_in_page_never_runs_or_repeats_what_a_link_carries(served):
     assert "not right" not in httpx.get(f"{base}/login", timeout=30).text
 
 
+def test_markup_in_any_address_or_form_field_of_the_dashboard_is_never_repeated(served):
+    """Markup in every query parameter the pages read (and one they do not), in the address itself
+    and in every field of the sign-in form, signed in and not: no answer is a server error, and none
+    repeats it, as markup or as text."""
+    from urllib.parse import quote
+
+    import httpx
+
+    from credit_dagster_tests.markup import ATTACK
+
+    base, _ = served
+    paths = ["/login", "/app", "/reports/model_card.html", "/reports/drift/drift_x.html", "/", "/" + quote(ATTACK, safe=""), "/logout"]
+    query = {"error": ATTACK, "next": ATTACK, "id": ATTACK, "theme": ATTACK, ATTACK: ATTACK}
+    tried = 0
+    for signed_in in (False, True):
+        with httpx.Client(base_url=base, timeout=60, follow_redirects=False) as client:
+            if signed_in:
+                _sign_in(client)
+            for path in paths:
+                for method in ("GET", "POST"):
+                    answer = client.request(method, path, params=query, follow_redirects=True)
+                    tried += 1
+                    assert answer.status_code < 500 and "fuzz" not in answer.text and "alert(" not in answer.text, (method, path)
+            token = _form_token(client)
+            # two failures, then a success (an unknown field) that clears them: the server's back-off stays off for the next test
+            for field in ("username", "password", "csrf", ATTACK):
+                form = {"username": "alice", "password": PASSWORD, "csrf": token, field: ATTACK}
+                answer = client.post("/login", data=form, params=query, follow_redirects=True)
+                tried += 1
+                assert answer.status_code < 500 and "fuzz" not in answer.text and "alert(" not in answer.text, field
+    assert tried >= 30
+
+
 @pytest.mark.parametrize("target", ["///evil.example/x", "//evil.example/x", "/\\evil.example/x", "https://evil.example/x"])
 def test_after_sign_in_the_browser_stays_on_this_site(served, target):
     import httpx
@@ -448,7 +481,8 @@ def test_a_sign_in_posted_from_another_site_is_refused(served):
 @pytest.fixture(scope="module")
 def strict(scored_home, snapshot_file, tmp_path_factory):
     """A server of its own, with 3 seconds of idle time: the guesses back its address off, which would lock the other tests out."""
-    with _dashboard_server(scored_home, snapshot_file, tmp_path_factory.mktemp("strict"), CREDIT_DASHBOARD_IDLE_MINUTES="0.05") as server:
+    with _dashboard_server(scored_home, snapshot_file, tmp_path_factory.mktemp("strict"), CREDIT_DASHBOARD_IDLE_MINUTES="0.05",
+                           CREDIT_DASHBOARD_LOCK_AFTER=str(auth.FREE_TRIES)) as server:
         yield server
 
 
@@ -464,9 +498,13 @@ def test_a_session_unused_for_the_idle_time_is_signed_out(strict):
 
 
 def test_guessing_a_password_is_slowed_then_stopped_and_the_right_one_waits_too(strict):
+    """Five failures back the account and the address off, and (with CREDIT_DASHBOARD_LOCK_AFTER=5
+    here) lock the account: once the back-off is over, the right password still opens nothing until
+    the account is unlocked."""
     import httpx
 
     base, access = strict
+    users = access.parent / "users.json"
     with httpx.Client(base_url=base, timeout=60, follow_redirects=False) as client:
         token = _form_token(client)
         for _ in range(auth.FREE_TRIES):
@@ -478,9 +516,45 @@ def test_guessing_a_password_is_slowed_then_stopped_and_the_right_one_waits_too(
         assert time.monotonic() - started < 1  # refused at once, without hashing
         page = client.get(right.headers["location"]).text
         assert "Too many failed attempts" in page
+        assert set(auth.locked(users)) == {"carol"}
+        time.sleep(1.5)  # the back-off after the fifth failure (1 s) is over: the lock is not
+        still = client.post("/login", data={"username": "carol", "password": PASSWORD, "csrf": _form_token(client)})
+        assert "error=Invalid" in still.headers["location"]  # said as a wrong password: no one learns the account exists
+        assert auth.unlock("carol", users) and not auth.locked(users)
+        time.sleep(2.5)  # that try counted as a sixth failure (2 s of back-off)
+        _sign_in(client, "carol")  # which also clears the address's failures for the next test on this server
         log, _ = audit.read(access, prefix="access_")
-        assert (log["event"] == "sign-in refused: too many attempts").sum() >= 1
-    time.sleep(1.5)  # the back-off after the fifth failure (1 s) is over for the next test on this server
+        events = list(log["event"])
+        assert events.count("sign-in refused: too many attempts") >= 1 and events.count("account locked") == 1
+        assert events[-1] == "sign-in" and events[-2] == "sign-in refused", str(events)  # the locked account's right password: refused
+
+
+def test_a_supervisor_or_the_command_line_unlocks_an_account_and_an_advisor_cannot(store, tmp_path, monkeypatch, capsys):
+    from panel_app.views import Dashboard
+
+    users = tmp_path / "users.json"
+    monkeypatch.setenv("CREDIT_DASHBOARD_USERS", str(users))
+    monkeypatch.setenv("CREDIT_DASHBOARD_ACCESS_DIR", str(tmp_path / "access"))
+    for name in ("carol", "sue"):
+        auth.set_user(name, PASSWORD, users, role=auth.SUPERVISOR if name == "sue" else auth.ADVISOR)
+    auth.lock("carol", users)
+    sue = Dashboard(store, "sue", auth.SUPERVISOR)
+    advisor_in_a_stale_page = sue.locked_accounts()
+    sue.role = auth.ADVISOR  # the role is checked when the button is pressed, on the server
+    _button(advisor_in_a_stale_page, "Unlock carol").clicks += 1
+    assert "Only a supervisor" in _texts(advisor_in_a_stale_page) and set(auth.locked(users)) == {"carol"}
+    sue.role = auth.SUPERVISOR
+    _button(sue.locked_accounts(), "Unlock carol").clicks += 1
+    assert not auth.locked(users) and auth.verify_password(PASSWORD, auth.read_users(users)["carol"])
+    assert "No account is locked" in _texts(sue.locked_accounts())
+    from credit_dagster import cli  # the command line lifts a lock too, and says which accounts are locked
+
+    auth.lock("carol", users)
+    assert cli.main(["dashboard-user", "list"]) == 0 and "LOCKED since" in capsys.readouterr().out
+    assert cli.main(["dashboard-user", "unlock", "carol"]) == 0 and not auth.locked(users)
+    assert cli.main(["dashboard-user", "unlock", "carol"]) == 1 and "not a locked dashboard user" in capsys.readouterr().err
+    log, _ = audit.read(tmp_path / "access", prefix="access_")
+    assert [e for e in log["event"] if "unlock" in e] == ["refused: unlock an account", "account unlocked", "account unlocked (command line)"]
 
 
 def _form_token(client, **query) -> str:
@@ -1283,3 +1357,59 @@ def _review_steps(browser, base: str, journal: Path, store, server: dict) -> Non
     again = _signed_in(browser, f"http://127.0.0.1:{port}", "ann")
     _open_case(again, referred[3], review.DECIDED)
     assert "decided by advisor" in _page_text(again)
+
+
+def test_markup_typed_anywhere_is_shown_as_text_on_every_view(snapshot_file, tmp_path, monkeypatch):
+    """An attacker's markup in everything people and data put on a page: the application's own
+    values (the snapshot's text columns), a client's contest words, reviewers' notes and comments,
+    user names (an API key's, a reviewer's, a locked account's), the "refer everything" reason and
+    the search box. Every view of both roles, the meeting export and the letter render it as text:
+    not one element of it is made, and it is shown (escaped) where it belongs."""
+    from credit_dagster.core import refer_all
+    from credit_dagster.core.snapshot import Table
+    from credit_dagster.review import cases as review
+    from credit_dagster.review import letters
+    from credit_dagster.review.journal import ReviewJournal
+    from credit_dagster_tests.markup import ATTACK, SEEN_AS_TEXT, injected
+    from panel_app.views import SECTIONS, Dashboard, export_html
+
+    name = "<fuzz-tag data-fuzz=3>mallory</fuzz-tag>"  # a user name may hold anything but ':'
+    for variable, folder in (("CREDIT_DASHBOARD_ACCESS_DIR", "access"), ("CREDIT_REVIEW_JOURNAL_DIR", "journal")):
+        monkeypatch.setenv(variable, str(tmp_path / folder))
+    monkeypatch.setenv("CREDIT_DASHBOARD_USERS", str(tmp_path / "users.json"))
+    copy = tmp_path / "serving.duckdb"
+    shutil.copy(snapshot_file, copy)
+    with duckdb.connect(str(copy)) as con:
+        sk_id = int(con.execute(f"select SK_ID_CURR from {Table.SCORED} where decision = '{scoring.GRANTED}' limit 1").fetchone()[0])
+        for table in (Table.APPLICATIONS, Table.DETAILS):
+            text = [c for c, t in con.execute(f"select column_name, data_type from information_schema.columns where table_name = '{table}'"
+                                                 ).fetchall() if t == "VARCHAR" and c != "SK_ID_CURR"]
+            assert text, table
+            con.execute(f"update {table} set " + ", ".join(f'"{c}" = ?' for c in text) + " where SK_ID_CURR = ?", [ATTACK] * len(text) + [sk_id])
+    store = SnapshotStore(copy)
+    journal = ReviewJournal(tmp_path / "journal")
+    auth.set_user(name, PASSWORD, tmp_path / "users.json")
+    auth.lock(name, tmp_path / "users.json")
+    refer_all.set_switch(True, by="sue", role=auth.SUPERVISOR, why=ATTACK)
+    case = vm.record_review(store, journal, sk_id, review.CONTEST, user=f"api:{name}", role="", revision=0, note=ATTACK, channel="phone")
+    case = vm.record_review(store, journal, sk_id, review.DECIDE, user=name, role=auth.ADVISOR, revision=case.revision,
+                            final=review.REFUSED, reason_codes=("affordability",), note=ATTACK)
+    vm.record_review(store, journal, sk_id, review.SEND_BACK, user="sue", role=auth.SUPERVISOR, revision=case.revision, note=ATTACK)
+
+    pages = []
+    for who, role in ((name, auth.ADVISOR), ("sue", auth.SUPERVISOR)):
+        desk = Dashboard(store, who, role, journal=journal)
+        desk.search.value = str(sk_id)
+        assert desk.applications.value == sk_id
+        for section in SECTIONS:
+            desk.section.value = section
+            pages += [_texts(desk.detail), desk.banner.object, desk.count.object]
+        desk.search.value = ATTACK  # said to be no application number, never repeated
+        pages.append(desk.count.object)
+    view = vm.client_view(store, sk_id, journal)
+    pages += [export_html(view, name), letters.to_html(vm.client_letter(store, journal, sk_id))]
+    everything = "\n".join(pages)
+    assert injected(everything) == []
+    # shown where it belongs: the application's values, the contest, the notes, the names, the switch's reason, the letter
+    assert everything.count(SEEN_AS_TEXT) >= 10, everything.count(SEEN_AS_TEXT)
+    assert "&lt;fuzz-tag data-fuzz=3&gt;mallory" in _texts(Dashboard(store, "sue", auth.SUPERVISOR, journal=journal).locked_accounts())

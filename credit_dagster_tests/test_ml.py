@@ -217,6 +217,23 @@ def test_the_model_card_says_the_seed_spread_or_that_it_was_not_measured(build):
     assert "not measured for this model" in unmeasured and "SYNTHETIC" not in unmeasured
 
 
+def test_the_model_card_shows_what_people_typed_and_data_named_as_text(build):
+    """A sign-off's reason (typed at the command line), an out-of-time verdict and a group's name
+    (read from the data) reach the card: as text, never as markup or a Markdown link."""
+    from credit_dagster_tests.markup import ATTACK, SEEN_AS_TEXT, injected
+
+    registry = Registry(build[0] / "models")
+    meta = registry.load(registry.versions()[-1]).metadata
+    attribute, rows = next(iter(meta.fairness.items()))
+    fairness_rows = {attribute: [{**rows[0], "group": ATTACK}, *rows[1:]]}
+    card = model_card.render_markdown(dataclasses.replace(meta, fairness=fairness_rows), synthetic=True,
+                                      champion={"promoted": True, "reason": ATTACK, "out_of_time": ATTACK},
+                                      charts={"cost_curve": b"png", "reliability": b"png"})
+    page = model_card.render_html(card, f"Model card {ATTACK}")
+    assert injected(page) == [] and page.count(SEEN_AS_TEXT) >= 4  # the reason, the verdict, the table's group, the title
+    assert "javascript:alert(4)" in page and 'href="javascript' not in page
+
+
 def test_feature_selection_drops_empty_constant_duplicate_and_noise():
     rng = np.random.default_rng(5)
     n = 4000

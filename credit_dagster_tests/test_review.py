@@ -285,9 +285,19 @@ def test_letters_say_the_decision_in_plain_words_and_answer_a_contest(monkeypatc
 SCRIPTS = "我可以还款 मैं भुगतान कर सकता हूँ أستطيع السداد אני יכול לשלם 🙂 Ünïcödé"
 
 
-def test_the_pdf_letter_prints_every_script_a_client_writes_in():
+def _no_client_text_logged(words: str, caplog, capfd, caught) -> None:
+    """Nothing a client wrote in a log record, a warning, or the process's output."""
+    out, err = capfd.readouterr()
+    said = "\n".join([r.getMessage() for r in caplog.records] + [str(w.message) for w in caught] + [out, err])
+    assert not [w for w in words.split() if w in said], said[-500:]
+
+
+def test_the_pdf_letter_prints_every_script_a_client_writes_in(caplog, capfd):
     """Chinese, Devanagari, Arabic, Hebrew and an emoji in the client's words: each in the PDF's text
-    layer, in reading order (Arabic and Hebrew shaped right to left), none dropped."""
+    layer, in reading order (Arabic and Hebrew shaped right to left), none dropped, and none in a log."""
+    import logging
+    import warnings
+
     import pypdf
 
     from credit_dagster.review import letters as letter_module
@@ -297,7 +307,11 @@ def test_the_pdf_letter_prints_every_script_a_client_writes_in():
                           RuntimeError(f"{len(letter_module._fonts()) - 1} of {len(letter_module.FALLBACK_FONTS)} found"))
     contested = review.apply(review.new_case(5, review.REFUSED),
                              _action(5, review.CONTEST, "api:x", "", review.REFUSED, 0, note=SCRIPTS, received_on="2026-11-27"))
-    pdf = letters.to_pdf(letters.letter({"decision": review.REFUSED}, contested, SCRIPTS, synthetic=True))
+    caplog.set_level(logging.DEBUG)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pdf = letters.to_pdf(letters.letter({"decision": review.REFUSED}, contested, SCRIPTS, synthetic=True))
+    _no_client_text_logged(SCRIPTS, caplog, capfd, caught)
     text = pypdf.PdfReader(io.BytesIO(pdf)).pages[0].extract_text().replace("\x00", "")
     for word in SCRIPTS.split():
         assert word in text, word
@@ -305,17 +319,23 @@ def test_the_pdf_letter_prints_every_script_a_client_writes_in():
     assert {"CJK", "Devanagari", "Symbola"} <= {n for n in ("CJK", "Devanagari", "Symbola") for f in fonts if n in f}
 
 
-def test_a_character_no_font_prints_refuses_the_pdf_instead_of_dropping_it(monkeypatch):
+def test_a_character_no_font_prints_refuses_the_pdf_instead_of_dropping_it(monkeypatch, caplog, capfd):
+    import logging
+    import warnings
+
     from credit_dagster.review import letters as letter_module
 
     monkeypatch.setattr(letter_module, "FALLBACK_FONTS", ())
     letter_module._fonts.cache_clear()
+    caplog.set_level(logging.DEBUG)
     try:
-        with pytest.raises(letters.LetterError, match="no font on this system prints"):
+        with pytest.raises(letters.LetterError, match="no font on this system prints"), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             contested = review.apply(review.new_case(6, review.GRANTED), _action(6, review.CONTEST, "api:x", "", review.GRANTED, 0))
-            letters.to_pdf(letters.letter({"decision": review.GRANTED}, contested, "还款", synthetic=True))
+            letters.to_pdf(letters.letter({"decision": review.GRANTED}, contested, "还款 ok", synthetic=True))
     finally:
         letter_module._fonts.cache_clear()
+    _no_client_text_logged("还款", caplog, capfd, caught)
 
 
 def test_the_clock_starts_when_the_client_asked_never_in_the_future():

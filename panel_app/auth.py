@@ -74,10 +74,23 @@ ROLES = (ADVISOR, SUPERVISOR)
 
 
 def _entries(path: Path | None = None) -> dict[str, dict]:
-    """name -> {"hash", "role"}; a file written before roles existed holds hashes alone: advisors."""
+    """name -> {"hash", "role"[, "locked"]}; a file written before roles existed holds hashes alone: advisors."""
     path = path or users_path()
     raw = json.loads(path.read_text()) if path.exists() else {}
     return {name: entry if isinstance(entry, dict) else {"hash": entry, "role": ADVISOR} for name, entry in raw.items()}
+
+
+@contextmanager
+def _edit_users(path: Path | None = None):
+    """The users file, changed under a lock: the CLI and the server (which locks and unlocks
+    accounts) never lose each other's writes."""
+    path = path or users_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(".users.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        users = _entries(path)
+        yield users
+        _write_private(path, json.dumps(users, indent=2))
 
 
 def read_users(path: Path | None = None) -> dict[str, str]:
@@ -116,19 +129,36 @@ def set_user(name: str, password: str, path: Path | None = None, role: str = ADV
         raise ValueError("a user name without ':' and a password of at least 12 characters are needed")
     if role not in ROLES:
         raise ValueError(f"a role is one of {', '.join(ROLES)}, not {role!r}")
-    users = _entries(path)
-    users[name] = {"hash": hash_password(password), "role": role}
-    _write_private(path or users_path(), json.dumps(users, indent=2))
+    with _edit_users(path) as users:  # a new password lifts a lock
+        users[name] = {"hash": hash_password(password), "role": role}
     Sessions(beside=path).end_all(name)
 
 
 def remove_user(name: str, path: Path | None = None) -> bool:
     """Remove a user: their open sessions end at once."""
-    users = _entries(path)
-    found = users.pop(name, None) is not None
-    _write_private(path or users_path(), json.dumps(users, indent=2))
+    with _edit_users(path) as users:
+        found = users.pop(name, None) is not None
     Sessions(beside=path).end_all(name)
     return found
+
+
+def lock(name: str, path: Path | None = None) -> None:
+    """Lock an account after too many failed sign-ins in a row: its right password opens nothing
+    until a supervisor or the CLI unlocks it (a restart does not)."""
+    with _edit_users(path) as users:
+        if name in users:
+            users[name]["locked"] = datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def unlock(name: str, path: Path | None = None) -> bool:
+    """Lift an account's lock; False if it was not locked."""
+    with _edit_users(path) as users:
+        return users.get(name, {}).pop("locked", None) is not None
+
+
+def locked(path: Path | None = None) -> dict[str, str]:
+    """name -> when it was locked, for the accounts locked now."""
+    return {name: entry["locked"] for name, entry in _entries(path).items() if entry.get("locked")}
 
 
 SESSION_COOKIE = "credit_session"
@@ -233,13 +263,17 @@ class Throttle:
         with self._lock:
             return max([until - now for _, until in (self._failures.get(k, (0, 0.0)) for k in keys)] + [0.0])
 
-    def failed(self, *keys: tuple[str, str]) -> None:
+    def failed(self, *keys: tuple[str, str]) -> int:
+        """Count a failure of each key; the first key's failures in a row."""
         now = time.monotonic()
+        counts = []
         with self._lock:
             for key in keys:
                 count = self._failures.get(key, (0, 0.0))[0] + 1
                 until = now + min(2.0 ** (count - FREE_TRIES), MAX_WAIT) if count >= FREE_TRIES else 0.0
                 self._failures[key] = (count, until)
+                counts.append(count)
+        return counts[0]
 
     def succeeded(self, *keys: tuple[str, str]) -> None:
         with self._lock:
@@ -264,7 +298,8 @@ class HashedLoginHandler(BasicLoginHandler):
     unknown users, with a back-off per account and per address, and a redirect only within this site."""
 
     def _validate(self, username: str, password: str) -> bool:
-        stored = read_users().get(username)
+        entry = _entries().get(username, {})
+        stored = None if entry.get("locked") else entry.get("hash")  # a locked account costs and answers as an unknown one
         ok = verify_password(password, stored or _UNKNOWN_USER) and stored is not None
         access_log().append([{"at": _now(), "user": username[:100], "event": "sign-in" if ok else "sign-in refused",
                               "address": self.request.remote_ip}])
@@ -293,14 +328,18 @@ class HashedLoginHandler(BasicLoginHandler):
     async def post(self):
         username, password = self.get_argument("username", "")[:200], self.get_argument("password", "")
         if not hmac.compare_digest(self.get_argument("csrf", ""), self.get_cookie(CSRF_COOKIE, "") or "-"):
-            return self._again("Invalid username or password")  # not this site's form: refused like a wrong password
+            access_log().append([{"at": _now(), "user": username[:100], "event": "sign-in refused: not this site's form",
+                                  "address": self.request.remote_ip}])
+            return self._again("Invalid username or password")  # refused like a wrong password
         keys = (("user", username), ("address", str(self.request.remote_ip)))
         if THROTTLE.wait(*keys) > 0:
             access_log().append([{"at": _now(), "user": username[:100], "event": "sign-in refused: too many attempts",
                                   "address": self.request.remote_ip}])
             return self._again("Too many failed attempts")
         if not await IOLoop.current().run_in_executor(None, self._validate, username, password):
-            THROTTLE.failed(*keys)
+            if THROTTLE.failed(*keys) == settings.current().dashboard_lock_after and username in read_users():
+                lock(username)
+                access_log().append([{"at": _now(), "user": username[:100], "event": "account locked", "address": self.request.remote_ip}])
             return self._again("Invalid username or password")
         THROTTLE.succeeded(*keys)
         self.set_current_user(username)

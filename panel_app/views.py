@@ -494,7 +494,7 @@ class Dashboard:
         work = vm.workload(self.store, self.journal)
         auth.record(self.user, "view supervisor")
         return pn.Column(
-            _html("<h2>Supervision</h2>"), self.switch_control(),
+            _html("<h2>Supervision</h2>"), self.switch_control(), self.locked_accounts(),
             _html(f"<h3>The review queue now</h3><p>As of {html.escape(work.as_of)}, from the review journal: "
                   f"{html.escape(work.sentence)}. Overrides standing now (approved by a supervisor): {work.overrides:,}.</p>"
                   + (_scrolling(work.per_reviewer, "Each reviewer's work") if len(work.per_reviewer) else "<p>No reviewer has acted yet.</p>")),
@@ -537,6 +537,30 @@ class Dashboard:
                   "and how the applications a person granted against the model repaid beside those the model granted itself.</p>"
                   + (_scrolling(b.overrides, "Overrides and how they repaid") if len(b.overrides) else "<p>No decision taken by a person yet.</p>")),
         ]
+
+    def locked_accounts(self) -> pn.viewable.Viewable:
+        """Accounts locked after failed sign-ins, each with its unlock button (a supervisor's, checked on the server)."""
+        locked = auth.locked()
+        said = _html("")
+
+        def unlock(name: str) -> None:
+            if self.role != auth.SUPERVISOR:
+                said.object = "<p role='alert'>Only a supervisor may unlock an account.</p>"
+                auth.record(self.user, "refused: unlock an account", user_unlocked=name)
+                return
+            auth.unlock(name)
+            auth.record(self.user, "account unlocked", user_unlocked=name)
+            self.render(force=True)
+
+        buttons = []
+        for name in sorted(locked):
+            button = pn.widgets.Button(name=f"Unlock {name}", button_type="default", button_style="outline")
+            button.on_click(lambda _, name=name: unlock(name))
+            buttons.append(button)
+        since = "".join(f"<li>{html.escape(name)}, locked at {html.escape(at)}</li>" for name, at in sorted(locked.items()))
+        heading = (f"<h3>Locked accounts</h3><p>Locked after repeated failed sign-ins: unlock one once you know its owner was the "
+                   f"one who tried.</p><ul>{since}</ul>") if locked else "<h3>Locked accounts</h3><p>No account is locked.</p>"
+        return pn.Column(_html(heading), *buttons, said, sizing_mode="stretch_width")
 
     def switch_control(self) -> pn.viewable.Viewable:
         """Refer everything: on, every new decision (nightly or on demand) goes to an advisor until off."""

@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     dashboard_cookie_secret: str | None = Field(None, description="the sign-in cookie's secret (default: generated once)")
     dashboard_idle_minutes: float = Field(15, gt=0, description="a dashboard session without a click for this long is signed out")
     dashboard_session_hours: float = Field(10, gt=0, description="a dashboard session ends this long after sign-in, whatever its use")
+    dashboard_lock_after: int = Field(10, ge=1, description="failed sign-ins in a row that lock an account until a supervisor or the CLI lifts it")
     dashboard_oauth_provider: str | None = Field(None, description="a bank's identity provider for Panel's OAuth (e.g. generic)")
     dashboard_role_claim: str = Field("credit_role", description="the identity provider's claim that says advisor or supervisor")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 import jinja2
@@ -14,13 +16,24 @@ from credit_dagster.model.metadata import ModelMetadata
 
 FAIRNESS_SHOWN = ["group", "applicants", "approval_rate", "disparate_impact", "approval_rate_repaid", "equal_opportunity",
                   "default_rate", "default_rate_low", "default_rate_high", "predicted_default_rate"]
+# Every value is HTML-escaped (autoescape), and text typed by people or read from data (a sign-off's
+# reason, a group's name) is Markdown-escaped too: Markdown would turn `[x](javascript:…)` into a link.
 _TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
-                                undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
-_TEMPLATES.filters.update(
-    num=lambda value, spec: format(value, spec),
-    table=lambda records, digits=4: pd.DataFrame(records).round(digits).to_markdown(index=False),
-    data_uri=data_uri,
-)
+                                undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=True)
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>])")
+
+
+def plain(text) -> str:
+    """`text` shown as it is written, never read as Markdown."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
+def _table(records, digits: int = 4) -> str:
+    frame = pd.DataFrame(records).round(digits)
+    return frame.apply(lambda col: col.map(plain) if col.dtype == object else col).to_markdown(index=False)
+
+
+_TEMPLATES.filters.update(num=lambda value, spec: format(value, spec), table=_table, data_uri=data_uri, plain=plain)
 
 
 def render_markdown(meta: ModelMetadata, *, champion: dict, charts: dict[str, bytes], synthetic: bool,
@@ -41,7 +54,8 @@ def render_html(markdown_text: str, title: str) -> str:
     body = markdown.markdown(markdown_text, extensions=["tables"])
     style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse;font-size:13px}"
              "td,th{border:1px solid #ccc;padding:3px 6px}blockquote{background:#fff3cd;padding:6px;margin:0}")
-    return f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body>{body}</body></html>"
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head>"
+            f"<body>{body}</body></html>")
 
 
 def write(registry, version: str, reports_dir: Path) -> Path:

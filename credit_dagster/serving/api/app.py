@@ -8,6 +8,7 @@ HTTP side is here and in `routes.py`; what a request needs besides HTTP is `runt
 
 import contextlib
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -104,6 +105,15 @@ class BodyLimit:
                  scope.get("state", {}).get("caller", "-"), 1000 * (time.perf_counter() - started))
 
 
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def _field_name(part: str | int) -> str | int:
+    """A place in a request as it is named: an index, or a name shaped like a field's (a misspelled
+    AMT_CREDTI is worth naming back); any other key the caller sent is not repeated."""
+    return part if isinstance(part, int) or _FIELD_NAME.fullmatch(part) else "(a field of another name)"
+
+
 def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None, key_store: keys.KeyStore | None = None,
                audit_log: audit.AuditLog | None = None) -> FastAPI:
     """The API over CREDIT_HOME (or the given folders); CREDIT_API_MAX_BATCH bounds a batch."""
@@ -126,7 +136,7 @@ def create_app(models_dir: Path | None = None, snapshot_file: Path | None = None
     @app.exception_handler(RequestValidationError)
     def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # where and what, without echoing the value: it may be personal data, or not JSON at all (NaN)
-        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        detail = [{"loc": [_field_name(part) for part in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
 
     app.include_router(routes.status)

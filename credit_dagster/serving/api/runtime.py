@@ -372,7 +372,8 @@ class Runtime:
         for i, row in enumerate(scored.assign(scored_at=now).to_dict("records")):
             decision_id = f"{request_id}-{i}"
             decisions.append({**_decision_fields(row), "decision_id": decision_id, "history_source": row["history_source"],
-                              "warnings": [f"{c}={v!r} never seen in training: scored as missing" for c, v in row["unknown_categories"].items()]})
+                              # the field, never the value sent (a client's employer, say, is not repeated)
+                              "warnings": [f"{c}: a value never seen in training, scored as missing" for c in row["unknown_categories"]]})
             records.append({k: row.get(k) for k in scoring.DECISION_COLUMNS} | {
                 "partition_date": None, "run_id": decision_id, "caller": who.name, "history_source": row["history_source"]})
         self.audit_log.append(records)  # on disk before the answer leaves
