@@ -450,6 +450,35 @@ def test_markup_in_any_address_or_form_field_of_the_dashboard_is_never_repeated(
     assert tried >= 30
 
 
+def test_another_sites_page_cannot_open_the_dashboards_websocket(served):
+    """A page of another site, open in a signed-in user's browser, cannot drive their session: the
+    websocket the dashboard runs on is refused to any origin but the dashboard's own."""
+    import asyncio
+
+    import httpx
+    from tornado.httpclient import HTTPClientError, HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    base, _ = served
+    with httpx.Client(base_url=base, timeout=60, follow_redirects=False) as client:
+        _sign_in(client)
+        cookies = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+
+    async def opens(origin: str) -> bool:
+        request = HTTPRequest(base.replace("http", "ws") + "/app/ws", headers={"Origin": origin, "Cookie": cookies})
+        try:
+            (await websocket_connect(request)).close()
+            return True
+        except HTTPClientError as refused:
+            assert refused.code == 403
+            return False
+
+    port = urlparse(base).port
+    assert asyncio.run(opens(f"http://localhost:{port}"))
+    assert not asyncio.run(opens("https://evil.example"))
+    assert not asyncio.run(opens(f"http://localhost.evil.example:{port}"))
+
+
 @pytest.mark.parametrize("target", ["///evil.example/x", "//evil.example/x", "/\\evil.example/x", "https://evil.example/x"])
 def test_after_sign_in_the_browser_stays_on_this_site(served, target):
     import httpx

@@ -108,7 +108,10 @@ def serve(port: int, address: str, no_login: bool = False) -> None:
               file=sys.stderr)
     # BokehJS, Panel's scripts and the reports all come from this server: no internet needed.
     # The reports (model card, drift) sit behind the same sign-in as the page, each for its roles.
-    pn.serve({"app": create_app}, port=port, address=address, show=False, title=TITLE, transforms=[SecurityHeaders],
+    # the page's websocket is accepted only from the addresses users open (another site's page
+    # cannot drive a signed-in user's session): localhost:port unless CREDIT_DASHBOARD_ORIGINS says
+    origins = [o.strip() for o in settings.current().dashboard_origins.split(",") if o.strip()] or None
+    pn.serve({"app": create_app}, port=port, address=address, show=False, title=TITLE, transforms=[SecurityHeaders], websocket_origin=origins,
              extra_patterns=[(r"/reports/(.*)", ReportHandler, {"path": str(reports_dir()), "default_filename": "index.html"})],
              **({"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}), **options)
 

@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     # the dashboard
     dashboard_host: str = Field("127.0.0.1", description="where the dashboard listens")
     dashboard_port: int = Field(5006, description="the dashboard's port")
+    dashboard_origins: str = Field("", description="host:port of the address users open (a proxy's), comma-separated; default localhost")
     dashboard_users: Path | None = Field(None, description="the users file (default CREDIT_HOME/dashboard/users.json)")
     dashboard_access_dir: Path | None = Field(None, description="the access log (default CREDIT_HOME/dashboard/access)")
     dashboard_cookie_secret: str | None = Field(None, description="the sign-in cookie's secret (default: generated once)")
