@@ -490,6 +490,39 @@ def _dashboard_user(args: argparse.Namespace) -> int:
     return 0
 
 
+HEALTH = ("api", "dashboard", "webserver", "code-server", "daemon")
+
+
+def _health(args: argparse.Namespace) -> int:
+    """Whether one service of this machine answers: the image's health check and a probe's command.
+    The HTTP ones are asked on loopback (over TLS when CREDIT_TLS_CERT is set, the certificate not
+    checked: it names the bank's address, not 127.0.0.1); Dagster's own are asked with its own checks."""
+    import ssl
+    import subprocess
+    import urllib.request
+
+    configured = settings.current()
+    scheme = "https" if configured.tls_cert else "http"
+    url = {"api": f"{scheme}://127.0.0.1:{configured.api_port}/health", "dashboard": f"{scheme}://127.0.0.1:{configured.dashboard_port}/login",
+           "webserver": f"http://127.0.0.1:{args.port or 3000}/server_info"}.get(args.service)
+    if url:
+        loopback = ssl._create_unverified_context() if scheme == "https" else None  # loopback only, see above
+        try:
+            with urllib.request.urlopen(url, timeout=5, context=loopback) as answer:
+                ok = answer.status == 200
+        except OSError as error:
+            raise CliError(f"{args.service} does not answer at {url}: {error}") from None
+    else:
+        tool = Path(sys.executable).with_name("dagster" if args.service == "code-server" else "dagster-daemon")
+        check = [str(tool), "api", "grpc-health-check", "-p", str(args.port or 3030)] if args.service == "code-server" else [str(tool),
+                                                                                                                           "liveness-check"]
+        ok = subprocess.run(check, capture_output=True, timeout=60).returncode == 0
+    if not ok:
+        raise CliError(f"{args.service} is not healthy")
+    print(f"{args.service}: healthy")
+    return 0
+
+
 def _refer_everything(args: argparse.Namespace) -> int:
     from credit_dagster.core import refer_all
     from panel_app import auth
@@ -584,6 +617,11 @@ def main(argv: list[str] | None = None) -> int:
     api.add_argument("--host", default=configured.api_host, help="default 127.0.0.1 (CREDIT_API_HOST)")
     api.add_argument("--port", type=int, default=configured.api_port, help="default 8000 (CREDIT_API_PORT)")
     api.set_defaults(func=_api)
+    health = command("health", help="whether a service of this machine answers (the image's health check)", formatter_class=fmt,
+                     epilog="example: credit-dagster health api  (exit 0 when /health answers; ports from the same settings)")
+    health.add_argument("service", choices=HEALTH)
+    health.add_argument("--port", type=int, help="the webserver's (default 3000) or the code server's (default 3030) port")
+    health.set_defaults(func=_health)
     api_key = command("api-key", help="create, revoke or list the API keys of calling systems", formatter_class=fmt,
                              epilog="example: credit-dagster api-key create front-office --rate 50 --scope decisions:read --scope contest\n"
                                     "Keys are stored hashed in CREDIT_API_KEYS (default CREDIT_HOME/api_keys.json).")

@@ -95,3 +95,26 @@ def test_the_wheel_holds_what_runs_and_no_tests(tmp_path):
     runtime = [t for t in tracked if t.startswith(("credit_dagster/", "panel_app/"))]
     assert runtime and all(t in names for t in runtime), sorted(set(runtime) - set(names))
     assert not [n for n in names if n.startswith("credit_dagster_tests/")]
+
+
+def test_the_image_installs_what_ci_installs_outside_the_checkout():
+    """deploy/Dockerfile and .ci/wheel install the same thing: the wheel built from the packages the
+    project declares, with the same extra, on the Python the project supports; every service's
+    command exists and the image's health check names a service `credit-dagster health` knows."""
+    import tomllib
+
+    from credit_dagster import cli
+
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    ci_wheel = (ROOT / ".ci" / "wheel").read_text()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    extras = set(re.findall(r"\.whl\)\[(\w+)\]", dockerfile))
+    assert extras == set(re.findall(r"\.whl\)\[(\w+)\]", ci_wheel)) == {"image"} and "image" in project["project"]["optional-dependencies"]
+    pythons = set(re.findall(r"FROM python:(\d+\.\d+)", dockerfile))
+    assert pythons == {"3.11"} and ">=3.11,<3.12" == project["project"]["requires-python"]
+    packages = {p.split(".")[0] for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    copied = set(re.findall(r"^COPY (\w+) ", dockerfile, re.M))
+    assert packages <= copied, packages - copied
+    service = re.search(r"ENV CREDIT_SERVICE=(\S+)", dockerfile).group(1)
+    assert service in cli.HEALTH and re.search(r"^USER \d+:\d+$", dockerfile, re.M)  # a service it checks; never root
+    assert "hadolint deploy/Dockerfile" in (ROOT / ".ci" / "run").read_text()
