@@ -501,6 +501,8 @@ def _health(args: argparse.Namespace) -> int:
     import subprocess
     import urllib.request
 
+    if args.service is None:
+        raise CliError(f"which service? one of {', '.join(HEALTH)} (or CREDIT_SERVICE)")
     configured = settings.current()
     scheme = "https" if configured.tls_cert else "http"
     url = {"api": f"{scheme}://127.0.0.1:{configured.api_port}/health", "dashboard": f"{scheme}://127.0.0.1:{configured.dashboard_port}/login",
@@ -619,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     api.set_defaults(func=_api)
     health = command("health", help="whether a service of this machine answers (the image's health check)", formatter_class=fmt,
                      epilog="example: credit-dagster health api  (exit 0 when /health answers; ports from the same settings)")
-    health.add_argument("service", choices=HEALTH)
+    health.add_argument("service", nargs="?", choices=HEALTH, default=configured.service, help="default CREDIT_SERVICE")
     health.add_argument("--port", type=int, help="the webserver's (default 3000) or the code server's (default 3030) port")
     health.set_defaults(func=_health)
     api_key = command("api-key", help="create, revoke or list the API keys of calling systems", formatter_class=fmt,

@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     api_keys: Path | None = Field(None, description="the API key store (default CREDIT_HOME/api_keys.json)")
     api_audit_dir: Path | None = Field(None, description="the API's audit journal (default CREDIT_HOME/api/audit)")
     # the dashboard
+    service: str | None = Field(None, description="what a container of the image runs: the service `credit-dagster health` checks")
     dashboard_host: str = Field("127.0.0.1", description="where the dashboard listens")
     dashboard_port: int = Field(5006, description="the dashboard's port")
     dashboard_origins: str = Field("", description="host:port of the address users open (a proxy's), comma-separated; default localhost")
