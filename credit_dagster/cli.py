@@ -33,10 +33,6 @@ class CliError(Exception):
     """A failure the user can act on: printed as one line (the traceback only with --verbose)."""
 
 
-def _remembered() -> Path:
-    return settings.credit_home() / "data_dir.txt"
-
-
 def resolve_data_dir(data_dir: str | None, *, generate: bool = True) -> Path:
     """--data-dir, else CREDIT_DATA_DIR, else the folder this CREDIT_HOME was built from, else
     (for `run` only) the synthetic default, generated once."""
@@ -44,8 +40,8 @@ def resolve_data_dir(data_dir: str | None, *, generate: bool = True) -> Path:
         folder = Path(data_dir).expanduser().resolve()
     elif settings.current().data_dir:
         folder = settings.data_dir()
-    elif _remembered().exists():
-        folder = Path(_remembered().read_text().strip())
+    elif settings.remembered_data_dir().exists():
+        folder = settings.data_dir()
     elif not generate:
         raise CliError(f"no data folder known for {settings.credit_home()}: run `credit-dagster run --data-dir DIR` "
                        "first, or pass --data-dir")
@@ -206,7 +202,7 @@ def _run(args: argparse.Namespace) -> int:
 
     data_dir = resolve_data_dir(args.data_dir)
     prepare_dagster_home()
-    _remembered().write_text(str(data_dir))
+    settings.remembered_data_dir().write_text(str(data_dir))
     print(f"CREDIT_HOME={settings.credit_home()}  warehouse={settings.warehouse_path()}  DAGSTER_HOME={settings.dagster_home()}")
     from credit_dagster.model.registry import Registry
 

@@ -179,6 +179,27 @@ def test_score_without_a_known_data_folder_never_falls_back_to_synthetic(tmp_pat
     assert not (tmp_path / "empty_home" / "data").exists()
 
 
+def test_the_code_location_reads_the_data_its_home_was_built_from_never_the_synthetic_set(tmp_path, monkeypatch, synthetic_dir):
+    """The Dagster UI or a daemon started without CREDIT_DATA_DIR (plain `dagster dev`, a production
+    service): the source folder is the one this CREDIT_HOME was built from; a home built from nothing
+    says so, and never falls back to the synthetic set (a retrain from the UI would train on it)."""
+    from credit_dagster.core import settings
+    from credit_dagster.core.resources import SourceData
+
+    monkeypatch.setenv("CREDIT_HOME", str(tmp_path / "bank_home"))
+    monkeypatch.delenv("CREDIT_DATA_DIR", raising=False)
+    with pytest.raises(LookupError, match="no data folder known"):
+        SourceData().folder()
+    real = tmp_path / "real_data"
+    real.mkdir()
+    settings.credit_home().mkdir(parents=True)
+    settings.remembered_data_dir().write_text(str(real))  # as `credit-dagster run --data-dir` leaves it
+    (settings.credit_home() / "data" / "synthetic_default").mkdir(parents=True)  # a demo once ran here too
+    assert SourceData().folder() == real
+    monkeypatch.setenv("CREDIT_DATA_DIR", str(synthetic_dir))  # said explicitly: that one
+    assert SourceData().folder() == synthetic_dir.resolve()
+
+
 def _broken_night(home: Path, monkeypatch) -> str:
     """A night whose drop lacks AMT_CREDIT, scored by the CLI in this process: its run fails."""
     import pandas as pd

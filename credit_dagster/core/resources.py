@@ -91,7 +91,8 @@ class Warehouse(dg.ConfigurableResource):
 
 
 class SourceData(dg.ConfigurableResource):
-    """The folder holding the Kaggle-layout CSV files (empty: CREDIT_DATA_DIR or the synthetic default)."""
+    """The folder holding the Kaggle-layout CSV files (empty: CREDIT_DATA_DIR, else the folder this
+    CREDIT_HOME was built from; never the synthetic set by default)."""
 
     data_dir: str = ""
 

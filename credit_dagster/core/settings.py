@@ -145,10 +145,22 @@ def synthetic_default_dir() -> Path:
     return credit_home() / "data" / "synthetic_default"
 
 
+def remembered_data_dir() -> Path:
+    """Where a CREDIT_HOME records the folder it was built from (`credit-dagster run` writes it)."""
+    return credit_home() / "data_dir.txt"
+
+
 def data_dir() -> Path:
-    """The folder of source CSVs: CREDIT_DATA_DIR, or the generated synthetic default."""
+    """The folder of source CSVs: CREDIT_DATA_DIR, else the folder this CREDIT_HOME was built from.
+    Never a silent fallback to the synthetic set: a UI or a daemon started without CREDIT_DATA_DIR on
+    a home built from real data must not retrain on synthetic applicants (LookupError instead)."""
     configured = current().data_dir
-    return configured.expanduser().resolve() if configured else synthetic_default_dir()
+    if configured:
+        return configured.expanduser().resolve()
+    if remembered_data_dir().exists():
+        return Path(remembered_data_dir().read_text().strip())
+    raise LookupError(f"no data folder known for {credit_home()}: set CREDIT_DATA_DIR, or build this home first with "
+                      "`credit-dagster run --data-dir DIR` (which remembers DIR)")
 
 
 def models_dir() -> Path:
