@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from credit_dagster.core import settings as credit_settings
 from credit_dagster.model import calibration, fairness, metrics, model_card, promotion, training
 from credit_dagster.model.ensemble import Ensemble
 from credit_dagster.model.metadata import ModelMetadata
@@ -78,7 +79,24 @@ def test_the_dagster_config_takes_the_training_defaults():
     shared = set(params) & set(config)
     assert {"n_folds", "max_rounds", "early_stopping_rounds", "stability_seeds", "learning_rate"} <= shared
     assert {k: config[k] for k in shared} == {k: params[k] for k in shared}
-    assert (config["cost_false_negative"], config["cost_false_positive"]) == tuple(params["costs"].values())
+    # the costs and the refer band are settings, read when a run starts; the launch form may override them
+    assert config["cost_false_negative"] is None and config["refer_margin"] is None
+    defaults = credit_settings.Settings()
+    assert (defaults.cost_false_negative, defaults.cost_false_positive) == tuple(params["costs"].values())
+
+
+def test_the_costs_the_refer_band_and_the_bad_row_limit_are_settings(monkeypatch):
+    from credit_dagster.ingest.assets import IngestConfig
+    from credit_dagster.model.assets import _or_setting
+
+    monkeypatch.setenv("CREDIT_COST_FALSE_NEGATIVE", "5")
+    monkeypatch.setenv("CREDIT_REFER_MARGIN", "0.05")
+    monkeypatch.setenv("CREDIT_MAX_REJECT_SHARE", "0.2")
+    assert (_or_setting(None, "cost_false_negative"), _or_setting(None, "refer_margin"), _or_setting(0.01, "refer_margin")) == (5, 0.05, 0.01)
+    assert IngestConfig().reject_share() == 0.2 and IngestConfig(max_reject_share=0.0).reject_share() == 0.0
+    monkeypatch.setenv("CREDIT_REFER_MARGIN", "0.7")  # wider than the probability scale: refused, by name
+    with pytest.raises(ValueError, match="refer_margin"):
+        credit_settings.current()
 
 
 def test_jeffreys_interval_by_hand():

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     max_ece: float = Field(0.03, description="a model's expected calibration error must be under this")
     max_mean_pd_gap: float = Field(0.01, description="the mean out-of-fold PD must be this close to the default rate")
     fairness_severity: Literal["warn", "error"] = Field("warn", description="`error` makes the fairness check fail the run")
+    cost_false_negative: float = Field(10.0, gt=0, description="what granting a credit that defaults costs, against a wrongly refused good client's")
+    cost_false_positive: float = Field(1.0, gt=0, description="what refusing a client who would have repaid costs")
+    refer_margin: float = Field(0.02, ge=0, lt=0.5, description="applications within this probability of the threshold go to an advisor")
+    max_reject_share: float = Field(0.01, ge=0, le=1, description="the share of unparsable rows past which a file's load fails (rows quarantined)")
     fairness_min_equal_opportunity: float = Field(0.8, description="repayers' approval rate against the most approved group's")
     fairness_max_calibration_gap: float = Field(0.02, description="a group's predicted minus observed default rate, beyond its interval")
     # human review

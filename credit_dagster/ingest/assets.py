@@ -6,6 +6,7 @@ import dagster as dg
 
 from credit_dagster.core.keys import POOL
 from credit_dagster.core.resources import SourceData, Warehouse
+from credit_dagster.core import settings
 from credit_dagster.core.settings import reports_dir
 from credit_dagster.core.sources import COLUMNS_DESCRIPTION, SOURCE_TABLES, SourceTable
 from credit_dagster.ingest import profile
@@ -16,7 +17,11 @@ GROUP = "raw"
 
 
 class IngestConfig(dg.Config):
-    max_reject_share: float = 0.01  # a file with more unparsable rows than this fails the load
+    # a file with more unparsable rows than this share fails the load; empty: CREDIT_MAX_REJECT_SHARE
+    max_reject_share: float | None = None
+
+    def reject_share(self) -> float:
+        return self.max_reject_share if self.max_reject_share is not None else settings.current().max_reject_share
 
 
 def is_synthetic(folder: Path) -> bool:
@@ -44,7 +49,7 @@ def _raw_asset(spec: SourceTable, optional: bool = False) -> dg.AssetsDefinition
                 return
             raise
         with warehouse.connect() as con:
-            report = load_table(con, spec, path, max_reject_share=config.max_reject_share)
+            report = load_table(con, spec, path, max_reject_share=config.reject_share())
         if report.extra_columns:
             context.log.warning(f"{path}: extra column(s) {report.extra_columns} are not in the contract and were not loaded")
         worst_nulls = dict(sorted(report.null_shares.items(), key=lambda kv: -kv[1])[:15])

@@ -45,13 +45,19 @@ class TrainingConfig(dg.Config):
     compare_unselected: bool = _PARAMS.compare_unselected
     seeds_per_fold: int = _PARAMS.seeds_per_fold
     stability_seeds: int = _PARAMS.stability_seeds
-    cost_false_negative: float = _PARAMS.costs.false_negative
-    cost_false_positive: float = _PARAMS.costs.false_positive
-    refer_margin: float = 0.02  # refer to an advisor when |PD - threshold| < margin
+    # empty: the settings (CREDIT_COST_FALSE_NEGATIVE, CREDIT_COST_FALSE_POSITIVE, CREDIT_REFER_MARGIN),
+    # read when the run starts; a launch form's value wins for that run
+    cost_false_negative: float | None = None
+    cost_false_positive: float | None = None
+    refer_margin: float | None = None  # refer to an advisor when |PD - threshold| < margin
     exclude_sensitive: bool = True
     base_points: float = _SCORECARD.base_points
     base_odds: float = _SCORECARD.base_odds
     points_to_double: float = _SCORECARD.points_to_double
+
+
+def _or_setting(value: float | None, name: str) -> float:
+    return value if value is not None else getattr(settings.current(), name)
 
 
 class PromotionConfig(dg.Config):
@@ -113,14 +119,15 @@ def credit_model(context: dg.AssetExecutionContext, config: TrainingConfig, ware
     settings = config.model_dump()
     params = training.TrainingParams(
         **{k: v for k, v in settings.items() if k in training.TrainingParams.__dataclass_fields__ and k != "costs"},
-        costs=metrics.Costs(config.cost_false_negative, config.cost_false_positive),
+        costs=metrics.Costs(_or_setting(config.cost_false_negative, "cost_false_negative"),
+                            _or_setting(config.cost_false_positive, "cost_false_positive")),
     )
     with warehouse.connect() as con:
         features, labels, app_columns = load_training_frames(con)
     sql = sql_models.discover()
     result = build.build_model(
         features, labels, excluded=protected(sql) if config.exclude_sensitive else (), app_columns=app_columns,
-        params=params, refer_margin=config.refer_margin, never_inputs=not_inputs(sql, list(features.columns)),
+        params=params, refer_margin=_or_setting(config.refer_margin, "refer_margin"), never_inputs=not_inputs(sql, list(features.columns)),
         scorecard=Scorecard(config.base_points, config.base_odds, config.points_to_double),
         directions=risk_directions(sql), progress=context.log.info,
     )

@@ -27,7 +27,7 @@ from credit_dagster.nightly import drops, night, partitions, scoring, shards
 def daily_drop(context: dg.AssetExecutionContext, config: IngestConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """The day's drop loaded into drop_<YYYYMMDD> with the raw-ingestion gates and quarantine."""
     with warehouse.connect() as con:
-        loaded = drops.load_drop(con, drops.inbox_dir(), context.partition_key, config.max_reject_share)
+        loaded = drops.load_drop(con, drops.inbox_dir(), context.partition_key, config.reject_share())
         return drop_result(context, con, loaded)
 
 

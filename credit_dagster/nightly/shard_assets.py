@@ -28,7 +28,7 @@ def landed_drop(context: dg.AssetExecutionContext, config: IngestConfig) -> dg.M
     for left in datasets.sweep_staging(location):
         context.log.warning(f"removed {left} from the datasets' staging folder: a write killed half-way left it")
     with closing(shards.connect(location)) as con:
-        loaded = shards.land(con, location, drops.inbox_dir(), context.partition_key, n_shards, config.max_reject_share)
+        loaded = shards.land(con, location, drops.inbox_dir(), context.partition_key, n_shards, config.reject_share())
         return drop_result(context, con, loaded, datasets=location, shards=n_shards)
 
 
