@@ -4,9 +4,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from credit_dagster.core import settings
 from credit_dagster.core.keys import POOL
 from credit_dagster.core.resources import SourceData, Warehouse
-from credit_dagster.core import settings
 from credit_dagster.core.settings import reports_dir
 from credit_dagster.core.sources import COLUMNS_DESCRIPTION, SOURCE_TABLES, SourceTable
 from credit_dagster.ingest import profile
