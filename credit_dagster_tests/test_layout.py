@@ -72,7 +72,7 @@ def test_the_readme_settings_table_is_written_from_the_settings_module():
     assert shown == markdown_table(), "README's settings table is stale: python -m credit_dagster.core.settings"
     # and no CREDIT_ variable is read or named anywhere but through it (tests' own aside)
     known = {env_name(f) for f in Settings.model_fields} | {"CREDIT_SCREENSHOTS"}
-    named = set(re.findall(r"CREDIT_[A-Z_]+", readme))
+    named = {re.sub(r"_FILE$", "", n) for n in re.findall(r"CREDIT_[A-Z_]+", readme)}  # CREDIT_<NAME>_FILE: <NAME> from a file
     assert named <= known, sorted(named - known)
     readers = [p.relative_to(ROOT).as_posix() for p in [*(ROOT / "credit_dagster").rglob("*.py"), *(ROOT / "panel_app").rglob("*.py")]
                if re.search(r"environ(\.get)?\(?\[?[\"']CREDIT_", p.read_text())]

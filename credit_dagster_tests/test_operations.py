@@ -200,6 +200,24 @@ def test_the_code_location_reads_the_data_its_home_was_built_from_never_the_synt
     assert SourceData().folder() == synthetic_dir.resolve()
 
 
+def test_a_secret_comes_from_a_file_as_container_platforms_mount_it(tmp_path, monkeypatch):
+    from credit_dagster.core import settings
+
+    secret = tmp_path / "cookie_secret"
+    secret.write_text("from-a-mounted-file-" + "x" * 32 + "\n")
+    monkeypatch.setenv("CREDIT_DASHBOARD_COOKIE_SECRET_FILE", str(secret))
+    monkeypatch.delenv("CREDIT_DASHBOARD_COOKIE_SECRET", raising=False)
+    assert settings.current().dashboard_cookie_secret == "from-a-mounted-file-" + "x" * 32
+    monkeypatch.setenv("CREDIT_DASHBOARD_COOKIE_SECRET", "and-from-the-environment")
+    with pytest.raises(ValueError, match="both CREDIT_DASHBOARD_COOKIE_SECRET and CREDIT_DASHBOARD_COOKIE_SECRET_FILE"):
+        settings.current()
+    monkeypatch.delenv("CREDIT_DASHBOARD_COOKIE_SECRET")
+    monkeypatch.setenv("CREDIT_DASHBOARD_COOKIE_SECRET_FILE", str(tmp_path / "not_mounted"))
+    with pytest.raises(ValueError, match="CREDIT_DASHBOARD_COOKIE_SECRET_FILE: cannot read") as refused:
+        settings.current()
+    assert "mounted-file" not in str(refused.value)
+
+
 def _broken_night(home: Path, monkeypatch) -> str:
     """A night whose drop lacks AMT_CREDIT, scored by the CLI in this process: its run fails."""
     import pandas as pd

@@ -13,16 +13,43 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_SYNTHETIC_SCALE = 0.02  # about 6,000 labelled applicants: a run of a few minutes
 DEFAULT_SYNTHETIC_SEED = 42
 
 
+class _FromFiles(PydanticBaseSettingsSource):
+    """CREDIT_<NAME>_FILE: the setting read from that file, as container platforms mount secrets
+    (a cookie secret, a broker URL with its password), so it is in no environment listing."""
+
+    def get_field_value(self, field, field_name):  # every field is read in __call__
+        return None, field_name, False
+
+    def __call__(self) -> dict:
+        values = {}
+        for name in self.settings_cls.model_fields:
+            variable = f"{env_name(name)}_FILE"
+            if variable not in os.environ:
+                continue
+            if env_name(name) in os.environ:
+                raise ValueError(f"both {env_name(name)} and {variable} are set: keep one")
+            try:
+                values[name] = Path(os.environ[variable]).read_text().rstrip("\n")
+            except OSError as error:
+                raise ValueError(f"{variable}: cannot read {os.environ[variable]} ({error.strerror})") from None
+        return values
+
+
 class Settings(BaseSettings):
-    """The environment variable of each field is CREDIT_ and its name in capitals."""
+    """The environment variable of each field is CREDIT_ and its name in capitals; CREDIT_<NAME>_FILE
+    reads it from a file instead."""
 
     model_config = SettingsConfigDict(env_prefix="CREDIT_", extra="ignore", frozen=True)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        return init_settings, env_settings, _FromFiles(settings_cls)
 
     # where state lives
     home: Path = Field(Path(".credit"), description="everything the platform writes: warehouse, Dagster, models, reports")
