@@ -486,6 +486,37 @@ def _dashboard_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup(args: argparse.Namespace) -> int:
+    from credit_dagster import backup
+
+    try:
+        manifest = backup.backup(Path(args.dest))
+    except backup.BackupError as refused:
+        raise CliError(str(refused)) from None
+    size = sum(f["bytes"] for f in manifest["files"].values())
+    print(f"Backed up {settings.credit_home()} to {args.dest}: {len(manifest['files'])} files, {size / 1e6:,.1f} MB, "
+          f"checksums in {backup.MANIFEST}")
+    for note in manifest["notes"]:
+        print(f"note: {note}")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from credit_dagster import backup
+
+    try:
+        manifest = backup.verify(Path(args.source)) if args.verify_only else backup.restore(Path(args.source), Path(args.to))
+    except backup.BackupError as refused:
+        raise CliError(str(refused)) from None
+    taken = f"taken {manifest['created_at']} of {manifest['home']} by release {manifest['release']}"
+    if args.verify_only:
+        print(f"{args.source}: every one of its {len(manifest['files'])} files is as it was when the backup was {taken}")
+    else:
+        print(f"Restored the backup {taken} into {args.to} (every file checked). Use it with CREDIT_HOME={args.to}; "
+              "dashboard users sign in again.")
+    return 0
+
+
 HEALTH = ("api", "dashboard", "webserver", "code-server", "daemon")
 
 
@@ -615,6 +646,17 @@ def main(argv: list[str] | None = None) -> int:
     api.add_argument("--host", default=configured.api_host, help="default 127.0.0.1 (CREDIT_API_HOST)")
     api.add_argument("--port", type=int, default=configured.api_port, help="default 8000 (CREDIT_API_PORT)")
     api.set_defaults(func=_api)
+    backup = command("backup", help="a consistent copy of CREDIT_HOME, taken while nights, the API and the dashboard run",
+                     formatter_class=fmt, epilog="example: credit-dagster backup /backups/credit-2026-12-07  (a new or empty folder)\n"
+                                                 "The warehouse is copied under its writer lock, journals up to their last complete line.")
+    backup.add_argument("dest")
+    backup.set_defaults(func=_backup)
+    restore = command("restore", help="check a backup's files against its manifest, then copy it into a new home", formatter_class=fmt,
+                      epilog="example: credit-dagster restore /backups/credit-2026-12-07 --to /srv/credit-restored")
+    restore.add_argument("source")
+    restore.add_argument("--to", help="a new or empty folder: the restored CREDIT_HOME")
+    restore.add_argument("--verify-only", action="store_true", help="check the backup, restore nothing")
+    restore.set_defaults(func=_restore)
     health = command("health", help="whether a service of this machine answers (the image's health check)", formatter_class=fmt,
                      epilog="example: credit-dagster health api  (exit 0 when /health answers; ports from the same settings)")
     health.add_argument("service", nargs="?", choices=HEALTH, default=configured.service, help="default CREDIT_SERVICE")
@@ -666,6 +708,8 @@ def main(argv: list[str] | None = None) -> int:
     switch.add_argument("--why", default="", help="the reason, kept in the journal")
     switch.set_defaults(func=_refer_everything)
     args = parser.parse_args(argv)
+    if args.command == "restore" and not (args.to or args.verify_only):
+        parser.error("restore needs --to HOME (or --verify-only)")
     if args.command == "dashboard-user" and args.action != "list" and not args.name:
         parser.error(f"dashboard-user {args.action} needs a user name")
     if args.command == "api-key" and args.action != "list" and not args.name:

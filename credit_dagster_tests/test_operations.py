@@ -218,6 +218,58 @@ def test_a_secret_comes_from_a_file_as_container_platforms_mount_it(tmp_path, mo
     assert "mounted-file" not in str(refused.value)
 
 
+@pytest.mark.slow
+def test_a_backup_taken_during_a_night_restores_a_home_that_answers_the_same_and_runs_on(ops_home, tmp_path, monkeypatch, capsys):
+    """`credit-dagster backup` while a night runs and the API answers; `restore` into an empty folder:
+    the API there gives the same decisions, every confirmed review action is there, the night runs
+    to its end; a changed file of the backup is refused by name."""
+    from fastapi.testclient import TestClient
+
+    from credit_dagster.review import cases as review
+    from credit_dagster.review.journal import ReviewJournal
+    from credit_dagster.serving.api import keys
+    from credit_dagster.serving.api.app import create_app
+
+    for variable in ("DAGSTER_HOME", "CREDIT_INBOX", "CREDIT_REVIEW_JOURNAL_DIR", "CREDIT_API_AUDIT_DIR", "CREDIT_API_KEYS"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("CREDIT_HOME", str(ops_home))
+    with duckdb.connect(str(ops_home / "warehouse.duckdb"), read_only=True) as con:
+        picked = con.execute("select SK_ID_CURR, decision from scoring.scored_applications order by SK_ID_CURR limit 5").fetchall()
+    journal = ReviewJournal()
+    sk_id, decision = picked[0]
+    journal.record(sk_id, review.CONTEST, user="api:branch", role="", model_version="v", model_decision=decision, revision=None,
+                   note="I can repay", channel="phone")
+    key = keys.create("backup-test", rate_per_second=1000, scopes=keys.SCOPES)
+    (ops_home / "dashboard").mkdir(exist_ok=True)
+    (ops_home / "dashboard" / "sessions.json").write_text("{}")  # open sessions: never restored
+    night = _cli(ops_home, "score", "--start", DAY)
+    for line in night.stdout:  # the night is under way
+        if "scoring__" in line:
+            break
+    with TestClient(create_app()) as api:
+        answers = {i: api.get(f"/v1/decisions/{i}", headers={"X-API-Key": key}).json()["final_decision"] for i, _ in picked}
+        assert cli.main(["backup", str(tmp_path / "backup")]) == 0  # waits for the warehouse between two steps
+        assert api.get(f"/v1/decisions/{sk_id}", headers={"X-API-Key": key}).status_code == 200  # answering meanwhile
+    out, _ = night.communicate(timeout=300)
+    assert night.returncode == 0, out[-2000:]
+    restored = tmp_path / "restored"
+    assert cli.main(["restore", str(tmp_path / "backup"), "--to", str(restored)]) == 0
+    assert not (restored / "dashboard" / "sessions.json").exists() and (restored / "warehouse.duckdb").exists()
+    assert {oct(p.stat().st_mode & 0o777) for p in restored.rglob("*") if p.is_file()} == {"0o600"}
+    monkeypatch.setenv("CREDIT_HOME", str(restored))
+    with TestClient(create_app()) as api:
+        assert {i: api.get(f"/v1/decisions/{i}", headers={"X-API-Key": key}).json()["final_decision"] for i, _ in picked} == answers
+    assert [a.note for a in ReviewJournal().actions()] == ["I can repay"]  # the confirmed action, restored
+    assert cli.main(["score", "--start", DAY]) == 0  # the night, whole in the restored home (completed if caught midway)
+    with duckdb.connect(str(restored / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from scoring.scored_applications where partition_date = ?", [DAY]).fetchone()[0] > 0
+    journal_copy = next(p for p in (tmp_path / "backup").rglob("*.jsonl") if b"I can repay" in p.read_bytes())
+    journal_copy.write_bytes(journal_copy.read_bytes().replace(b"I can repay", b"I cannot pay"))
+    capsys.readouterr()
+    assert cli.main(["restore", str(tmp_path / "backup"), "--verify-only"]) == 1
+    assert journal_copy.relative_to(tmp_path / "backup").as_posix() in capsys.readouterr().err
+
+
 def _broken_night(home: Path, monkeypatch) -> str:
     """A night whose drop lacks AMT_CREDIT, scored by the CLI in this process: its run fails."""
     import pandas as pd
