@@ -132,7 +132,7 @@ def backup(dest: Path, say=print) -> dict:
     if settings.current().storage == "datasets" and root and ("://" in root or home not in Path(root).expanduser().resolve().parents):
         notes.append(f"the nights' datasets ({root}) are outside the home: back them up with their store's own tools")
     configured = settings.current()
-    for name, field in type(configured).model_fields.items():  # a journal, an inbox or a users file moved out of the home
+    for name in type(configured).model_fields:  # a journal, an inbox or a users file moved out of the home
         value = getattr(configured, name)
         if isinstance(value, Path) and name not in NOT_STATE and home not in value.expanduser().resolve().parents:
             notes.append(f"{settings.env_name(name)} ({value}) is outside the home and not in this copy: back it up beside it")
