@@ -22,10 +22,9 @@ import os
 import shutil
 import sqlite3
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from credit_dagster.core import settings
+from credit_dagster.core import formats, settings
 from credit_dagster.core.resources import warehouse_lock
 
 MANIFEST = "manifest.json"
@@ -38,13 +37,6 @@ NOT_STATE = {"home", "data_dir", "tls_cert", "tls_key"}  # path settings that na
 
 class BackupError(Exception):
     """A backup or a restore that cannot be done as asked: said in one line."""
-
-
-def _release() -> str:
-    try:
-        return version("credit-dagster")
-    except PackageNotFoundError:  # a checkout that was never installed
-        return "unknown"
 
 
 def _sha256(path: Path) -> str:
@@ -139,7 +131,7 @@ def backup(dest: Path, say=print) -> dict:
     remembered = settings.remembered_data_dir()
     if remembered.exists():
         notes.append(f"the source data folder ({remembered.read_text().strip()}) is not in this copy")
-    manifest = {"format": FORMAT, "release": _release(), "home": str(home), "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    manifest = {"format": FORMAT, "release": formats.release(), "home": str(home), "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "files": files, "notes": notes}
     path = dest / MANIFEST
     with open(path, "w") as f:
@@ -158,7 +150,7 @@ def verify(source: Path) -> dict:
     manifest = json.loads(path.read_text())
     if manifest.get("format", 0) > FORMAT:
         raise BackupError(f"{source} was written by credit-dagster {manifest.get('release')} in backup format {manifest['format']}; "
-                          f"this release ({_release()}) reads format {FORMAT} and older")
+                          f"this release ({formats.release()}) reads format {FORMAT} and older")
     wrong = [name for name, entry in manifest["files"].items()
              if not (source / name).is_file() or _sha256(source / name) != entry["sha256"]]
     if wrong:

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from credit_dagster.core import settings
+from credit_dagster.core import formats, settings
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -517,6 +517,31 @@ def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from credit_dagster import backup
+
+    home = settings.credit_home()
+    due = formats.due(home)
+    if not due:
+        print(f"{home} is in this release's formats ({formats.release()}): nothing to migrate")
+        return 0
+    print("due: " + ", ".join(f"{store} format {old} -> {new}" for store, (old, new) in due.items()))
+    if not args.no_backup:
+        dest = Path(args.backup) if args.backup else home.with_name(f"{home.name}.before-migrate-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+        try:
+            backup.backup(dest)
+        except backup.BackupError as refused:
+            raise CliError(f"no migration without a backup first: {refused}") from None
+        print(f"backed up to {dest} (credit-dagster restore {dest} --to HOME brings it back)")
+    formats.migrate(home)
+    print(f"{home} is now in this release's formats ({formats.release()})")
+    return 0
+
+
+# what needs no home in this release's formats: making data, probing, copying and migrating homes
+NO_FORMAT_CHECK = {"synth", "health", "backup", "restore", "migrate"}
 HEALTH = ("api", "dashboard", "webserver", "code-server", "daemon")
 
 
@@ -657,6 +682,12 @@ def main(argv: list[str] | None = None) -> int:
     restore.add_argument("--to", help="a new or empty folder: the restored CREDIT_HOME")
     restore.add_argument("--verify-only", action="store_true", help="check the backup, restore nothing")
     restore.set_defaults(func=_restore)
+    migrate = command("migrate", help="bring a home written by an older release to this release's formats (a backup first)",
+                      formatter_class=fmt, epilog="example: credit-dagster migrate  (backs up to CREDIT_HOME.before-migrate-<time>)\n"
+                                                  "Resumable: a migration stopped midway goes on from its last finished step.")
+    migrate.add_argument("--backup", help="where the backup goes (default: beside the home)")
+    migrate.add_argument("--no-backup", action="store_true", help="migrate without a backup (one was just taken)")
+    migrate.set_defaults(func=_migrate)
     health = command("health", help="whether a service of this machine answers (the image's health check)", formatter_class=fmt,
                      epilog="example: credit-dagster health api  (exit 0 when /health answers; ports from the same settings)")
     health.add_argument("service", nargs="?", choices=HEALTH, default=configured.service, help="default CREDIT_SERVICE")
@@ -715,6 +746,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "api-key" and args.action != "list" and not args.name:
         parser.error(f"api-key {args.action} needs the name of the calling system")
     try:
+        if args.command not in NO_FORMAT_CHECK:  # a home of another release's formats: said now, not by a failure later
+            try:
+                formats.check(settings.credit_home())
+            except formats.FormatError as wrong:
+                raise CliError(str(wrong)) from None
         return args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -270,6 +270,48 @@ def test_a_backup_taken_during_a_night_restores_a_home_that_answers_the_same_and
     assert journal_copy.relative_to(tmp_path / "backup").as_posix() in capsys.readouterr().err
 
 
+def test_a_home_of_another_format_is_refused_in_one_line_and_an_older_one_migrated(ops_home, tmp_path, monkeypatch, capsys):
+    """A home written before formats were recorded (every home of earlier releases) is refused by
+    the CLI and by a run's first warehouse connection, with the command that fixes it; `migrate`
+    backs it up and brings it to this release's formats, resumes after a step that died, and does
+    nothing the second time; a home written by a newer release is refused naming that release."""
+    from credit_dagster.core import formats
+    from credit_dagster.core.resources import Warehouse
+
+    monkeypatch.setenv("CREDIT_HOME", str(ops_home))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert formats.read(ops_home)["stores"] == formats.STORES  # a home built by this release says so
+    (ops_home / formats.STAMP).unlink()  # as every home of the releases before
+    capsys.readouterr()
+    assert cli.main(["score", "--start", DAY]) == 1
+    assert "format 0): run `credit-dagster migrate`" in capsys.readouterr().err
+    with pytest.raises(formats.MigrationDue), Warehouse().connect():
+        pass  # a run launched from the UI stops at its first step, saying the same
+    assert cli.main(["migrate", "--backup", str(tmp_path / "before")]) == 0
+    assert (tmp_path / "before" / "manifest.json").exists() and formats.read(ops_home)["stores"] == formats.STORES
+    assert cli.main(["migrate"]) == 0 and "nothing to migrate" in capsys.readouterr().out
+    # a release whose warehouse format 2 needs a step: killed midway, then run again
+    calls = []
+
+    def step(home: Path) -> None:
+        calls.append(home)
+        if len(calls) == 1:
+            raise RuntimeError("killed midway")
+
+    monkeypatch.setattr(formats, "STORES", {**formats.STORES, "warehouse": 2, "journals": 2})
+    monkeypatch.setitem(formats.MIGRATIONS, ("warehouse", 1), step)
+    with pytest.raises(RuntimeError):
+        formats.migrate(ops_home)
+    assert formats.read(ops_home)["stores"]["warehouse"] == 1  # the step's end was never recorded
+    assert cli.main(["migrate", "--no-backup"]) == 0 and len(calls) == 2
+    assert formats.read(ops_home)["stores"] == {**formats.STORES}
+    monkeypatch.undo()
+    monkeypatch.setenv("CREDIT_HOME", str(ops_home))
+    capsys.readouterr()
+    assert cli.main(["score", "--start", DAY]) == 1  # now newer than this release
+    assert f"written by credit-dagster {formats.release()} (warehouse format 2, journals format 2)" in capsys.readouterr().err
+
+
 def _broken_night(home: Path, monkeypatch) -> str:
     """A night whose drop lacks AMT_CREDIT, scored by the CLI in this process: its run fails."""
     import pandas as pd

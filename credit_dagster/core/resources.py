@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from credit_dagster.core import datasets, settings
+from credit_dagster.core import datasets, formats, settings
 
 _held = threading.local()
 
@@ -78,6 +78,8 @@ class Warehouse(dg.ConfigurableResource):
         """A connection once the warehouse is free; without `wait`, WarehouseBusy if it is not."""
         path = self.file()
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path == settings.warehouse_path():  # the home's own: written in this release's formats, or refused
+            formats.check(settings.credit_home())
         config = {"memory_limit": self.memory_limit or settings.current().duckdb_memory_limit, "temp_directory": str(path.parent / "duckdb_tmp"),
                   "threads": self.threads or settings.threads()}
         with warehouse_lock(path, say=dg.get_dagster_logger().warning, wait=wait):
