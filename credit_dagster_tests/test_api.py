@@ -729,3 +729,32 @@ def test_markup_sent_through_every_parameter_and_field_is_never_echoed(review_cl
                         assert "fuzz" not in answer.text and "alert(" not in answer.text, (method, url, answer.text[:300])
                         scored_anyway += answer.status_code == 200 and body is employer
     assert tried >= 60 and scored_anyway  # the unknown employer scored as missing, said by its field alone
+
+
+def test_metrics_count_every_answer_by_route_and_status_and_hold_no_client_data(client, key, night):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _, _, scored = night
+    sk_id = int(scored.index[0])
+    for _ in range(600):
+        if client.get("/ready").status_code == 200:
+            break
+        time.sleep(0.1)
+
+    def samples() -> dict:
+        text = client.get("/metrics").text
+        assert str(sk_id) not in text and key not in text  # counts and times only
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+    def count(route: str, status: str) -> float:
+        return before_or_now.get(("credit_api_requests_total", (("method", "GET"), ("route", route), ("status", status))), 0.0)
+
+    before_or_now = samples()
+    read_before, refused_before = count("/v1/decisions/{sk_id_curr}", "200"), count("(no route)", "401")
+    for _ in range(3):
+        assert client.get(f"/v1/decisions/{sk_id}", headers={"X-API-Key": key}).status_code == 200
+    assert client.get(f"/v1/decisions/{sk_id}").status_code == 401
+    before_or_now = samples()
+    assert count("/v1/decisions/{sk_id_curr}", "200") == read_before + 3 and count("(no route)", "401") == refused_before + 1
+    assert before_or_now[("credit_api_scoring_processes_alive", ())] == credit_settings.current().api_scorers
+    assert before_or_now[("credit_api_request_seconds_count", (("route", "/v1/decisions/{sk_id_curr}"),))] >= 3

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from credit_dagster.core import audit, settings
-from credit_dagster.serving.api import keys, routes, schemas
+from credit_dagster.serving.api import keys, metrics, routes, schemas
 from credit_dagster.serving.api.runtime import Runtime
 
 log = logging.getLogger("credit_dagster.api")
@@ -45,12 +45,22 @@ class Guard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), {}
+        try:
+            await self._guarded(scope, receive, send, status)
+        finally:  # every answer counted, the refused ones too, by its route's template
+            route = metrics.route_of(scope)
+            metrics.REQUESTS.labels(route, scope["method"], str(status.get("code", 500))).inc()
+            metrics.LATENCY.labels(route).observe(time.perf_counter() - started)
+
+    async def _guarded(self, scope, receive, send, status: dict):
         docs = scope["path"] in ("/docs", "/redoc") or scope["path"].startswith("/static")
 
         https = [(b"strict-transport-security", b"max-age=31536000")] if scope.get("scheme") == "https" else []
 
         async def with_headers(message):
             if message["type"] == "http.response.start":
+                status["code"] = message["status"]
                 message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS, *https,
                                       (b"content-security-policy", DOCS_CSP if docs else CSP)]
             await send(message)
@@ -67,14 +77,14 @@ class Guard:
             elif found.revoked:
                 refused = (403, "this API key was revoked", {})
             if refused:
-                status, detail, headers = refused
-                return await JSONResponse({"detail": detail}, status_code=status, headers=headers)(scope, receive, with_headers)
+                code, detail, headers = refused
+                return await JSONResponse({"detail": detail}, status_code=code, headers=headers)(scope, receive, with_headers)
         await self.app(scope, receive, with_headers)
 
 
 class BodyLimit:
-    """Refuses a body over `limit` bytes with 413, whether or not it declares its length, and
-    logs one line per request with ids only (never a body: it holds personal data)."""
+    """Refuses a body over `limit` bytes with 413, whether or not it declares its length, logs one
+    line per request with ids only (never a body: it holds personal data)."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
-from credit_dagster.serving.api import keys, schemas
+from credit_dagster.serving.api import keys, metrics, schemas
 from credit_dagster.serving.api.runtime import Runtime
 
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="a key from `credit-dagster api-key create NAME`")
@@ -54,6 +54,14 @@ status = APIRouter()
 @status.get("/health", summary="The process is up")
 def health() -> dict:
     return {"status": "ok"}
+
+
+@status.get("/metrics", summary="What an operator watches, in Prometheus' format (counts and times, no client data)",
+            response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+def prometheus_metrics(api: Api) -> Response:
+    metrics.SCORERS_ALIVE.set(api.scorers_alive())
+    body, kind = metrics.exposition()
+    return Response(body, media_type=kind)
 
 
 @status.get("/ready", summary="A serving snapshot and a champion are loaded", response_model=schemas.Readiness,

@@ -31,7 +31,7 @@ from credit_dagster.review import cases as review
 from credit_dagster.review import letters
 from credit_dagster.review.journal import ReviewJournal
 from credit_dagster.serving import ondemand
-from credit_dagster.serving.api import keys, schemas
+from credit_dagster.serving.api import keys, metrics, schemas
 
 log = logging.getLogger("credit_dagster.api")
 READS_PREFIX = "reads_"  # beside the on-demand audit: every read of a person's decision or letter, with its caller
@@ -139,6 +139,7 @@ class ScoringProcess:
             with self._restart:  # the rounds in flight all see the death: one restart
                 if self._pool is pool:
                     log.warning("an on-demand scoring process died: starting others and scoring the round again")
+                    metrics.SCORER_RESTARTS.inc()
                     self._pool = self._start()
             return self._pool.submit(_score_in_process, batch, dictionary).result()
 
@@ -146,6 +147,10 @@ class ScoringProcess:
         """Start the processes now (each warms up as it starts), not on the first requests."""
         if not self._starting:
             self._starting = [self._pool.submit(os.getpid) for _ in range(self.processes)]
+
+    def alive(self) -> int:
+        """Scoring processes running now (the executor's own table of them: it has no public one)."""
+        return sum(p.is_alive() for p in list((self._pool._processes or {}).values()))
 
     def started(self) -> bool:
         """Whether the processes `warm_up` started are ready for their first round."""
@@ -201,12 +206,16 @@ class Coalescer:
     def _run(self) -> None:
         while True:
             taken = self._take_round()
+            size = sum(len(requests) for requests, _ in taken)
+            metrics.ROUND_SIZE.observe(size)
             try:
                 scored = self._score([r for requests, _ in taken for r in requests])
             except BaseException as exc:  # every waiting request gets the error, the thread lives on
+                metrics.ROUNDS.labels("failed").inc()
                 for _, future in taken:
                     future.set_exception(exc)
                 continue
+            metrics.ROUNDS.labels("scored").inc()
             start = 0
             for requests, future in taken:
                 future.set_result(scored.iloc[start : start + len(requests)].reset_index(drop=True))
@@ -285,6 +294,9 @@ class Runtime:
             raise HTTPException(429, f"rate limit of {found.rate_per_second:g} requests/s for {found.name}",
                                 headers={"Retry-After": str(max(1, round(wait)))})
         return found
+
+    def scorers_alive(self) -> int:
+        return self.scorer.alive()
 
     def readiness(self) -> schemas.Readiness:
         problems, night, version = [], None, None
