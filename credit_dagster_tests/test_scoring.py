@@ -428,3 +428,24 @@ def test_drop_gates_block_a_bad_code_and_pass_a_clean_night(home):
     assert not gate.passed and gate.severity == dg.AssetCheckSeverity.WARN
     assert "bureau_balance: expect_column_values_to_be_in_set on STATUS: 3 rows" in gate.description
     assert result.success  # a warning: the night is still scored
+
+
+def test_each_published_night_leaves_its_figures_where_prometheus_reads_them(home):
+    """The node exporter's text file of the latest night published: its applicants and decisions are
+    the warehouse's for that night, in Prometheus' own format."""
+    from datetime import UTC, datetime
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from credit_dagster.monitoring import night_metrics
+
+    text = night_metrics.metrics_path().read_text()
+    samples = {(s.name, s.labels.get("decision")): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    day = datetime.fromtimestamp(samples[("credit_night_day_timestamp_seconds", None)], UTC).date().isoformat()
+    with warehouse(home) as con:
+        mix = dict(con.execute("select decision, count(*) from scoring.scored_applications where partition_date = ? group by 1",
+                               [day]).fetchall())
+    assert mix and samples[("credit_night_applicants", None)] == sum(mix.values())
+    assert {d: samples[("credit_night_decisions", d)] for d in mix} == mix
+    assert 0 < datetime.now(UTC).timestamp() - samples[("credit_night_published_timestamp_seconds", None)] < 6 * 3600
+    assert samples[("credit_night_duration_seconds", None)] > 0 and ("credit_night_psi_max", None) in samples

@@ -123,6 +123,7 @@ class Settings(BaseSettings):
     api_scorers: int = Field(2, ge=1, description="on-demand rounds scored at once, one process each")
     api_keys: Path | None = Field(None, description="the API key store (default CREDIT_HOME/api_keys.json)")
     api_audit_dir: Path | None = Field(None, description="the API's audit journal (default CREDIT_HOME/api/audit)")
+    metrics_dir: Path | None = Field(None, description="each night's figures for Prometheus' node exporter (default CREDIT_HOME/metrics)")
     # the dashboard
     service: str | None = Field(None, description="what a container of the image runs: the service `credit-dagster health` checks")
     dashboard_host: str = Field("127.0.0.1", description="where the dashboard listens")

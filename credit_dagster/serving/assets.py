@@ -9,7 +9,7 @@ from credit_dagster.core.keys import DRIFT, ONDEMAND_AUDIT, POOL, SCORED, SNAPSH
 from credit_dagster.core.resources import Warehouse
 from credit_dagster.core.snapshot import Table
 from credit_dagster.model.resources import ModelStore
-from credit_dagster.monitoring import incidents
+from credit_dagster.monitoring import incidents, night_metrics
 from credit_dagster.nightly import drops, partitions, scoring
 from credit_dagster.review import rescore
 from credit_dagster.serving import neighbours, ondemand
@@ -96,8 +96,12 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, mo
             context.log.warning(f"night {context.partition_key} scored again: {changed} decision(s) differ from the ones that stood, "
                                 f"which keep standing; {opened} review case(s) opened")
         counts = snapshot.publish(con, tables, snapshot.snapshot_path(), indexed=history)
+        run = context.instance.get_run_record_by_id(context.run_id)
+        figures = night_metrics.write(con, context.partition_key, run.start_time if run else None)
     return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(snapshot.snapshot_path())), "tables": counts,
-                                          "decisions_changed_by_scoring_again": changed, "review_cases_opened": opened})
+                                          "decisions_changed_by_scoring_again": changed, "review_cases_opened": opened,
+                                          "night_metrics": dg.MetadataValue.path(str(night_metrics.metrics_path())),
+                                          "applicants": figures["credit_night_applicants"]})
 
 
 COLUMNS = {**scoring.DECISION_COLUMNS, "caller": "varchar", "history_source": "varchar"}
