@@ -684,9 +684,10 @@ def test_an_unknown_user_costs_a_sign_in_as_much_as_a_known_one(tmp_path, monkey
         assert not handler._validate(user, "not the password")
         return time.perf_counter() - started
 
-    known = min(cost("alice") for _ in range(3))
-    unknown = min(cost("nobody-here") for _ in range(3))
-    assert unknown > 0.5 * known, (known, unknown)
+    # taken in turns, so a busy machine (the other tests) slows both alike; the fastest of each compared
+    pairs = [(cost("alice"), cost("nobody-here")) for _ in range(5)]
+    known, unknown = min(k for k, _ in pairs), min(u for _, u in pairs)
+    assert unknown > 0.5 * known, pairs
 
 
 def test_roles_are_stored_with_the_users_and_an_older_file_reads_as_advisors(tmp_path, monkeypatch):

@@ -20,7 +20,8 @@ FAIRNESS_SHOWN = ["group", "applicants", "approval_rate", "disparate_impact", "a
 # reason, a group's name) is Markdown-escaped too: Markdown would turn `[x](javascript:…)` into a link.
 _TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
                                 undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=True)
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>])")
+# what makes a link, an image, code, emphasis or a table cell: parentheses and the rest stay as written
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|<>])")
 
 
 def plain(text) -> str:
