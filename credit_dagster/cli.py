@@ -594,7 +594,7 @@ def _refer_everything(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     from credit_dagster.review.cases import CHANNELS  # the standard library's only: no start-up cost
     from credit_dagster.serving.api.keys import SCOPES  # the standard library's and the settings' only
 
@@ -738,6 +738,16 @@ def main(argv: list[str] | None = None) -> int:
     switch.add_argument("--by", default="", help="the supervisor (a dashboard user with the supervisor role)")
     switch.add_argument("--why", default="", help="the reason, kept in the journal")
     switch.set_defaults(func=_refer_everything)
+    return parser
+
+
+def command_names() -> list[str]:
+    """The commands `credit-dagster` has (the docs' test checks each one they name)."""
+    return list(next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)).choices)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "restore" and not (args.to or args.verify_only):
         parser.error("restore needs --to HOME (or --verify-only)")

@@ -63,17 +63,23 @@ def test_dagsters_private_api_is_used_in_one_module_checked_against_this_release
     assert set(schedules.IN_PROGRESS) == set(IN_PROGRESS_RUN_STATUSES)
 
 
-def test_the_readme_settings_table_is_written_from_the_settings_module():
+def test_the_docs_settings_table_is_written_from_the_settings_module_and_every_name_they_use_exists():
+    from credit_dagster import cli
     from credit_dagster.core.settings import Settings, env_name, markdown_table
 
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("<!-- settings table: python -m credit_dagster.core.settings -->\n")
-    shown = readme[start:readme.index("\n<!-- end of settings table -->")].split("\n", 1)[1]
-    assert shown == markdown_table(), "README's settings table is stale: python -m credit_dagster.core.settings"
-    # and no CREDIT_ variable is read or named anywhere but through it (tests' own aside)
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    start = operations.index("<!-- settings table: python -m credit_dagster.core.settings -->\n")
+    shown = operations[start:operations.index("\n<!-- end of settings table -->")].split("\n", 1)[1]
+    assert shown == markdown_table(), "docs/operations.md's settings table is stale: python -m credit_dagster.core.settings"
+    # every setting and every command the README and docs/ name exists (a renamed one fails here),
+    # and no CREDIT_ variable is read anywhere but through the settings module (tests' own aside)
+    texts = "\n".join(p.read_text() for p in [ROOT / "README.md", ROOT / "BENCHMARKS.md", *(ROOT / "docs").glob("*.md")])
     known = {env_name(f) for f in Settings.model_fields} | {"CREDIT_SCREENSHOTS"}
-    named = {re.sub(r"_FILE$", "", n) for n in re.findall(r"CREDIT_[A-Z_]+", readme)}  # CREDIT_<NAME>_FILE: <NAME> from a file
+    named = {re.sub(r"_FILE$", "", n) for n in re.findall(r"CREDIT_[A-Z_]+[A-Z]", texts)}  # CREDIT_<NAME>_FILE: <NAME> from a file
     assert named <= known, sorted(named - known)
+    commands = set(re.findall(r"credit-dagster ([a-z][a-z-]+)", texts))
+    parser_commands = set(cli.command_names())
+    assert commands and commands <= parser_commands, sorted(commands - parser_commands)
     readers = [p.relative_to(ROOT).as_posix() for p in [*(ROOT / "credit_dagster").rglob("*.py"), *(ROOT / "panel_app").rglob("*.py")]
                if re.search(r"environ(\.get)?\(?\[?[\"']CREDIT_", p.read_text())]
     assert readers == [], readers
