@@ -266,6 +266,32 @@ def test_bad_application_fields_get_a_422_naming_the_field(client, key, night, c
     assert any(field in loc for loc, _ in _problems(response)), response.text
 
 
+def test_a_batch_scores_each_application_it_can_and_names_what_to_correct_in_the_others(client, key, night):
+    """One application without its annuity, one with an employer the model never saw (refused by the
+    default policy), among good ones: the good ones are scored as the night scored them, the two are
+    listed with their fields and rules, the answer counts each; only the scored ones are journaled."""
+    apps, history, scored = night
+    body = {"applications": [request_of(apps, history, i) for i in range(6)]}
+    no_annuity = {k: v for k, v in body["applications"][1]["application"].items() if k != "AMT_ANNUITY"}
+    body["applications"][1] = {**body["applications"][1], "application": no_annuity}
+    body["applications"][4] = {**body["applications"][4], "application": {**body["applications"][4]["application"],
+                                                                           "ORGANIZATION_TYPE": "Space agency"}}
+    audited_before = len(audit.read(audit.audit_dir())[0])
+    response = client.post("/v1/score/batch", json=body, headers={"X-API-Key": key})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["scored_count"], answer["refused_count"]) == (4, 2)
+    refused = {r["index"]: r for r in answer["refused"]}
+    assert set(refused) == {1, 4}
+    assert refused[1]["SK_ID_CURR"] == no_annuity["SK_ID_CURR"] and {p["field"] for p in refused[1]["problems"]} == {"AMT_ANNUITY"}
+    assert [(p["field"], p["type"]) for p in refused[4]["problems"]] == [("ORGANIZATION_TYPE", "unknown_category")]
+    assert "Space agency" not in response.text
+    got = pd.DataFrame(answer["decisions"]).set_index("SK_ID_CURR")
+    assert list(got.index) == [apps["SK_ID_CURR"].iloc[i] for i in (0, 2, 3, 5)]
+    assert (got["probability_of_default"] - scored.loc[got.index, "probability_of_default"]).abs().max() < 1e-9
+    assert len(audit.read(audit.audit_dir())[0]) == audited_before + 4
+
+
 def test_incomplete_or_implausible_applications_get_a_422_naming_the_rule(client, key, night):
     apps, history, _ = night
     headers = {"X-API-Key": key}

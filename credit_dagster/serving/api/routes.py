@@ -120,8 +120,11 @@ def scoring_router(batch_request: type[BaseModel]) -> APIRouter:
     def score_one(body: schemas.ScoreRequest, api: Api, who: Scores):
         return api.score([body], body.on_unknown_category, who)[0]
 
-    @router.post("/score/batch", response_model=schemas.BatchResponse, summary="Score up to CREDIT_API_MAX_BATCH applications now")
+    @router.post("/score/batch", response_model=schemas.BatchResponse, summary="Score up to CREDIT_API_MAX_BATCH applications now",
+                 description="Each application is scored or refused on its own: one that lacks a field or breaks a rule is "
+                             "listed in `refused` with its fields and rules, and never stops the others.")
     def score_batch(body: batch_request, api: Api, who: Scores):  # type: ignore[valid-type]
-        return {"decisions": api.score(body.applications, body.on_unknown_category, who)}
+        decisions, refused = api.score_each(body.applications, body.on_unknown_category, who)
+        return {"decisions": decisions, "refused": refused, "scored_count": len(decisions), "refused_count": len(refused)}
 
     return router

@@ -222,19 +222,17 @@ class Coalescer:
                 start += len(requests)
 
 
-def refuse_incomplete_or_implausible(requests: list[schemas.ApplicationRequest]) -> None:
-    """422 naming each field an on-demand decision needs and lacks, and each plausibility rule
-    broken (`plausibility`): the night refers such applications, a caller waiting for an answer
-    is told what to correct."""
+def incomplete_or_implausible(requests: list[schemas.ApplicationRequest]) -> list[list[dict]]:
+    """Per application, each field an on-demand decision needs and lacks and each plausibility rule
+    broken (`plausibility`), as {"field", "msg", "type"}: the night refers such applications, a
+    caller waiting for an answer is told what to correct."""
     frame = pd.DataFrame([r.application.model_dump() for r in requests])
-    errors = []
-    for i, (missing, broken) in enumerate(zip(plausibility.missing_required(frame), plausibility.problems(frame), strict=True)):
-        where = ["body", "application"] if len(requests) == 1 else ["body", "applications", i, "application"]
-        errors += [{"loc": [*where, c], "msg": f"required for a decision: {plausibility.REQUIRED[c]}", "type": "missing"}
-                   for c in missing]
-        errors += [{"loc": [*where, rule.split(":")[0]], "msg": rule, "type": "implausible"} for rule in broken]
-    if errors:
-        raise RequestValidationError(errors)
+    return [[{"field": c, "msg": f"required for a decision: {plausibility.REQUIRED[c]}", "type": "missing"} for c in missing]
+            + [{"field": rule.split(":")[0], "msg": rule, "type": "implausible"} for rule in broken]
+            for missing, broken in zip(plausibility.missing_required(frame), plausibility.problems(frame), strict=True)]
+
+
+UNKNOWN_CATEGORY = "unknown category: the model never saw this value (on_unknown_category='as_missing' scores it as missing)"
 
 
 def _decision_fields(row: dict) -> dict:
@@ -369,26 +367,41 @@ class Runtime:
         ), self.serving.tables()[Table.DICTIONARY])
 
     def score(self, requests: list[schemas.ApplicationRequest], unknown_policy: str, who: keys.Caller) -> list[dict]:
-        """Score now, answer with the nightly fields, and journal each decision before the answer leaves."""
-        refuse_incomplete_or_implausible(requests)
+        """One application: its decision, or a 422 naming each field and rule it fails."""
+        decisions, refused = self.score_each(requests, unknown_policy, who)
+        if refused:
+            raise RequestValidationError([{"loc": ["body", "application", p["field"]], "msg": p["msg"], "type": p["type"]}
+                                          for r in refused for p in r["problems"]])
+        return decisions
+
+    def score_each(self, requests: list[schemas.ApplicationRequest], unknown_policy: str, who: keys.Caller) -> tuple[list[dict], list[dict]]:
+        """Score now what can be scored, answer with the nightly fields, and journal each decision
+        before the answer leaves; each application that cannot be (incomplete, implausible, an
+        unknown category refused) is returned apart with its fields and rules: one never stops the others."""
+        problems = incomplete_or_implausible(requests)
         self.serving.champion(), self.serving.tables()  # 503 before queueing when either is missing
-        scored = self.coalescer.score(requests)
-        unknown = [(i, u) for i, u in enumerate(scored["unknown_categories"]) if u]
-        if unknown and unknown_policy == "reject":
-            raise RequestValidationError([
-                {"loc": ["body", "application", column] if len(requests) == 1 else ["body", "applications", i, "application", column],
-                 "msg": "unknown category: the model never saw this value (on_unknown_category='as_missing' scores it as missing)",
-                 "type": "unknown_category"} for i, u in unknown for column in u])
+        kept = [i for i, p in enumerate(problems) if not p]
+        scored = self.coalescer.score([requests[i] for i in kept]) if kept else pd.DataFrame()
+        rows = scored.to_dict("records")
+        if unknown_policy == "reject":
+            for i, row in zip(kept, rows, strict=True):
+                problems[i] = [{"field": c, "msg": UNKNOWN_CATEGORY, "type": "unknown_category"} for c in row["unknown_categories"]]
+            rows = [row for i, row in zip(kept, rows, strict=True) if not problems[i]]
+        refused = [{"index": i, "SK_ID_CURR": requests[i].application.SK_ID_CURR, "problems": p} for i, p in enumerate(problems) if p]
+        return self._answer(rows, who), refused
+
+    def _answer(self, rows: list[dict], who: keys.Caller) -> list[dict]:
         request_id, now = uuid.uuid4().hex, datetime.now(UTC).replace(tzinfo=None)
         decisions, records = [], []
-        for i, row in enumerate(scored.assign(scored_at=now).to_dict("records")):
+        for i, row in enumerate({**r, "scored_at": now} for r in rows):
             decision_id = f"{request_id}-{i}"
             decisions.append({**_decision_fields(row), "decision_id": decision_id, "history_source": row["history_source"],
                               # the field, never the value sent (a client's employer, say, is not repeated)
                               "warnings": [f"{c}: a value never seen in training, scored as missing" for c in row["unknown_categories"]]})
             records.append({k: row.get(k) for k in scoring.DECISION_COLUMNS} | {
                 "partition_date": None, "run_id": decision_id, "caller": who.name, "history_source": row["history_source"]})
-        self.audit_log.append(records)  # on disk before the answer leaves
+        if records:
+            self.audit_log.append(records)  # on disk before the answer leaves
         return decisions
 
     def model_summary(self) -> dict:

@@ -190,8 +190,23 @@ class OnDemandDecision(Decision):
     warnings: list[str] = Field(default_factory=list)
 
 
+class Problem(BaseModel):
+    field: str = Field(description="the application's field")
+    msg: str = Field(description="the rule it breaks, or what it lacks")
+    type: Literal["missing", "implausible", "unknown_category"]
+
+
+class Refused(BaseModel):
+    index: int = Field(description="its place in the request's `applications`")
+    SK_ID_CURR: int
+    problems: list[Problem]
+
+
 class BatchResponse(BaseModel):
-    decisions: list[OnDemandDecision]
+    decisions: list[OnDemandDecision] = Field(description="the applications scored, in the request's order")
+    refused: list[Refused] = Field(default_factory=list, description="the applications not scored, each with what to correct")
+    scored_count: int
+    refused_count: int
 
 
 class ModelSummary(BaseModel):
