@@ -403,6 +403,28 @@ def test_every_answer_of_the_dashboard_carries_security_headers(served):
         assert "frame-ancestors 'none'" in answer.headers["content-security-policy"] and answer.headers["referrer-policy"] == "no-referrer"
 
 
+def test_the_dashboards_metrics_count_sign_ins_and_sessions_and_name_nobody(served):
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    base, _ = served
+
+    def samples() -> dict:
+        text = httpx.get(f"{base}/metrics", timeout=30).text
+        assert "alice" not in text and "carol" not in text  # counts only
+        return {(s.name, s.labels.get("outcome")): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+    before = samples()
+    with httpx.Client(base_url=base, timeout=60, follow_redirects=False) as client:
+        client.post("/login", data={"username": "alice", "password": "not the password", "csrf": _form_token(client)})
+        _sign_in(client)  # clears the failure for the next test on this server
+        after = samples()
+    for outcome, more in (("signed in", 1), ("refused", 1)):
+        key = ("credit_dashboard_sign_ins_total", outcome)
+        assert after[key] == before.get(key, 0) + more, (outcome, before.get(key), after[key])
+    assert after[("credit_dashboard_sessions_open", None)] >= 1
+
+
 def test_the_sign_in_page_never_runs_or_repeats_what_a_link_carries(served):
     """A link to /login with markup in its error (or anywhere) shows only that sign-in failed:
     nothing it carries is rendered, as markup or as text."""

@@ -9,15 +9,17 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 
 import jinja2
 import panel as pn
 from panel.io.server import AuthenticatedStaticFileHandler
-from tornado.web import HTTPError, OutputTransform, authenticated
+from prometheus_client import generate_latest
+from tornado.web import HTTPError, OutputTransform, RequestHandler, authenticated
 
 from credit_dagster.core import settings
 from credit_dagster.core.settings import reports_dir
-from panel_app import auth
+from panel_app import auth, metrics
 from panel_app.data_store import SnapshotStore
 from panel_app.views import PAGE_CSS, dashboard
 
@@ -74,9 +76,21 @@ class ReportHandler(AuthenticatedStaticFileHandler):
     async def get(self, path: str, include_body: bool = True):
         signed_in = self.application.auth_provider.get_user is not None
         if signed_in and path.startswith(SUPERVISOR_REPORTS) and auth.role_of(self.current_user) != auth.SUPERVISOR:
+            metrics.REFUSED_VIEWS.inc()
             auth.record(self.current_user, "refused: a supervisor's report", report=path[:100])
             raise HTTPError(403, "a supervisor's report")
         return await super().get(path, include_body)
+
+
+class MetricsHandler(RequestHandler):
+    """GET /metrics, without sign-in (Prometheus scrapes it): counts only; the gauges read when
+    scraped from the files the server keeps."""
+
+    def get(self):
+        metrics.SESSIONS.set(auth.Sessions().open_count(time.time()))
+        metrics.LOCKED.set(len(auth.locked()))
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.write(generate_latest(metrics.REGISTRY))
 
 
 def server_options(no_login: bool) -> dict:
@@ -112,7 +126,8 @@ def serve(port: int, address: str, no_login: bool = False) -> None:
     # cannot drive a signed-in user's session): localhost:port unless CREDIT_DASHBOARD_ORIGINS says
     origins = [o.strip() for o in settings.current().dashboard_origins.split(",") if o.strip()] or None
     pn.serve({"app": create_app}, port=port, address=address, show=False, title=TITLE, transforms=[SecurityHeaders], websocket_origin=origins,
-             extra_patterns=[(r"/reports/(.*)", ReportHandler, {"path": str(reports_dir()), "default_filename": "index.html"})],
+             extra_patterns=[(r"/reports/(.*)", ReportHandler, {"path": str(reports_dir()), "default_filename": "index.html"}),
+                             (r"/metrics", MetricsHandler)],
              **({"ssl_certfile": tls[0], "ssl_keyfile": tls[1]} if tls else {}), **options)
 
 

@@ -33,6 +33,7 @@ from tornado.web import decode_signed_value
 
 from credit_dagster.core import settings
 from credit_dagster.core.audit import AuditLog
+from panel_app import metrics
 
 NO_LOGIN = "(no sign-in)"
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
@@ -220,6 +221,11 @@ class Sessions:
                 found["seen"] = now
         return True
 
+    def open_count(self, now: float) -> int:
+        """Sessions open now (read only: the ended ones go as others open)."""
+        sessions = json.loads(self.path.read_text()) if self.path.exists() else {}
+        return sum(not self._ended(s, now) for s in sessions.values())
+
     def end(self, sid: str | None) -> None:
         if sid:
             with self._edit() as sessions:
@@ -330,17 +336,21 @@ class HashedLoginHandler(BasicLoginHandler):
         if not hmac.compare_digest(self.get_argument("csrf", ""), self.get_cookie(CSRF_COOKIE, "") or "-"):
             access_log().append([{"at": _now(), "user": username[:100], "event": "sign-in refused: not this site's form",
                                   "address": self.request.remote_ip}])
+            metrics.SIGN_INS.labels("not this site's form").inc()
             return self._again("Invalid username or password")  # refused like a wrong password
         keys = (("user", username), ("address", str(self.request.remote_ip)))
         if THROTTLE.wait(*keys) > 0:
             access_log().append([{"at": _now(), "user": username[:100], "event": "sign-in refused: too many attempts",
                                   "address": self.request.remote_ip}])
+            metrics.SIGN_INS.labels("backed off").inc()
             return self._again("Too many failed attempts")
         if not await IOLoop.current().run_in_executor(None, self._validate, username, password):
+            metrics.SIGN_INS.labels("refused").inc()
             if THROTTLE.failed(*keys) == settings.current().dashboard_lock_after and username in read_users():
                 lock(username)
                 access_log().append([{"at": _now(), "user": username[:100], "event": "account locked", "address": self.request.remote_ip}])
             return self._again("Invalid username or password")
+        metrics.SIGN_INS.labels("signed in").inc()
         THROTTLE.succeeded(*keys)
         self.set_current_user(username)
         self.set_secure_cookie(SESSION_COOKIE, Sessions().open(username))

@@ -19,7 +19,7 @@ from credit_dagster.core import refer_all
 from credit_dagster.review import cases as review
 from credit_dagster.review import letters
 from credit_dagster.review.journal import ReviewJournal
-from panel_app import auth, charts
+from panel_app import auth, charts, metrics
 from panel_app import view_model as vm
 from panel_app.data_store import SnapshotStore
 
@@ -240,6 +240,7 @@ class Dashboard:
         self.shown = sk_id
         if self.section.value in SUPERVISOR_ONLY and self.role != auth.SUPERVISOR:
             # not shown to an advisor, and refused on the server if asked for all the same
+            metrics.REFUSED_VIEWS.inc()
             auth.record(self.user, f"refused: {self.section.value.lower()} view", role=self.role)
             self.detail.objects = [_html("<h2>Not for your role</h2><p>The supervision view is for supervisors.</p>")]
             return
@@ -387,6 +388,7 @@ class Dashboard:
                 after = vm.record_review(self.store, self.journal, sk_id, action, user=self.user, role=self.role,
                                          revision=case.revision, **fields)
             except review.ReviewError as refused:
+                metrics.ACTIONS.labels(action, "refused").inc()
                 auth.record(self.user, f"review refused: {action}", sk_id, reason=str(refused))
                 alert = f"<p role='alert'><b>Not recorded</b>: {html.escape(str(refused))}</p>"
                 if vm.case_of(self.store, self.journal, sk_id).revision != case.revision:
@@ -396,6 +398,7 @@ class Dashboard:
                 else:  # the form keeps what was typed, to be corrected
                     said.object, self.confirmation.object = alert, ""
                 return
+            metrics.ACTIONS.labels(action, "recorded").inc()
             auth.record(self.user, f"review {action}", sk_id, **{k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()
                                                                  if k != "note"})
             with pn.io.hold():  # the confirmation, the list and the view reach the page together
