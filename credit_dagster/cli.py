@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from credit_dagster.core import formats, settings
+from credit_dagster.core import formats, logs, settings
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -409,7 +409,7 @@ def _api(args: argparse.Namespace) -> int:
 
     from credit_dagster.serving.api.app import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.configure(logging.INFO)
     try:
         tls = settings.tls()
     except ValueError as wrong:

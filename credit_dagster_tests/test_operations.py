@@ -312,6 +312,31 @@ def test_a_home_of_another_format_is_refused_in_one_line_and_an_older_one_migrat
     assert f"written by credit-dagster {formats.release()} (warehouse format 2, journals format 2)" in capsys.readouterr().err
 
 
+def test_the_services_log_one_json_object_per_line_on_demand(monkeypatch, capfd):
+    import json
+    import logging
+
+    from credit_dagster.core import logs
+
+    monkeypatch.setenv("CREDIT_LOG_FORMAT", "json")
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.configure()
+        logging.getLogger("credit_dagster.api").info("GET %s %s caller=%s", "/v1/decisions/{sk_id_curr}", 200, "front-office")
+        try:
+            raise ValueError("a scoring process died")
+        except ValueError:
+            logging.getLogger("credit_dagster.api").exception("round failed")
+        lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    finally:  # the process's logging as it was, for the next tests
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    assert [(line["level"], line["logger"], line["message"]) for line in lines] == [
+        ("INFO", "credit_dagster.api", "GET /v1/decisions/{sk_id_curr} 200 caller=front-office"), ("ERROR", "credit_dagster.api", "round failed")]
+    assert "a scoring process died" in lines[1]["exception"] and lines[0]["at"].endswith("+00:00")
+
+
 def _broken_night(home: Path, monkeypatch) -> str:
     """A night whose drop lacks AMT_CREDIT, scored by the CLI in this process: its run fails."""
     import pandas as pd

@@ -17,7 +17,7 @@ from panel.io.server import AuthenticatedStaticFileHandler
 from prometheus_client import generate_latest
 from tornado.web import HTTPError, OutputTransform, RequestHandler, authenticated
 
-from credit_dagster.core import settings
+from credit_dagster.core import logs, settings
 from credit_dagster.core.settings import reports_dir
 from panel_app import auth, metrics
 from panel_app.data_store import SnapshotStore
@@ -108,6 +108,7 @@ def server_options(no_login: bool) -> dict:
 
 
 def serve(port: int, address: str, no_login: bool = False) -> None:
+    logs.configure()  # Tornado's and Panel's lines too, in the configured format
     options = server_options(no_login)
     reports_dir().mkdir(parents=True, exist_ok=True)
     # A server stops on SIGTERM however it was started: a process that ran a Dagster job maps

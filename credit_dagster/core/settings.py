@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     duckdb_memory_limit: str = Field("4GB", description="DuckDB's memory limit for the warehouse, and for each step of a worker (it spills past it)")
     quality_sample_rows: int = Field(2_000_000, gt=0, description="value-set and range checks above this many rows use a seeded sample")
     log_level: str = Field("INFO", description="what the CLI prints of a run's log")
+    log_format: Literal["text", "json"] = Field("text", description="the API's and the dashboard's log lines: text, or one JSON object per line")
     # what people read
     currency: str = Field("EUR", description="the currency amounts are shown in (the Kaggle data states none)")
     # model gates
