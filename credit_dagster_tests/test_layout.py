@@ -124,3 +124,19 @@ def test_the_image_installs_what_ci_installs_outside_the_checkout():
     service = re.search(r"ENV CREDIT_SERVICE=(\S+)", dockerfile).group(1)
     assert service in cli.HEALTH and re.search(r"^USER \d+:\d+$", dockerfile, re.M)  # a service it checks; never root
     assert "hadolint deploy/Dockerfile" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_each_assets_group_is_the_folder_its_definition_lives_in():
+    """The Dagster UI's groups are the folders a new engineer opens (ingest, features, model,
+    nightly, monitoring, serving, review, outcomes)."""
+    import inspect
+
+    from credit_dagster.definitions import defs
+
+    seen = {}
+    for spec in defs.resolve_all_asset_specs():
+        assets_def = defs.resolve_assets_def(spec.key)
+        folder = Path(inspect.getfile(assets_def.op.compute_fn.decorated_fn)).parent.name
+        seen[spec.key.to_user_string()] = (spec.group_name, folder)
+    wrong = {key: pair for key, pair in seen.items() if pair[0] != pair[1]}
+    assert seen and not wrong, wrong

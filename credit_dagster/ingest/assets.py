@@ -13,7 +13,8 @@ from credit_dagster.ingest import profile
 from credit_dagster.ingest.loaders import SourceFileError, find_source_file, load_table
 from credit_dagster.synth.generator import SYNTHETIC_NOTE
 
-GROUP = "raw"
+GROUP = "ingest"  # the Dagster group: this folder's name
+SCHEMA = "raw"  # the warehouse schema and the asset keys' prefix: raw.<table>
 
 
 class IngestConfig(dg.Config):
@@ -31,7 +32,7 @@ def is_synthetic(folder: Path) -> bool:
 def _raw_asset(spec: SourceTable, optional: bool = False) -> dg.AssetsDefinition:
     @dg.asset(
         name=spec.name,
-        key_prefix=GROUP,
+        key_prefix=SCHEMA,
         group_name=GROUP,
         description=f"{spec.description} Grain: {spec.grain}. Loaded from {spec.file_stem}.csv[.gz].",
         kinds={"duckdb", "csv"},
@@ -73,9 +74,9 @@ raw_assets = [_raw_asset(spec) for spec in SOURCE_TABLES.values()] + [_raw_asset
 
 
 @dg.asset(
-    key_prefix=GROUP,
+    key_prefix=SCHEMA,
     group_name=GROUP,
-    deps=[dg.AssetKey([GROUP, name]) for name in SOURCE_TABLES],
+    deps=[dg.AssetKey([SCHEMA, name]) for name in SOURCE_TABLES],
     kinds={"duckdb", "html"},
     pool=POOL,
 )

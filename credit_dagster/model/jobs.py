@@ -4,7 +4,7 @@ import dagster as dg
 
 build_all = dg.define_asset_job(
     "build_all",
-    selection=dg.AssetSelection.groups("raw", "features", "model"),
+    selection=dg.AssetSelection.groups("ingest", "features", "model"),
     executor_def=dg.in_process_executor,
     description="Ingest the source files, check them, build features, train, validate and promote the model.",
 )

@@ -22,7 +22,7 @@ from credit_dagster.model.resources import ModelStore
 from credit_dagster.nightly import drops, night, partitions, scoring, shards
 
 
-@dg.asset(key=DROP, group_name="scoring", partitions_def=partitions.drop_days, pool=POOL, op_tags=WAREHOUSE_QUEUE,
+@dg.asset(key=DROP, group_name="nightly", partitions_def=partitions.drop_days, pool=POOL, op_tags=WAREHOUSE_QUEUE,
           kinds={"duckdb", "csv"})
 def daily_drop(context: dg.AssetExecutionContext, config: IngestConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     """The day's drop loaded into drop_<YYYYMMDD> with the raw-ingestion gates and quarantine."""
@@ -92,7 +92,7 @@ def drop_plausible(context: dg.AssetCheckExecutionContext, warehouse: Warehouse)
         return plausibility_result(con, f"{drops.drop_schema(context.partition_key)}.application_test")
 
 
-@dg.asset(key=DAILY_FEATURES, group_name="scoring", partitions_def=partitions.drop_days, deps=[DROP], pool=POOL, op_tags=WAREHOUSE_QUEUE,
+@dg.asset(key=DAILY_FEATURES, group_name="nightly", partitions_def=partitions.drop_days, deps=[DROP], pool=POOL, op_tags=WAREHOUSE_QUEUE,
           kinds={"duckdb", "sql"})
 def daily_features(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     """The night's features: the training SQL models run on the drop's rows only."""
@@ -102,7 +102,7 @@ def daily_features(context: dg.AssetExecutionContext, warehouse: Warehouse) -> d
     return dg.MaterializeResult(metadata={"dagster/row_count": counts["application_features"], "schema": f"{schema}_features"})
 
 
-@dg.asset(key=SCORED, group_name="scoring", partitions_def=partitions.drop_days, deps=[DAILY_FEATURES, CHAMPION, DICTIONARY], pool=POOL,
+@dg.asset(key=SCORED, group_name="nightly", partitions_def=partitions.drop_days, deps=[DAILY_FEATURES, CHAMPION, DICTIONARY], pool=POOL,
           op_tags=WAREHOUSE_QUEUE, kinds={"lightgbm", "duckdb"})
 def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
     """Each application scored by the champion: PD, points, grade, decision, four reasons,

@@ -48,7 +48,7 @@ def night_retry_policy() -> dg.RetryPolicy | None:
 
 
 SHARDED = settings.current().storage == "datasets"
-NIGHT = dg.AssetSelection.groups("scoring", "monitoring", "serving")
+NIGHT = dg.AssetSelection.groups("nightly", "monitoring") | dg.AssetSelection.assets(SNAPSHOT)  # not the API journal's fold: hourly
 NIGHT_KEYS = {DROP, SHARDS, SCORED, DRIFT, SNAPSHOT}
 
 nightly_scoring = dg.define_asset_job(

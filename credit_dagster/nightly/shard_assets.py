@@ -20,7 +20,7 @@ from credit_dagster.nightly import drops, partitions, shards
 from credit_dagster.nightly.assets import drop_result, nightly_assets
 
 
-@dg.asset(key=DROP, group_name="scoring", partitions_def=partitions.drop_days, kinds={"parquet", "csv"})
+@dg.asset(key=DROP, group_name="nightly", partitions_def=partitions.drop_days, kinds={"parquet", "csv"})
 def landed_drop(context: dg.AssetExecutionContext, config: IngestConfig) -> dg.MaterializeResult:
     """The day's drop with the raw-ingestion gates and quarantine, written as the drop_* datasets
     by night and applicant shard (no warehouse: any worker that sees the inbox can land it)."""
@@ -35,7 +35,7 @@ def landed_drop(context: dg.AssetExecutionContext, config: IngestConfig) -> dg.M
 def sharded_assets(n_shards: int) -> list[dg.AssetsDefinition]:
     """The landing, the scoring of each (night, shard) partition and the publish step of a sharded night."""
 
-    @dg.asset(key=SHARDS, group_name="scoring", partitions_def=partitions.night_shards(n_shards),
+    @dg.asset(key=SHARDS, group_name="nightly", partitions_def=partitions.night_shards(n_shards),
               deps=[dg.AssetDep(DROP, partition_mapping=partitions.BY_NIGHT), CHAMPION],
               automation_condition=partitions.after_the_drop(), kinds={"lightgbm", "parquet"})
     def scored_shards(context: dg.AssetExecutionContext, models: ModelStore) -> dg.MaterializeResult:
@@ -52,7 +52,7 @@ def sharded_assets(n_shards: int) -> list[dg.AssetsDefinition]:
         return dg.MaterializeResult(metadata={**scored.metadata(model), "partition": datasets.partition_path(
             location, "scored_applications", day, shard)})
 
-    @dg.asset(key=SCORED, group_name="scoring", partitions_def=partitions.drop_days, pool=POOL, op_tags=WAREHOUSE_QUEUE,
+    @dg.asset(key=SCORED, group_name="nightly", partitions_def=partitions.drop_days, pool=POOL, op_tags=WAREHOUSE_QUEUE,
               deps=[dg.AssetDep(SHARDS, partition_mapping=partitions.BY_NIGHT)], automation_condition=partitions.after_the_drop(),
               kinds={"duckdb", "parquet"})
     def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:

@@ -107,7 +107,7 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, mo
 COLUMNS = {**scoring.DECISION_COLUMNS, "caller": "varchar", "history_source": "varchar"}
 
 
-@dg.asset(key=ONDEMAND_AUDIT, group_name="api", pool=POOL, kinds={"duckdb"})
+@dg.asset(key=ONDEMAND_AUDIT, group_name="serving", pool=POOL, kinds={"duckdb"})
 def ondemand_audit(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     """Every decision the scoring API gave (model version, threshold, calibration, feature
     fingerprint, time, caller), from the API's append-only files under CREDIT_HOME/api/audit.
@@ -131,7 +131,7 @@ def ondemand_audit(context: dg.AssetExecutionContext, warehouse: Warehouse) -> d
 
 
 ondemand_audit_job = dg.define_asset_job(
-    "ondemand_audit", selection=dg.AssetSelection.groups("api"), executor_def=dg.in_process_executor,
+    "ondemand_audit", selection=dg.AssetSelection.assets(ONDEMAND_AUDIT), executor_def=dg.in_process_executor,
     description="Fold the scoring API's audit files into scoring.ondemand_audit (idempotent).",
 )
 # hourly: the API's own files are the record of truth meanwhile (fsync'ed before each answer)
