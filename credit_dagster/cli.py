@@ -540,8 +540,26 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    """Walk every journal's hash chain (of this home, or of a restored backup's with CREDIT_HOME)."""
+    from credit_dagster.core import audit
+
+    heads = dict(h.split("=", 1) for h in args.head or [])
+    broken = False
+    for name, (folder, prefix) in audit.journals().items():
+        lines, head, breaks = audit.verify(folder, prefix)
+        moved = name in heads and heads[name] != head
+        print(f"{name}: {lines:,} lines, head {head[:16]}" + (" (not the head published: its last lines changed)" if moved else ""))
+        for problem in breaks[:10]:
+            print(f"  BROKEN {problem}")
+        broken |= bool(breaks) or moved
+    if broken:
+        raise CliError("a journal was changed after it was written (above: where)")
+    return 0
+
+
 # what needs no home in this release's formats: making data, probing, copying and migrating homes
-NO_FORMAT_CHECK = {"synth", "health", "backup", "restore", "migrate"}
+NO_FORMAT_CHECK = {"synth", "health", "backup", "restore", "migrate", "audit"}
 HEALTH = ("api", "dashboard", "webserver", "code-server", "daemon")
 
 
@@ -688,6 +706,11 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--backup", help="where the backup goes (default: beside the home)")
     migrate.add_argument("--no-backup", action="store_true", help="migrate without a backup (one was just taken)")
     migrate.set_defaults(func=_migrate)
+    audit_cmd = command("audit", help="check that no journal line was edited, deleted or moved (their hash chains)", formatter_class=fmt,
+                        epilog="example: credit-dagster audit verify --head \"review journal=<the head the night's check published>\"")
+    audit_cmd.add_argument("action", choices=["verify"])
+    audit_cmd.add_argument("--head", action="append", help="NAME=HASH: the head a journal must end with (from the Dagster check's metadata)")
+    audit_cmd.set_defaults(func=_audit)
     health = command("health", help="whether a service of this machine answers (the image's health check)", formatter_class=fmt,
                      epilog="example: credit-dagster health api  (exit 0 when /health answers; ports from the same settings)")
     health.add_argument("service", nargs="?", choices=HEALTH, default=configured.service, help="default CREDIT_SERVICE")

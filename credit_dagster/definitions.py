@@ -18,14 +18,15 @@ from credit_dagster.nightly.shard_assets import night_assets
 from credit_dagster.outcomes.assets import backtest_job, backtest_schedule, outcome_assets, outcome_checks
 from credit_dagster.outcomes.sensors import performance_retraining_sensor
 from credit_dagster.review.assets import review_assets, review_checks, review_job, review_schedule
-from credit_dagster.serving.assets import ondemand_audit_job, ondemand_audit_schedule, serving_assets
+from credit_dagster.serving.assets import ondemand_audit_job, ondemand_audit_schedule, serving_assets, serving_checks
 
 defs = dg.Definitions(
     # by stage: ingest -> features -> model -> nightly -> monitoring -> serving -> review -> outcomes
     assets=[*raw_assets, raw_data_profile, *sql_assets, feature_dictionary, credit_model, champion_model, model_card_report,
             *night_assets(settings.current().storage, settings.current().shards),
             *monitoring_assets, *serving_assets, *review_assets, *outcome_assets],
-    asset_checks=[*raw_checks, *feature_checks, *model_checks, *nightly_checks, *monitoring_checks, *review_checks, *outcome_checks],
+    asset_checks=[*raw_checks, *feature_checks, *model_checks, *nightly_checks, *monitoring_checks, *serving_checks, *review_checks,
+                  *outcome_checks],
     jobs=[build_all, train_model, *night_jobs, ondemand_audit_job, review_job, backtest_job],
     schedules=[nightly_schedule, ondemand_audit_schedule, review_schedule, backtest_schedule],
     sensors=[*night_sensors, drift_retraining_sensor, incident_sensor, performance_retraining_sensor],

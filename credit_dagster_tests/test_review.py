@@ -490,3 +490,71 @@ def test_a_night_is_scored_once_and_again_only_with_a_reason(tmp_path, scored_ho
                                 [day, review.REFER]).fetchone()[0]
         assert f"{would:,} of {scored:,} decisions would change" in said and audited() == scored  # said, nothing scored
 
+
+
+def test_an_edited_deleted_or_moved_journal_line_is_found_in_every_journal(tmp_path, monkeypatch, capsys):
+    """Each journal (review, switch, API decisions and reads, dashboard access) is a hash chain across
+    its day files: editing, deleting or moving any line, or removing its first day file, is reported
+    by `credit-dagster audit verify` and the night's asset check, naming the file and the line; a
+    change to the last lines shows against the head the check published."""
+    import dagster as dg
+
+    from credit_dagster import cli
+    from credit_dagster.core import audit
+    from credit_dagster.serving.assets import journals_untouched
+
+    monkeypatch.setenv("CREDIT_HOME", str(tmp_path))
+    for variable in ("CREDIT_REVIEW_JOURNAL_DIR", "CREDIT_API_AUDIT_DIR", "CREDIT_DASHBOARD_ACCESS_DIR"):
+        monkeypatch.delenv(variable, raising=False)
+    stores = audit.journals()
+    for name, (folder, prefix) in stores.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        # an older day file, then today's, written by two logs as two processes would
+        audit.AuditLog(folder, prefix=prefix).append([{"store": name, "n": i} for i in range(3)])
+        today = next(folder.glob(f"{prefix}*.jsonl"))
+        today.rename(folder / f"{prefix}2026-01-01.jsonl")
+        audit._heads.clear()
+        for i in range(3, 6):
+            audit.AuditLog(folder, prefix=prefix).append([{"store": name, "n": i}])
+    assert cli.main(["audit", "verify"]) == 0
+    assert all(lines == 6 and not breaks for lines, _, breaks in (audit.verify(f, p) for f, p in stores.values()))
+    heads = {name: audit.verify(f, p)[1] for name, (f, p) in stores.items()}
+
+    def tampered(name: str, change) -> list[str]:
+        folder, prefix = stores[name]
+        files = sorted(folder.glob(f"{prefix}*.jsonl"))
+        saved = {f: f.read_bytes() for f in files}
+        change(files)
+        try:
+            return audit.verify(folder, prefix)[2]
+        finally:
+            for f, data in saved.items():
+                f.write_bytes(data)
+
+    def lines_of(path):
+        return path.read_bytes().splitlines(keepends=True)
+
+    for name in stores:
+        edited = tampered(name, lambda files: files[1].write_bytes(lines_of(files[1])[0].replace(b'"n":3', b'"n":9') + b"".join(lines_of(files[1])[1:])))
+        deleted = tampered(name, lambda files: files[1].write_bytes(b"".join(lines_of(files[1])[:1] + lines_of(files[1])[2:])))
+        moved = tampered(name, lambda files: files[0].write_bytes(b"".join([lines_of(files[0])[1], lines_of(files[0])[0], lines_of(files[0])[2]])))
+        first_day_gone = tampered(name, lambda files: files[0].unlink())
+        assert edited and "line 2" in edited[0], (name, edited)
+        assert deleted and "line 2" in deleted[0], (name, deleted)
+        assert moved and "2026-01-01.jsonl line 1" in moved[0], (name, moved)
+        assert first_day_gone and "line 1" in first_day_gone[0], (name, first_day_gone)
+    # the last line changed: the chain is whole, but its head is not the one published
+    folder, prefix = stores["review journal"]
+    last = sorted(folder.glob(f"{prefix}*.jsonl"))[-1]
+    last.write_bytes(last.read_bytes().replace(b'"n":5', b'"n":7'))
+    assert not audit.verify(folder, prefix)[2]
+    capsys.readouterr()
+    assert cli.main(["audit", "verify", "--head", f"review journal={heads['review journal']}"]) == 1
+    assert "not the head published" in capsys.readouterr().out
+    # the night's check: passes on whole chains, fails naming the first break
+    assert journals_untouched().passed
+    access_folder, access_prefix = stores["dashboard access log"]
+    older = sorted(access_folder.glob(f"{access_prefix}*.jsonl"))[0]
+    older.write_bytes(older.read_bytes().replace(b'"n":1', b'"n":8'))
+    result = journals_untouched()
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR and "dashboard access log" in result.description

@@ -31,8 +31,7 @@ from tornado.escape import url_escape
 from tornado.ioloop import IOLoop
 from tornado.web import decode_signed_value
 
-from credit_dagster.core import settings
-from credit_dagster.core.audit import AuditLog
+from credit_dagster.core import audit, settings
 from panel_app import metrics
 
 NO_LOGIN = "(no sign-in)"
@@ -50,7 +49,7 @@ def users_path() -> Path:
 
 
 def access_dir() -> Path:
-    return settings.current().dashboard_access_dir or dashboard_home() / "access"
+    return audit.access_dir()
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -421,8 +420,8 @@ class HashedAuthProvider(BasicAuthProvider):
         return get_user
 
 
-def access_log() -> AuditLog:
-    return AuditLog(access_dir(), prefix="access_")
+def access_log() -> audit.AuditLog:
+    return audit.AuditLog(access_dir(), prefix=audit.ACCESS_PREFIX)
 
 
 def _now() -> str:

@@ -9,6 +9,8 @@ warehouse.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import threading
@@ -19,11 +21,30 @@ import pandas as pd
 
 from credit_dagster.core import settings
 
-PREFIX = "ondemand_"
+PREFIX = "ondemand_"  # the API's on-demand decisions
+READS_PREFIX = "reads_"  # beside them: every read of a person's decision or letter through the API, with its caller
+REVIEW_PREFIX = "review_"  # the review journal
+SWITCH_PREFIX = "switch_"  # beside it: the "refer everything" switch
+ACCESS_PREFIX = "access_"  # the dashboard's access log
 
 
 def audit_dir() -> Path:
     return settings.under_home(settings.current().api_audit_dir, "api", "audit")
+
+
+def review_dir() -> Path:
+    return settings.under_home(settings.current().review_journal_dir, "review", "journal")
+
+
+def access_dir() -> Path:
+    return settings.under_home(settings.current().dashboard_access_dir, "dashboard", "access")
+
+
+def journals() -> dict[str, tuple[Path, str]]:
+    """Every journal of the platform: what it is -> (its folder, its files' prefix)."""
+    return {"review journal": (review_dir(), REVIEW_PREFIX), "refer-everything switch": (review_dir(), SWITCH_PREFIX),
+            "on-demand decisions": (audit_dir(), PREFIX), "API reads": (audit_dir(), READS_PREFIX),
+            "dashboard access log": (access_dir(), ACCESS_PREFIX)}
 
 
 class AuditLog:
@@ -44,11 +65,10 @@ class AuditLog:
     def append(self, records: list[dict]) -> None:
         if not records:
             return
-        data = "".join(json.dumps(r, default=str, separators=(",", ":")) + "\n" for r in records).encode()
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{self.prefix}{datetime.now(UTC).date().isoformat()}.jsonl"
         with self._write_lock:
-            _write(path, data)
+            _write_chained(self.folder, self.prefix, path, records)
             self._written += 1
             mine = self._written
             self._unsynced.add(path)
@@ -66,15 +86,86 @@ class AuditLog:
             self._synced = upto
 
 
-def _write(path: Path, data: bytes) -> None:
-    # one write on an O_APPEND descriptor: lines of concurrent appends never interleave
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        written = os.write(fd, data)
-        if written != len(data):
-            raise OSError(f"{path}: wrote {written} of {len(data)} bytes of the audit trail")
-    finally:
-        os.close(fd)
+# Tamper evidence: each line carries PREV, the SHA-256 of the line before it (across day files: a
+# day's first line names the previous day's last), so an edited, deleted or reordered line breaks
+# the chain at the next one; `verify` finds the first break. The head (the last line's hash) is
+# published elsewhere (the folds' Dagster metadata), so a change to the last lines shows too.
+PREV = "_prev"
+GENESIS = "0" * 64
+_heads: dict[Path, tuple[int, str]] = {}  # file -> (its size, its last line's hash) as this process last wrote it
+
+
+def line_hash(line: bytes) -> str:
+    return hashlib.sha256(line.rstrip(b"\n")).hexdigest()
+
+
+def _last_line(path: Path) -> bytes | None:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - 65536))
+        tail = f.read()
+    complete = tail[: tail.rfind(b"\n") + 1].rstrip(b"\n")
+    return complete.rsplit(b"\n", 1)[-1] if complete else None
+
+
+def _head(folder: Path, prefix: str, path: Path) -> str:
+    """The hash the next line of `path` must name: its last line's, else the latest earlier day's."""
+    size = path.stat().st_size if path.exists() else 0
+    cached = _heads.get(path)
+    if cached and cached[0] == size:
+        return cached[1]
+    for candidate in [path] * (size > 0) + sorted((p for p in folder.glob(f"{prefix}*.jsonl") if p.name < path.name), reverse=True):
+        last = _last_line(candidate)
+        if last:
+            return line_hash(last)
+    return GENESIS
+
+
+def _write_chained(folder: Path, prefix: str, path: Path, records: list[dict]) -> None:
+    """The records as chained lines, under an exclusive lock on the folder (the API, the dashboard
+    and the command line may append to one journal), in one write on an O_APPEND descriptor."""
+    with open(folder / f".{prefix}chain.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        prev, lines = _head(folder, prefix, path), []
+        for record in records:
+            line = json.dumps({**record, PREV: prev}, default=str, separators=(",", ":")).encode()
+            prev = line_hash(line)
+            lines.append(line + b"\n")
+        data = b"".join(lines)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(f"{path}: wrote {written} of {len(data)} bytes of the audit trail")
+            _heads[path] = (os.fstat(fd).st_size, prev)
+        finally:
+            os.close(fd)
+
+
+def record_of(line: bytes) -> dict:
+    """A journal line's record, without its chain link."""
+    record = json.loads(line)
+    record.pop(PREV, None)
+    return record
+
+
+def verify(folder: Path, prefix: str) -> tuple[int, str, list[str]]:
+    """Walk the chain of `folder`'s `prefix` files: (lines checked, the head, where it breaks).
+    Lines written before the chain existed (no link) are counted but cannot be checked."""
+    prev, checked, broken = GENESIS, 0, []
+    for path in sorted(folder.glob(f"{prefix}*.jsonl")):
+        data = path.read_bytes()
+        for number, line in enumerate(data[: data.rfind(b"\n") + 1].split(b"\n")[:-1], start=1):
+            try:
+                link = json.loads(line).get(PREV)
+            except json.JSONDecodeError:
+                broken.append(f"{path.name} line {number}: not a complete record")
+                continue
+            if link is not None and link != prev:
+                broken.append(f"{path.name} line {number}: does not follow the line before it (edited, deleted or moved)")
+            prev, checked = line_hash(line), checked + 1
+    return checked, prev, broken
 
 
 def read(folder: Path | None = None, prefix: str = PREFIX) -> tuple[pd.DataFrame, list[str]]:
@@ -89,7 +180,7 @@ def read(folder: Path | None = None, prefix: str = PREFIX) -> tuple[pd.DataFrame
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
+                records.append(record_of(line))
             except json.JSONDecodeError as exc:
                 problems.append(f"{path.name} line {number}: {exc.msg}")
     return pd.DataFrame(records), problems

@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from credit_dagster.core import audit, settings
+from credit_dagster.core import audit
 
-PREFIX = "switch_"
+PREFIX = audit.SWITCH_PREFIX
 MAX_WHY = 500
 # the first reason of a decision the switch referred, in the client's words
 REASON = "All applications are decided by an advisor for the time being, not by the automated assessment alone."
@@ -43,7 +43,7 @@ OFF = Switch(on=False)
 
 def switch_dir() -> Path:
     # beside the review journal: the same people set it, the same backups keep it
-    return settings.under_home(settings.current().review_journal_dir, "review", "journal")
+    return audit.review_dir()
 
 
 _seen: dict[Path, tuple[tuple, Switch]] = {}
@@ -63,7 +63,7 @@ def state(folder: Path | None = None) -> Switch:
         lines = [line for line in path.read_bytes().split(b"\n") if line.strip()]
         for line in reversed(lines):
             try:
-                found = Switch(**json.loads(line))
+                found = Switch(**audit.record_of(line))
                 break
             except (json.JSONDecodeError, TypeError):  # a write cut short: that setting was never confirmed
                 continue

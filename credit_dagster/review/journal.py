@@ -22,14 +22,11 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
-from credit_dagster.core import audit, settings
+from credit_dagster.core import audit
 from credit_dagster.review.cases import MAX_NOTE, RESCORE, RESCORER, Action, Case, apply, new_case, replay
 
-PREFIX = "review_"
-
-
-def journal_dir() -> Path:
-    return settings.under_home(settings.current().review_journal_dir, "review", "journal")
+PREFIX = audit.REVIEW_PREFIX
+journal_dir = audit.review_dir
 
 
 @dataclass
@@ -82,7 +79,7 @@ class ReviewJournal:
                     if not line.strip():
                         continue
                     try:
-                        action = _action(json.loads(line))
+                        action = _action(audit.record_of(line))
                     except (json.JSONDecodeError, TypeError) as exc:  # a write cut short: that action was never confirmed
                         read.unreadable.append(f"{path.name} after byte {start}, line {number + 1}: {exc}")
                         continue

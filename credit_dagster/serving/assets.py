@@ -104,6 +104,22 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, mo
                                           "applicants": figures["credit_night_applicants"]})
 
 
+@dg.asset_check(asset=SNAPSHOT, description="every journal (review, switch, API decisions and reads, dashboard access) is a whole chain")
+def journals_untouched() -> dg.AssetCheckResult:
+    """Each night, every journal's hash chain walked: an edited, deleted or reordered line fails the
+    check, naming the first; each chain's head is kept in this check's metadata, a copy outside the
+    journals (`credit-dagster audit verify --head` compares a journal with it)."""
+    walked = {name: audit.verify(folder, prefix) for name, (folder, prefix) in audit.journals().items()}
+    broken = [f"{name}: {breaks[0]}" for name, (_, _, breaks) in walked.items() if breaks]
+    return dg.AssetCheckResult(
+        passed=not broken, severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(broken) if broken else f"{sum(n for n, _, _ in walked.values()):,} journal lines, every chain whole",
+        metadata={**{f"{name} head": head for name, (_, head, _) in walked.items()},
+                  **{f"{name} lines": n for name, (n, _, _) in walked.items()}})
+
+
+serving_checks = [journals_untouched]
+
 COLUMNS = {**scoring.DECISION_COLUMNS, "caller": "varchar", "history_source": "varchar"}
 
 

@@ -34,7 +34,7 @@ from credit_dagster.serving import ondemand
 from credit_dagster.serving.api import keys, metrics, schemas
 
 log = logging.getLogger("credit_dagster.api")
-READS_PREFIX = "reads_"  # beside the on-demand audit: every read of a person's decision or letter, with its caller
+READS_PREFIX = audit.READS_PREFIX
 
 
 class Serving:
