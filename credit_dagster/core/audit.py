@@ -89,7 +89,8 @@ class AuditLog:
 # Tamper evidence: each line carries PREV, the SHA-256 of the line before it (across day files: a
 # day's first line names the previous day's last), so an edited, deleted or reordered line breaks
 # the chain at the next one; `verify` finds the first break. The head (the last line's hash) is
-# published elsewhere (the folds' Dagster metadata), so a change to the last lines shows too.
+# published elsewhere (the nightly check `journals_untouched` keeps it in Dagster's metadata), so a
+# change to the last lines shows too.
 PREV = "_prev"
 GENESIS = "0" * 64
 _heads: dict[Path, tuple[int, str]] = {}  # file -> (its size, its last line's hash) as this process last wrote it
