@@ -531,13 +531,13 @@ def test_an_edited_deleted_or_moved_journal_line_is_found_in_every_journal(tmp_p
             for f, data in saved.items():
                 f.write_bytes(data)
 
-    def lines_of(path):
-        return path.read_bytes().splitlines(keepends=True)
+    def rewrite(path, change) -> None:  # the file's lines, changed by `change`
+        path.write_bytes(b"".join(change(path.read_bytes().splitlines(keepends=True))))
 
     for name in stores:
-        edited = tampered(name, lambda files: files[1].write_bytes(lines_of(files[1])[0].replace(b'"n":3', b'"n":9') + b"".join(lines_of(files[1])[1:])))
-        deleted = tampered(name, lambda files: files[1].write_bytes(b"".join(lines_of(files[1])[:1] + lines_of(files[1])[2:])))
-        moved = tampered(name, lambda files: files[0].write_bytes(b"".join([lines_of(files[0])[1], lines_of(files[0])[0], lines_of(files[0])[2]])))
+        edited = tampered(name, lambda files: rewrite(files[1], lambda ls: [ls[0].replace(b'"n":3', b'"n":9'), *ls[1:]]))
+        deleted = tampered(name, lambda files: rewrite(files[1], lambda ls: [ls[0], *ls[2:]]))
+        moved = tampered(name, lambda files: rewrite(files[0], lambda ls: [ls[1], ls[0], ls[2]]))
         first_day_gone = tampered(name, lambda files: files[0].unlink())
         assert edited and "line 2" in edited[0], (name, edited)
         assert deleted and "line 2" in deleted[0], (name, deleted)
