@@ -116,6 +116,8 @@ def backup(dest: Path, say=print) -> dict:
         except FileNotFoundError:  # replaced or removed since the listing (a drop folded, a temporary file)
             continue
     notes = []
+    if home not in settings.dagster_home().resolve().parents:
+        notes.append(f"DAGSTER_HOME ({settings.dagster_home()}) is outside the home and not in this copy: back it up beside it")
     dagster_yaml = settings.dagster_home() / "dagster.yaml"
     if dagster_yaml.exists() and "DAGSTER_PG_URL" in dagster_yaml.read_text():
         notes.append("Dagster's runs and events are on PostgreSQL, not in this copy: back them up with "
