@@ -21,12 +21,12 @@ import duckdb
 import httpx
 import numpy as np
 
+from credit_dagster.api import keys
 from credit_dagster.core import settings, snapshot
 from credit_dagster.core.sources import SOURCE_TABLES
+from credit_dagster.decision import ondemand
 from credit_dagster.ingest.loaders import find_source_file
 from credit_dagster.nightly import drops
-from credit_dagster.serving import ondemand
-from credit_dagster.serving.api import keys
 
 
 def applications(limit: int) -> list[dict]:

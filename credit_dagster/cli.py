@@ -158,7 +158,7 @@ def _night(data_dir: Path, day: str, rescore_reason: str | None = None) -> bool:
     with dg.DagsterInstance.get() as instance:
         partitions.register(instance, [day])
     tags = {REASON_TAG: rescore_reason} if rescore_reason else None
-    return all(_execute(job, data_dir, key, tags) for job, key in night_runs(day))
+    return all(_execute(job, data_dir, key, tags) for job, key in night_runs(day, settings.current()))
 
 
 def _scored_nights() -> set[str]:
@@ -176,8 +176,9 @@ def _would_change(day: str) -> str:
     import duckdb
 
     from credit_dagster.core.resources import Warehouse
+    from credit_dagster.decision import scoring
     from credit_dagster.model.registry import Registry
-    from credit_dagster.nightly import drops, scoring
+    from credit_dagster.nightly import drops
 
     model = Registry(settings.models_dir()).load("champion")
     with Warehouse().connect() as con:
@@ -377,7 +378,7 @@ def _worker(args: argparse.Namespace) -> int:
     dagster-celery's app, configured as the executor is (nightly.schedules.celery_config)."""
     from credit_dagster.nightly.schedules import celery_config
 
-    config = celery_config()
+    config = celery_config(settings.current())
     folder = settings.credit_home().resolve() / "celery"
     folder.mkdir(parents=True, exist_ok=True)
     # dagster-celery's app reads its settings from this module when it can import it
@@ -407,7 +408,7 @@ def _api(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from credit_dagster.serving.api.app import create_app
+    from credit_dagster.api.app import create_app
 
     logs.configure(logging.INFO)
     try:
@@ -425,7 +426,7 @@ def _api(args: argparse.Namespace) -> int:
 
 
 def _api_key(args: argparse.Namespace) -> int:
-    from credit_dagster.serving.api import keys
+    from credit_dagster.api import keys
 
     try:
         if args.action == "create":
@@ -558,6 +559,36 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _decision(args: argparse.Namespace) -> int:
+    """Stored decisions as their audit records have them (`show`), or made again and compared
+    (`replay`): one applicant's, or with --night every decision of a night."""
+    from credit_dagster.core.resources import Warehouse
+    from credit_dagster.decision import replay
+    from credit_dagster.model.registry import Registry
+    from credit_dagster.nightly import drops
+
+    if args.id is None and args.at is None:
+        raise CliError("name an applicant (SK_ID_CURR), a night (--at YYYY-MM-DD), or both")
+    try:
+        with Warehouse().connect(scratch=True) as con:
+            records = replay.stored_records(con, args.id, args.at)
+            if args.action == "show":
+                print("\n\n".join("\n".join(replay.shown(r)) for r in records))
+                return 0
+            night = records[0]["partition_date"]
+            results = replay.replay(con, Registry(settings.models_dir()), records, drops.drop_schema(night))
+    except replay.NotReplayable as gone:
+        raise CliError(str(gone)) from gone
+    differ = [r for r in results if not r.same]
+    if len(results) == 1:
+        print("\n".join(results[0].lines()))
+    else:
+        print("\n\n".join("\n".join(r.lines()) for r in differ))
+        print(f"night {night}: {len(results) - len(differ):,} of {len(results):,} decisions replayed exactly"
+              + (f"; {len(differ):,} differ (above)" if differ else ""))
+    return 1 if differ else 0
+
+
 # what needs no home in this release's formats: making data, probing, copying and migrating homes
 NO_FORMAT_CHECK = {"synth", "health", "backup", "restore", "migrate", "audit"}
 HEALTH = ("api", "dashboard", "webserver", "code-server", "daemon")
@@ -613,8 +644,8 @@ def _refer_everything(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from credit_dagster.api.keys import SCOPES  # the standard library's and the settings' only
     from credit_dagster.review.cases import CHANNELS  # the standard library's only: no start-up cost
-    from credit_dagster.serving.api.keys import SCOPES  # the standard library's and the settings' only
 
     fmt = argparse.RawDescriptionHelpFormatter
     configured = settings.current()
@@ -706,6 +737,13 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--backup", help="where the backup goes (default: beside the home)")
     migrate.add_argument("--no-backup", action="store_true", help="migrate without a backup (one was just taken)")
     migrate.set_defaults(func=_migrate)
+    decision_cmd = command("decision", help="a past decision as recorded (show), or made again from its night's features and model "
+                           "version and compared figure by figure (replay: exit 1 when anything differs)", formatter_class=fmt,
+                           epilog="examples: credit-dagster decision replay 100042 --at 2026-10-01; credit-dagster decision replay --at 2026-10-01")
+    decision_cmd.add_argument("action", choices=["show", "replay"])
+    decision_cmd.add_argument("id", type=int, nargs="?", help="the applicant's SK_ID_CURR; without it, every decision of --at's night")
+    decision_cmd.add_argument("--at", metavar="NIGHT", help="the night (YYYY-MM-DD) of the decision; default: the applicant's latest")
+    decision_cmd.set_defaults(func=_decision)
     audit_cmd = command("audit", help="check that no journal line was edited, deleted or moved (their hash chains)", formatter_class=fmt,
                         epilog="example: credit-dagster audit verify --head \"review journal=<the head the night's check published>\"")
     audit_cmd.add_argument("action", choices=["verify"])

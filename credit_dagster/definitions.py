@@ -1,4 +1,9 @@
-"""The Dagster code location: wiring only (assets, checks, jobs and resources meet here)."""
+"""The Dagster code location: wiring only (assets, checks, jobs and resources meet here).
+
+`build` gives the definitions for the settings it is given, so both storages' graphs (the
+warehouse file, or the Parquet datasets in shards) come from one function with no branching at
+import; `defs`, what `dagster` and the code server load, is built from the environment's settings.
+"""
 
 import dagster as dg
 
@@ -13,27 +18,33 @@ from credit_dagster.model.resources import ModelStore
 from credit_dagster.monitoring.assets import monitoring_assets, monitoring_checks
 from credit_dagster.monitoring.sensors import drift_retraining_sensor, incident_sensor
 from credit_dagster.nightly.assets import nightly_checks
-from credit_dagster.nightly.schedules import night_executor, night_jobs, night_sensors, nightly_schedule
+from credit_dagster.nightly.schedules import night
 from credit_dagster.nightly.shard_assets import night_assets
 from credit_dagster.outcomes.assets import backtest_job, backtest_schedule, outcome_assets, outcome_checks
 from credit_dagster.outcomes.sensors import performance_retraining_sensor
 from credit_dagster.review.assets import review_assets, review_checks, review_job, review_schedule
 from credit_dagster.serving.assets import ondemand_audit_job, ondemand_audit_schedule, serving_assets, serving_checks
 
-defs = dg.Definitions(
-    # by stage: ingest -> features -> model -> nightly -> monitoring -> serving -> review -> outcomes
-    assets=[*raw_assets, raw_data_profile, *sql_assets, feature_dictionary, credit_model, champion_model, model_card_report,
-            *night_assets(settings.current().storage, settings.current().shards),
-            *monitoring_assets, *serving_assets, *review_assets, *outcome_assets],
-    asset_checks=[*raw_checks, *feature_checks, *model_checks, *nightly_checks, *monitoring_checks, *serving_checks, *review_checks,
-                  *outcome_checks],
-    jobs=[build_all, train_model, *night_jobs, ondemand_audit_job, review_job, backtest_job],
-    schedules=[nightly_schedule, ondemand_audit_schedule, review_schedule, backtest_schedule],
-    sensors=[*night_sensors, drift_retraining_sensor, incident_sensor, performance_retraining_sensor],
-    resources={"warehouse": Warehouse(), "source": SourceData(), "models": ModelStore()},
-    # Runs of assets launched from the UI or by the automation (a sharded night's shards) use the
-    # night's executor (CREDIT_EXECUTOR: in their run's process, or on Celery workers); the jobs
-    # above name their own. One process writes the warehouse: DuckDB allows a single writer, and
-    # runs are further serialized by the `duckdb_writer` pool (limit 1 in DAGSTER_HOME/dagster.yaml).
-    executor=night_executor(),
-)
+
+def build(configured: settings.Settings) -> dg.Definitions:
+    the_night = night(configured)
+    return dg.Definitions(
+        # by stage: ingest -> features -> model -> nightly -> monitoring -> review -> serving -> outcomes
+        assets=the_night.follow([*raw_assets, raw_data_profile, *sql_assets, feature_dictionary, credit_model, champion_model,
+                                 model_card_report, *night_assets(configured.storage, configured.shards), *monitoring_assets,
+                                 *review_assets, *serving_assets, *outcome_assets]),
+        asset_checks=[*raw_checks, *feature_checks, *model_checks, *nightly_checks, *monitoring_checks, *review_checks,
+                      *serving_checks, *outcome_checks],
+        jobs=[build_all, train_model, *the_night.jobs, review_job, ondemand_audit_job, backtest_job],
+        schedules=[the_night.schedule, review_schedule, ondemand_audit_schedule, backtest_schedule],
+        sensors=[*the_night.sensors, drift_retraining_sensor, incident_sensor, performance_retraining_sensor],
+        resources={"warehouse": Warehouse(), "source": SourceData(), "models": ModelStore()},
+        # Runs of assets launched from the UI or by the automation (a sharded night's shards) use the
+        # night's executor (CREDIT_EXECUTOR: in their run's process, or on Celery workers); the jobs
+        # above name their own. One process writes the warehouse: DuckDB allows a single writer, and
+        # runs are further serialized by the `duckdb_writer` pool (limit 1 in DAGSTER_HOME/dagster.yaml).
+        executor=the_night.executor,
+    )
+
+
+defs = build(settings.current())

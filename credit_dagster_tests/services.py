@@ -163,12 +163,12 @@ def finished(graphql: DagsterGraphQLClient, run_id: str):
     return found if found in FINISHED else None
 
 
-def submit(graphql: DagsterGraphQLClient, day: str, job: str = "nightly_scoring") -> str | None:
-    """A run of `job` for the night `day` launched as the UI's Launch button does; None while
-    the webserver is still loading the code location."""
+def submit(graphql: DagsterGraphQLClient, day: str, job: str = "nightly_scoring", assets: list[dg.AssetKey] | None = None) -> str | None:
+    """A run of `job` for the night `day` (of its `assets` only, when given) launched as the UI's
+    Launch button does; None while the webserver is still loading the code location."""
     try:
         return graphql.submit_job_execution(job, repository_location_name=LOCATION, repository_name="__repository__",
-                                            tags={"dagster/partition": day} if day else {})
+                                            tags={"dagster/partition": day} if day else {}, asset_selection=assets)
     except Exception:
         return None
 

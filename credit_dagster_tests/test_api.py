@@ -26,13 +26,13 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
 
+from credit_dagster.api import keys
+from credit_dagster.api.app import create_app
 from credit_dagster.core import audit, snapshot
 from credit_dagster.core import settings as credit_settings
+from credit_dagster.decision import ondemand
 from credit_dagster.definitions import defs
 from credit_dagster.model.registry import Registry
-from credit_dagster.serving import ondemand
-from credit_dagster.serving.api import keys
-from credit_dagster.serving.api.app import create_app
 from credit_dagster_tests.conftest import SCORED_DAYS, temporary_home
 
 DAY = SCORED_DAYS[0]
@@ -201,8 +201,8 @@ def test_keys_are_hashed_revocable_and_rate_limited(client, home):
 
 
 def test_a_key_does_only_what_its_scopes_say_and_every_read_is_journaled_with_its_caller(client, home, night):
+    from credit_dagster.api.runtime import READS_PREFIX
     from credit_dagster.core import audit as audit_module
-    from credit_dagster.serving.api.runtime import READS_PREFIX
 
     apps, history, scored = night
     sk_id = int(scored.index[0])
@@ -573,7 +573,7 @@ def test_rounds_run_side_by_side_and_never_hold_one_applicant_twice():
     applicant asked twice in two rounds."""
     from types import SimpleNamespace
 
-    from credit_dagster.serving.api.runtime import Coalescer
+    from credit_dagster.api.runtime import Coalescer
 
     entered, release, rounds = threading.Semaphore(0), threading.Event(), []
 

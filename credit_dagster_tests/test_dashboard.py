@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from credit_dagster.core import audit
-from credit_dagster.nightly import explain, scoring
+from credit_dagster.decision import reasons, scoring
 from panel_app import auth
 from panel_app import view_model as vm
 from panel_app.data_store import SnapshotStore
@@ -43,7 +43,7 @@ def store(snapshot_file) -> SnapshotStore:
 
 def test_the_snapshot_holds_exactly_the_tables_of_its_contract(snapshot_file):
     from credit_dagster.core.snapshot import Table
-    from credit_dagster.serving.ondemand import HISTORY_PREFIX
+    from credit_dagster.decision.ondemand import HISTORY_PREFIX
 
     with duckdb.connect(str(snapshot_file), read_only=True) as con:
         names = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
@@ -143,7 +143,7 @@ def test_stored_contributions_add_up_to_the_score(store):
     np.testing.assert_allclose(totals.loc[raw.index].to_numpy(), raw.to_numpy(), atol=1e-6)
     sk_id = int(raw.index[0])
     bars = vm.client_view(store, sk_id).contributions
-    assert bars[0].label == "A typical applicant" and len(bars) == explain.TOP_BARS + 2
+    assert bars[0].label == "A typical applicant" and len(bars) == reasons.TOP_BARS + 2
 
 
 def test_what_if_is_the_nightly_score_when_nothing_changes(store):
@@ -193,7 +193,7 @@ def test_what_if_keeps_what_the_user_typed(store):
 
 
 def test_nearest_past_clients_match_a_brute_force_search(store):
-    from credit_dagster.serving.neighbours import standardize
+    from credit_dagster.decision.neighbours import standardize
 
     reference = store.table("reference_population")
     applicants = store.table("applicant_features").pivot_table(index="SK_ID_CURR", columns="feature", values="value",
@@ -1082,10 +1082,10 @@ def _surfaces_agree(store, journal, sk_id: int) -> None:
     decision view, export and review heading, the letter, and the warehouse's fold."""
     import html
 
+    from credit_dagster.api.runtime import review_fields
     from credit_dagster.core.snapshot import Table
     from credit_dagster.review import letters
     from credit_dagster.review.queue import case_table, final_decisions
-    from credit_dagster.serving.api.runtime import review_fields
     from panel_app.views import export_html
 
     row = store.applicant(sk_id).row

@@ -225,10 +225,10 @@ def test_a_backup_taken_during_a_night_restores_a_home_that_answers_the_same_and
     to its end; a changed file of the backup is refused by name."""
     from fastapi.testclient import TestClient
 
+    from credit_dagster.api import keys
+    from credit_dagster.api.app import create_app
     from credit_dagster.review import cases as review
     from credit_dagster.review.journal import ReviewJournal
-    from credit_dagster.serving.api import keys
-    from credit_dagster.serving.api.app import create_app
 
     for variable in ("DAGSTER_HOME", "CREDIT_INBOX", "CREDIT_REVIEW_JOURNAL_DIR", "CREDIT_API_AUDIT_DIR", "CREDIT_API_KEYS"):
         monkeypatch.delenv(variable, raising=False)

@@ -32,6 +32,52 @@ def test_definitions_load_and_job_resolves():
     assert defs.resolve_sensor_def("late_drop_sensor") and defs.resolve_sensor_def("drift_retraining_sensor")
 
 
+
+def graph(defs: dg.Definitions) -> dict:
+    """What a code location shows: its assets with partitions and automation, jobs with what they
+    run, schedules, sensors and the default executor."""
+    repo = defs.get_repository_def()
+    return {
+        "assets": {spec.key.to_user_string(): (type(spec.partitions_def).__name__ if spec.partitions_def else None,
+                                               spec.automation_condition is not None) for spec in defs.resolve_all_asset_specs()},
+        "jobs": {job.name: sorted(k.to_user_string() for k in job.asset_layer.executable_asset_keys)
+                 for job in repo.get_all_jobs() if not job.name.startswith("__")},
+        "schedules": {s.name: (s.job_name, s.cron_schedule) for s in repo.schedule_defs},
+        "sensors": sorted(s.name for s in repo.sensor_defs),
+        "executor": defs.resolve_job_def("nightly_scoring").executor_def.name,
+    }
+
+
+def test_one_function_builds_each_storages_graph_from_the_settings_it_is_given(monkeypatch):
+    from credit_dagster.core.settings import Settings
+    from credit_dagster.definitions import build
+
+    for name in ("CREDIT_STORAGE", "CREDIT_SHARDS", "CREDIT_NIGHTLY_CRON", "CREDIT_EXECUTOR"):
+        monkeypatch.delenv(name, raising=False)
+    warehouse = graph(build(Settings(storage="warehouse")))
+    datasets = graph(build(Settings(storage="datasets", shards=3, nightly_cron="30 3 * * *", executor="celery")))
+    assert graph(defs) == warehouse == graph(build(Settings()))  # the module's own is the environment's; building another changes nothing
+    # the warehouse: one run a night, nothing launched by automation
+    assert warehouse["jobs"]["nightly_scoring"] == ["monitoring/drift_report", "scoring/daily_drop", "scoring/daily_features",
+                                                    "scoring/scored_applications", "serving/serving_snapshot"]
+    assert not any(auto for _, auto in warehouse["assets"].values()) and "scoring/scored_shards" not in warehouse["assets"]
+    assert {"night_shards", "night_publish"}.isdisjoint(warehouse["jobs"]) and "night_automation" not in warehouse["sensors"]
+    assert warehouse["schedules"]["nightly_scoring_schedule"] == ("nightly_scoring", "0 2 * * *")
+    assert warehouse["executor"] == "in_process"
+    # the datasets: landed, scored by (night, shard), published; what follows the landing by automation
+    assert datasets["jobs"]["nightly_scoring"] == ["scoring/daily_drop"]
+    assert datasets["jobs"]["night_shards"] == ["scoring/scored_shards"]
+    assert datasets["jobs"]["night_publish"] == ["monitoring/drift_report", "scoring/scored_applications", "serving/serving_snapshot"]
+    assert datasets["assets"]["scoring/scored_shards"] == ("MultiPartitionsDefinition", True)
+    assert {k for k, (_, auto) in datasets["assets"].items() if auto} == {
+        "scoring/scored_shards", "scoring/scored_applications", "monitoring/drift_report", "serving/serving_snapshot"}
+    assert "night_automation" in datasets["sensors"] and datasets["schedules"]["nightly_scoring_schedule"][1] == "30 3 * * *"
+    assert datasets["executor"] == "celery"
+    # everything else is the same graph
+    automated = {k for k, (_, auto) in datasets["assets"].items() if auto}
+    assert {k: v for k, v in warehouse["assets"].items() if k not in automated | {"scoring/daily_features"}} == {
+        k: v for k, v in datasets["assets"].items() if k not in automated}
+
 def test_full_run_on_synthetic_data(build, synthetic_dir):
     credit_home, result = build
     assert result.success

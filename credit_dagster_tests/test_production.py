@@ -1,6 +1,7 @@
 """Dagster's production deployment (deploy/): its runs on the local PostgreSQL, the webserver, the
 daemon and the code server as three processes, nights launched through the UI's GraphQL API and
-by a schedule tick, a code server killed under a run."""
+by a schedule tick, an ingest from the UI reading the home's own data folder, a code server killed
+under a run."""
 
 import os
 import shutil
@@ -39,8 +40,14 @@ def test_three_services_on_postgres_run_nights_from_graphql_and_a_schedule_and_f
     # the schedule ticks every minute here (02:00 in production) and scores yesterday's drop
     yesterday = (datetime.now(drops.TIMEZONE).date() - timedelta(days=1)).isoformat()
     (home / "inbox" / SCORED_DAYS[1]).rename(home / "inbox" / yesterday)
-    env = {**os.environ, "CREDIT_HOME": str(home), "DAGSTER_HOME": str(dagster_home), "DAGSTER_PG_URL": database,
-           "CREDIT_NIGHTLY_CRON": "* * * * *"}
+    # a home built from the bank's data (no SYNTHETIC.txt), a synthetic set beside it, no CREDIT_DATA_DIR anywhere
+    bank_data = tmp_path / "bank_data"
+    shutil.copytree(synthetic_dir, bank_data, ignore=shutil.ignore_patterns("SYNTHETIC.txt"))
+    (home / "data_dir.txt").write_text(str(bank_data))
+    shutil.copytree(synthetic_dir, home / "data" / "synthetic_default", dirs_exist_ok=True)
+    env = {**{k: v for k, v in os.environ.items() if k != "CREDIT_DATA_DIR"}, "CREDIT_HOME": str(home),
+           "DAGSTER_HOME": str(dagster_home), "DAGSTER_PG_URL": database, "CREDIT_NIGHTLY_CRON": "* * * * *"}
+    monkeypatch.delenv("CREDIT_DATA_DIR", raising=False)
     for key in ("CREDIT_HOME", "DAGSTER_HOME", "DAGSTER_PG_URL"):
         monkeypatch.setenv(key, env[key])
     logs = tmp_path / "logs"
@@ -62,6 +69,14 @@ def test_three_services_on_postgres_run_nights_from_graphql_and_a_schedule_and_f
         assert run.status == dg.DagsterRunStatus.SUCCESS and run.job_name == "nightly_scoring"
         assert {"dagster/schedule_name", "dagster/sensor_name"} & set(run.tags), run.tags
         assert instance.get_run_by_id(first).job_code_origin is not None  # launched runs of the code location
+
+        # an ingest launched from the UI (a retrain's first step) reads the folder the home was built
+        # from, as the command line does: never the synthetic set beside it
+        table = dg.AssetKey(["raw", "application_test"])
+        ingest = submit(client, "", "build_all", assets=[table])
+        assert wait("the UI's ingest", lambda: finished(client, ingest), 300, logs) == dg.DagsterRunStatus.SUCCESS
+        read = instance.get_latest_materialization_event(table).asset_materialization.metadata
+        assert read["source_file"].value.startswith(str(bank_data)) and read["synthetic"].value is False, read
 
         # a second night; its code server (and the run's process with it) killed while it runs
         second = submit(client, SCORED_DAYS[0])

@@ -13,11 +13,12 @@ import pandas as pd
 import pytest
 
 from credit_dagster.core import snapshot
+from credit_dagster.decision import counterfactuals, scoring
 from credit_dagster.definitions import defs
 from credit_dagster.ingest.loaders import SourceFileError
 from credit_dagster.model.registry import Registry
 from credit_dagster.monitoring import drift
-from credit_dagster.nightly import drops, partitions, scoring
+from credit_dagster.nightly import drops, partitions
 from credit_dagster_tests.conftest import SCORED_DAYS, score_night, temporary_home
 
 DAYS = SCORED_DAYS
@@ -106,8 +107,8 @@ def test_counterfactual_search_in_chunks_finds_the_same_and_says_how_far_it_is(h
     model = Registry(home / "models").load("champion")
     said = []
     with warehouse(home, read_only=False) as con:
-        whole = scoring.counterfactuals(con, model, "drop_20261101", ids, work_schema="cf_whole")
-        chunked = scoring.counterfactuals(con, model, "drop_20261101", ids, work_schema="cf_chunks", chunk=2, progress=said.append)
+        whole = counterfactuals.search(con, model, "drop_20261101", ids, work_schema="cf_whole")
+        chunked = counterfactuals.search(con, model, "drop_20261101", ids, work_schema="cf_chunks", chunk=2, progress=said.append)
     pd.testing.assert_frame_equal(whole, chunked)
     assert [m.split(" applicants")[0] for m in said] == [f"counterfactual search: {n} of 5" for n in (2, 4, 5)]
 
@@ -121,7 +122,7 @@ def test_counterfactual_is_verified_by_rescoring_the_changed_application(home):
     sk_id = row[0]
     with warehouse(home, read_only=False) as con:
         model = Registry(home / "models").load("champion")
-        cf = scoring.counterfactuals(con, model, "drop_20261101", [sk_id], work_schema="cf_test")
+        cf = counterfactuals.search(con, model, "drop_20261101", [sk_id], work_schema="cf_test")
         amount, term = cf.loc[0, "cf_amount"], cf.loc[0, "cf_term"]
         # the changed application, through the same drop -> SQL -> model path as a real night; it
         # comes back under a new id (with its whole history), since an id is never scored twice
@@ -449,3 +450,56 @@ def test_each_published_night_leaves_its_figures_where_prometheus_reads_them(hom
     assert {d: samples[("credit_night_decisions", d)] for d in mix} == mix
     assert 0 < datetime.now(UTC).timestamp() - samples[("credit_night_published_timestamp_seconds", None)] < 6 * 3600
     assert samples[("credit_night_duration_seconds", None)] > 0 and ("credit_night_psi_max", None) in samples
+
+
+def test_every_decision_of_a_night_replays_exactly_after_a_newer_champion_and_night_and_a_change_is_named(
+        scored_home, tmp_path, monkeypatch, capsys):
+    """`credit-dagster decision replay`: the night's decisions made again from its kept features and
+    the model version each record names, once a newer champion (another policy) scored a newer
+    night; an edited record is named figure by figure; a night whose features are gone says so."""
+    import dataclasses
+
+    from credit_dagster import cli
+    from credit_dagster.core.settings import models_dir
+
+    home = tmp_path / "home"
+    shutil.copytree(scored_home, home, ignore=shutil.ignore_patterns("*.lock"))
+    monkeypatch.setenv("CREDIT_HOME", str(home))
+    registry = Registry(models_dir())
+    old = registry.load("champion")
+    low, high = old.metadata.refer_band
+    newer = registry.register(old.ensemble, dataclasses.replace(old.metadata, refer_band=[low * 0.5, high * 0.8],
+                                                                threshold=(low * 0.5 + high * 0.8) / 2))
+    registry.promote(newer, reason="test: a newer champion with another policy")
+    score_night(SCORED_DAYS[1])
+    with warehouse(home) as con:
+        night = con.execute("select SK_ID_CURR, decision, model_version, counterfactual from scoring.scored_applications "
+                            "where partition_date = ?", [SCORED_DAYS[0]]).df()
+        assert set(con.execute("select model_version from scoring.scored_applications where partition_date = ?",
+                               [SCORED_DAYS[1]]).fetchall()) == {(newer,)}
+    assert set(night["model_version"]) == {old.version} and {"granted", "refused"} <= set(night["decision"])
+
+    assert cli.main(["decision", "replay", "--at", SCORED_DAYS[0]]) == 0
+    assert f"night {SCORED_DAYS[0]}: {len(night):,} of {len(night):,} decisions replayed exactly" in capsys.readouterr().out
+    refused = int(night.loc[night["counterfactual"].str.startswith("Would be granted", na=False), "SK_ID_CURR"].iloc[0])
+    assert cli.main(["decision", "replay", str(refused)]) == 0  # its latest night: the older one, by the older model
+    said = capsys.readouterr().out
+    assert f"applicant {refused}, night {SCORED_DAYS[0]}" in said and f"model {old.version}" in said
+    assert "replayed exactly" in said and "DIFFERS" not in said and "same    counterfactual: Would be granted" in said
+
+    # a record edited after the night: by a rounding's worth, and a reason reworded
+    with warehouse(home, read_only=False) as con:
+        con.execute("update scoring.decision_audit set probability_of_default = probability_of_default + 1e-9, "
+                    "reason_2 = 'edited' where SK_ID_CURR = ? and partition_date = ?", [refused, SCORED_DAYS[0]])
+    assert cli.main(["decision", "replay", str(refused), "--at", SCORED_DAYS[0]]) == 1
+    said = capsys.readouterr().out
+    assert "DIFFERS probability_of_default" in said and "DIFFERS reason_2: edited" in said and "same    points" in said
+    assert "2 of 13 differ: probability_of_default, reason_2" in said
+    assert cli.main(["decision", "show", str(refused), "--at", SCORED_DAYS[0]]) == 0
+    assert "  reason_2: edited" in capsys.readouterr().out
+
+    # the night's features swept: said, not guessed
+    with warehouse(home, read_only=False) as con:
+        con.execute(f"drop schema {drops.drop_schema(SCORED_DAYS[0])}_features cascade")
+    assert cli.main(["decision", "replay", str(refused), "--at", SCORED_DAYS[0]]) == 1
+    assert f"the features of night {SCORED_DAYS[0]} are not kept any more" in capsys.readouterr().err

@@ -2,7 +2,6 @@
 night's answers: the same drop scored into the warehouse file and in shards on an in-memory
 fsspec filesystem and on a folder."""
 
-import importlib
 import os
 import shutil
 import signal
@@ -10,7 +9,6 @@ import socket
 import subprocess
 import sys
 import uuid
-from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -21,9 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import credit_dagster.definitions
-from credit_dagster.core import datasets, keys
+from credit_dagster.core import datasets, keys, settings
 from credit_dagster.core.resources import Warehouse
+from credit_dagster.definitions import build
 from credit_dagster.nightly import drops, night, partitions, schedules, shards
 from credit_dagster_tests.conftest import reachable_or_skip, temporary_home
 from credit_dagster_tests.services import (
@@ -57,30 +55,17 @@ def trained_copy(build, tmp_path_factory, name: str):
     return root
 
 
-@contextmanager
-def code_location():
-    """The code location and its nightly jobs as the environment now asks (CREDIT_STORAGE,
-    CREDIT_SHARDS), as a code server started with it would load them; the suite's own are
-    restored after."""
-    try:
-        jobs = importlib.reload(schedules)  # first: the definitions take its jobs
-        yield importlib.reload(credit_dagster.definitions).defs, jobs
-    finally:
-        with pytest.MonkeyPatch.context() as mp:
-            for name in ("CREDIT_STORAGE", "CREDIT_SHARDS"):
-                mp.delenv(name, raising=False)
-            importlib.reload(schedules)
-            importlib.reload(credit_dagster.definitions)
-
-
 def run_night(synthetic_dir, day: str = DAY) -> list[dg.ExecuteInProcessResult]:
-    """The night's runs, one after another as `credit-dagster score` runs them."""
+    """The night's runs, one after another as `credit-dagster score` runs them, from the code
+    location the environment now asks for (CREDIT_STORAGE, CREDIT_SHARDS), as a code server
+    started with it would build it."""
     drops.replay(synthetic_dir, drops.inbox_dir(), 2, date.fromisoformat(day))
     instance = dg.DagsterInstance.ephemeral()
     partitions.register(instance, [day])
-    with code_location() as (defs, jobs):
-        return [defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key)
-                for job, key in jobs.night_runs(day)]
+    configured = settings.current()
+    defs = build(configured)
+    return [defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key)
+            for job, key in schedules.night_runs(day, configured)]
 
 
 def stored(table: str, day: str = DAY) -> pd.DataFrame:

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from credit_dagster.core import plausibility, settings, wording
+from credit_dagster.decision import reasons, scoring
 from credit_dagster.features import sql_models
 from credit_dagster.features.dictionary import build_dictionary
 from credit_dagster.model.registry import Registry
-from credit_dagster.nightly import explain, scoring
 from credit_dagster_tests.conftest import SCORED_DAYS, temporary_home
 from panel_app import view_model as vm
 
@@ -130,7 +130,7 @@ def test_a_table_check_counts_each_rule_and_names_the_applicants():
 def check_monotone_in_the_amount(home, day: str) -> None:
     """Every applicant of the night asking for more, with income, term and goods price fixed,
     is never scored safer, through the very SQL models and champion of the night."""
-    from credit_dagster.serving import ondemand
+    from credit_dagster.decision import ondemand
 
     with temporary_home(home):
         model = Registry(settings.models_dir()).load("champion")
@@ -204,14 +204,14 @@ def check_night(home, day: str, kaggle_descriptions: set[str]) -> None:
     assert not bars["label"].dropna().map(lambda t: bool(SCIENTIFIC.search(t))).any()
     groups = info["reason_group"]
     absent = {k: (pd.to_numeric(features[h.present_column], errors="coerce").fillna(0) == 0).to_numpy()
-              for k, h in enumerate(explain.HISTORIES)}
-    kind = {f: next((k for k, h in enumerate(explain.HISTORIES) if f.startswith(h.prefixes)), None) for f in matrix.columns}
+              for k, h in enumerate(reasons.HISTORIES)}
+    kind = {f: next((k for k, h in enumerate(reasons.HISTORIES) if f.startswith(h.prefixes)), None) for f in matrix.columns}
     full = 0
     for r, row in enumerate(scored.to_dict("records")):
         names = [n for n in (row["reason_features"] or "").split(",") if n and n != "application"]
-        reasons = scoring.reasons_of(row)[-len(names):] if names else []
+        worded = scoring.reasons_of(row)[-len(names):] if names else []
         assert len({groups[n] for n in names}) == len(names), (row["SK_ID_CURR"], names)
-        for name, text in zip(names, reasons, strict=True):
+        for name, text in zip(names, worded, strict=True):
             j = column[name]
             assert contributions[r, j] > 0, (row["SK_ID_CURR"], name)
             assert text.startswith(info.at[name, "meaning"])

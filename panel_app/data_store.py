@@ -17,9 +17,8 @@ import pandas as pd
 
 from credit_dagster.core import settings
 from credit_dagster.core.snapshot import Table, snapshot_path
+from credit_dagster.decision import neighbours, scoring
 from credit_dagster.model.registry import RegisteredModel, Registry
-from credit_dagster.nightly import scoring
-from credit_dagster.serving import neighbours
 
 LIST_COLUMNS = ["partition_date", "SK_ID_CURR", "decision", "grade", "points", "probability_of_default", "refer_low", "refer_high"]
 

@@ -1,7 +1,7 @@
 """What the dashboard shows, as plain data: no Panel, no Bokeh, testable without a server.
 
 Every view is built from the serving snapshot (`SnapshotStore`) and, for the what-if, from
-the same on-demand scoring the API uses (`credit_dagster.serving.ondemand.score`).
+the same on-demand scoring the API uses (`credit_dagster.decision.ondemand.score`).
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ import pandas as pd
 
 from credit_dagster.core import plausibility, settings, snapshot, wording
 from credit_dagster.core.snapshot import Table
+from credit_dagster.decision import ondemand, reasons, scoring
 from credit_dagster.model import fairness as ml_fairness
 from credit_dagster.model.scorecard import Scorecard
-from credit_dagster.nightly import explain, scoring
 from credit_dagster.review import cases as review
 from credit_dagster.review import letters
 from credit_dagster.review.journal import ReviewJournal
 from credit_dagster.review.queue import case_table
-from credit_dagster.serving import ondemand
 from panel_app.data_store import SnapshotStore
 
 LIST_LIMIT = 300  # rows offered in the list at once; the search narrows the rest
@@ -285,11 +284,11 @@ def contribution_bars(rows: pd.DataFrame, summary: pd.Series) -> list[Bar]:
     per_unit = card.points_to_double / math.log(2)
     bars = []
     for r in rows.sort_values("rank").to_dict("records"):
-        if r["feature"] == explain.BASE:  # where the chart starts: a typical applicant's points
+        if r["feature"] == reasons.BASE:  # where the chart starts: a typical applicant's points
             start = float(card.points(1 / (1 + math.exp(-float(r["contribution"])))))
             bars.append(Bar(label="A typical applicant", points=start))
             continue
-        label = "Everything else on file" if r["feature"] == explain.OTHER else r["label"]
+        label = "Everything else on file" if r["feature"] == reasons.OTHER else r["label"]
         bars.append(Bar(label=label, points=-float(r["contribution"]) * per_unit))
     return bars
 

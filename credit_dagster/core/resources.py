@@ -74,8 +74,10 @@ class Warehouse(dg.ConfigurableResource):
         return Path(self.path) if self.path else settings.warehouse_path()
 
     @contextmanager
-    def connect(self, read_only: bool = False, wait: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection once the warehouse is free; without `wait`, WarehouseBusy if it is not."""
+    def connect(self, read_only: bool = False, wait: bool = True, scratch: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection once the warehouse is free; without `wait`, WarehouseBusy if it is not.
+        `scratch`: the warehouse attached read-only to an in-memory database, where work tables
+        may be written (a replayed decision's counterfactual search) and nothing reaches the file."""
         path = self.file()
         path.parent.mkdir(parents=True, exist_ok=True)
         if path == settings.warehouse_path():  # the home's own: written in this release's formats, or refused
@@ -83,7 +85,12 @@ class Warehouse(dg.ConfigurableResource):
         config = {"memory_limit": self.memory_limit or settings.current().duckdb_memory_limit, "temp_directory": str(path.parent / "duckdb_tmp"),
                   "threads": self.threads or settings.threads()}
         with warehouse_lock(path, say=dg.get_dagster_logger().warning, wait=wait):
-            con = duckdb.connect(str(path), read_only=read_only, config=config)
+            if scratch:
+                con = duckdb.connect(":memory:", config=config)
+                con.execute(f"attach '{path}' as {path.stem} (read_only)")
+                con.execute(f"use {path.stem}")
+            else:
+                con = duckdb.connect(str(path), read_only=read_only, config=config)
             if settings.current().storage == "datasets":  # its scoring views read the datasets
                 datasets.attach(con, datasets.root())
             try:

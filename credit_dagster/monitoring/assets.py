@@ -14,7 +14,6 @@ from credit_dagster.nightly import drops, partitions
 
 
 @dg.asset(key=DRIFT, group_name="monitoring", partitions_def=partitions.drop_days, deps=[SCORED], pool=POOL,
-          automation_condition=partitions.after_the_drop(),
           op_tags=WAREHOUSE_QUEUE, kinds={"evidently", "html"})
 def drift_report(context: dg.AssetExecutionContext, warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
     """The night's most important features and score against the training population: PSI per

@@ -1,2 +1,2 @@
-"""Stage 4, the night: drops, scoring with reasons and counterfactuals, partitions (pure), and the Dagster
-assets and checks of the `scoring` group."""
+"""Stage 5, the night: drops, a night's scoring with the decision engine (`credit_dagster.decision`),
+shards and partitions (pure), and the Dagster assets and checks of the `nightly` group."""

@@ -14,12 +14,13 @@ from credit_dagster.core import datasets, settings
 from credit_dagster.core.keys import CHAMPION, DAILY_FEATURES, DICTIONARY, DROP, POOL, SCORED, WAREHOUSE_QUEUE
 from credit_dagster.core.resources import Warehouse
 from credit_dagster.core.sources import SOURCE_TABLES
+from credit_dagster.decision import scoring
 from credit_dagster.features import sql_models
 from credit_dagster.ingest import quality
 from credit_dagster.ingest.assets import IngestConfig
 from credit_dagster.ingest.checks import check_result, plausibility_result
 from credit_dagster.model.resources import ModelStore
-from credit_dagster.nightly import drops, night, partitions, scoring, shards
+from credit_dagster.nightly import drops, night, partitions, shards
 
 
 @dg.asset(key=DROP, group_name="nightly", partitions_def=partitions.drop_days, pool=POOL, op_tags=WAREHOUSE_QUEUE,

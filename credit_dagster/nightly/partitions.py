@@ -9,7 +9,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from credit_dagster.core import datasets, settings
+from credit_dagster.core import datasets
 from credit_dagster.core.keys import CHAMPION
 
 # One partition per drop, not per calendar day: the UI then counts as missing only drops that
@@ -23,13 +23,11 @@ drop_days = dg.DynamicPartitionsDefinition(name="drop_days")
 BY_NIGHT = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="night")
 
 
-def after_the_drop() -> dg.AutomationCondition | None:
+def after_the_drop() -> dg.AutomationCondition:
     """On the Parquet datasets (CREDIT_STORAGE=datasets), a night's drop is landed by its own run,
     and the rest of the night follows by declarative automation (the daemon's `night_automation`
     sensor): each asset once its night's inputs were updated, none of them missing or running; a
     new champion does not score old nights again. A warehouse night is one run: no condition."""
-    if settings.current().storage == "warehouse":
-        return None
     return dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets(CHAMPION))
 
 

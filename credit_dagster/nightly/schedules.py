@@ -1,5 +1,7 @@
-"""The nightly job, its schedule (02:00 unless CREDIT_NIGHTLY_CRON says otherwise), and the sensor that scores late drops."""
+"""The night's jobs, its schedule (02:00 unless CREDIT_NIGHTLY_CRON says otherwise) and sensors, built for the
+settings given (`night`), and the sensor that scores late drops."""
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -16,75 +18,102 @@ IN_PROGRESS = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.Dag
 ASKED_FOR = [dg.DagsterRunStatus.QUEUED, *IN_PROGRESS]
 
 
-def celery_config() -> dict:
+def celery_config(configured: settings.Settings) -> dict:
     """The Celery executor's config (dagster-celery), also written for the workers
     (`credit-dagster worker`). A task is acknowledged only once its step is done, and a worker
     takes one at a time, so a worker killed mid-shard hands its shard back to the queue and
     another worker runs it again. Each step runs in a child process of its own, so what a step
     held goes back with it: a worker's memory is one step's, not what a night's steps left behind
     in one long-lived child (measured in BENCHMARKS.md)."""
-    configured = settings.current()
     return {"broker": configured.celery_broker, "backend": configured.celery_backend,
             "config_source": {"task_acks_late": True, "task_reject_on_worker_lost": True, "worker_prefetch_multiplier": 1,
                               "worker_max_tasks_per_child": 1}}
 
 
-def night_executor() -> dg.ExecutorDefinition:
+def night_executor(configured: settings.Settings) -> dg.ExecutorDefinition:
     """Where a night's steps run (CREDIT_EXECUTOR): in the run's process, or on Celery workers."""
-    if settings.current().executor == "in_process":
+    if configured.executor == "in_process":
         return dg.in_process_executor
     from dagster_celery import celery_executor
 
-    return celery_executor.configured(celery_config(), name="celery")
+    return celery_executor.configured(celery_config(configured), name="celery")
 
 
-def night_retry_policy() -> dg.RetryPolicy | None:
+def night_retry_policy(configured: settings.Settings) -> dg.RetryPolicy | None:
     """On the Parquet datasets (CREDIT_STORAGE=datasets), a step that reads every night (the
     landing's already-scored check, drift, the snapshot) may list a file that another night's
     re-run replaces before the step opens it: plain Parquet files give no snapshot of a table.
     Such a step fails with "No such file" and is tried again. The warehouse's nights take turns
     through the writer pool and need no retry."""
-    return dg.RetryPolicy(max_retries=2, delay=5) if settings.current().storage == "datasets" else None
+    return dg.RetryPolicy(max_retries=2, delay=5) if configured.storage == "datasets" else None
 
 
-SHARDED = settings.current().storage == "datasets"
 NIGHT = dg.AssetSelection.groups("nightly", "monitoring") | dg.AssetSelection.assets(SNAPSHOT)  # not the API journal's fold: hourly
 NIGHT_KEYS = {DROP, SHARDS, SCORED, DRIFT, SNAPSHOT}
-
-nightly_scoring = dg.define_asset_job(
-    "nightly_scoring",
-    selection=dg.AssetSelection.assets(DROP) if SHARDED else NIGHT,
-    partitions_def=partitions.drop_days,
-    executor_def=night_executor(),
-    op_retry_policy=night_retry_policy(),
-    description="Load the day's drop, build its features, score it with the champion, watch drift, publish the snapshot "
-    "(CREDIT_STORAGE=datasets: land the drop; its shards, the publish step, drift and the snapshot follow).",
-)
-# CREDIT_STORAGE=datasets: what follows a landed night, as jobs the CLI runs and the UI lists
-night_shards = dg.define_asset_job(
-    "night_shards", selection=dg.AssetSelection.assets(SHARDS), partitions_def=partitions.night_shards(settings.current().shards),
-    executor_def=night_executor(), op_retry_policy=night_retry_policy(),
-    description="Score one applicant shard of a landed night: its features, scores, reasons and counterfactuals.")
-night_publish = dg.define_asset_job(
-    "night_publish", selection=NIGHT - dg.AssetSelection.assets(DROP, SHARDS), partitions_def=partitions.drop_days,
-    executor_def=night_executor(), op_retry_policy=night_retry_policy(),
-    description="Publish a night once each of its applicants was scored once by its shard; drift; the serving snapshot.")
-# ... and the sensor that launches them once the night is landed (partitions.after_the_drop)
-night_automation = dg.AutomationConditionSensorDefinition(
-    "night_automation", target=NIGHT - dg.AssetSelection.assets(DROP), minimum_interval_seconds=10,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Scores the shards of a landed night, then publishes it (CREDIT_STORAGE=datasets).")
-night_jobs = [nightly_scoring, night_shards, night_publish] if SHARDED else [nightly_scoring]
-NIGHT_JOB_NAMES = {job.name for job in night_jobs}
+# the night's jobs: one run on the warehouse; on the datasets the landing, then its shards and its publish step
+NIGHTLY, NIGHT_SHARDS, NIGHT_PUBLISH = "nightly_scoring", "night_shards", "night_publish"
+NIGHT_JOB_NAMES = {NIGHTLY, NIGHT_SHARDS, NIGHT_PUBLISH}
 
 
-def night_runs(day: str) -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class Night:
+    """The night's jobs, schedule, sensors and executor for one storage and shard count."""
+
+    jobs: list  # of asset jobs (define_asset_job)
+    schedule: dg.ScheduleDefinition
+    sensors: list[dg.SensorDefinition]
+    executor: dg.ExecutorDefinition
+
+    def follow(self, assets: list[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
+        """`assets` with, on the datasets, the night's later steps (drift, the snapshot) following
+        its publish step by declarative automation (`partitions.after_the_drop`)."""
+        if len(self.jobs) == 1:
+            return assets
+        condition = partitions.after_the_drop()
+        later = NIGHT_KEYS - {DROP, SHARDS, SCORED}
+        return [a.map_asset_specs(lambda spec: spec.replace_attributes(automation_condition=condition) if spec.key in later else spec)
+                if set(a.keys) & later else a for a in assets]
+
+
+def night(configured: settings.Settings) -> Night:
+    """The night as the settings ask for it: into the warehouse file, one run a night; or
+    (CREDIT_STORAGE=datasets) landed, scored in CREDIT_SHARDS applicant shards and published,
+    what follows the landing launched by the daemon's `night_automation` sensor."""
+    executor, retry = night_executor(configured), night_retry_policy(configured)
+    sharded = configured.storage == "datasets"
+    nightly = dg.define_asset_job(
+        NIGHTLY, selection=dg.AssetSelection.assets(DROP) if sharded else NIGHT, partitions_def=partitions.drop_days,
+        executor_def=executor, op_retry_policy=retry,
+        description="Load the day's drop, build its features, score it with the champion, watch drift, publish the snapshot "
+        "(CREDIT_STORAGE=datasets: land the drop; its shards, the publish step, drift and the snapshot follow).")
+    schedule = dg.ScheduleDefinition(
+        name="nightly_scoring_schedule", job=nightly, cron_schedule=configured.nightly_cron, execution_fn=nightly_tick,
+        execution_timezone=str(drops.TIMEZONE), default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=nightly_tick.__doc__)
+    if not sharded:
+        return Night([nightly], schedule, [late_drop_sensor], executor)
+    shards = dg.define_asset_job(
+        NIGHT_SHARDS, selection=dg.AssetSelection.assets(SHARDS), partitions_def=partitions.night_shards(configured.shards),
+        executor_def=executor, op_retry_policy=retry,
+        description="Score one applicant shard of a landed night: its features, scores, reasons and counterfactuals.")
+    publish = dg.define_asset_job(
+        NIGHT_PUBLISH, selection=NIGHT - dg.AssetSelection.assets(DROP, SHARDS), partitions_def=partitions.drop_days,
+        executor_def=executor, op_retry_policy=retry,
+        description="Publish a night once each of its applicants was scored once by its shard; drift; the serving snapshot.")
+    automation = dg.AutomationConditionSensorDefinition(
+        "night_automation", target=NIGHT - dg.AssetSelection.assets(DROP), minimum_interval_seconds=10,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Scores the shards of a landed night, then publishes it (CREDIT_STORAGE=datasets).")
+    return Night([nightly, shards, publish], schedule, [late_drop_sensor, automation], executor)
+
+
+def night_runs(day: str, configured: settings.Settings) -> list[tuple[str, str]]:
     """The runs of a night, in order, as (job, partition key): the night's one run, or on the
     datasets the landing, each shard, then the publish step with drift and the snapshot."""
-    if not SHARDED:
-        return [("nightly_scoring", day)]
-    return [("nightly_scoring", day), *[("night_shards", dg.MultiPartitionKey({"night": day, "shard": shard}))
-                                        for shard in datasets.shard_names(settings.current().shards)], ("night_publish", day)]
+    if configured.storage == "warehouse":
+        return [(NIGHTLY, day)]
+    return [(NIGHTLY, day), *[(NIGHT_SHARDS, dg.MultiPartitionKey({"night": day, "shard": shard}))
+                              for shard in datasets.shard_names(configured.shards)], (NIGHT_PUBLISH, day)]
 
 
 def of_the_night(run: dg.DagsterRun) -> bool:
@@ -109,7 +138,7 @@ def nights_between_runs(instance: dg.DagsterInstance, days: list[str]) -> set[st
         records = [r for tag in ("dagster/partition", "dagster/partition/night")
                    for r in instance.get_run_records(dg.RunsFilter(tags={tag: day})) if of_the_night(r.dagster_run)]
         landed = [r.create_timestamp for r in records
-                  if r.dagster_run.job_name == nightly_scoring.name or DROP in (r.dagster_run.asset_selection or set())]
+                  if r.dagster_run.job_name == NIGHTLY or DROP in (r.dagster_run.asset_selection or set())]
         since = [r for r in records if landed and r.create_timestamp >= max(landed)]
         if since and all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in since):
             waiting.add(day)
@@ -128,10 +157,7 @@ def empty_business_days(inbox: Path, day: date) -> int:
     return count
 
 
-@dg.schedule(job=nightly_scoring, cron_schedule=settings.current().nightly_cron,
-             execution_timezone=str(drops.TIMEZONE), name="nightly_scoring_schedule",
-             default_status=dg.DefaultScheduleStatus.RUNNING)
-def nightly_schedule(context: dg.ScheduleEvaluationContext):
+def nightly_tick(context: dg.ScheduleEvaluationContext):
     """Scores the drop of the day that just ended, adding the day to the partitions, unless it is
     scored already (by the command line, say): its decisions stand. A night without a drop (a
     weekend, a holiday) is a skipped tick saying so, not a failed run and no partition;
@@ -163,7 +189,7 @@ def is_late(day: str, now: datetime) -> bool:
     return now >= tick + LATE_AFTER
 
 
-@dg.sensor(job=nightly_scoring, minimum_interval_seconds=600, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.sensor(job_name=NIGHTLY, minimum_interval_seconds=600, default_status=dg.DefaultSensorStatus.RUNNING)
 def late_drop_sensor(context: dg.SensorEvaluationContext):
     """Adds every drop in the inbox to the partitions (so the UI shows what is missing) and scores
     the nights that are due and unscored: a drop that arrived after its night's tick, or a night
@@ -187,5 +213,3 @@ def late_drop_sensor(context: dg.SensorEvaluationContext):
     return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=added,
                            skip_reason=None if requests else f"{len(days)} drops in {inbox}, none due and unscored")
 
-
-night_sensors = [late_drop_sensor, night_automation] if SHARDED else [late_drop_sensor]

@@ -24,11 +24,12 @@ import duckdb
 
 from credit_dagster.core import datasets, settings
 from credit_dagster.core.sources import SOURCE_TABLES
+from credit_dagster.decision import scoring
 from credit_dagster.features import sql_models
 from credit_dagster.features.dictionary import build_dictionary
 from credit_dagster.ingest.loaders import QUARANTINE_DDL
 from credit_dagster.model.registry import RegisteredModel
-from credit_dagster.nightly import drops, night, scoring
+from credit_dagster.nightly import drops, night
 
 NIGHT_SHARD = "all"  # the shard folder of what belongs to the whole night (its quarantine)
 DECISION_TABLES = ("scored_applications", "applicant_details", "applicant_features", "applicant_contributions", "applications")

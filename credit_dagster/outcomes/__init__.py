@@ -1,1 +1,1 @@
-"""Stage 8, outcomes: repayment results of the applications granted, and back-testing every model version on them."""
+"""Stage 9, outcomes: repayment results of the applications granted, and back-testing every model version on them."""

@@ -26,7 +26,7 @@ import pandas as pd
 
 FILE = "loan_outcomes.csv"
 COLUMNS = ["SK_ID_CURR", "REPORTING_DATE", "MONTHS_ON_BOOK", "WORST_DPD", "TARGET"]
-GRANTED = "granted"  # as `nightly.scoring` and `review` decide
+GRANTED = "granted"  # as `decision.scoring` and `review` decide
 QUARANTINE_COLUMNS = ["file", "line", "SK_ID_CURR", "REPORTING_DATE", "reason"]
 
 

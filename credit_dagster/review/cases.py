@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date
 
-GRANTED, REFUSED, REFER = "granted", "refused", "refer to an advisor"  # as `nightly.scoring` decides
+GRANTED, REFUSED, REFER = "granted", "refused", "refer to an advisor"  # as `decision.scoring` decides
 ADVISOR, SUPERVISOR = "advisor", "supervisor"
 ROLES = (ADVISOR, SUPERVISOR)
 # what a reviewer may give as the reason of a final decision (README: "Human review"): each code is

@@ -18,7 +18,7 @@ import matplotlib
 from fpdf import FPDF
 
 from credit_dagster.core import settings
-from credit_dagster.nightly import scoring
+from credit_dagster.decision import scoring
 from credit_dagster.review import cases as review
 from credit_dagster.review import queue
 from credit_dagster.review.journal import ReviewJournal

@@ -1,3 +1,3 @@
-"""Stage 6, serving: what the dashboard and the API read (the serving snapshot, nearest past clients,
-on-demand scoring through the nightly SQL) and the scoring API (`serving.api`), with the Dagster
-assets of the `serving` and `api` groups."""
+"""Stage 8, serving: what the dashboard and the API read (the serving snapshot, each applicant's
+history for on-demand scoring and nearest past clients) and the folds of the API's audit trail, with
+the Dagster assets of the `serving` group. The API itself is a front end: `credit_dagster.api`."""

@@ -8,11 +8,11 @@ from credit_dagster.core import audit, snapshot
 from credit_dagster.core.keys import DRIFT, ONDEMAND_AUDIT, POOL, SCORED, SNAPSHOT, WAREHOUSE_QUEUE
 from credit_dagster.core.resources import Warehouse
 from credit_dagster.core.snapshot import Table
+from credit_dagster.decision import neighbours, ondemand, scoring
 from credit_dagster.model.resources import ModelStore
 from credit_dagster.monitoring import incidents, night_metrics
-from credit_dagster.nightly import drops, partitions, scoring
+from credit_dagster.nightly import drops, partitions
 from credit_dagster.review import rescore
-from credit_dagster.serving import neighbours, ondemand
 
 # what the dashboard groups clients by when it compares one with similar clients
 GROUP_COLUMNS = ["NAME_CONTRACT_TYPE", "NAME_INCOME_TYPE", "NAME_EDUCATION_TYPE", "NAME_HOUSING_TYPE", "APP_AGE_YEARS",
@@ -31,7 +31,6 @@ SERVING_TABLES = {
 
 
 @dg.asset(key=SNAPSHOT, group_name="serving", partitions_def=partitions.drop_days, deps=[SCORED, DRIFT], pool=POOL,
-          automation_condition=partitions.after_the_drop(),
           op_tags=WAREHOUSE_QUEUE, kinds={"duckdb"})
 def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, models: ModelStore) -> dg.MaterializeResult:
     """The read-only DuckDB file the dashboard and the API read, swapped in atomically after a

@@ -23,15 +23,14 @@ import pandas as pd
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
+from credit_dagster.api import keys, metrics, schemas
 from credit_dagster.core import audit, plausibility, refer_all, settings, snapshot
 from credit_dagster.core.snapshot import Table
+from credit_dagster.decision import ondemand, scoring
 from credit_dagster.model.registry import RegisteredModel, Registry
-from credit_dagster.nightly import scoring
 from credit_dagster.review import cases as review
 from credit_dagster.review import letters
 from credit_dagster.review.journal import ReviewJournal
-from credit_dagster.serving import ondemand
-from credit_dagster.serving.api import keys, metrics, schemas
 
 log = logging.getLogger("credit_dagster.api")
 READS_PREFIX = audit.READS_PREFIX

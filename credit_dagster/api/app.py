@@ -17,9 +17,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
+from credit_dagster.api import keys, metrics, routes, schemas
+from credit_dagster.api.runtime import Runtime
 from credit_dagster.core import audit, settings
-from credit_dagster.serving.api import keys, metrics, routes, schemas
-from credit_dagster.serving.api.runtime import Runtime
 
 log = logging.getLogger("credit_dagster.api")
 

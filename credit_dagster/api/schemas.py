@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from credit_dagster.core.sources import SENTINEL_DAYS, SOURCE_TABLES
+from credit_dagster.decision import ondemand
 from credit_dagster.review import cases as review
-from credit_dagster.serving import ondemand
 
 INT64 = (-(2**63), 2**63 - 1)
 MAX_INT = 10**9  # counts, days, months

@@ -9,8 +9,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
-from credit_dagster.serving.api import keys, metrics, schemas
-from credit_dagster.serving.api.runtime import Runtime
+from credit_dagster.api import keys, metrics, schemas
+from credit_dagster.api.runtime import Runtime
 
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="a key from `credit-dagster api-key create NAME`")
 ERRORS = {

@@ -22,9 +22,9 @@ import pyarrow as pa
 
 from credit_dagster.core import settings
 from credit_dagster.core.sources import SOURCE_TABLES
+from credit_dagster.decision import counterfactuals, scoring
 from credit_dagster.features import sql_models
 from credit_dagster.model.registry import RegisteredModel
-from credit_dagster.nightly import scoring
 
 APPLICATION = "application_test"
 HISTORY_TABLES = ("bureau", "bureau_balance", "previous_application", "pos_cash_balance", "installments_payments", "credit_card_balance")
@@ -79,7 +79,7 @@ class Workspace:
     Its tables and views are created once: the history tables in the layout of the sources,
     the history models as tables (filled per call from the submitted rows or the stored
     history), and the models that read the application as views over the submitted
-    applications and their counterfactual variants (`scoring.variants_sql`; the unchanged
+    applications and their counterfactual variants (`counterfactuals.variants_sql`; the unchanged
     application is the step amount 1, term 1). A call puts its rows in the submitted table
     and runs one features query, where creating every model again would spend more time in
     DuckDB's planner than in running them on a few rows. One workspace is never used by two
@@ -110,7 +110,7 @@ class Workspace:
         self.con.execute("create table cf_steps (amount DOUBLE, term DOUBLE)")
         self.con.execute(f"create table {self.SUBMITTED} ({SOURCE_TABLES[APPLICATION].columns_sql()})")
         self.con.execute(f"create view {self.RAW}.{APPLICATION} as "
-                         + scoring.variants_sql(self.SUBMITTED, f"(select SK_ID_CURR from {self.SUBMITTED})", "cf_steps"))
+                         + counterfactuals.variants_sql(self.SUBMITTED, f"(select SK_ID_CURR from {self.SUBMITTED})", "cf_steps"))
         schemas = {"raw": self.RAW, "features": self.FEATURES}
         self.history = [m for m in models if m.name not in reading_application]
         for m in models:
@@ -158,7 +158,7 @@ class Workspace:
         counterfactual variants when `searched`."""
         if searched != self._searched:
             self.con.execute("delete from cf_steps")
-            self.con.register("steps", pd.concat([self.UNCHANGED, scoring.counterfactual_steps()]) if searched else self.UNCHANGED)
+            self.con.register("steps", pd.concat([self.UNCHANGED, counterfactuals.steps()]) if searched else self.UNCHANGED)
             self.con.execute("insert into cf_steps select * from steps")
             self.con.unregister("steps")
             self._searched = searched
@@ -231,9 +231,9 @@ def score(batch: Batch, model: RegisteredModel, dictionary: pd.DataFrame, stored
     refused = (scored.loc[(scored["decision"] != scoring.GRANTED) & ~scored["held_back"], "SK_ID_CURR"].tolist()
                if search_counterfactuals else [])
     searched = ~unchanged & rows["SK_ID_CURR"].isin(refused).to_numpy()
-    cf = (scoring.describe_counterfactuals(refused, [scoring.closest_granted(model, rows[searched], matrix=matrix[searched])], model)
-          if refused else pd.DataFrame(columns=scoring.COUNTERFACTUAL_COLUMNS))
-    scored = scoring.with_counterfactuals(scored, cf)
+    cf = (counterfactuals.describe(refused, [counterfactuals.closest_granted(model, rows[searched], matrix=matrix[searched])], model)
+          if refused else pd.DataFrame(columns=counterfactuals.COLUMNS))
+    scored = counterfactuals.attach(scored, cf)
     scored["history_source"] = [SUBMITTED if i in submitted else STORED if i in stored else NONE for i in scored["SK_ID_CURR"]]
     scored["unknown_categories"] = unknown_categories(model, features)
     # answer in the order asked

@@ -1,18 +1,15 @@
-"""Scoring a batch of applications: decision, reasons in plain language, counterfactuals.
+"""Scoring a batch of applications: probability, points, grade, decision and reasons in plain language.
 
 Reasons come from the model's own log-odds contributions (TreeSHAP), grouped and worded with
-the feature dictionary (`explain`), never naming a protected attribute. An incomplete or
-implausible application (`plausibility`) is scored but referred to an advisor, never granted. Counterfactuals are searched by changing
-what the client can act on (amount, term) in the raw application and re-running the same SQL
-feature models and the same model, so every suggestion is a real re-score, not an estimate.
+the feature dictionary (`reasons`), never naming a protected attribute. An incomplete or
+implausible application (`plausibility`) is scored but referred to an advisor, never granted.
+What would change a decision is `counterfactuals`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -20,20 +17,17 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from credit_dagster.core import plausibility, refer_all, settings, wording
-from credit_dagster.core.sources import SOURCE_TABLES
+from credit_dagster.core import plausibility, refer_all, settings
+from credit_dagster.decision.reasons import N_REASONS, Explainer
 from credit_dagster.features import sql_models
 from credit_dagster.model.registry import RegisteredModel
 from credit_dagster.model.scorecard import Scorecard
-from credit_dagster.nightly.explain import N_REASONS, Explainer
 
 # `frame` reads a DB-API result as Arrow on purpose (see there): the copy DuckDB warns of is
 # cheaper than planning the query twice
 warnings.filterwarnings("ignore", message=r"\s*Arrow output on a DB-API result", category=UserWarning)
 
 GRANTED, REFUSED, REFER = "granted", "refused", "refer to an advisor"
-AMOUNT_STEPS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)  # share of the requested amount
-TERM_STEPS = (1.0, 1.25, 1.5, 2.0)  # repayment term stretched by this factor (annuity divided by it)
 # The columns of a stored decision (scoring.scored_applications, scoring.decision_audit and the
 # on-demand audit trail): enough to re-state any decision and the model and policy behind it.
 DECISION_COLUMNS = {
@@ -125,10 +119,11 @@ def unknown_categories(model: RegisteredModel, features: pd.DataFrame) -> dict[s
 
 
 def score_frame(model: RegisteredModel, features: pd.DataFrame, dictionary: pd.DataFrame,
-                matrix: pd.DataFrame | None = None) -> pd.DataFrame:
+                matrix: pd.DataFrame | None = None, switch: refer_all.Switch | None = None) -> pd.DataFrame:
     """Score rows of application_features: PD, points, grade, decision, reasons, fingerprint.
-    `matrix`: their `model.matrix`, when the caller has it already."""
-    return _score(model, features, model.matrix(features) if matrix is None else matrix, dictionary)[0]
+    `matrix`: their `model.matrix`, when the caller has it already; `switch`: "refer everything"
+    as it stood (a replay), else as it stands now."""
+    return _score(model, features, model.matrix(features) if matrix is None else matrix, dictionary, switch)[0]
 
 
 def score_and_explain(
@@ -162,13 +157,13 @@ def held_back(features: pd.DataFrame, switch: refer_all.Switch = refer_all.OFF) 
 
 
 def _score(model: RegisteredModel, features: pd.DataFrame, matrix: pd.DataFrame,
-           dictionary: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+           dictionary: pd.DataFrame, switch: refer_all.Switch | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     contributions = model.ensemble.contributions(matrix)
     raw = contributions.sum(axis=1)
     pd_ = model.calibrator(raw)
     card = Scorecard(**{k: tuple(v) if isinstance(v, list) else v for k, v in model.metadata.scorecard.items()})
     texts, names, notes = explainer(model, dictionary).reasons(contributions, matrix, features)
-    switch = refer_all.state()  # read at every scoring: it takes effect on the next round or night
+    switch = refer_all.state() if switch is None else switch  # read at every scoring: it takes effect on the next round or night
     held = held_back(features, switch)
     # held back: referred, with why first, then what weighed most
     decision = np.where([h is not None for h in held], REFER, policy_of(model).decide(pd_)).astype(object)
@@ -203,115 +198,3 @@ def models_reading(models: list[sql_models.SqlModel], table: str) -> set[str]:
         if affected & set(model.refs):
             affected.add(model.name)
     return affected
-
-
-COUNTERFACTUAL_COLUMNS = ["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "counterfactual"]
-
-
-def counterfactual_steps() -> pd.DataFrame:
-    """The changes searched: every (share of the amount, stretch of the term) but no change."""
-    return pd.DataFrame([(a, t) for a in AMOUNT_STEPS for t in TERM_STEPS if (a, t) != (1.0, 1.0)], columns=["amount", "term"])
-
-
-def variants_sql(application: str, ids: str, steps: str) -> str:
-    """The raw applications of the ids in relation `ids`, once per step of relation `steps`,
-    with the amount and repayment changed and the step kept as cf_amount and cf_term."""
-    return f"""select a.* replace (a.AMT_CREDIT * s.amount as AMT_CREDIT, a.AMT_ANNUITY * s.amount / s.term as AMT_ANNUITY),
-                      s.amount as cf_amount, s.term as cf_term
-               from {application} a join {ids} using (SK_ID_CURR) cross join {steps} s"""
-
-
-def variant_columns(model: RegisteredModel) -> str:
-    """What the search reads of the re-scored variants."""
-    return ", ".join(f'"{c}"' for c in dict.fromkeys(["SK_ID_CURR", "cf_amount", "cf_term", "AMT_CREDIT", "AMT_ANNUITY", *model.features]))
-
-
-def closest_granted(model: RegisteredModel, variants: pd.DataFrame, matrix: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per applicant, the granted variant with the smallest change: least amount given up,
-    then least term stretch. `matrix`: the variants' `model.matrix`, when the caller has it."""
-    cf_pd = model.calibrator(model.ensemble.raw_score(model.matrix(variants) if matrix is None else matrix))
-    granted = np.flatnonzero(policy_of(model).decide(cf_pd) == GRANTED)
-    ids = variants["SK_ID_CURR"].to_numpy()[granted]
-    change = ((1 - variants["cf_amount"]) + 0.1 * (variants["cf_term"] - 1)).to_numpy()[granted]
-    order = np.lexsort((change, ids))  # by applicant, then change; stable, as pandas' sort on two keys
-    first = order[np.r_[True, ids[order][1:] != ids[order][:-1]]] if len(order) else order
-    rows = granted[first]
-    return variants.iloc[rows].assign(cf_pd=cf_pd[rows])[["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "AMT_CREDIT", "AMT_ANNUITY"]]
-
-
-def describe_counterfactuals(ids: list[int], best: list[pd.DataFrame], model: RegisteredModel) -> pd.DataFrame:
-    """One row per id: the closest granted change found (or none) and its sentence."""
-    result = pd.DataFrame({"SK_ID_CURR": ids}).merge(pd.concat(best), on="SK_ID_CURR", how="left")
-    result["counterfactual"] = [_describe(r, model.metadata.refer_band) for r in result.itertuples()]
-    return result.drop(columns=["AMT_CREDIT", "AMT_ANNUITY"])
-
-
-def counterfactuals(
-    con: duckdb.DuckDBPyConnection,
-    model: RegisteredModel,
-    drop_schema: str,
-    ids: list[int],
-    work_schema: str = "cf",
-    chunk: int = 5_000,
-    progress: Callable[[str], None] | None = None,
-) -> pd.DataFrame:
-    """For each applicant id, the smallest change of amount and term that makes it granted.
-
-    Variants of the raw application go through the same SQL models and model. Only the models
-    that read the application are rebuilt; the history features are the night's own tables,
-    since changing the amount asked changes no history. Applicants are searched in chunks, so
-    memory stays bounded on a large night; `progress` hears of each chunk done."""
-    if not ids:
-        return pd.DataFrame(columns=COUNTERFACTUAL_COLUMNS)
-    raw, feats = f"{work_schema}_raw", f"{work_schema}_features"
-    models = sql_models.discover()
-    rebuilt = models_reading(models, "application_test")
-    con.execute(f"create schema if not exists {raw}")
-    con.execute(f"create schema if not exists {feats}")
-    for name in ("application_train", *[t for t in SOURCE_TABLES if t not in ("application_train", "application_test")]):
-        con.execute(f"create or replace view {raw}.{name} as select * from {drop_schema}.{name}")
-    for m in models:
-        if m.name not in rebuilt:
-            con.execute(f"create or replace view {feats}.{m.name} as select * from {drop_schema}_features.{m.name}")
-    con.register("cf_steps", counterfactual_steps())
-    best, started = [], time.perf_counter()
-    for start in range(0, len(ids), chunk):
-        con.register("cf_ids", pd.DataFrame({"SK_ID_CURR": ids[start : start + chunk]}))
-        con.execute(f"create or replace table {raw}.application_test as "
-                    + variants_sql(f"{drop_schema}.application_test", "cf_ids", "cf_steps"))
-        for m in models:
-            if m.name in rebuilt:
-                sql_models.build_model(con, m, schemas={"raw": raw, "features": feats})
-        best.append(closest_granted(model, frame(con, f"select {variant_columns(model)} from {feats}.application_features")))
-        if progress:
-            done = min(start + chunk, len(ids))
-            progress(f"counterfactual search: {done:,} of {len(ids):,} applicants, {sum(map(len, best)):,} with a change found "
-                     f"({time.perf_counter() - started:.0f} s)")
-    con.execute(f"drop schema {raw} cascade")
-    con.execute(f"drop schema {feats} cascade")
-    return describe_counterfactuals(ids, best, model)
-
-
-def with_counterfactuals(scored: pd.DataFrame, found: pd.DataFrame) -> pd.DataFrame:
-    """`scored` with each row's counterfactual sentence; an application held back for an advisor
-    has none searched: it must be completed or corrected first."""
-    scored = scored.merge(found[["SK_ID_CURR", "counterfactual"]], on="SK_ID_CURR", how="left")
-    scored.loc[scored["held_back"], "counterfactual"] = HELD_COUNTERFACTUAL
-    return scored
-
-
-HELD_COUNTERFACTUAL = "The application must be completed or corrected first; an advisor then decides."
-
-
-def _describe(row, band: list[float]) -> str:
-    if pd.isna(row.cf_amount):
-        return (f"No change within reasonable bounds (down to {min(AMOUNT_STEPS):.0%} of the amount asked, "
-                f"up to {max(TERM_STEPS):g} times the repayment term) would lead to approval.")
-    parts, currency = [], settings.current().currency  # every amount a client reads says its currency
-    if row.cf_amount < 1:
-        parts.append(f"borrowing {1 - row.cf_amount:.0%} less ({wording.money(row.AMT_CREDIT, currency)} instead of the amount asked; "
-                     "a larger down payment does the same)")
-    if row.cf_term > 1:
-        parts.append(f"repaying over a {row.cf_term:g} times longer term (instalment {wording.money(row.AMT_ANNUITY, currency)})")
-    return ("Would be granted when " + " and ".join(parts)
-            + f": estimated probability of default {wording.percents(row.cf_pd, *band)[0]}, under {wording.percents(row.cf_pd, *band)[1]}.")

@@ -1,0 +1,134 @@
+"""What would change a refusal: the smallest change of what the client can act on (amount asked,
+repayment term) that the same model would grant.
+
+Counterfactuals are searched by changing the raw application and re-running the same SQL feature
+models and the same model, so every suggestion is a real re-score, not an estimate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from credit_dagster.core import settings, wording
+from credit_dagster.core.sources import SOURCE_TABLES
+from credit_dagster.decision import scoring
+from credit_dagster.features import sql_models
+from credit_dagster.model.registry import RegisteredModel
+
+AMOUNT_STEPS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)  # share of the requested amount
+TERM_STEPS = (1.0, 1.25, 1.5, 2.0)  # repayment term stretched by this factor (annuity divided by it)
+COLUMNS = ["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "counterfactual"]
+
+
+def steps() -> pd.DataFrame:
+    """The changes searched: every (share of the amount, stretch of the term) but no change."""
+    return pd.DataFrame([(a, t) for a in AMOUNT_STEPS for t in TERM_STEPS if (a, t) != (1.0, 1.0)], columns=["amount", "term"])
+
+
+def variants_sql(application: str, ids: str, steps: str) -> str:
+    """The raw applications of the ids in relation `ids`, once per step of relation `steps`,
+    with the amount and repayment changed and the step kept as cf_amount and cf_term."""
+    return f"""select a.* replace (a.AMT_CREDIT * s.amount as AMT_CREDIT, a.AMT_ANNUITY * s.amount / s.term as AMT_ANNUITY),
+                      s.amount as cf_amount, s.term as cf_term
+               from {application} a join {ids} using (SK_ID_CURR) cross join {steps} s"""
+
+
+def variant_columns(model: RegisteredModel) -> str:
+    """What the search reads of the re-scored variants."""
+    return ", ".join(f'"{c}"' for c in dict.fromkeys(["SK_ID_CURR", "cf_amount", "cf_term", "AMT_CREDIT", "AMT_ANNUITY", *model.features]))
+
+
+def closest_granted(model: RegisteredModel, variants: pd.DataFrame, matrix: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per applicant, the granted variant with the smallest change: least amount given up,
+    then least term stretch. `matrix`: the variants' `model.matrix`, when the caller has it."""
+    cf_pd = model.calibrator(model.ensemble.raw_score(model.matrix(variants) if matrix is None else matrix))
+    granted = np.flatnonzero(scoring.policy_of(model).decide(cf_pd) == scoring.GRANTED)
+    ids = variants["SK_ID_CURR"].to_numpy()[granted]
+    change = ((1 - variants["cf_amount"]) + 0.1 * (variants["cf_term"] - 1)).to_numpy()[granted]
+    order = np.lexsort((change, ids))  # by applicant, then change; stable, as pandas' sort on two keys
+    first = order[np.r_[True, ids[order][1:] != ids[order][:-1]]] if len(order) else order
+    rows = granted[first]
+    return variants.iloc[rows].assign(cf_pd=cf_pd[rows])[["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "AMT_CREDIT", "AMT_ANNUITY"]]
+
+
+def describe(ids: list[int], best: list[pd.DataFrame], model: RegisteredModel) -> pd.DataFrame:
+    """One row per id: the closest granted change found (or none) and its sentence."""
+    result = pd.DataFrame({"SK_ID_CURR": ids}).merge(pd.concat(best), on="SK_ID_CURR", how="left")
+    result["counterfactual"] = [_describe(r, model.metadata.refer_band) for r in result.itertuples()]
+    return result.drop(columns=["AMT_CREDIT", "AMT_ANNUITY"])
+
+
+def search(
+    con: duckdb.DuckDBPyConnection,
+    model: RegisteredModel,
+    drop_schema: str,
+    ids: list[int],
+    work_schema: str = "cf",
+    chunk: int = 5_000,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """For each applicant id, the smallest change of amount and term that makes it granted.
+
+    Variants of the raw application go through the same SQL models and model. Only the models
+    that read the application are rebuilt; the history features are the night's own tables,
+    since changing the amount asked changes no history. Applicants are searched in chunks, so
+    memory stays bounded on a large night; `progress` hears of each chunk done."""
+    if not ids:
+        return pd.DataFrame(columns=COLUMNS)
+    raw, feats = f"{work_schema}_raw", f"{work_schema}_features"
+    models = sql_models.discover()
+    rebuilt = scoring.models_reading(models, "application_test")
+    con.execute(f"create schema if not exists {raw}")
+    con.execute(f"create schema if not exists {feats}")
+    for name in ("application_train", *[t for t in SOURCE_TABLES if t not in ("application_train", "application_test")]):
+        con.execute(f"create or replace view {raw}.{name} as select * from {drop_schema}.{name}")
+    for m in models:
+        if m.name not in rebuilt:
+            con.execute(f"create or replace view {feats}.{m.name} as select * from {drop_schema}_features.{m.name}")
+    con.register("cf_steps", steps())
+    best, started = [], time.perf_counter()
+    for start in range(0, len(ids), chunk):
+        con.register("cf_ids", pd.DataFrame({"SK_ID_CURR": ids[start : start + chunk]}))
+        con.execute(f"create or replace table {raw}.application_test as "
+                    + variants_sql(f"{drop_schema}.application_test", "cf_ids", "cf_steps"))
+        for m in models:
+            if m.name in rebuilt:
+                sql_models.build_model(con, m, schemas={"raw": raw, "features": feats})
+        best.append(closest_granted(model, scoring.frame(con, f"select {variant_columns(model)} from {feats}.application_features")))
+        if progress:
+            done = min(start + chunk, len(ids))
+            progress(f"counterfactual search: {done:,} of {len(ids):,} applicants, {sum(map(len, best)):,} with a change found "
+                     f"({time.perf_counter() - started:.0f} s)")
+    con.execute(f"drop schema {raw} cascade")
+    con.execute(f"drop schema {feats} cascade")
+    return describe(ids, best, model)
+
+
+def attach(scored: pd.DataFrame, found: pd.DataFrame) -> pd.DataFrame:
+    """`scored` with each row's counterfactual sentence; an application held back for an advisor
+    has none searched: it must be completed or corrected first."""
+    scored = scored.merge(found[["SK_ID_CURR", "counterfactual"]], on="SK_ID_CURR", how="left")
+    scored.loc[scored["held_back"], "counterfactual"] = HELD
+    return scored
+
+
+HELD = "The application must be completed or corrected first; an advisor then decides."
+
+
+def _describe(row, band: list[float]) -> str:
+    if pd.isna(row.cf_amount):
+        return (f"No change within reasonable bounds (down to {min(AMOUNT_STEPS):.0%} of the amount asked, "
+                f"up to {max(TERM_STEPS):g} times the repayment term) would lead to approval.")
+    parts, currency = [], settings.current().currency  # every amount a client reads says its currency
+    if row.cf_amount < 1:
+        parts.append(f"borrowing {1 - row.cf_amount:.0%} less ({wording.money(row.AMT_CREDIT, currency)} instead of the amount asked; "
+                     "a larger down payment does the same)")
+    if row.cf_term > 1:
+        parts.append(f"repaying over a {row.cf_term:g} times longer term (instalment {wording.money(row.AMT_ANNUITY, currency)})")
+    return ("Would be granted when " + " and ".join(parts)
+            + f": estimated probability of default {wording.percents(row.cf_pd, *band)[0]}, under {wording.percents(row.cf_pd, *band)[1]}.")
