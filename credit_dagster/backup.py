@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from credit_dagster.core import formats, settings
-from credit_dagster.core.resources import warehouse_lock
+from credit_dagster.core.warehouse import warehouse_lock
 
 MANIFEST = "manifest.json"
 FORMAT = 1  # the layout of a backup folder and its manifest

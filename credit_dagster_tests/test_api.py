@@ -212,11 +212,41 @@ def test_a_key_does_only_what_its_scopes_say_and_every_read_is_journaled_with_it
     for refused in (client.get(f"/v1/decisions/{sk_id}/letter", headers=said),
                     client.post(f"/v1/decisions/{sk_id}/contest", headers=said,
                                 json={"channel": "phone", "received_on": datetime.now(UTC).date().isoformat(), "client_words": ""}),
-                    client.post("/v1/score", headers=said, json=request_of(apps, history, 0))):
+                    client.post("/v1/score", headers=said, json=request_of(apps, history, 0)),
+                    client.get(f"/v1/decisions/{sk_id}/replay", headers=said)):
         assert refused.status_code == 403 and "does not have the scope" in refused.text
     reads, _ = audit_module.read(audit_module.audit_dir(), prefix=READS_PREFIX)
     mine = reads[reads["caller"] == keys.KeyStore().lookup(reader).name]
     assert list(mine["read"]) == ["decision"] and list(mine["SK_ID_CURR"]) == [sk_id]  # the refused letter was never read
+
+
+def test_a_past_decision_is_replayed_for_a_key_with_that_scope_and_a_busy_warehouse_says_when_to_retry(client, home, night):
+    from credit_dagster.api.runtime import READS_PREFIX
+    from credit_dagster.core import audit as audit_module
+    from credit_dagster.core.warehouse import warehouse_lock
+    from credit_dagster.decision import replay
+
+    _, _, scored = night
+    sk_id = int(scored.index[scored["decision"] != "granted"][0])
+    auditor = keys.create(f"auditor-{time.time_ns()}", rate_per_second=1000, scopes=(keys.REPLAY,))
+    said = {"X-API-Key": auditor}
+    answer = client.get(f"/v1/decisions/{sk_id}/replay", headers=said, params={"night": DAY})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["same"] and body["night"] == DAY and body["model_version"] == scored.at[sk_id, "model_version"]
+    assert [f["field"] for f in body["compared"]] == list(replay.COMPARED) and all(f["same"] for f in body["compared"])
+    figures = {f["field"]: f for f in body["compared"]}
+    assert figures["probability_of_default"]["stored"] == scored.at[sk_id, "probability_of_default"]
+    assert figures["counterfactual"]["replayed"] == scored.at[sk_id, "counterfactual"]
+    assert client.get(f"/v1/decisions/{sk_id}", headers=said).status_code == 403  # replaying is not reading the decisions
+    assert client.get(f"/v1/decisions/{sk_id}/replay", headers=said, params={"night": "2020-01-01"}).status_code == 404
+    assert client.get(f"/v1/decisions/{sk_id}/replay", headers=said, params={"night": "<b>"}).status_code == 422
+    with warehouse_lock(home / "warehouse.duckdb"):  # a night writing: the caller is told when to come back
+        busy = client.get(f"/v1/decisions/{sk_id}/replay", headers=said)
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "300" and "being written by a night" in busy.text
+    reads, _ = audit_module.read(audit_module.audit_dir(), prefix=READS_PREFIX)
+    mine = reads[reads["caller"] == keys.KeyStore().lookup(auditor).name]
+    assert list(mine["read"]) == ["replay"] * 3 and set(mine["SK_ID_CURR"]) == {sk_id}
 
 
 def test_a_request_without_a_valid_key_is_refused_before_its_body_is_read(client, home):

@@ -470,7 +470,7 @@ def test_the_incident_sensor_never_waits_for_a_busy_warehouse(credit_home):
         warehouse = Warehouse().file()
         warehouse.parent.mkdir(parents=True)
         holder = subprocess.Popen([sys.executable, "-c", (
-            "import sys, time\nfrom pathlib import Path\nfrom credit_dagster.core.resources import warehouse_lock\n"
+            "import sys, time\nfrom pathlib import Path\nfrom credit_dagster.core.warehouse import warehouse_lock\n"
             f"with warehouse_lock(Path({str(warehouse)!r})):\n    print('held', flush=True)\n    time.sleep(120)")],
             stdout=subprocess.PIPE, text=True)
         try:

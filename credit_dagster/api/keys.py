@@ -24,7 +24,9 @@ DEFAULT_RATE = 20.0  # requests per second per key, sustained; bursts of twice t
 # what a key may do; a calling system gets the scopes it needs, no more (a key made before scopes
 # existed has them all, until it is re-issued)
 READ_DECISIONS, READ_LETTERS, CONTEST, SCORE = "decisions:read", "letters:read", "contest", "score"
-SCOPES = (READ_DECISIONS, READ_LETTERS, CONTEST, SCORE)
+REPLAY = "decisions:replay"  # a model-risk or audit system re-making past decisions (never a key made before it)
+BEFORE_SCOPES = (READ_DECISIONS, READ_LETTERS, CONTEST, SCORE)
+SCOPES = (*BEFORE_SCOPES, REPLAY)
 
 
 def keys_path() -> Path:
@@ -85,7 +87,7 @@ class Caller:
     name: str
     revoked: bool
     rate_per_second: float
-    scopes: frozenset[str] = frozenset(SCOPES)
+    scopes: frozenset[str] = frozenset(BEFORE_SCOPES)
     channels: frozenset[str] | None = None  # the channels its contests may come from (None: any)
 
 
@@ -104,7 +106,7 @@ class KeyStore:
         with self._lock:
             if stamp != self._stamp:
                 self._by_digest = {e["sha256"]: Caller(name, bool(e.get("revoked_at")), float(e.get("rate_per_second", DEFAULT_RATE)),
-                                                       frozenset(e.get("scopes", SCOPES)),
+                                                       frozenset(e.get("scopes", BEFORE_SCOPES)),
                                                        frozenset(e["channels"]) if e.get("channels") else None)
                                    for name, e in _read(self.path).items()}
                 self._stamp = stamp

@@ -3,7 +3,7 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
@@ -47,6 +47,7 @@ def may(scope: str):
 
 
 ReadsDecisions, ReadsLetters, Contests, Scores = may(keys.READ_DECISIONS), may(keys.READ_LETTERS), may(keys.CONTEST), may(keys.SCORE)
+Replays = may(keys.REPLAY)
 
 status = APIRouter()
 
@@ -99,6 +100,17 @@ def letter(sk_id_curr: Annotated[int, PathParam(ge=0, le=schemas.INT64[1])], api
         return Response(api.letter(sk_id_curr, who, pdf=True), media_type="application/pdf",
                         headers={"Content-Disposition": f'attachment; filename="letter_{sk_id_curr}.pdf"'})
     return HTMLResponse(api.letter(sk_id_curr, who, pdf=False))
+
+
+@decisions.get("/decisions/{sk_id_curr}/replay", response_model=schemas.DecisionReplay,
+               summary="A past decision made again from its night's features and model version, compared figure by figure",
+               responses={404: {"description": "no decision for this SK_ID_CURR (on that night), or its features or model are gone"},
+                          503: {"description": "the warehouse is being written by a night: retry after `Retry-After` seconds"}})
+def replay(sk_id_curr: Annotated[int, PathParam(ge=0, le=schemas.INT64[1])], api: Api, who: Replays,
+           night: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="the night; default: the latest")] = None):
+    """For a model-risk or audit system: the decision's audit record, the same decision made again
+    (`credit-dagster decision replay`), and each figure's verdict. Journaled with its caller."""
+    return api.replay(sk_id_curr, night, who)
 
 
 @decisions.get("/model", response_model=schemas.ModelSummary, summary="The champion model")

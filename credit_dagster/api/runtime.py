@@ -24,10 +24,12 @@ from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
 from credit_dagster.api import keys, metrics, schemas
-from credit_dagster.core import audit, plausibility, refer_all, settings, snapshot
+from credit_dagster.core import audit, plausibility, refer_all, settings, snapshot, warehouse
 from credit_dagster.core.snapshot import Table
-from credit_dagster.decision import ondemand, scoring
+from credit_dagster.core.warehouse import WarehouseBusy
+from credit_dagster.decision import ondemand, replay, scoring
 from credit_dagster.model.registry import RegisteredModel, Registry
+from credit_dagster.nightly import drops
 from credit_dagster.review import cases as review
 from credit_dagster.review import letters
 from credit_dagster.review.journal import ReviewJournal
@@ -248,6 +250,11 @@ def _decision_fields(row: dict) -> dict:
     }
 
 
+def _plain(value):
+    """A figure of a decision as JSON has it (numpy's numbers as Python's)."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def review_fields(case: review.Case, night: str) -> dict:
     """Where a person's review stands (`schemas.ReviewState`)."""
     by_person = case.decided_by != "model"
@@ -329,6 +336,25 @@ class Runtime:
         case = self.journal.case(sk_id_curr, row["decision"])
         return {**_decision_fields(row), "night": row["partition_date"], **review_fields(case, str(row["partition_date"])),
                 "refer_everything": refer_all.state().on}
+
+    def replay(self, sk_id_curr: int, night: str | None, who: keys.Caller) -> dict:
+        """The decision made again from the warehouse (read-only, beside an in-memory catalog); a
+        night being written makes the caller wait minutes, not this process: 503 with Retry-After."""
+        self._read_by(who, "replay", sk_id_curr)
+        try:
+            with warehouse.connect(settings.warehouse_path(), scratch=True, wait=False) as con:
+                records = replay.stored_records(con, sk_id_curr, night)
+                result = replay.replay(con, Registry(settings.models_dir()), records, drops.drop_schema(records[0]["partition_date"]))[0]
+        except WarehouseBusy:
+            raise HTTPException(503, "the warehouse is being written by a night: try again in a few minutes",
+                                headers={"Retry-After": "300"}) from None
+        except replay.NotReplayable as gone:
+            raise HTTPException(404, str(gone)) from None
+        record = result.stored
+        return {"SK_ID_CURR": sk_id_curr, "night": str(record["partition_date"]), "model_version": record["model_version"],
+                "scored_at": record["scored_at"], "run_id": record["run_id"], "same": result.same,
+                "compared": [{"field": c, "stored": _plain(record.get(c)), "replayed": _plain(result.replayed.get(c)),
+                              "same": c not in result.differences} for c in replay.COMPARED]}
 
     def contest(self, sk_id_curr: int, body: schemas.ContestRequest, who: keys.Caller) -> dict:
         """Put the application in the review queue at its client's request, whatever the model decided;

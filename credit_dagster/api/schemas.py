@@ -166,6 +166,24 @@ class StoredDecision(Decision, ReviewState):
     night: str = Field(description="the nightly partition (YYYY-MM-DD) that scored it")
 
 
+class ReplayedFigure(BaseModel):
+    field: str = Field(description="a figure of the decision: probability_of_default, raw_score, points, grade, decision, "
+                       "reason_1..4, reason_features, history_note, features_fingerprint, counterfactual")
+    stored: str | float | int | None = Field(description="as the audit record has it")
+    replayed: str | float | int | None = Field(description="as the same model version makes it again from the night's features")
+    same: bool = Field(description="equal (probabilities and raw scores within 1e-12)")
+
+
+class DecisionReplay(BaseModel):
+    SK_ID_CURR: int
+    night: str = Field(description="the night (YYYY-MM-DD) whose decision was replayed")
+    model_version: str = Field(description="the registered model version the record names, which made it again")
+    scored_at: datetime
+    run_id: str = Field(description="the Dagster run that made the decision")
+    same: bool = Field(description="every figure, reason and the counterfactual replayed exactly")
+    compared: list[ReplayedFigure]
+
+
 class ContestRequest(Strict):
     """A client asks for a person to review the decision (Consumer Credit Directive 2023/2225 Art. 18)."""
 

@@ -4,7 +4,8 @@ import dagster as dg
 
 from credit_dagster.core import settings
 from credit_dagster.core.keys import DRIFT
-from credit_dagster.core.resources import Warehouse, WarehouseBusy
+from credit_dagster.core.resources import Warehouse
+from credit_dagster.core.warehouse import WarehouseBusy
 from credit_dagster.model.jobs import train_model
 from credit_dagster.monitoring import incidents
 
