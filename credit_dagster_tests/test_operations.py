@@ -312,6 +312,54 @@ def test_a_home_of_another_format_is_refused_in_one_line_and_an_older_one_migrat
     assert f"written by credit-dagster {formats.release()} (warehouse format 2, journals format 2)" in capsys.readouterr().err
 
 
+def test_a_home_the_previous_release_wrote_is_migrated_and_its_decisions_stand_and_replay(tmp_path, monkeypatch, capsys, synthetic_dir):
+    """The home of fixtures/home_format_0.tar.xz, written by the release before formats were
+    recorded (scripts/format_fixture.py): every command asks for `migrate`; once migrated, this
+    release makes each of that release's decisions again exactly, the API answers them as the
+    warehouse has them, and the next night runs."""
+    import tarfile
+    from datetime import date, timedelta
+
+    from fastapi.testclient import TestClient
+
+    from credit_dagster.api import keys
+    from credit_dagster.api.app import create_app
+    from credit_dagster.core import formats
+    from credit_dagster.nightly import drops
+    from credit_dagster_tests.conftest import score_night
+
+    home = tmp_path / "home"
+    with tarfile.open(Path(__file__).parent / "fixtures" / "home_format_0.tar.xz") as tar:
+        tar.extractall(home, filter="data")
+    assert "at commit " in (home / "FIXTURE.txt").read_text() and not (home / formats.STAMP).exists()
+    (home / "data_dir.txt").write_text(str(synthetic_dir))
+    monkeypatch.setenv("CREDIT_HOME", str(home))
+    for name in ("DAGSTER_HOME", "CREDIT_INBOX", "CREDIT_DATA_DIR", "CREDIT_REVIEW_JOURNAL_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        stored = con.execute("select * from scoring.scored_applications").df()
+    night = str(stored["partition_date"].max())[:10]
+    stored = stored[stored["partition_date"].astype(str).str[:10] == night]  # the night that release scored last
+    capsys.readouterr()
+    assert cli.main(["decision", "show", str(stored["SK_ID_CURR"].iloc[0])]) == 1
+    assert "run `credit-dagster migrate`" in capsys.readouterr().err
+    assert cli.main(["migrate", "--no-backup"]) == 0 and formats.read(home)["stores"] == formats.STORES
+
+    assert cli.main(["decision", "replay", "--at", night]) == 0
+    assert f"night {night}: {len(stored):,} of {len(stored):,} decisions replayed exactly" in capsys.readouterr().out
+    key = keys.create("upgrade-test", rate_per_second=10_000, scopes=(keys.READ_DECISIONS,))
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        for row in stored.itertuples():
+            answer = client.get(f"/v1/decisions/{row.SK_ID_CURR}", headers={"X-API-Key": key})
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            assert (body["decision"], body["points"], body["model_version"]) == (row.decision, row.points, row.model_version)
+            assert abs(body["probability_of_default"] - row.probability_of_default) < 1e-12
+    after = (date.fromisoformat(night) + timedelta(days=1))
+    drops.replay(synthetic_dir, drops.inbox_dir(), 1, after)
+    assert score_night(after.isoformat()).success
+
+
 def test_the_services_log_one_json_object_per_line_on_demand(monkeypatch, capfd):
     import json
     import logging

@@ -293,6 +293,15 @@ def test_real_labelled_applicants_scored_as_drops_back_tested_then_learned_from_
     print(f"retrain on real outcomes: {judged[0]['reason'] if judged else 'no out-of-time test'}")
     assert len(judged) == 1 and f"{candidate.version} minus {champion}" in judged[0]["reason"]
     assert f"out of time, on vintage 2026-10 ({len(newest):,} applicants with a final outcome" in card
+    # later: the retrain made champion scores a newer night; every real decision of the oldest night is made again exactly
+    # by the version that made it (credit-dagster decision replay)
+    with temporary_home(home):
+        assert cli.main(["promote", candidate.version, "--reason", "test: the retrain becomes champion"]) == 0
+        assert score_night("2026-10-02").success
+        capsys.readouterr()
+        assert cli.main(["decision", "replay", "--at", nights[0]]) == 0
+    first = (scored["partition_date"].astype(str).str[:10] == nights[0]).sum()
+    assert f"night {nights[0]}: {first:,} of {first:,} decisions replayed exactly" in capsys.readouterr().out
 
 
 @pytest.mark.slow
