@@ -312,6 +312,79 @@ def test_a_home_of_another_format_is_refused_in_one_line_and_an_older_one_migrat
     assert f"written by credit-dagster {formats.release()} (warehouse format 2, journals format 2)" in capsys.readouterr().err
 
 
+def test_each_store_carries_its_own_format_and_one_a_newer_release_wrote_is_refused_where_it_is_opened(ops_home, tmp_path, monkeypatch):
+    """A store that travels without its home (a snapshot on the API's machine, a journal folder,
+    the datasets, a registry) still says which release wrote it, and is refused by name when that
+    release is newer: the API's /ready says so, nothing is read from it."""
+    import json
+
+    import fsspec
+    from fastapi.testclient import TestClient
+
+    from credit_dagster.api.app import create_app
+    from credit_dagster.core import audit, datasets, formats, snapshot
+    from credit_dagster.core.resources import Warehouse
+    from credit_dagster.model.registry import Registry
+    from panel_app import views
+    from panel_app.data_store import SnapshotStore
+
+    monkeypatch.setenv("CREDIT_HOME", str(ops_home))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    newer = {**formats.stamp("journals"), "format": formats.STORES["journals"] + 1, "release": "9.9.9"}
+
+    def made_newer(con, store):
+        con.execute(f"update {formats.DUCKDB_STAMP} set format = format + 1, release = '9.9.9' where store = ?", [store])
+
+    # each store as the night left it carries its stamp
+    with Warehouse().connect() as con:
+        assert con.execute(f"select store, format from {formats.DUCKDB_STAMP}").fetchall() == [("warehouse", formats.STORES["warehouse"])]
+    with duckdb.connect(str(snapshot.snapshot_path()), read_only=True) as con:
+        assert con.execute(f"select store, format from {formats.DUCKDB_STAMP}").fetchall() == [("snapshots", formats.STORES["snapshots"])]
+    registry = Registry(ops_home / "models")
+    index = json.loads(registry.index.read_text())
+    assert index["stamp"]["format"] == formats.STORES["registry"]
+    version = registry.alias("champion")
+    metadata = json.loads((registry.root / version / "metadata.json").read_text())
+    assert metadata["format_stamp"]["store"] == "registry"
+    journal = tmp_path / "journal"
+    audit.AuditLog(journal, prefix=audit.REVIEW_PREFIX).append([{"at": "now"}])
+    assert json.loads((journal / formats.FOLDER_STAMP).read_text())["format"] == formats.STORES["journals"]
+
+    # ... and each, written by a newer release, is refused naming it
+    with duckdb.connect(str(snapshot.snapshot_path())) as con:
+        made_newer(con, "snapshots")
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        ready = client.get("/ready")
+    assert ready.status_code == 503 and "written by credit-dagster 9.9.9 (snapshots format" in ready.text
+    assert str(ops_home) not in ready.text  # named, not located
+    with pytest.raises(formats.FormatError, match="9.9.9"):
+        SnapshotStore().model_summary()
+    assert "written by credit-dagster 9.9.9 (snapshots format" in views.dashboard(SnapshotStore(), "advisor-1").object
+    with Warehouse().connect() as con:
+        made_newer(con, "warehouse")
+    for read_only in (False, True):
+        with pytest.raises(formats.FormatError, match="warehouse format"), Warehouse().connect(read_only=read_only):
+            pass
+    (registry.root / version / "metadata.json").write_text(json.dumps({**metadata, "format_stamp": {**newer, "store": "registry"}}))
+    with pytest.raises(formats.FormatError, match="registry format"):
+        registry.load(version)
+    registry.index.write_text(json.dumps({**index, "stamp": {**newer, "store": "registry"}}))
+    with pytest.raises(formats.FormatError, match="registry format"):
+        registry.alias("champion")
+    (journal / formats.FOLDER_STAMP).write_text(json.dumps(newer))
+    with pytest.raises(formats.FormatError, match="journals format"):
+        audit.AuditLog(journal, prefix=audit.REVIEW_PREFIX).append([{"at": "later"}])
+    root = f"memory://stamps-{os.getpid()}"
+    fs = fsspec.filesystem("memory")
+    with duckdb.connect() as con:
+        datasets.attach(con, root)
+        datasets.write(con, "select 1 as x, '00' as shard", root, "t", "2026-10-01", ["00"])
+        assert json.loads(fs.cat(f"{root[len('memory://'):]}/{formats.FOLDER_STAMP}"))["store"] == "datasets"
+        fs.pipe(f"{root[len('memory://'):]}/{formats.FOLDER_STAMP}", json.dumps({**newer, "store": "datasets"}).encode())
+        with pytest.raises(formats.FormatError, match="datasets format"):
+            datasets.attach(con, root)
+
+
 def test_a_home_the_previous_release_wrote_is_migrated_and_its_decisions_stand_and_replay(tmp_path, monkeypatch, capsys, synthetic_dir):
     """The home of fixtures/home_format_0.tar.xz, written by the release before formats were
     recorded (scripts/format_fixture.py): every command asks for `migrate`; once migrated, this

@@ -15,7 +15,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from credit_dagster.core import settings
+from credit_dagster.core import formats, settings
 from credit_dagster.core.snapshot import Table, snapshot_path
 from credit_dagster.decision import neighbours, scoring
 from credit_dagster.model.registry import RegisteredModel, Registry
@@ -127,6 +127,7 @@ class SnapshotStore:
 @lru_cache(maxsize=32)
 def _load(path: str, version: float, name: str) -> pd.DataFrame:
     with duckdb.connect(path, read_only=True) as con:
+        formats.check_duckdb(con, "snapshots", Path(path).name)  # a snapshot a newer release published is refused
         return con.execute(f"select * from {name}").df()
 
 

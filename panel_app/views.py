@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import panel as pn
 
-from credit_dagster.core import refer_all
+from credit_dagster.core import formats, refer_all
 from credit_dagster.review import cases as review
 from credit_dagster.review import letters
 from credit_dagster.review.journal import ReviewJournal
@@ -612,4 +612,8 @@ def dashboard(store: SnapshotStore, user: str, role: str = auth.ADVISOR,
     if not store.available():
         return _html(f"<h1>Credit decisions</h1><p>No serving snapshot at {html.escape(str(store.path))} yet: run "
                      "<code>credit-dagster run</code> first.</p>")
+    try:
+        store.model_summary()
+    except formats.FormatError as newer:  # published by a newer release than this dashboard's: nothing of it is shown
+        return _html(f"<h1>Credit decisions</h1><p>{html.escape(str(newer))}.</p>")
     return Dashboard(store, user, role, session=session).page()

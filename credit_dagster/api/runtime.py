@@ -24,7 +24,7 @@ from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
 from credit_dagster.api import keys, metrics, schemas
-from credit_dagster.core import audit, plausibility, refer_all, settings, snapshot, warehouse
+from credit_dagster.core import audit, formats, plausibility, refer_all, settings, snapshot, warehouse
 from credit_dagster.core.snapshot import Table
 from credit_dagster.core.warehouse import WarehouseBusy
 from credit_dagster.decision import ondemand, replay, scoring
@@ -64,6 +64,10 @@ class Serving:
         stamp = (stat.st_ino, stat.st_mtime_ns)
         if self._tables is None or self._tables[0] != stamp:
             with duckdb.connect(str(self.snapshot), read_only=True) as con:
+                try:  # a snapshot a newer release published (the night upgraded before the API) is refused, said by /ready
+                    formats.check_duckdb(con, "snapshots", self.snapshot.name)
+                except formats.FormatError as newer:
+                    raise HTTPException(503, str(newer)) from None
                 loaded = {name: con.execute(f"select * from {name}").df()
                           for name in (Table.SCORED, Table.DICTIONARY, Table.MODEL_SUMMARY)}
             loaded[Table.SCORED] = (loaded[Table.SCORED].sort_values("partition_date")

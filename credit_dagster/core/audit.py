@@ -18,8 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+from fsspec.implementations.local import LocalFileSystem
 
-from credit_dagster.core import settings
+from credit_dagster.core import formats, settings
+
+LOCAL = LocalFileSystem()
 
 PREFIX = "ondemand_"  # the API's on-demand decisions
 READS_PREFIX = "reads_"  # beside them: every read of a person's decision or letter through the API, with its caller
@@ -61,10 +64,14 @@ class AuditLog:
         self._write_lock, self._sync_lock = threading.Lock(), threading.Lock()
         self._written, self._synced = 0, 0  # appends written, appends known durable
         self._unsynced: set[Path] = set()  # files written since the last sync began
+        self._stamped = False
 
     def append(self, records: list[dict]) -> None:
         if not records:
             return
+        if not self._stamped:  # a journal folder a newer release wrote is refused, once per log
+            formats.stamp_folder(LOCAL, self.folder, "journals")
+            self._stamped = True
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{self.prefix}{datetime.now(UTC).date().isoformat()}.jsonl"
         with self._write_lock:

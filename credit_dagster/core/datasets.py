@@ -22,7 +22,7 @@ import duckdb
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from credit_dagster.core import settings
+from credit_dagster.core import formats, settings
 
 HIVE_TYPES = "{'night': 'varchar', 'shard': 'varchar'}"  # kept as written ("03", not 3)
 STAGING = "_staging"  # beside the tables, outside every table's files: <root>/_staging/<UTC time>_<uuid>/night=…/shard=…
@@ -55,7 +55,8 @@ def filesystem(location: str) -> fsspec.AbstractFileSystem:
 def attach(con: duckdb.DuckDBPyConnection, location: str) -> None:
     """Let `con` read and write `location`: DuckDB reads folders itself; any other fsspec
     filesystem (memory, buckets) is registered with the connection."""
-    fs = filesystem(location)
+    fs, root_path = fsspec.core.url_to_fs(location)
+    formats.stamp_folder(fs, root_path, "datasets", write=False)  # datasets a newer release wrote are refused
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     if not isinstance(fs, LocalFileSystem) and not con.filesystem_is_registered(protocol):
         con.register_filesystem(fs)
@@ -90,6 +91,7 @@ def write(con: duckdb.DuckDBPyConnection, sql: str, location: str, table: str, n
     `shards` are replaced whole, so a re-run never duplicates a row: the new files are moved in
     before the old ones are removed, so a reader never finds the partition empty."""
     fs, root_path = fsspec.core.url_to_fs(location)
+    formats.stamp_folder(fs, root_path, "datasets")
     batch = f"{datetime.now(UTC):{STAGED_AT}}_{uuid.uuid4().hex}"
     staging, staged = _path(location, STAGING, batch), _path(root_path, STAGING, batch)  # as DuckDB writes it, as fs lists it
     fs.makedirs(_path(location, STAGING), exist_ok=True)

@@ -9,8 +9,16 @@ migrate`, which backs the home up, then runs each store's steps in order, record
 end (so a migration killed midway resumes where it stopped, and running it twice does nothing).
 A home without the file but with stores was written before formats were recorded: format 0.
 
+Each store also carries its own stamp, so a store that travels without its home (a snapshot
+copied to the API's machine, a journal folder or datasets elsewhere, a registry restored alone)
+still says which release wrote it: a `meta_format` table in the DuckDB files (the warehouse and
+every snapshot), `format` in the registry's index and each model's metadata, a FORMAT.json in each
+journal folder and at the datasets' root. A store written by a newer release is refused where it
+is opened (`check_stamp`); one without a stamp of its own is as old as its home's.
+
 From now on a change to a store's format raises its number in STORES and adds its step to
-MIGRATIONS, with a test that opens a home of the previous format.
+MIGRATIONS, with a test that opens a home of the previous format (scripts/format_fixture.py
+writes it with that release's own code).
 """
 
 from __future__ import annotations
@@ -111,3 +119,61 @@ def migrate(home: Path, say=print) -> list[str]:
             done.append(f"{store}: format {start} -> {start + 1}")
             say(f"migrated {done[-1]}")
     return done
+
+
+def stamp(store: str) -> dict:
+    """What a store carries of its own format."""
+    return {"store": store, "format": STORES[store], "release": release(), "written_at": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def check_stamp(found: dict | None, store: str, where: object) -> None:
+    """Refuse a store whose own stamp says a newer release wrote it (FormatError, one line)."""
+    if found and int(found.get("format", 0)) > STORES[store]:
+        raise FormatError(f"{where} was written by credit-dagster {found.get('release', '?')} ({store} format {found['format']}); "
+                          f"this release ({release()}) reads {store} format {STORES[store]}: install that release or a newer one")
+
+
+FOLDER_STAMP = "FORMAT.json"  # in a journal folder or at the datasets' root
+
+
+def stamp_folder(fs, folder: str, store: str, write: bool = True) -> None:
+    """Check a folder store's stamp (on the local disk or an fsspec filesystem `fs`), writing it
+    when the folder has none yet (unless only reading: `write=False`)."""
+    path = f"{str(folder).rstrip('/')}/{FOLDER_STAMP}"
+    if fs.exists(path):
+        with fs.open(path, "r") as f:
+            check_stamp(json.load(f), store, folder)
+        return
+    if not write:
+        return
+    fs.makedirs(str(folder), exist_ok=True)
+    with fs.open(path, "w") as f:
+        json.dump(stamp(store), f)
+
+
+DUCKDB_STAMP = "meta_format"  # the table of a DuckDB store's stamp
+
+
+def stamp_duckdb(con, store: str, catalog: str = "") -> None:
+    """Check the stamp of the DuckDB database `catalog` (the connection's own when empty), writing
+    it into a new one; `con` is a DuckDB connection (imported by the caller: this module stays light)."""
+    table = f"{catalog}.{DUCKDB_STAMP}" if catalog else DUCKDB_STAMP
+    found = check_duckdb(con, store, catalog or "the warehouse", catalog)
+    if found is None:
+        s = stamp(store)
+        con.execute(f"create table if not exists {table} (store varchar, format integer, release varchar, written_at varchar)")
+        con.execute(f"insert into {table} values (?, ?, ?, ?)", [s["store"], s["format"], s["release"], s["written_at"]])
+
+
+def check_duckdb(con, store: str, where: object, catalog: str = "") -> dict | None:
+    """The stamp of a DuckDB store (None when it has none), refused when a newer release wrote it."""
+    schema = f"{catalog}.main" if catalog else "main"
+    present = con.execute("select count(*) from duckdb_tables() where database_name = coalesce(nullif(?, ''), current_database()) "
+                          "and schema_name = 'main' and table_name = ?", [catalog, DUCKDB_STAMP]).fetchone()[0]
+    if not present:
+        return None
+    row = con.execute(f"select store, format, release from {schema}.{DUCKDB_STAMP} order by format desc limit 1").fetchone()
+    found = {"store": row[0], "format": row[1], "release": row[2]}
+    check_stamp(found, store, where)
+    return found
+

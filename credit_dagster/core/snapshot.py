@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from credit_dagster.core import settings
+from credit_dagster.core import formats, settings
 
 SNAPSHOT_NAME = "serving.duckdb"
 
@@ -62,6 +62,7 @@ def publish(con: duckdb.DuckDBPyConnection, tables: dict[str, str], target: Path
     con.execute(f"attach '{tmp}' as {alias}")
     counts = {}
     try:
+        formats.stamp_duckdb(con, "snapshots", alias)
         for name, sql in tables.items():
             con.execute(f"create table {alias}.{name} as {sql}")
             counts[name] = con.execute(f"select count(*) from {alias}.{name}").fetchall()[0][0]

@@ -82,8 +82,16 @@ def connect(path: Path, read_only: bool = False, wait: bool = True, scratch: boo
             con.execute(f"use {path.stem}")
         else:
             con = duckdb.connect(str(path), read_only=read_only, config=config)
-        if settings.current().storage == "datasets":  # its scoring views read the datasets
-            datasets.attach(con, datasets.root())
+        try:
+            if read_only or scratch:
+                formats.check_duckdb(con, "warehouse", path)
+            else:
+                formats.stamp_duckdb(con, "warehouse")
+            if settings.current().storage == "datasets":  # its scoring views read the datasets
+                datasets.attach(con, datasets.root())
+        except BaseException:
+            con.close()
+            raise
         try:
             yield con
         finally:

@@ -20,6 +20,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from credit_dagster.core import formats
 from credit_dagster.model.calibration import Calibrator
 from credit_dagster.model.ensemble import Ensemble
 from credit_dagster.model.metadata import ModelMetadata
@@ -72,9 +73,14 @@ class Registry:
         self.index = self.root / "registry.json"
 
     def _read(self) -> dict:
-        return json.loads(self.index.read_text()) if self.index.exists() else {"aliases": {}, "history": []}
+        if not self.index.exists():
+            return {"aliases": {}, "history": []}
+        state = json.loads(self.index.read_text())
+        formats.check_stamp(state.get("stamp"), "registry", self.index)  # a registry a newer release wrote is refused
+        return state
 
     def _write(self, state: dict) -> None:
+        state["stamp"] = formats.stamp("registry")
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.index.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
@@ -92,7 +98,8 @@ class Registry:
             booster.save_model(str(folder / f"model_{k:02d}.txt"))
         if oof is not None:
             oof.to_csv(folder / "oof.csv.gz", index=False)
-        written = {**metadata.to_json(), "version": version, "created_at": now.isoformat(), "code_version": code_version()}
+        written = {**metadata.to_json(), "version": version, "created_at": now.isoformat(), "code_version": code_version(),
+                   "format_stamp": formats.stamp("registry")}
         (folder / "metadata.json").write_text(json.dumps(written, indent=2, default=_json_default))
         state = self._read()
         state["history"].append({"version": version, "event": "registered", "at": now.isoformat()})
@@ -109,7 +116,9 @@ class Registry:
         return RegisteredModel(version, Ensemble(boosters), self.metadata(version))
 
     def metadata(self, version: str) -> ModelMetadata:
-        return ModelMetadata.from_json(json.loads((self.root / version / "metadata.json").read_text()))
+        written = json.loads((self.root / version / "metadata.json").read_text())
+        formats.check_stamp(written.pop("format_stamp", None), "registry", self.root / version)  # a model a newer release wrote
+        return ModelMetadata.from_json(written)
 
     def out_of_fold(self, version: str) -> pd.DataFrame | None:
         """The out-of-fold scores a version was validated on (None for versions saved without them)."""
