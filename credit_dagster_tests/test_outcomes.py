@@ -317,8 +317,10 @@ def test_a_retrain_learns_from_final_outcomes_and_is_judged_out_of_time(tmp_path
     from credit_dagster_tests.conftest import SCORED_DAYS, score_night, temporary_home
 
     monkeypatch.setenv("CREDIT_BACKTEST_MIN_OUTCOMES", "30")  # a small SYNTHETIC night grants a hundred or so
+    monkeypatch.delenv("CREDIT_DATA_DIR", raising=False)  # the retrain reads the folder the home was built from
     home = tmp_path / "home"
     shutil.copytree(scored_home, home)
+    (home / "data_dir.txt").write_text(str(synthetic_dir))
     december = "2026-12-01"
     (home / "inbox" / SCORED_DAYS[1]).rename(home / "inbox" / december)  # the second night a month later: a second vintage
     with temporary_home(home):

@@ -47,6 +47,7 @@ class Serving:
         self.snapshot = snapshot_file
         self._model: tuple[int, RegisteredModel] | None = None
         self._tables: tuple[tuple[int, int], dict[str, pd.DataFrame]] | None = None
+        self._answers: tuple[dict | None, dict[int, dict]] = (None, {})  # (the tables they come from, id -> answer)
 
     def champion(self) -> RegisteredModel:
         if not self.registry.index.exists() or not self.registry.alias("champion"):
@@ -55,6 +56,21 @@ class Serving:
         if self._model is None or self._model[0] != stamp:
             self._model = (stamp, self.registry.load("champion"))
         return self._model[1]
+
+    def decision(self, sk_id_curr: int) -> dict:
+        """The stored decision of an applicant as the API answers it, made once per applicant and
+        snapshot (what the night validated is not validated again per request); 404 if unknown."""
+        tables = self.tables()
+        if self._answers[0] is not tables:  # a new snapshot: the answers of the old one go with it
+            self._answers = (tables, {})
+        answers = self._answers[1]
+        if sk_id_curr not in answers:
+            scored = tables[Table.SCORED]
+            if sk_id_curr not in scored.index:
+                raise HTTPException(404, f"no nightly decision for SK_ID_CURR {sk_id_curr}")
+            row = scored.loc[sk_id_curr].to_dict() | {"SK_ID_CURR": sk_id_curr}
+            answers[sk_id_curr] = {**_decision_fields(row), "night": str(row["partition_date"])}
+        return answers[sk_id_curr]
 
     def tables(self) -> dict[str, pd.DataFrame]:
         try:
@@ -335,11 +351,10 @@ class Runtime:
     def stored_decision(self, sk_id_curr: int, who: keys.Caller) -> dict:
         """The night's decision, and the one that stands now (a person's, once decided), from the review journal itself:
         an action shows on the next request, not after the next fold. Journaled with its caller."""
-        row = self._stored(sk_id_curr)
+        stored = self.serving.decision(sk_id_curr)
         self._read_by(who, "decision", sk_id_curr)
-        case = self.journal.case(sk_id_curr, row["decision"])
-        return {**_decision_fields(row), "night": row["partition_date"], **review_fields(case, str(row["partition_date"])),
-                "refer_everything": refer_all.state().on}
+        case = self.journal.case(sk_id_curr, stored["decision"])
+        return {**stored, **review_fields(case, stored["night"]), "refer_everything": refer_all.state().on}
 
     def replay(self, sk_id_curr: int, night: str | None, who: keys.Caller) -> dict:
         """The decision made again from the warehouse (read-only, beside an in-memory catalog); a

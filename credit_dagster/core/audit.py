@@ -70,8 +70,9 @@ class AuditLog:
         if not records:
             return
         if not self._stamped:  # a journal folder a newer release wrote is refused, once per log
-            formats.stamp_folder(LOCAL, self.folder, "journals")
-            self._stamped = True
+            with self._write_lock:
+                formats.stamp_folder(LOCAL, self.folder, "journals")
+                self._stamped = True
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{self.prefix}{datetime.now(UTC).date().isoformat()}.jsonl"
         with self._write_lock:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -147,8 +148,9 @@ def stamp_folder(fs, folder: str, store: str, write: bool = True) -> None:
     if not write:
         return
     fs.makedirs(str(folder), exist_ok=True)
-    with fs.open(path, "w") as f:
-        json.dump(stamp(store), f)
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"  # whole or not at all: a reader never sees half a stamp
+    fs.pipe(tmp, json.dumps(stamp(store)).encode())
+    fs.mv(tmp, path)
 
 
 DUCKDB_STAMP = "meta_format"  # the table of a DuckDB store's stamp
@@ -168,11 +170,12 @@ def stamp_duckdb(con, store: str, catalog: str = "") -> None:
 def check_duckdb(con, store: str, where: object, catalog: str = "") -> dict | None:
     """The stamp of a DuckDB store (None when it has none), refused when a newer release wrote it."""
     schema = f"{catalog}.main" if catalog else "main"
+    # fetchall, not fetchone: a result left half-read blocks the connection's next statement
     present = con.execute("select count(*) from duckdb_tables() where database_name = coalesce(nullif(?, ''), current_database()) "
-                          "and schema_name = 'main' and table_name = ?", [catalog, DUCKDB_STAMP]).fetchone()[0]
+                          "and schema_name = 'main' and table_name = ?", [catalog, DUCKDB_STAMP]).fetchall()[0][0]
     if not present:
         return None
-    row = con.execute(f"select store, format, release from {schema}.{DUCKDB_STAMP} order by format desc limit 1").fetchone()
+    row = con.execute(f"select store, format, release from {schema}.{DUCKDB_STAMP} order by format desc limit 1").fetchall()[0]
     found = {"store": row[0], "format": row[1], "release": row[2]}
     check_stamp(found, store, where)
     return found
