@@ -565,6 +565,30 @@ def test_openapi_document_describes_every_endpoint(client):
     assert json.dumps(paths["/v1/score"]).count("422") >= 1
 
 
+def test_a_read_is_written_before_its_answer_and_synced_within_a_tenth_of_a_second(tmp_path, monkeypatch):
+    """Reads of stored decisions append without waiting for an fsync (`durable=False`): the line is
+    in the file when the append returns (a killed process loses nothing), a background thread
+    syncs it within SYNC_EVERY, and the API's stop syncs whatever is left."""
+    log = audit.AuditLog(tmp_path, prefix=audit.READS_PREFIX)
+    real_fsync, synced = os.fsync, []
+
+    def recorded_fsync(fd):
+        real_fsync(fd)
+        synced.append((time.perf_counter(), len(Path(f"/proc/self/fd/{fd}").read_text().splitlines())))
+
+    monkeypatch.setattr(audit.os, "fsync", recorded_fsync)
+    appended = time.perf_counter()
+    log.append([{"n": 1}], durable=False)
+    assert not synced and len(audit.read(tmp_path, prefix=audit.READS_PREFIX)[0]) == 1  # written, not yet synced
+    deadline = time.monotonic() + 5
+    while not synced and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert synced and synced[0][1] == 1 and synced[0][0] - appended < log.SYNC_EVERY + 0.5
+    log.append([{"n": 2}], durable=False)
+    log.sync()  # what Runtime.stop does
+    assert synced[-1][1] == 2
+
+
 def test_audit_appends_commit_in_groups_and_each_returns_only_once_synced(tmp_path, monkeypatch):
     """Twenty callers at once on a slow disk: every line is written whole, fewer fsyncs than
     appends, and no append returns before an fsync that began after its write has finished."""

@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
@@ -23,12 +24,15 @@ ERRORS = {
 }
 
 
-def runtime(request: Request) -> Runtime:
+# The dependencies are coroutines: each does microseconds of work, and a plain function would be
+# sent to the thread pool and back for it (three round trips a request, most of a stored
+# decision's cost under load).
+async def runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def caller(request: Request, key: Annotated[str | None, Depends(API_KEY)]) -> keys.Caller:
-    found = runtime(request).caller(key)
+async def caller(request: Request, key: Annotated[str | None, Depends(API_KEY)]) -> keys.Caller:
+    found = request.app.state.runtime.caller(key)
     request.scope.setdefault("state", {})["caller"] = found.name  # for the request's log line
     return found
 
@@ -39,7 +43,7 @@ Api = Annotated[Runtime, Depends(runtime)]
 
 def may(scope: str):
     """A caller whose key carries `scope` (403 otherwise: the key is known, the act is not its)."""
-    def check(who: Caller) -> keys.Caller:
+    async def check(who: Caller) -> keys.Caller:
         if scope not in who.scopes:
             raise HTTPException(403, f"this API key does not have the scope {scope}")
         return who
@@ -77,8 +81,12 @@ decisions = APIRouter(prefix="/v1", responses=ERRORS)
 
 @decisions.get("/decisions/{sk_id_curr}", response_model=schemas.StoredDecision, summary="The stored nightly decision of an application",
                responses={404: {"description": "no nightly decision for this SK_ID_CURR"}})
-def stored_decision(sk_id_curr: Annotated[int, PathParam(ge=0, le=schemas.INT64[1])], api: Api, who: ReadsDecisions):
-    return api.stored_decision(sk_id_curr, who)
+async def stored_decision(sk_id_curr: Annotated[int, PathParam(ge=0, le=schemas.INT64[1])], api: Api, who: ReadsDecisions):
+    # answered on the event loop (a lookup in memory and a journal line, no fsync awaited); a new
+    # snapshot is loaded in the thread pool, so the loop keeps answering meanwhile
+    if api.serving.loaded():
+        return api.stored_decision(sk_id_curr, who)
+    return await run_in_threadpool(api.stored_decision, sk_id_curr, who)
 
 
 @decisions.post("/decisions/{sk_id_curr}/contest", response_model=schemas.ReviewState, status_code=201,

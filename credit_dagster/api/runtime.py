@@ -72,12 +72,22 @@ class Serving:
             answers[sk_id_curr] = {**_decision_fields(row), "night": str(row["partition_date"])}
         return answers[sk_id_curr]
 
-    def tables(self) -> dict[str, pd.DataFrame]:
+    def _stamp(self) -> tuple[int, int]:
         try:
             stat = self.snapshot.stat()
         except FileNotFoundError:
             raise HTTPException(503, f"no serving snapshot at {self.snapshot} yet: score a night first") from None
-        stamp = (stat.st_ino, stat.st_mtime_ns)
+        return stat.st_ino, stat.st_mtime_ns
+
+    def loaded(self) -> bool:
+        """Whether the snapshot's tables in memory are the file's (answering needs no reload)."""
+        try:
+            return self._tables is not None and self._tables[0] == self._stamp()
+        except HTTPException:
+            return False
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        stamp = self._stamp()
         if self._tables is None or self._tables[0] != stamp:
             with duckdb.connect(str(self.snapshot), read_only=True) as con:
                 try:  # a snapshot a newer release published (the night upgraded before the API) is refused, said by /ready
@@ -303,6 +313,7 @@ class Runtime:
         self.scorer.warm_up()
 
     def stop(self) -> None:
+        self.reads.sync()  # the reads appended without waiting for their fsync are on disk before the process ends
         self.scorer.close()
         gc.unfreeze()  # what `Serving.tables` froze is collected as usual again (and finalized at exit)
 
@@ -344,15 +355,16 @@ class Runtime:
             raise HTTPException(404, f"no nightly decision for SK_ID_CURR {sk_id_curr}")
         return scored.loc[sk_id_curr].to_dict() | {"SK_ID_CURR": sk_id_curr}
 
-    def _read_by(self, who: keys.Caller, what: str, sk_id_curr: int) -> None:
+    def _read_by(self, who: keys.Caller, what: str, sk_id_curr: int, durable: bool = True) -> None:
         self.reads.append([{"at": datetime.now(UTC).isoformat(timespec="milliseconds"), "caller": who.name, "read": what,
-                            "SK_ID_CURR": sk_id_curr}])
+                            "SK_ID_CURR": sk_id_curr}], durable=durable)
 
     def stored_decision(self, sk_id_curr: int, who: keys.Caller) -> dict:
         """The night's decision, and the one that stands now (a person's, once decided), from the review journal itself:
         an action shows on the next request, not after the next fold. Journaled with its caller."""
         stored = self.serving.decision(sk_id_curr)
-        self._read_by(who, "decision", sk_id_curr)
+        # written before the answer leaves, synced within 0.1 s: a read of a stored decision is not held for an fsync
+        self._read_by(who, "decision", sk_id_curr, durable=False)
         case = self.journal.case(sk_id_curr, stored["decision"])
         return {**stored, **review_fields(case, stored["night"]), "refer_everything": refer_all.state().on}
 

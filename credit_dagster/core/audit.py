@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -65,8 +66,15 @@ class AuditLog:
         self._written, self._synced = 0, 0  # appends written, appends known durable
         self._unsynced: set[Path] = set()  # files written since the last sync began
         self._stamped = False
+        self._syncer: threading.Thread | None = None  # syncs what was appended without waiting (durable=False)
 
-    def append(self, records: list[dict]) -> None:
+    SYNC_EVERY = 0.1  # seconds: how long a line appended with `durable=False` may wait for its fsync
+
+    def append(self, records: list[dict], durable: bool = True) -> None:
+        """Write `records`; return once they are on disk (fsync'ed), or with `durable=False` once
+        they are written to the system (a kill of this process loses nothing; a power cut may lose
+        the last SYNC_EVERY seconds), a background thread syncing them: for the access records of
+        reads, which would otherwise hold each read's answer for an fsync."""
         if not records:
             return
         if not self._stamped:  # a journal folder a newer release wrote is refused, once per log
@@ -80,18 +88,31 @@ class AuditLog:
             self._written += 1
             mine = self._written
             self._unsynced.add(path)
+            if not durable and self._syncer is None:
+                self._syncer = threading.Thread(target=self._sync_in_background, name=f"sync-{self.prefix}", daemon=True)
+                self._syncer.start()
+        if durable:
+            self.sync(mine)
+
+    def sync(self, upto: int | None = None) -> None:
+        """Return once every append up to `upto` (all so far when None) is on disk."""
         with self._sync_lock:
-            if self._synced >= mine:  # a sync that began after this write has finished
+            if self._synced >= (self._written if upto is None else upto):  # a sync that began after that write has finished
                 return
             with self._write_lock:
-                upto, files, self._unsynced = self._written, self._unsynced, set()
+                written, files, self._unsynced = self._written, self._unsynced, set()
             for file in files:
                 fd = os.open(file, os.O_RDONLY)
                 try:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            self._synced = upto
+            self._synced = written
+
+    def _sync_in_background(self) -> None:
+        while True:
+            time.sleep(self.SYNC_EVERY)
+            self.sync()
 
 
 # Tamper evidence: each line carries PREV, the SHA-256 of the line before it (across day files: a
