@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -503,3 +504,59 @@ def test_every_decision_of_a_night_replays_exactly_after_a_newer_champion_and_ni
         con.execute(f"drop schema {drops.drop_schema(SCORED_DAYS[0])}_features cascade")
     assert cli.main(["decision", "replay", str(refused), "--at", SCORED_DAYS[0]]) == 1
     assert f"the features of night {SCORED_DAYS[0]} are not kept any more" in capsys.readouterr().err
+
+
+def grid_search(con: duckdb.DuckDBPyConnection, model, drop_schema: str, ids: list[int]) -> pd.DataFrame:
+    """The oracle of the bisection: every step of the grid tried for every applicant, the closest
+    granted kept (`closest_granted`), as the night searched before."""
+    from credit_dagster.core.sources import SOURCE_TABLES
+    from credit_dagster.features import sql_models
+
+    models = sql_models.discover()
+    rebuilt = scoring.models_reading(models, "application_test")
+    con.execute("create schema if not exists grid_raw")
+    con.execute("create schema if not exists grid_features")
+    for name in [t for t in SOURCE_TABLES if t != "application_test"]:
+        con.execute(f"create or replace view grid_raw.{name} as select * from {drop_schema}.{name}")
+    for m in models:
+        if m.name not in rebuilt:
+            con.execute(f"create or replace view grid_features.{m.name} as select * from {drop_schema}_features.{m.name}")
+    con.register("grid_steps", counterfactuals.steps())
+    con.register("grid_ids", pd.DataFrame({"SK_ID_CURR": ids}))
+    con.execute("create or replace table grid_raw.application_test as "
+                + counterfactuals.variants_sql(f"{drop_schema}.application_test", "grid_ids", "grid_steps"))
+    for m in models:
+        if m.name in rebuilt:
+            sql_models.build_model(con, m, schemas={"raw": "grid_raw", "features": "grid_features"})
+    variants = scoring.frame(con, f"select {counterfactuals.variant_columns(model)} from grid_features.application_features")
+    return counterfactuals.describe(ids, [counterfactuals.closest_granted(model, variants)], model)
+
+
+def assert_bisection_is_the_grid(home: Path, day: str) -> int:
+    from credit_dagster.core import warehouse as warehouse_module
+
+    model = Registry(home / "models").load("champion")
+    with warehouse_module.connect(home / "warehouse.duckdb", scratch=True) as con:
+        ids = [r[0] for r in con.execute("select SK_ID_CURR from scoring.scored_applications where partition_date = ? "
+                                         "and decision != 'granted' order by 1", [day]).fetchall()]
+        catalog = con.execute("select current_database()").fetchone()[0]
+        con.execute("attach ':memory:' as work")
+        con.execute("use work")
+        drop = f"{catalog}.{drops.drop_schema(day)}"
+        bisected = counterfactuals.search(con, model, drop, ids, work_schema="bisect", chunk=max(1, len(ids) // 2))
+        grid = grid_search(con, model, drop, ids)
+    columns = ["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "counterfactual"]
+    pd.testing.assert_frame_equal(bisected[columns].reset_index(drop=True), grid[columns].reset_index(drop=True), check_exact=False,
+                                  rtol=0, atol=1e-12)
+    assert bisected["cf_amount"].notna().any() and bisected["cf_amount"].isna().any()  # both kinds of answer were compared
+    return len(ids)
+
+
+def test_the_bisection_finds_what_the_grid_finds_for_every_refused_applicant_of_a_night(home):
+    assert assert_bisection_is_the_grid(home, SCORED_DAYS[0]) > 20
+
+
+@pytest.mark.real_sample
+def test_the_bisection_finds_what_the_grid_finds_on_a_real_night(real_scored):
+    home, day, _ = real_scored
+    print(f"real night {day}: bisection = grid for {assert_bisection_is_the_grid(home, day):,} applicants not granted")

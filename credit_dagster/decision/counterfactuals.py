@@ -30,12 +30,14 @@ def steps() -> pd.DataFrame:
     return pd.DataFrame([(a, t) for a in AMOUNT_STEPS for t in TERM_STEPS if (a, t) != (1.0, 1.0)], columns=["amount", "term"])
 
 
-def variants_sql(application: str, ids: str, steps: str) -> str:
-    """The raw applications of the ids in relation `ids`, once per step of relation `steps`,
-    with the amount and repayment changed and the step kept as cf_amount and cf_term."""
+def variants_sql(application: str, ids: str, steps: str, per_applicant: bool = False) -> str:
+    """The raw applications of the ids in relation `ids`, once per step (amount, term) of relation
+    `steps` (or, `per_applicant`, per row of `steps` with its SK_ID_CURR), with the amount and
+    repayment changed and the step kept as cf_amount and cf_term."""
+    steps_join = f"join {steps} s using (SK_ID_CURR)" if per_applicant else f"cross join {steps} s"
     return f"""select a.* replace (a.AMT_CREDIT * s.amount as AMT_CREDIT, a.AMT_ANNUITY * s.amount / s.term as AMT_ANNUITY),
                       s.amount as cf_amount, s.term as cf_term
-               from {application} a join {ids} using (SK_ID_CURR) cross join {steps} s"""
+               from {application} a join {ids} using (SK_ID_CURR) {steps_join}"""
 
 
 def variant_columns(model: RegisteredModel) -> str:
@@ -72,34 +74,44 @@ def search(
     chunk: int = 5_000,
     progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
-    """For each applicant id, the smallest change of amount and term that makes it granted.
+    """For each applicant id, the smallest change of amount and term that makes it granted: the
+    answer of the whole grid of `steps()` (`closest_granted`), found by bisection.
 
-    Variants of the raw application go through the same SQL models and model. Only the models
-    that read the application are rebuilt; the history features are the night's own tables,
-    since changing the amount asked changes no history. Applicants are searched in chunks, so
-    memory stays bounded on a large night; `progress` hears of each chunk done."""
+    The model is monotone in the amount asked (its constraints; `test_the_bisection_finds_what_the_grid_finds`
+    checks every refused applicant of a night, synthetic and real): for each term, the largest
+    share of the amount that is granted is found in four rounds instead of trying all nine, all
+    applicants and terms of a chunk at once. Variants of the raw application go through the same
+    SQL models and model; only the models that read the application are rebuilt, the history
+    features are the night's own tables (changing the amount asked changes no history). Chunks
+    bound the memory on a large night; `progress` hears of each chunk done."""
     if not ids:
         return pd.DataFrame(columns=COLUMNS)
     raw, feats = f"{work_schema}_raw", f"{work_schema}_features"
     models = sql_models.discover()
-    rebuilt = scoring.models_reading(models, "application_test")
+    rebuilt = [m for m in models if m.name in scoring.models_reading(models, "application_test")]
     con.execute(f"create schema if not exists {raw}")
     con.execute(f"create schema if not exists {feats}")
     for name in ("application_train", *[t for t in SOURCE_TABLES if t not in ("application_train", "application_test")]):
         con.execute(f"create or replace view {raw}.{name} as select * from {drop_schema}.{name}")
     for m in models:
-        if m.name not in rebuilt:
+        if m not in rebuilt:
             con.execute(f"create or replace view {feats}.{m.name} as select * from {drop_schema}_features.{m.name}")
-    con.register("cf_steps", steps())
+
+    def granted_variants(pairs: pd.DataFrame) -> pd.DataFrame:
+        """`pairs` (SK_ID_CURR, amount, term) re-scored: their variants' columns, cf_pd and granted."""
+        con.register("cf_pairs", pairs)
+        con.execute(f"create or replace table {raw}.application_test as "
+                    + variants_sql(f"{drop_schema}.application_test", "(select distinct SK_ID_CURR from cf_pairs)", "cf_pairs",
+                                   per_applicant=True))
+        for m in rebuilt:
+            sql_models.build_model(con, m, schemas={"raw": raw, "features": feats})
+        variants = scoring.frame(con, f"select {variant_columns(model)} from {feats}.application_features")
+        cf_pd = model.calibrator(model.ensemble.raw_score(model.matrix(variants)))
+        return variants.assign(cf_pd=cf_pd, granted=scoring.policy_of(model).decide(cf_pd) == scoring.GRANTED)
+
     best, started = [], time.perf_counter()
     for start in range(0, len(ids), chunk):
-        con.register("cf_ids", pd.DataFrame({"SK_ID_CURR": ids[start : start + chunk]}))
-        con.execute(f"create or replace table {raw}.application_test as "
-                    + variants_sql(f"{drop_schema}.application_test", "cf_ids", "cf_steps"))
-        for m in models:
-            if m.name in rebuilt:
-                sql_models.build_model(con, m, schemas={"raw": raw, "features": feats})
-        best.append(closest_granted(model, scoring.frame(con, f"select {variant_columns(model)} from {feats}.application_features")))
+        best.append(_bisect(ids[start : start + chunk], granted_variants))
         if progress:
             done = min(start + chunk, len(ids))
             progress(f"counterfactual search: {done:,} of {len(ids):,} applicants, {sum(map(len, best)):,} with a change found "
@@ -107,6 +119,39 @@ def search(
     con.execute(f"drop schema {raw} cascade")
     con.execute(f"drop schema {feats} cascade")
     return describe(ids, best, model)
+
+
+def _bisect(ids: list[int], granted_variants: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:
+    """Per applicant, `closest_granted`'s choice among the grid, by bisection over the amount for
+    each term: in AMOUNT_STEPS (largest first) the first granted share lies in [low, high), high
+    meaning none; the unchanged application (1, 1) is known refused."""
+    amounts = np.asarray(AMOUNT_STEPS)
+    searches = pd.DataFrame([(i, t) for i in ids for t in TERM_STEPS], columns=["SK_ID_CURR", "term"])
+    low = np.where(searches["term"].to_numpy() == 1.0, 1, 0)
+    high = np.full(len(searches), len(amounts))
+    found: list[pd.DataFrame] = []
+    while (open_ := low < high).any():
+        mid = (low + high) // 2
+        asked = searches[open_].assign(amount=amounts[mid[open_]])
+        scored = asked[["SK_ID_CURR", "amount", "term"]].merge(
+            granted_variants(asked[["SK_ID_CURR", "amount", "term"]]),
+            left_on=["SK_ID_CURR", "amount", "term"], right_on=["SK_ID_CURR", "cf_amount", "cf_term"], how="left")
+        yes = scored["granted"].fillna(False).to_numpy(dtype=bool)
+        found.append(scored[yes])
+        rows = np.flatnonzero(open_)
+        high[rows[yes]] = mid[rows[yes]]
+        low[rows[~yes]] = mid[rows[~yes]] + 1
+    answers = searches.assign(amount=np.where(high < len(amounts), amounts[np.minimum(high, len(amounts) - 1)], np.nan))
+    answers = answers.dropna(subset=["amount"])
+    if answers.empty:
+        return pd.DataFrame(columns=["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "AMT_CREDIT", "AMT_ANNUITY"])
+    # the grid's choice: the smallest change, ties to the larger amount, then the shorter term (its order)
+    answers = answers.assign(change=(1 - answers["amount"]) + 0.1 * (answers["term"] - 1))
+    answers = answers.sort_values(["SK_ID_CURR", "change", "amount", "term"], ascending=[True, True, False, True], kind="stable")
+    chosen = answers.drop_duplicates("SK_ID_CURR")[["SK_ID_CURR", "amount", "term"]]
+    variants = pd.concat(found).drop_duplicates(["SK_ID_CURR", "cf_amount", "cf_term"])
+    return chosen.merge(variants, left_on=["SK_ID_CURR", "amount", "term"], right_on=["SK_ID_CURR", "cf_amount", "cf_term"])[
+        ["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "AMT_CREDIT", "AMT_ANNUITY"]]
 
 
 def attach(scored: pd.DataFrame, found: pd.DataFrame) -> pd.DataFrame:
