@@ -549,6 +549,16 @@ def assert_bisection_is_the_grid(home: Path, day: str) -> int:
     pd.testing.assert_frame_equal(bisected[columns].reset_index(drop=True), grid[columns].reset_index(drop=True), check_exact=False,
                                   rtol=0, atol=1e-12)
     assert bisected["cf_amount"].notna().any() and bisected["cf_amount"].isna().any()  # both kinds of answer were compared
+    # a chunk where no change grants anyone: its answers are typed as found ones, and the night attaches them
+    none = bisected.loc[bisected["cf_amount"].isna(), "SK_ID_CURR"].head(3).astype(int).tolist()
+    with warehouse_module.connect(home / "warehouse.duckdb", scratch=True) as con:
+        catalog = con.execute("select current_database()").fetchone()[0]
+        con.execute("attach ':memory:' as work")
+        con.execute("use work")
+        nothing = counterfactuals.search(con, model, f"{catalog}.{drops.drop_schema(day)}", none, work_schema="none")
+    assert nothing["SK_ID_CURR"].dtype == "int64" and nothing["cf_amount"].isna().all()
+    scored = pd.DataFrame({"SK_ID_CURR": np.array(none, dtype="int64"), "held_back": False})
+    assert counterfactuals.attach(scored, nothing)["counterfactual"].str.startswith("No change within").all()
     return len(ids)
 
 

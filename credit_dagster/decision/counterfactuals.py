@@ -143,8 +143,9 @@ def _bisect(ids: list[int], granted_variants: Callable[[pd.DataFrame], pd.DataFr
         low[rows[~yes]] = mid[rows[~yes]] + 1
     answers = searches.assign(amount=np.where(high < len(amounts), amounts[np.minimum(high, len(amounts) - 1)], np.nan))
     answers = answers.dropna(subset=["amount"])
-    if answers.empty:
-        return pd.DataFrame(columns=["SK_ID_CURR", "cf_amount", "cf_term", "cf_pd", "AMT_CREDIT", "AMT_ANNUITY"])
+    if answers.empty:  # typed as a found one would be: the night merges it on SK_ID_CURR
+        return pd.DataFrame({"SK_ID_CURR": pd.Series(dtype="int64"),
+                             **{c: pd.Series(dtype="float64") for c in ("cf_amount", "cf_term", "cf_pd", "AMT_CREDIT", "AMT_ANNUITY")}})
     # the grid's choice: the smallest change, ties to the larger amount, then the shorter term (its order)
     answers = answers.assign(change=(1 - answers["amount"]) + 0.1 * (answers["term"] - 1))
     answers = answers.sort_values(["SK_ID_CURR", "change", "amount", "term"], ascending=[True, True, False, True], kind="stable")
