@@ -59,6 +59,7 @@ NIGHT_JOB_NAMES = {NIGHTLY, NIGHT_SHARDS, NIGHT_PUBLISH}
 class Night:
     """The night's jobs, schedule, sensors and executor for one storage and shard count."""
 
+    sharded: bool  # on the Parquet datasets, in applicant shards (CREDIT_STORAGE=datasets)
     jobs: list  # of asset jobs (define_asset_job)
     schedule: dg.ScheduleDefinition
     sensors: list[dg.SensorDefinition]
@@ -67,7 +68,7 @@ class Night:
     def follow(self, assets: list[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
         """`assets` with, on the datasets, the night's later steps (drift, the snapshot) following
         its publish step by declarative automation (`partitions.after_the_drop`)."""
-        if len(self.jobs) == 1:
+        if not self.sharded:
             return assets
         condition = partitions.after_the_drop()
         later = NIGHT_KEYS - {DROP, SHARDS, SCORED}
@@ -91,7 +92,7 @@ def night(configured: settings.Settings) -> Night:
         execution_timezone=str(drops.TIMEZONE), default_status=dg.DefaultScheduleStatus.RUNNING,
         description=nightly_tick.__doc__)
     if not sharded:
-        return Night([nightly], schedule, [late_drop_sensor], executor)
+        return Night(False, [nightly], schedule, [late_drop_sensor], executor)
     shards = dg.define_asset_job(
         NIGHT_SHARDS, selection=dg.AssetSelection.assets(SHARDS), partitions_def=partitions.night_shards(configured.shards),
         executor_def=executor, op_retry_policy=retry,
@@ -104,7 +105,7 @@ def night(configured: settings.Settings) -> Night:
         "night_automation", target=NIGHT - dg.AssetSelection.assets(DROP), minimum_interval_seconds=10,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Scores the shards of a landed night, then publishes it (CREDIT_STORAGE=datasets).")
-    return Night([nightly, shards, publish], schedule, [late_drop_sensor, automation], executor)
+    return Night(True, [nightly, shards, publish], schedule, [late_drop_sensor, automation], executor)
 
 
 def night_runs(day: str, configured: settings.Settings) -> list[tuple[str, str]]:
