@@ -285,14 +285,36 @@ def test_monotone_constraints_hold_along_each_constrained_feature(small_data):
 
 def test_scoring_uses_the_configured_threads_not_every_core(small_data, monkeypatch):
     # two Celery workers on one machine each get CREDIT_THREADS of its cores (credit-dagster worker --threads)
-    boosters, _ = training.fit_lightgbm(small_data.X, small_data.y, training.TrainingParams(), rounds=5)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from credit_dagster.model import treeshap
+
+    pools = []
+
+    class Recorded(ThreadPoolExecutor):
+        def __init__(self, workers: int):
+            pools.append(workers)
+            super().__init__(workers)
+
+    monkeypatch.setattr(treeshap, "ThreadPoolExecutor", Recorded)
+    small, _ = training.fit_lightgbm(small_data.X, small_data.y, training.TrainingParams(), rounds=5)
+    rows = small_data.X.head(treeshap.BLOCK + 1)  # two blocks of rows
+    for threads in ("1", "3"):
+        monkeypatch.setenv("CREDIT_THREADS", threads)
+        model = Ensemble(small)
+        model.raw_score(rows)
+        model.contributions(rows)
+    assert pools == [3, 3]  # one thread: the blocks in turn, no pool
+    # trees too big for the tables: LightGBM's own, told how many threads
+    big, _ = training.fit_lightgbm(small_data.X, small_data.y, training.TrainingParams(num_leaves=31, min_child_samples=5), rounds=5)
     threads, predict = [], lgb.Booster.predict
     monkeypatch.setattr(lgb.Booster, "predict", lambda self, data, **kw: threads.append(kw.get("num_threads")) or predict(self, data, **kw))
     monkeypatch.setenv("CREDIT_THREADS", "1")
-    model = Ensemble(boosters)
-    model.raw_score(small_data.X.head(10))
-    model.contributions(small_data.X.head(10))
-    assert threads == [1] * 2 * len(boosters)
+    model = Ensemble(big)
+    assert model.forest() is None
+    model.raw_score(rows)
+    model.contributions(rows)
+    assert threads == [1] * 2 * len(big)
 
 
 def test_contributions_add_up_to_the_raw_score(tmp_path, small_data):

@@ -54,7 +54,8 @@ def missing_required(frame: pd.DataFrame) -> pd.Series:
     absent = {c: (frame[c].isna() if c in frame else pd.Series(True, index=frame.index)) for c in REQUIRED}
     if "APP_NOT_EMPLOYED" in frame:  # the feature tables make Kaggle's "not employed" code missing and say it here
         absent["DAYS_EMPLOYED"] = absent["DAYS_EMPLOYED"] & (frame["APP_NOT_EMPLOYED"] != 1).fillna(True)
-    return pd.Series([[c for c in REQUIRED if absent[c].iloc[i]] for i in range(len(frame))], index=frame.index, dtype=object)
+    lacking = np.column_stack([absent[c].to_numpy(dtype=bool) for c in REQUIRED]).tolist()
+    return pd.Series([[c for c, a in zip(REQUIRED, row, strict=True) if a] for row in lacking], index=frame.index, dtype=object)
 
 
 def problems(frame: pd.DataFrame, product: Product = PRODUCT) -> pd.Series:

@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 
 
@@ -128,7 +129,11 @@ UNITS: dict[str, tuple[Callable | None, str, str]] = {
 
 
 def missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or bool(pd.isna(value))
+    if isinstance(value, float):  # numpy's float64 too: the common case, without pandas' general test
+        return math.isnan(value)
+    if isinstance(value, int | str | np.integer):
+        return False
+    return value is None or bool(pd.isna(value))
 
 
 def money(value, currency: str) -> str:
@@ -175,12 +180,13 @@ def reason_sentence(meaning: str, unit: str, direction: str, value, median: floa
     return f"{meaning}: {shown} ({compared})" if shown else f"{meaning} ({compared})"
 
 
-def bar_label(meaning: str, unit: str, value, currency: str) -> str:
-    """A chart's label for one piece of information: its meaning and the client's value."""
+def bar_texts(meaning: str, unit: str, value, currency: str) -> tuple[str | None, str]:
+    """A chart's bar for one piece of information: the client's value as shown (`value_text`)
+    and the bar's label, its meaning and that value."""
     if missing(value):
-        return f"{meaning}: not on file"
+        return None, f"{meaning}: not on file"
     shown = value_text(value, unit, currency)
-    return f"{meaning}: {shown}" if shown else meaning
+    return shown, f"{meaning}: {shown}" if shown else meaning
 
 
 def percents(value: float, *bounds: float) -> tuple[str, ...]:

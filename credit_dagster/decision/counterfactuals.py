@@ -79,7 +79,7 @@ def search(
 
     The model is monotone in the amount asked (its constraints; `test_the_bisection_finds_what_the_grid_finds`
     checks every refused applicant of a night, synthetic and real): for each term, the largest
-    share of the amount that is granted is found in four rounds instead of trying all nine, all
+    share of the amount that is granted is found in at most five rounds instead of trying all nine, all
     applicants and terms of a chunk at once. Variants of the raw application go through the same
     SQL models and model; only the models that read the application are rebuilt, the history
     features are the night's own tables (changing the amount asked changes no history). Chunks
@@ -130,8 +130,10 @@ def _bisect(ids: list[int], granted_variants: Callable[[pd.DataFrame], pd.DataFr
     low = np.where(searches["term"].to_numpy() == 1.0, 1, 0)
     high = np.full(len(searches), len(amounts))
     found: list[pd.DataFrame] = []
+    # first the smallest amount of each term: when even that is refused no amount of the term is
+    # granted, and most searches of a night end there, after one variant instead of four
+    mid = np.full(len(searches), len(amounts) - 1)
     while (open_ := low < high).any():
-        mid = (low + high) // 2
         asked = searches[open_].assign(amount=amounts[mid[open_]])
         scored = asked[["SK_ID_CURR", "amount", "term"]].merge(
             granted_variants(asked[["SK_ID_CURR", "amount", "term"]]),
@@ -141,6 +143,7 @@ def _bisect(ids: list[int], granted_variants: Callable[[pd.DataFrame], pd.DataFr
         rows = np.flatnonzero(open_)
         high[rows[yes]] = mid[rows[yes]]
         low[rows[~yes]] = mid[rows[~yes]] + 1
+        mid = (low + high) // 2
     answers = searches.assign(amount=np.where(high < len(amounts), amounts[np.minimum(high, len(amounts) - 1)], np.nan))
     answers = answers.dropna(subset=["amount"])
     if answers.empty:  # typed as a found one would be: the night merges it on SK_ID_CURR

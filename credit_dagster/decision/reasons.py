@@ -102,10 +102,10 @@ class Explainer:
         contrib = contributions[:, : len(self.features)]
         candidates = {j: None for j in range(len(self.features))}
         texts, names, notes = [], [], []
+        orders = np.argsort(-sums[:, :g], axis=1, kind="stable")  # every row's groups, the one that raised the risk most first
         for r in range(len(sums)):
-            order = np.argsort(-sums[r, :g], kind="stable")
             row_texts, row_names = [], []
-            for group in order:
+            for group in orders[r]:
                 if sums[r, group] <= 0 or len(row_texts) == k:
                     break
                 members = self.members[group]
@@ -137,20 +137,24 @@ class Explainer:
         sums = self._sums(contributions, self._absent(rows))
         k = min(k, sums.shape[1])
         contrib = contributions[:, :p]
+        # for every row at once: the k groups that moved the score most, each group's strongest
+        # member in the direction the group moved it, and what the other groups add up to
+        top = np.argsort(-np.abs(sums), axis=1, kind="stable")[:, :k]
+        strongest = np.zeros((len(sums), g), dtype=int)
+        for group, members in enumerate(self.members):
+            strongest[:, group] = members[np.argmax(np.sign(sums[:, group, None]) * contrib[:, members], axis=1)]
+        other = contrib.sum(axis=1) - np.take_along_axis(sums, top, axis=1).sum(axis=1)
         values = matrix.to_numpy(dtype=object)
         out = []
-        for r in range(len(sums)):
-            top = np.argsort(-np.abs(sums[r]), kind="stable")[:k]
+        for r, (row_top, row_sums, row_strongest) in enumerate(zip(top.tolist(), sums.tolist(), strongest.tolist(), strict=True)):
             out.append((ids[r], 0, BASE, None, BASE, float(contributions[r, p])))
-            for rank, column in enumerate(top, start=1):
+            for rank, column in enumerate(row_top, start=1):
                 if column >= g:
                     fact = self.facts[column - g]
-                    out.append((ids[r], rank, fact, None, fact, float(sums[r, column])))
+                    out.append((ids[r], rank, fact, None, fact, row_sums[column]))
                     continue
-                members = self.members[column]
-                j = members[np.argmax(np.sign(sums[r, column]) * contrib[r, members])]
-                value = values[r, j]
-                out.append((ids[r], rank, self.features[j], wording.value_text(value, self.units[j], self.currency),
-                            wording.bar_label(self.meanings[j], self.units[j], value, self.currency), float(sums[r, column])))
-            out.append((ids[r], k + 1, OTHER, None, OTHER, float(contrib[r].sum() - sums[r, top].sum())))
+                j = row_strongest[column]
+                shown, label = wording.bar_texts(self.meanings[j], self.units[j], values[r, j], self.currency)
+                out.append((ids[r], rank, self.features[j], shown, label, row_sums[column]))
+            out.append((ids[r], k + 1, OTHER, None, OTHER, float(other[r])))
         return pd.DataFrame(out, columns=["SK_ID_CURR", "rank", "feature", "value", "label", "contribution"])

@@ -8,18 +8,29 @@ the features its own fold selected, so contributions are mapped back to the full
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from credit_dagster.core import settings
+from credit_dagster.model import treeshap
+
+_UNBUILT = object()
 
 
 @dataclass
 class Ensemble:
     boosters: list[lgb.Booster]
+    _forest: object = field(default=_UNBUILT, init=False, repr=False, compare=False)
+
+    def forest(self) -> treeshap.Forest | None:
+        """The fold models' trees as lookup tables (`treeshap`), built on first use; None when
+        its trees are too big for them (LightGBM then scores and explains)."""
+        if self._forest is _UNBUILT:
+            self._forest = treeshap.Forest.of(self.boosters, [1 / len(self.boosters)] * len(self.boosters))
+        return self._forest
 
     def _each(self, matrix: pd.DataFrame, **kwargs) -> list[np.ndarray]:
         values = as_float(matrix)
@@ -31,6 +42,9 @@ class Ensemble:
 
     def raw_score(self, matrix: pd.DataFrame) -> np.ndarray:
         """Mean log-odds of the fold models."""
+        forest = self.forest()
+        if forest is not None:
+            return forest.raw_score(self._read(matrix, forest.names), settings.threads())
         return np.mean(self._each(matrix, raw_score=True), axis=0)
 
     def contributions(self, matrix: pd.DataFrame) -> np.ndarray:
@@ -39,10 +53,20 @@ class Ensemble:
         fold model's contributions add up to its raw score, so these add up to `raw_score`."""
         position = {c: i for i, c in enumerate(matrix.columns)}
         total = np.zeros((len(matrix), len(matrix.columns) + 1))
+        forest = self.forest()
+        if forest is not None:
+            total[:, [position[c] for c in forest.names] + [len(matrix.columns)]] = forest.contributions(
+                self._read(matrix, forest.names), settings.threads())
+            return total
         for booster, contrib in zip(self.boosters, self._each(matrix, pred_contrib=True), strict=True):
             columns = [position[c] for c in booster.feature_name()] + [len(matrix.columns)]
             total[:, columns] += contrib
         return total / len(self.boosters)
+
+    @staticmethod
+    def _read(matrix: pd.DataFrame, names: list[str]) -> np.ndarray:
+        position = {c: i for i, c in enumerate(matrix.columns)}
+        return as_float(matrix)[:, [position[c] for c in names]]
 
     def used_features(self) -> list[str]:
         """Features at least one fold model reads."""
