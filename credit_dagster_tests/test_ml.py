@@ -383,7 +383,7 @@ def test_a_random_split_of_the_training_population_shows_no_score_drift(tmp_path
 
 
 def test_shap_and_lightgbm_give_the_same_treeshap_values_and_the_card_shows_them(build):
-    """The model card's global explanation (shap) and the nightly reasons (LightGBM's pred_contrib)
+    """The model card's global explanation (shap) and the nightly reasons (the tables of treeshap.py)
     are the same TreeSHAP values of the deployed fold ensemble."""
     import duckdb
 

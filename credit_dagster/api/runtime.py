@@ -54,7 +54,9 @@ class Serving:
             raise HTTPException(503, "no champion model yet: run `credit-dagster run` first")
         stamp = self.registry.index.stat().st_mtime_ns
         if self._model is None or self._model[0] != stamp:
-            self._model = (stamp, self.registry.load("champion"))
+            model = self.registry.load("champion")
+            model.ensemble.warm_up()
+            self._model = (stamp, model)
         return self._model[1]
 
     def decision(self, sk_id_curr: int) -> dict:

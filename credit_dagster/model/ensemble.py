@@ -32,6 +32,13 @@ class Ensemble:
             self._forest = treeshap.Forest.of(self.boosters, [1 / len(self.boosters)] * len(self.boosters))
         return self._forest
 
+    def warm_up(self) -> None:
+        """Build the tables and load the compiled kernels now, not in the first request that scores."""
+        forest = self.forest()
+        if forest is not None:
+            nothing = np.full((1, len(forest.names)), np.nan)
+            forest.raw_score(nothing, 1), forest.contributions(nothing, 1)
+
     def _each(self, matrix: pd.DataFrame, **kwargs) -> list[np.ndarray]:
         values = as_float(matrix)
         position = {c: i for i, c in enumerate(matrix.columns)}

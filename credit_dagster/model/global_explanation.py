@@ -3,8 +3,8 @@ scores, and how, on a sample of the training population (beeswarm and dependence
 
 shap's TreeExplainer computes each fold model's TreeSHAP values; the deployed model averages
 the fold models in log-odds, so its values are the average of theirs (TreeSHAP is additive).
-Per applicant, at night, the same values come from LightGBM's own `pred_contrib`
-(`Ensemble.contributions`), which is faster on a whole night; a test checks that both agree.
+Per applicant, at night, the same values come from `Ensemble.contributions` (the trees' TreeSHAP
+values looked up in tables, `treeshap.py`), far faster on a whole night; a test checks that both agree.
 """
 
 from __future__ import annotations
