@@ -589,6 +589,31 @@ def _decision(args: argparse.Namespace) -> int:
     return 1 if differ else 0
 
 
+def _subject(args: argparse.Namespace) -> int:
+    """Everything held about one applicant, from every store, as one JSON file (0600); the export
+    itself is journaled with the OS account that asked (the API reads journal)."""
+    from datetime import UTC, datetime
+
+    from credit_dagster.core import audit, warehouse
+    from credit_dagster.subject import export
+
+    try:
+        found = export.export(args.id)
+    except warehouse.WarehouseBusy as busy:
+        raise CliError(f"{busy}: try again when the night has written") from busy
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = export.write(found, Path(args.out) if args.out else settings.credit_home() / "exports" / f"subject_{args.id}_{stamp}.json")
+    audit.AuditLog(audit.audit_dir(), prefix=audit.READS_PREFIX).append([{
+        "at": datetime.now(UTC).isoformat(timespec="milliseconds"), "caller": f"cli:{getpass.getuser()}", "read": "subject export",
+        "SK_ID_CURR": args.id}])
+    for store, rows in found.counts().items():
+        print(f"{store}: {rows:,} rows")
+    for gap in found.not_searched:
+        print(f"NOT SEARCHED {gap}")
+    print(f"{sum(found.counts().values()):,} rows about applicant {args.id} in {len(found.found)} places: {out}")
+    return 0
+
+
 # what needs no home in this release's formats: making data, probing, copying and migrating homes
 NO_FORMAT_CHECK = {"synth", "health", "backup", "restore", "migrate", "audit"}
 HEALTH = ("api", "dashboard", "webserver", "code-server", "daemon")
@@ -744,6 +769,12 @@ def _parser() -> argparse.ArgumentParser:
     decision_cmd.add_argument("id", type=int, nargs="?", help="the applicant's SK_ID_CURR; without it, every decision of --at's night")
     decision_cmd.add_argument("--at", metavar="NIGHT", help="the night (YYYY-MM-DD) of the decision; default: the applicant's latest")
     decision_cmd.set_defaults(func=_decision)
+    subject = command("subject", help="everything held about one applicant, from every store, as one JSON file (GDPR Art. 15)",
+                      formatter_class=fmt, epilog="example: credit-dagster subject export 100042 --out /secure/100042.json")
+    subject.add_argument("action", choices=["export"])
+    subject.add_argument("id", type=int, help="the applicant's SK_ID_CURR")
+    subject.add_argument("--out", help="the file to write (default CREDIT_HOME/exports/subject_<id>_<time>.json), readable by its owner only")
+    subject.set_defaults(func=_subject)
     audit_cmd = command("audit", help="check that no journal line was edited, deleted or moved (their hash chains)", formatter_class=fmt,
                         epilog="example: credit-dagster audit verify --head \"review journal=<the head the night's check published>\"")
     audit_cmd.add_argument("action", choices=["verify"])

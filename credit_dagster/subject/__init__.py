@@ -1,0 +1,1 @@
+"""What the platform holds about one person: found and exported on request (GDPR Art. 15)."""

@@ -1,0 +1,216 @@
+"""Everything the platform holds about one applicant, from every store (GDPR Art. 15).
+
+A data-protection officer answering a client must not depend on a list of tables someone kept
+up to date: the search is by the applicant's key wherever it lies. Every table of every DuckDB
+file of the home (the warehouse with its drops, features, decisions, audit and outcomes; the
+serving and review snapshots) whose columns include SK_ID_CURR, and the bureau months of the
+applicant's bureau credits (SK_ID_BUREAU); every journal line naming the applicant (on-demand
+decisions, API reads, review actions, the dashboard's access log; `sk_id` in the review's); every CSV of the inbox's drops,
+of the data folder the home was built from and of the registry (out-of-fold scores); every local
+Parquet dataset. The key is compared as text, so applicant 1234 never brings 12345 along.
+What could not be searched is said (`not_searched`), never silently left out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from credit_dagster.core import audit, datasets, settings, warehouse
+
+BUREAU_KEY = "SK_ID_BUREAU"
+# the applicant's key under its names: Kaggle's, and the review journal's and tables' `sk_id`
+KEYS = ("SK_ID_CURR", "SK_ID")
+
+
+@dataclass
+class Found:
+    store: str  # warehouse, snapshot, journal, drop, source data, registry, datasets
+    where: str  # the file, relative to CREDIT_HOME when inside it
+    table: str | None  # schema.table, a CSV's or journal's file name
+    rows: list[dict]
+
+
+@dataclass
+class Export:
+    SK_ID_CURR: int
+    exported_at: str
+    home: str
+    found: list[Found] = field(default_factory=list)
+    not_searched: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for f in self.found:
+            counts[f.store] = counts.get(f.store, 0) + len(f.rows)
+        return counts
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "rows_by_store": self.counts()}, default=str, indent=1, ensure_ascii=False)
+
+
+def export(sk_id_curr: int) -> Export:
+    """Search every store of CREDIT_HOME for `sk_id_curr` (WarehouseBusy while a night writes)."""
+    home = settings.credit_home()
+    result = Export(int(sk_id_curr), datetime.now(UTC).isoformat(timespec="seconds"), str(home))
+    key = str(int(sk_id_curr))
+    with warehouse.connect(settings.warehouse_path(), scratch=True, wait=False) as con:
+        snapshots = [p for p in sorted(home.rglob("*.duckdb")) if p != settings.warehouse_path() and "duckdb_tmp" not in p.parts]
+        for i, path in enumerate(snapshots):
+            con.execute(f"attach {_literal(path)} as snapshot_{i} (read_only)")
+        catalogs = {settings.warehouse_path().stem: ("warehouse", settings.warehouse_path())}
+        catalogs |= {f"snapshot_{i}": ("snapshot", p) for i, p in enumerate(snapshots)}
+        for catalog, (store, path) in catalogs.items():
+            result.found += _tables(con, catalog, store, _shown(path, home), key)
+        for folder in _csv_folders(result):
+            result.found += _csvs(con, folder, home, key)
+        result.found += _parquet(con, result, key)
+    for path in _journal_files(home):
+        rows = [record for record in _records(path) if _names(record, key)]
+        if rows:
+            result.found.append(Found("journal", _shown(path, home), path.name, rows))
+    return result
+
+
+def write(result: Export, out: Path) -> Path:
+    """The export as one JSON file, readable by its owner only (it is a person's data)."""
+    out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    out.unlink(missing_ok=True)
+    # created anew, 0600 from the start: never through a link planted at that name
+    with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
+        handle.write(result.to_json())
+    return out
+
+
+def _tables(con: duckdb.DuckDBPyConnection, catalog: str, store: str, where: str, key: str) -> list[Found]:
+    columns = con.execute("select table_schema, table_name, list(column_name) from information_schema.columns "
+                          "where table_catalog = ? group by all order by 1, 2", [catalog]).fetchall()
+    found, bureaus = [], set()
+    for keyed in (True, False):  # the applicant's own rows first, then the bureau months of their credits
+        for schema, table, names in columns:
+            upper = {n.upper(): n for n in names}
+            own = next((upper[k] for k in KEYS if k in upper), None)
+            if keyed and own:
+                condition, params = f'cast("{own}" as varchar) = ?', [key]
+            elif not keyed and not own and BUREAU_KEY in upper and bureaus:
+                condition, params = f'cast("{upper[BUREAU_KEY]}" as varchar) in (select unnest(?))', [sorted(bureaus)]
+            else:
+                continue
+            rows = _rows(con, f'select * from "{catalog}"."{schema}"."{table}" where {condition}', params)
+            if rows:
+                bureaus |= {str(r[upper[BUREAU_KEY]]) for r in rows if keyed and BUREAU_KEY in upper and r[upper[BUREAU_KEY]] is not None}
+                found.append(Found(store, where, f"{schema}.{table}", rows))
+    return found
+
+
+def _csvs(con: duckdb.DuckDBPyConnection, folder: tuple[str, Path], home: Path, key: str) -> list[Found]:
+    store, path = folder
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith((".csv", ".csv.gz")))
+    found, bureaus = [], set()
+    for keyed in (True, False):
+        for file in files:
+            header = _rows(con, f"select * from read_csv({_literal(file)}, all_varchar = true, header = true) limit 0", [], names=True)
+            upper = {n.upper(): n for n in header}
+            own = next((upper[k] for k in KEYS if k in upper), None)
+            if keyed and own:
+                condition, params = f'trim("{own}") = ?', [key]
+            elif not keyed and not own and BUREAU_KEY in upper and bureaus:
+                condition, params = f'trim("{upper[BUREAU_KEY]}") in (select unnest(?))', [sorted(bureaus)]
+            else:
+                continue
+            rows = _rows(con, f"select * from read_csv({_literal(file)}, all_varchar = true, header = true) where {condition}", params)
+            if rows:
+                bureaus |= {r[upper[BUREAU_KEY]].strip() for r in rows if keyed and BUREAU_KEY in upper and r[upper[BUREAU_KEY]]}
+                found.append(Found(store, _shown(file, home), file.name, rows))
+    return found
+
+
+def _parquet(con: duckdb.DuckDBPyConnection, result: Export, key: str) -> list[Found]:
+    root = datasets.root()
+    if "://" in root and not root.startswith("file://"):
+        result.not_searched.append(f"the datasets at {root} (CREDIT_DATASETS, not a local folder): search them with DuckDB")
+        return []
+    folder = Path(root.removeprefix("file://"))
+    found = []
+    for table in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
+        scan = f"read_parquet({_literal(f'{table}/**/*.parquet')}, hive_partitioning = true, union_by_name = true)"
+        if not any(table.rglob("*.parquet")):
+            continue
+        names = _rows(con, f"select * from {scan} limit 0", [], names=True)
+        own = next((n for n in names if n.upper() in KEYS), None)
+        if own:
+            rows = _rows(con, f'select * from {scan} where cast("{own}" as varchar) = ?', [key])
+            if rows:
+                found.append(Found("datasets", str(table), table.name, rows))
+    return found
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list, names: bool = False):
+    cursor = con.execute(sql, params)
+    columns = [d[0] for d in cursor.description]
+    if names:
+        return columns
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _csv_folders(result: Export) -> list[tuple[str, Path]]:
+    """The CSV files the platform holds: the inbox's drops, the data it was built from, the registry's."""
+    from credit_dagster.nightly import drops  # the inbox's place is the night's to say
+
+    folders = [("drop", drops.inbox_dir()), ("registry", settings.models_dir())]
+    try:
+        folders.insert(1, ("source data", settings.data_dir()))
+    except LookupError as unknown:
+        result.not_searched.append(f"the source data: {unknown}")
+    seen, kept = set(), []
+    for store, folder in folders:
+        try:
+            resolved = folder.resolve()
+        except OSError:
+            continue
+        if resolved not in seen and folder.is_dir():
+            seen.add(resolved)
+            kept.append((store, folder))
+    return kept
+
+
+def _journal_files(home: Path) -> Iterator[Path]:
+    folders = {folder.resolve() for folder, _ in audit.journals().values() if folder.is_dir()} | {home.resolve()}
+    seen = set()
+    for folder in sorted(folders):
+        for path in sorted(folder.rglob("*.jsonl")):
+            if path.resolve() not in seen and "dagster" not in path.relative_to(folder).parts:
+                seen.add(path.resolve())
+                yield path
+
+
+def _records(path: Path) -> Iterator[dict]:
+    for line in path.read_bytes().split(b"\n"):
+        try:
+            record = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill: never answered, holds no decision (audit.read)
+        if isinstance(record, dict):
+            record.pop(audit.PREV, None)
+            yield record
+
+
+def _names(record: dict, key: str) -> bool:
+    return any(k.upper() in KEYS and str(v).strip() == key for k, v in record.items())
+
+
+def _shown(path: Path, home: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(home.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _literal(path: Path | str) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
