@@ -32,6 +32,18 @@ BLOCK = 1024  # rows a kernel call scores tree after tree
 ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold, a float (1e-35f): |x| at most this is "zero"
 
 
+def _compiled(**options):
+    """numba's njit, its machine code cached beside the module or in the user's cache: 2 s saved in
+    each process that scores. A read-only image with no writable HOME has no place for the cache,
+    and numba then refuses the decorator itself: compiled in each process instead."""
+    def wrap(function):
+        try:
+            return numba.njit(cache=True, **options)(function)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return numba.njit(**options)(function)
+    return wrap
+
+
 @dataclass(frozen=True)
 class Forest:
     """Every tree of the ensemble's models, each tree's values scaled by its model's weight (1/k
@@ -169,7 +181,7 @@ def _tabulate(names: list[str], trees: list[_Tree]) -> Forest:
                   phi, leaf, float(base.sum()))
 
 
-@numba.njit(cache=True)
+@_compiled()
 def _shapley_tables(splits, slots, split_slot, leaf_value, path_split, path_left, path_share, weights, phi, leaf, base):
     """For each tree and way through it (a bit per split: went left), the expectation v(S) of
     every subset S of its features (Lundberg et al.'s EXPVALUE: a split on a feature of S follows
@@ -237,7 +249,7 @@ def _ways(columns, start, stop, t, feature, threshold, missing, default_left, ca
                 ways[r - start] |= bit
 
 
-@numba.njit(nogil=True, cache=True)
+@_compiled(nogil=True)
 def _raw_kernel(columns, start, stop, feature, threshold, missing, default_left, categorical, categories, splits, leaf, out):
     ways = np.zeros(stop - start, np.int64)
     for t in range(len(splits)):
@@ -246,7 +258,7 @@ def _raw_kernel(columns, start, stop, feature, threshold, missing, default_left,
             out[r] += leaf[t, ways[r - start]]
 
 
-@numba.njit(nogil=True, cache=True)
+@_compiled(nogil=True)
 def _contrib_kernel(columns, start, stop, feature, threshold, missing, default_left, categorical, categories, splits,
                     slot_feature, slots, phi, out):
     ways = np.zeros(stop - start, np.int64)
