@@ -590,8 +590,8 @@ def _decision(args: argparse.Namespace) -> int:
 
 
 def _subject(args: argparse.Namespace) -> int:
-    """Everything held about one applicant, from every store, as one JSON file (0600); the export
-    itself is journaled with the OS account that asked (the API reads journal)."""
+    """Everything held about one applicant, from every store, as one JSON file and a readable PDF
+    (0600); the export itself is journaled with the OS account that asked (the API reads journal)."""
     from datetime import UTC, datetime
 
     from credit_dagster.core import audit, warehouse
@@ -602,7 +602,7 @@ def _subject(args: argparse.Namespace) -> int:
     except warehouse.WarehouseBusy as busy:
         raise CliError(f"{busy}: try again when the night has written") from busy
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = export.write(found, Path(args.out) if args.out else settings.credit_home() / "exports" / f"subject_{args.id}_{stamp}.json")
+    out, pdf = export.write(found, Path(args.out) if args.out else settings.credit_home() / "exports" / f"subject_{args.id}_{stamp}.json")
     audit.AuditLog(audit.audit_dir(), prefix=audit.READS_PREFIX).append([{
         "at": datetime.now(UTC).isoformat(timespec="milliseconds"), "caller": f"cli:{getpass.getuser()}", "read": "subject export",
         "SK_ID_CURR": args.id}])
@@ -610,7 +610,7 @@ def _subject(args: argparse.Namespace) -> int:
         print(f"{store}: {rows:,} rows")
     for gap in found.not_searched:
         print(f"NOT SEARCHED {gap}")
-    print(f"{sum(found.counts().values()):,} rows about applicant {args.id} in {len(found.found)} places: {out}")
+    print(f"{sum(found.counts().values()):,} rows about applicant {args.id} in {len(found.found)} places: {out} (readable: {pdf})")
     return 0
 
 
@@ -769,7 +769,7 @@ def _parser() -> argparse.ArgumentParser:
     decision_cmd.add_argument("id", type=int, nargs="?", help="the applicant's SK_ID_CURR; without it, every decision of --at's night")
     decision_cmd.add_argument("--at", metavar="NIGHT", help="the night (YYYY-MM-DD) of the decision; default: the applicant's latest")
     decision_cmd.set_defaults(func=_decision)
-    subject = command("subject", help="everything held about one applicant, from every store, as one JSON file (GDPR Art. 15)",
+    subject = command("subject", help="everything held about one applicant, from every store, as one JSON file and a readable PDF (GDPR Art. 15)",
                       formatter_class=fmt, epilog="example: credit-dagster subject export 100042 --out /secure/100042.json")
     subject.add_argument("action", choices=["export"])
     subject.add_argument("id", type=int, help="the applicant's SK_ID_CURR")

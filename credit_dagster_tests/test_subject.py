@@ -7,6 +7,7 @@ import shutil
 import stat
 
 import duckdb
+import pypdf
 
 from credit_dagster import cli
 from credit_dagster.core import audit
@@ -75,6 +76,13 @@ def test_the_export_finds_every_row_held_about_one_applicant_and_nobody_else_s(s
             assert ids <= {str(applicant)}, row
     assert not {str(o) for o in others} & {str(v) for rows in found.values() for r in rows for k, v in r.items()
                                            if k.upper() in ("SK_ID_CURR", "SK_ID")}
+    # the same, readable: each place it is kept, the review note as the client wrote it, nobody else
+    pdf = out.with_suffix(".pdf")
+    assert stat.S_IMODE(pdf.stat().st_mode) == 0o600
+    text = " ".join(" ".join(page.extract_text().split()) for page in pypdf.PdfReader(pdf).pages)
+    assert f"What we hold about applicant {applicant}" in text and "I was never late" in text
+    assert "kept in warehouse.duckdb" in text and "kept in serving/serving.duckdb" in text and "Logs of decisions" in text
+    assert f"SK_ID_CURR: {applicant * 10}" not in text
     # a fixture home remembers no data folder: said, not silently skipped
     assert any("source data" in gap for gap in exported["not_searched"])
     # the export itself is on record, with the OS account that asked

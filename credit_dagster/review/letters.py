@@ -136,7 +136,11 @@ def to_pdf(letter: Letter) -> bytes:
     has a font for, Arabic and Hebrew shaped right to left (HarfBuzz). LetterError names the
     characters no font here can print, instead of dropping them silently."""
     body = to_html(letter, styled=False)
-    body = body[body.index("<body>") + 6 : body.index("</body>")]
+    return html_to_pdf(letter.title, body[body.index("<body>") + 6 : body.index("</body>")])
+
+
+def html_to_pdf(title: str, body: str) -> bytes:
+    """A page's body (simple, escaped HTML) as a PDF, with the fonts its characters need."""
     (_, _, dejavu), *fallbacks = _fonts()
     text = {ord(c) for c in html.unescape(re.sub(r"<[^>]+>", "", body)) if not c.isspace() and unicodedata.category(c)[0] != "C"}
     beyond, needed = text - dejavu, []
@@ -149,7 +153,7 @@ def to_pdf(letter: Letter) -> bytes:
         raise LetterError(f"no font on this system prints {missing!r} (U+{ord(missing[0]):04X}…): install the "
                           "Noto fonts (Debian: fonts-noto-core fonts-noto-cjk fonts-symbola), or send the HTML letter")
     pdf = FPDF(format="A4")
-    pdf.set_title(letter.title)
+    pdf.set_title(title)
     pdf.set_creator(settings.current().lender_name)
     pdf.add_font("DejaVu", "", str(FONT))
     pdf.add_font("DejaVu", "B", str(FONT_BOLD))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from html import escape
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -78,14 +79,51 @@ def export(sk_id_curr: int) -> Export:
     return result
 
 
-def write(result: Export, out: Path) -> Path:
-    """The export as one JSON file, readable by its owner only (it is a person's data)."""
+# each store in the words of the person who asked
+STORES = {"warehouse": "Our records (the scoring warehouse)", "snapshot": "What our advisors' screens and our API show",
+          "journal": "Logs of decisions, reviews and access to your file", "drop": "Files of applications as we received them",
+          "source data": "The data files our system was built from", "registry": "Scores computed when our model was trained",
+          "datasets": "Archives of nightly decisions"}
+
+
+def write(result: Export, out: Path) -> tuple[Path, Path]:
+    """The export as one JSON file and the same as a readable PDF beside it (`out` with .pdf),
+    each readable by its owner only (a person's data)."""
+    from credit_dagster.review import letters  # the letters' PDF renderer and fonts
+
     out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    out.unlink(missing_ok=True)
-    # created anew, 0600 from the start: never through a link planted at that name
-    with os.fdopen(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
-        handle.write(result.to_json())
-    return out
+    pdf = out.with_suffix(".pdf")
+    for path, data in ((out, result.to_json().encode()), (pdf, letters.html_to_pdf(_title(result), to_html(result)))):
+        path.unlink(missing_ok=True)
+        # created anew, 0600 from the start: never through a link planted at that name
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+            handle.write(data)
+    return out, pdf
+
+
+def to_html(result: Export) -> str:
+    """The export as a page a person can read: where each part is kept, then its rows, a line
+    each (every value escaped: what a person wrote is shown, never interpreted)."""
+    lender = settings.current().lender_name
+    parts = [f"<h1>{escape(_title(result))}</h1>",
+             f"<p>This is everything {escape(lender)} holds about applicant {result.SK_ID_CURR} on {escape(result.exported_at[:10])}: "
+             "the application, the credit history as it reached us, the decisions our scoring model made and their reasons, "
+             "what our staff did with the file, and who looked at it. Each part says where it is kept.</p>"]
+    for gap in result.not_searched:
+        parts.append(f"<p><b>Not searched:</b> {escape(gap)}</p>")
+    for store in dict.fromkeys(f.store for f in result.found):
+        parts.append(f"<h2>{escape(STORES.get(store, store))}</h2>")
+        for found in (f for f in result.found if f.store == store):
+            parts.append(f"<h3>{escape(found.table or found.where)} ({len(found.rows):,} {'row' if len(found.rows) == 1 else 'rows'}, "
+                         f"kept in {escape(found.where)})</h3>")
+            for row in found.rows:
+                shown = "; ".join(f"{escape(str(k))}: {escape(str(v))}" for k, v in row.items() if v is not None and str(v) != "")
+                parts.append(f"<p>{shown}</p>")
+    return "\n".join(parts)
+
+
+def _title(result: Export) -> str:
+    return f"What we hold about applicant {result.SK_ID_CURR}"
 
 
 def _tables(con: duckdb.DuckDBPyConnection, catalog: str, store: str, where: str, key: str) -> list[Found]:
