@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-from html import escape
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 
 import duckdb
