@@ -300,11 +300,11 @@ def test_the_pdf_letter_prints_every_script_a_client_writes_in(caplog, capfd):
 
     import pypdf
 
-    from credit_dagster.review import letters as letter_module
+    from credit_dagster.core import pdf as pdf_module
 
-    if len(letter_module._fonts()) < len(letter_module.FALLBACK_FONTS) + 1:
+    if len(pdf_module._fonts()) < len(pdf_module.FALLBACK_FONTS) + 1:
         reachable_or_skip("the Noto fonts (Debian fonts-noto-core fonts-noto-cjk fonts-symbola; .ci/run installs them)",
-                          RuntimeError(f"{len(letter_module._fonts()) - 1} of {len(letter_module.FALLBACK_FONTS)} found"))
+                          RuntimeError(f"{len(pdf_module._fonts()) - 1} of {len(pdf_module.FALLBACK_FONTS)} found"))
     contested = review.apply(review.new_case(5, review.REFUSED),
                              _action(5, review.CONTEST, "api:x", "", review.REFUSED, 0, note=SCRIPTS, received_on="2026-11-27"))
     caplog.set_level(logging.DEBUG)
@@ -323,10 +323,10 @@ def test_a_character_no_font_prints_refuses_the_pdf_instead_of_dropping_it(monke
     import logging
     import warnings
 
-    from credit_dagster.review import letters as letter_module
+    from credit_dagster.core import pdf as pdf_module
 
-    monkeypatch.setattr(letter_module, "FALLBACK_FONTS", ())
-    letter_module._fonts.cache_clear()
+    monkeypatch.setattr(pdf_module, "FALLBACK_FONTS", ())
+    pdf_module._fonts.cache_clear()
     caplog.set_level(logging.DEBUG)
     try:
         with pytest.raises(letters.LetterError, match="no font on this system prints"), warnings.catch_warnings(record=True) as caught:
@@ -334,7 +334,7 @@ def test_a_character_no_font_prints_refuses_the_pdf_instead_of_dropping_it(monke
             contested = review.apply(review.new_case(6, review.GRANTED), _action(6, review.CONTEST, "api:x", "", review.GRANTED, 0))
             letters.to_pdf(letters.letter({"decision": review.GRANTED}, contested, "还款 ok", synthetic=True))
     finally:
-        letter_module._fonts.cache_clear()
+        pdf_module._fonts.cache_clear()
     _no_client_text_logged("还款", caplog, capfd, caught)
 
 

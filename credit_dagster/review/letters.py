@@ -5,19 +5,13 @@ letter with its outcome. HTML (one template, escaped) and PDF (fpdf2, offline: t
 
 from __future__ import annotations
 
-import functools
-import html
-import re
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import jinja2
-import matplotlib
-from fpdf import FPDF
 
-from credit_dagster.core import settings
+from credit_dagster.core import pdf, settings
 from credit_dagster.decision import scoring
 from credit_dagster.review import cases as review
 from credit_dagster.review import queue
@@ -26,8 +20,6 @@ from credit_dagster.review.journal import ReviewJournal
 _TEMPLATE = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")), autoescape=True,
                                undefined=jinja2.StrictUndefined).get_template("letter.html.j2")
 # a Unicode font that ships with a pinned dependency: a client's words may hold any character
-FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-FONT_BOLD = FONT.with_name("DejaVuSans-Bold.ttf")
 OUTCOMES = {
     review.GRANTED: "We have granted your loan.",
     review.REFUSED: "We are sorry: we cannot grant your loan.",
@@ -102,67 +94,12 @@ def to_html(letter: Letter, styled: bool = True) -> str:
                             written_on=review.day_words(datetime.now(UTC).date().isoformat()))
 
 
-# The scripts a bank's clients write in, from the fonts the system has (Debian: fonts-noto-core,
-# fonts-noto-cjk, fonts-symbola; `.ci/run` and the image install them): tried in this order after
-# DejaVu Sans for any character DejaVu lacks. A character no font covers refuses the PDF, saying so.
-FALLBACK_FONTS = ("NotoSansCJK-Regular.ttc", "NotoSansArabic-Regular.ttf", "NotoSansHebrew-Regular.ttf",
-                  "NotoSansDevanagari-Regular.ttf", "NotoSansBengali-Regular.ttf", "NotoSansGurmukhi-Regular.ttf",
-                  "NotoSansGujarati-Regular.ttf", "NotoSansTamil-Regular.ttf", "NotoSansTelugu-Regular.ttf",
-                  "NotoSansKannada-Regular.ttf", "NotoSansMalayalam-Regular.ttf", "NotoSansSinhala-Regular.ttf",
-                  "NotoSansThai-Regular.ttf", "NotoSansLao-Regular.ttf", "NotoSansKhmer-Regular.ttf", "NotoSansMyanmar-Regular.ttf",
-                  "NotoSansArmenian-Regular.ttf", "NotoSansGeorgian-Regular.ttf", "NotoSansEthiopic-Regular.ttf", "Symbola_hint.ttf")
-FONT_ROOTS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
-
-
-@functools.cache
-def _fonts() -> tuple[tuple[str, Path, frozenset[int]], ...]:
-    """(family, file, characters it covers) for DejaVu and each fallback font found on this system."""
-    from fontTools.ttLib import TTFont
-
-    found = [("DejaVu", FONT)]
-    for name in FALLBACK_FONTS:
-        path = next((f for root in FONT_ROOTS if root.exists() for f in root.rglob(name)), None)
-        if path:
-            found.append((name.split("-")[0].split(".")[0], path))
-    fonts = []
-    for family, path in found:
-        with TTFont(str(path), fontNumber=0, lazy=True) as font:
-            fonts.append((family, path, frozenset(font.getBestCmap())))
-    return tuple(fonts)
-
-
 def to_pdf(letter: Letter) -> bytes:
     """The same letter as a PDF, rendered here (no browser, no network): every script the system
     has a font for, Arabic and Hebrew shaped right to left (HarfBuzz). LetterError names the
     characters no font here can print, instead of dropping them silently."""
     body = to_html(letter, styled=False)
-    return html_to_pdf(letter.title, body[body.index("<body>") + 6 : body.index("</body>")])
-
-
-def html_to_pdf(title: str, body: str) -> bytes:
-    """A page's body (simple, escaped HTML) as a PDF, with the fonts its characters need."""
-    (_, _, dejavu), *fallbacks = _fonts()
-    text = {ord(c) for c in html.unescape(re.sub(r"<[^>]+>", "", body)) if not c.isspace() and unicodedata.category(c)[0] != "C"}
-    beyond, needed = text - dejavu, []
-    for family, path, chars in fallbacks:  # only the fonts this letter needs: a Latin letter loads none (a CJK font is 20 MB)
-        if beyond & chars:
-            needed.append((family, path))
-            beyond -= chars
-    if beyond:
-        missing = "".join(sorted(chr(c) for c in beyond))[:20]
-        raise LetterError(f"no font on this system prints {missing!r} (U+{ord(missing[0]):04X}…): install the "
-                          "Noto fonts (Debian: fonts-noto-core fonts-noto-cjk fonts-symbola), or send the HTML letter")
-    pdf = FPDF(format="A4")
-    pdf.set_title(title)
-    pdf.set_creator(settings.current().lender_name)
-    pdf.add_font("DejaVu", "", str(FONT))
-    pdf.add_font("DejaVu", "B", str(FONT_BOLD))
-    for family, path in needed:
-        pdf.add_font(family, "", str(path))
-    if needed:
-        pdf.set_fallback_fonts([family for family, _ in needed], exact_match=False)
-    pdf.set_text_shaping(True)  # joined Arabic letters, right-to-left runs, Indic clusters
-    pdf.set_font("DejaVu", size=11)
-    pdf.add_page()
-    pdf.write_html(body, font_family="DejaVu")
-    return bytes(pdf.output())
+    try:
+        return pdf.html_to_pdf(letter.title, body[body.index("<body>") + 6 : body.index("</body>")])
+    except pdf.Unprintable as missing:
+        raise LetterError(f"{missing}, or send the HTML letter") from None

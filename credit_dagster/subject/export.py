@@ -24,6 +24,7 @@ from pathlib import Path
 import duckdb
 
 from credit_dagster.core import audit, datasets, settings, warehouse
+from credit_dagster.core import pdf as pdf_file
 
 BUREAU_KEY = "SK_ID_BUREAU"
 # the applicant's key under its names: Kaggle's, and the review journal's and tables' `sk_id`
@@ -86,19 +87,25 @@ STORES = {"warehouse": "Our records (the scoring warehouse)", "snapshot": "What 
           "datasets": "Archives of nightly decisions"}
 
 
-def write(result: Export, out: Path) -> tuple[Path, Path]:
+def write(result: Export, out: Path) -> tuple[Path, Path | str]:
     """The export as one JSON file and the same as a readable PDF beside it (`out` with .pdf),
-    each readable by its owner only (a person's data)."""
-    from credit_dagster.review import letters  # the letters' PDF renderer and fonts
-
+    each readable by its owner only (a person's data); instead of the PDF's path, why it could
+    not be printed (a character no font here prints: the JSON has everything)."""
     out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    pdf = out.with_suffix(".pdf")
-    for path, data in ((out, result.to_json().encode()), (pdf, letters.html_to_pdf(_title(result), to_html(result)))):
-        path.unlink(missing_ok=True)
-        # created anew, 0600 from the start: never through a link planted at that name
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
-            handle.write(data)
-    return out, pdf
+    _create(out, result.to_json().encode())
+    try:
+        printed = pdf_file.html_to_pdf(_title(result), to_html(result))
+    except pdf_file.Unprintable as unprintable:
+        return out, f"no PDF: {unprintable}"
+    return out, _create(out.with_suffix(".pdf"), printed)
+
+
+def _create(path: Path, data: bytes) -> Path:
+    path.unlink(missing_ok=True)
+    # created anew, 0600 from the start: never through a link planted at that name
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+        handle.write(data)
+    return path
 
 
 def to_html(result: Export) -> str:
