@@ -422,3 +422,37 @@ def test_model_metadata_is_typed_and_an_older_registry_still_reads(build):
     assert written["format_stamp"]["store"] == "registry"  # the format beside the fields (core/formats.py)
     loaded = registry.load(version).metadata
     assert loaded.cv_metrics == written["cv_metrics"] and loaded.features == written["features"]
+
+
+def test_the_technical_documentation_reads_every_figure_from_the_registry(build):
+    """The Annex IV document of each registered version: every part there, each figure the
+    registry's, none typed by hand (other figures give another document), as HTML and PDF."""
+    import io
+
+    import pypdf
+
+    from credit_dagster.model import technical_doc
+    from credit_dagster.model.documents import plain
+
+    registry = Registry(build[0] / "models")
+    version = registry.versions()[-1]
+    folder = registry.root / version
+    text, meta = (folder / "technical_documentation.md").read_text(), registry.metadata(version)
+    assert [f"Annex IV point {n})" in text for n in range(1, 10)] == [True] * 9 and "EBA/GL/2020/06 4.3.3" in text
+    m = meta.cv_metrics
+    figures = [f"{m['roc_auc']:.4f} (95 % interval {m['roc_auc_low']:.4f} to {m['roc_auc_high']:.4f})", f"{meta.training_rows:,} labelled",
+               f"default rate {meta.default_rate:.2%}", f"granted* below {meta.threshold:.2%}", meta.data_fingerprint,
+               f"between {meta.refer_band[0]:.2%} and {meta.refer_band[1]:.2%}", ", ".join(f"{a:.4f}" for a in meta.fold_auc),
+               f"rounds per fold {', '.join(map(str, meta.fold_rounds))}", f"{len(meta.features_used)} used",
+               ", ".join(plain(f) for f in meta.excluded_features)]
+    assert [f for f in figures if f not in text] == []
+    assert "technical_documentation.html" in (folder / "model_card.md").read_text()  # the card links to it
+    pdf_text = " ".join(" ".join(p.extract_text().split()) for p in pypdf.PdfReader(io.BytesIO((folder / "technical_documentation.pdf").read_bytes())).pages)
+    assert "Annex IV point 9" in pdf_text and f"{m['roc_auc']:.4f}" in pdf_text
+    # no figure typed by hand: a version with other figures is documented with them, and its changes said
+    other = dataclasses.replace(meta, version="v9", cv_metrics={**m, "roc_auc": 0.61234}, training_rows=123_456, threshold=0.0612,
+                                features_used=[*meta.features_used[1:], "NEW_FEATURE"])
+    rendered = technical_doc.render(other, history=[], previous=meta, backtest=None)
+    assert "0.6123" in rendered and "123,456 labelled" in rendered and "granted* below 6.12%" in rendered
+    assert f"ROC AUC out of fold {m['roc_auc']:.4f} → 0.6123" in rendered and f"threshold {meta.threshold:.2%} → 6.12%" in rendered
+    assert "that it did not use: NEW\\_FEATURE" in rendered and f"no longer used: {plain(meta.features_used[0])}" in rendered

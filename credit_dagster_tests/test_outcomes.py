@@ -154,6 +154,10 @@ def test_synthetic_outcomes_back_test_equals_an_independent_computation(tmp_path
     assert row["with_outcome"] == len(joined) and row["defaults"] == joined["TARGET"].sum()
     assert row["realized_auc"] == pytest.approx(roc_auc_score(joined["TARGET"], joined["probability_of_default"]), abs=1e-12)
     assert row["realized_auc_low"] < row["realized_auc"] < row["realized_auc_high"]
+    # the version's technical documentation says how it held up (Annex IV point 9), with these figures
+    documented = (home / "models" / row["model_version"] / "technical_documentation.md").read_text()
+    line = next(line for line in documented.splitlines() if line.startswith(f"| {row['vintage']} "))
+    assert f" {round(row['realized_auc'], 4):g} " in line and f" {int(row['with_outcome'])} " in line and row["verdict"] in line
     # Evidently's classification report of the vintage, whose ROC AUC is the back-test's own
     shown = {k: v for e in result.get_asset_materialization_events() for k, v in e.materialization.metadata.items()}
     assert shown["evidently_roc_auc"].value == pytest.approx(row["realized_auc"], abs=1e-9)

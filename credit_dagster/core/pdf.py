@@ -17,6 +17,7 @@ from credit_dagster.core import settings
 
 FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
 FONT_BOLD = FONT.with_name("DejaVuSans-Bold.ttf")
+FONT_ITALIC, FONT_BOLD_ITALIC = FONT.with_name("DejaVuSans-Oblique.ttf"), FONT.with_name("DejaVuSans-BoldOblique.ttf")
 
 
 class Unprintable(ValueError):
@@ -70,6 +71,8 @@ def html_to_pdf(title: str, body: str) -> bytes:
     document.set_creator(settings.current().lender_name)
     document.add_font("DejaVu", "", str(FONT))
     document.add_font("DejaVu", "B", str(FONT_BOLD))
+    document.add_font("DejaVu", "I", str(FONT_ITALIC))
+    document.add_font("DejaVu", "BI", str(FONT_BOLD_ITALIC))
     for family, path in needed:
         document.add_font(family, "", str(path))
     if needed:

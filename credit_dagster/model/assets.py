@@ -12,7 +12,7 @@ from credit_dagster.core.settings import reports_dir
 from credit_dagster.features import sql_models
 from credit_dagster.features.dictionary import not_inputs, protected, risk_directions
 from credit_dagster.ingest.assets import is_synthetic
-from credit_dagster.model import build, charts, fairness, metrics, model_card, promotion, training
+from credit_dagster.model import build, charts, fairness, metrics, model_card, promotion, technical_doc, training
 from credit_dagster.model.resources import ModelStore
 from credit_dagster.model.scorecard import Scorecard
 
@@ -329,7 +329,8 @@ def out_of_time_test(candidate, champion, newest: pd.DataFrame) -> dict | None:
 
 @dg.asset(group_name=GROUP, key=dg.AssetKey([GROUP, "model_card"]), deps=[CHAMPION], kinds={"html"})
 def model_card_report(models: ModelStore) -> dg.MaterializeResult:
-    """The model card of the latest model (Markdown and HTML, readable offline)."""
+    """The model card of the latest model (Markdown and HTML, readable offline), and its technical
+    documentation (Annex IV: Markdown, HTML and PDF)."""
     registry = models.registry()
     model = _latest(models)
     folder = registry.root / model.version
@@ -337,6 +338,7 @@ def model_card_report(models: ModelStore) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={
         "model_version": model.version, "html": dg.MetadataValue.path(str(latest)),
         "markdown": dg.MetadataValue.path(str(folder / "model_card.md")),
+        "technical_documentation": dg.MetadataValue.path(str(folder / f"{technical_doc.NAME}.html")),
         "fairness_flags": fairness_flags(model),
     })
 

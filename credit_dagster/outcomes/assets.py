@@ -18,7 +18,7 @@ from credit_dagster.core import settings, snapshot
 from credit_dagster.core.keys import BACKTEST_GRADES, BACKTEST_OVERRIDES, BACKTEST_VINTAGES, OUTCOMES, POOL, REVIEW, SCORED
 from credit_dagster.core.resources import Warehouse
 from credit_dagster.ingest import quality
-from credit_dagster.model import charts
+from credit_dagster.model import charts, technical_doc
 from credit_dagster.model.resources import ModelStore
 from credit_dagster.nightly import partitions
 from credit_dagster.outcomes import backtest, reports
@@ -206,6 +206,9 @@ def backtest_vintages(warehouse: Warehouse, models: ModelStore) -> dg.Materializ
         judged["realized_auc_low"].tolist(), judged["realized_auc_high"].tolist(), judged["development_granted_auc"].tolist(),
         "development, among the granted", "ROC AUC", "Realized ROC AUC per vintage and model"), "realized AUC per vintage")} if len(judged) else {}
     quality = _evidently_quality(models, rows, judged)
+    registry = models.registry()
+    for version in sorted(set(table["model_version"]) & set(registry.versions())) if len(table) else []:
+        technical_doc.record_backtest(registry, version, table)  # its technical documentation says how it held up
     return dg.MaterializeResult(metadata={**plot, **quality,
         "dagster/row_count": len(table), "failing": int((table["verdict"] == backtest.FAIL).sum()) if len(table) else 0,
         "outcomes_judged": int(judged["with_outcome"].sum()) if len(judged) else 0, "vintages": _markdown(table[[
