@@ -68,11 +68,12 @@ def export(sk_id_curr: int) -> Export:
             con.execute(f"attach {_literal(path)} as snapshot_{i} (read_only)")
         catalogs = {settings.warehouse_path().stem: ("warehouse", settings.warehouse_path())}
         catalogs |= {f"snapshot_{i}": ("snapshot", p) for i, p in enumerate(snapshots)}
+        # store by store: the bureau months found are those of the bureau credits found in the same store
         for catalog, (store, path) in catalogs.items():
-            result.found += _tables(con, catalog, store, _shown(path, home), key)
+            result.found += _search(con, _tables(con, catalog, store, _shown(path, home)), key)
         for folder in _csv_folders(result):
-            result.found += _csvs(con, folder, home, key)
-        result.found += _parquet(con, result, key)
+            result.found += _search(con, _csvs(con, folder, home), key)
+        result.found += _search(con, _parquet(con, result), key)
     for path in _journal_files(home):
         rows = [record for record in _records(path) if _names(record, key)]
         if rows:
@@ -133,67 +134,64 @@ def _title(result: Export) -> str:
     return f"What we hold about applicant {result.SK_ID_CURR}"
 
 
-def _tables(con: duckdb.DuckDBPyConnection, catalog: str, store: str, where: str, key: str) -> list[Found]:
-    columns = con.execute("select table_schema, table_name, list(column_name) from information_schema.columns "
-                          "where table_catalog = ? group by all order by 1, 2", [catalog]).fetchall()
-    found, bureaus = [], set()
-    for keyed in (True, False):  # the applicant's own rows first, then the bureau months of their credits
-        for schema, table, names in columns:
-            upper = {n.upper(): n for n in names}
-            own = next((upper[k] for k in KEYS if k in upper), None)
-            if keyed and own:
-                condition, params = f'cast("{own}" as varchar) = ?', [key]
-            elif not keyed and not own and BUREAU_KEY in upper and bureaus:
-                condition, params = f'cast("{upper[BUREAU_KEY]}" as varchar) in (select unnest(?))', [sorted(bureaus)]
-            else:
-                continue
-            rows = _rows(con, f'select * from "{catalog}"."{schema}"."{table}" where {condition}', params)
-            if rows:
-                bureaus |= {str(r[upper[BUREAU_KEY]]) for r in rows if keyed and BUREAU_KEY in upper and r[upper[BUREAU_KEY]] is not None}
-                found.append(Found(store, where, f"{schema}.{table}", rows))
-    return found
+@dataclass
+class _Source:
+    relation: str  # what to select from: a table, or a file read by DuckDB
+    columns: list[str]
+    store: str
+    where: str
+    table: str
 
 
-def _csvs(con: duckdb.DuckDBPyConnection, folder: tuple[str, Path], home: Path, key: str) -> list[Found]:
-    store, path = folder
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith((".csv", ".csv.gz")))
+def _search(con: duckdb.DuckDBPyConnection, sources: list[_Source], key: str) -> list[Found]:
+    """The rows of each source that are the applicant's (their key, as text), then the bureau
+    months of their bureau credits (sources without the key, by SK_ID_BUREAU)."""
     found, bureaus = [], set()
     for keyed in (True, False):
-        for file in files:
-            header = _rows(con, f"select * from read_csv({_literal(file)}, all_varchar = true, header = true) limit 0", [], names=True)
-            upper = {n.upper(): n for n in header}
+        for source in sources:
+            upper = {n.upper(): n for n in source.columns}
             own = next((upper[k] for k in KEYS if k in upper), None)
             if keyed and own:
-                condition, params = f'trim("{own}") = ?', [key]
+                column, values = own, [key]
             elif not keyed and not own and BUREAU_KEY in upper and bureaus:
-                condition, params = f'trim("{upper[BUREAU_KEY]}") in (select unnest(?))', [sorted(bureaus)]
+                column, values = upper[BUREAU_KEY], sorted(bureaus)
             else:
                 continue
-            rows = _rows(con, f"select * from read_csv({_literal(file)}, all_varchar = true, header = true) where {condition}", params)
+            rows = _rows(con, f'select * from {source.relation} where trim(cast("{column}" as varchar)) in (select unnest(?))', [values])
             if rows:
-                bureaus |= {r[upper[BUREAU_KEY]].strip() for r in rows if keyed and BUREAU_KEY in upper and r[upper[BUREAU_KEY]]}
-                found.append(Found(store, _shown(file, home), file.name, rows))
+                if keyed and BUREAU_KEY in upper:
+                    bureaus |= {str(r[upper[BUREAU_KEY]]).strip() for r in rows if r[upper[BUREAU_KEY]] is not None}
+                found.append(Found(source.store, source.where, source.table, rows))
     return found
 
 
-def _parquet(con: duckdb.DuckDBPyConnection, result: Export, key: str) -> list[Found]:
+def _tables(con: duckdb.DuckDBPyConnection, catalog: str, store: str, where: str) -> list[_Source]:
+    columns = con.execute("select table_schema, table_name, list(column_name) from information_schema.columns "
+                          "where table_catalog = ? group by all order by 1, 2", [catalog]).fetchall()
+    return [_Source(f'"{catalog}"."{schema}"."{table}"', names, store, where, f"{schema}.{table}") for schema, table, names in columns]
+
+
+def _csvs(con: duckdb.DuckDBPyConnection, folder: tuple[str, Path], home: Path) -> list[_Source]:
+    store, path = folder
+    sources = []
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith((".csv", ".csv.gz"))):
+        relation = f"read_csv({_literal(file)}, all_varchar = true, header = true)"
+        sources.append(_Source(relation, _rows(con, f"select * from {relation} limit 0", [], names=True), store, _shown(file, home), file.name))
+    return sources
+
+
+def _parquet(con: duckdb.DuckDBPyConnection, result: Export) -> list[_Source]:
     root = datasets.root()
     if "://" in root and not root.startswith("file://"):
         result.not_searched.append(f"the datasets at {root} (CREDIT_DATASETS, not a local folder): search them with DuckDB")
         return []
     folder = Path(root.removeprefix("file://"))
-    found = []
+    sources = []
     for table in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
-        scan = f"read_parquet({_literal(f'{table}/**/*.parquet')}, hive_partitioning = true, union_by_name = true)"
-        if not any(table.rglob("*.parquet")):
-            continue
-        names = _rows(con, f"select * from {scan} limit 0", [], names=True)
-        own = next((n for n in names if n.upper() in KEYS), None)
-        if own:
-            rows = _rows(con, f'select * from {scan} where cast("{own}" as varchar) = ?', [key])
-            if rows:
-                found.append(Found("datasets", str(table), table.name, rows))
-    return found
+        if any(table.rglob("*.parquet")):
+            relation = f"read_parquet({_literal(f'{table}/**/*.parquet')}, hive_partitioning = true, union_by_name = true)"
+            sources.append(_Source(relation, _rows(con, f"select * from {relation} limit 0", [], names=True), "datasets", str(table), table.name))
+    return sources
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list, names: bool = False):
