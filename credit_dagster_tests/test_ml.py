@@ -447,7 +447,8 @@ def test_the_technical_documentation_reads_every_figure_from_the_registry(build)
                ", ".join(plain(f) for f in meta.excluded_features)]
     assert [f for f in figures if f not in text] == []
     assert "technical_documentation.html" in (folder / "model_card.md").read_text()  # the card links to it
-    pdf_text = " ".join(" ".join(p.extract_text().split()) for p in pypdf.PdfReader(io.BytesIO((folder / "technical_documentation.pdf").read_bytes())).pages)
+    document = pypdf.PdfReader(io.BytesIO((folder / "technical_documentation.pdf").read_bytes()))
+    pdf_text = " ".join(" ".join(p.extract_text().split()) for p in document.pages)
     assert "Annex IV point 9" in pdf_text and f"{m['roc_auc']:.4f}" in pdf_text
     # no figure typed by hand: a version with other figures is documented with them, and its changes said
     other = dataclasses.replace(meta, version="v9", cv_metrics={**m, "roc_auc": 0.61234}, training_rows=123_456, threshold=0.0612,
