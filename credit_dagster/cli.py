@@ -554,9 +554,29 @@ def _audit(args: argparse.Namespace) -> int:
         for problem in breaks[:10]:
             print(f"  BROKEN {problem}")
         broken |= bool(breaks) or moved
+    broken |= not _decisions_sealed()
     if broken:
-        raise CliError("a journal was changed after it was written (above: where)")
+        raise CliError("a journal or a night's decisions changed after they were written (above: where)")
     return 0
+
+
+def _decisions_sealed() -> bool:
+    """The nights' audit rows chained again against their seals (core/seals.py): whether all hold."""
+    from credit_dagster.core import formats, seals, warehouse
+
+    if not settings.warehouse_path().exists():
+        return True
+    try:
+        with warehouse.connect(settings.warehouse_path(), scratch=True, wait=False) as con:
+            checked = seals.verify(con)
+    except (warehouse.WarehouseBusy, formats.FormatError) as unread:
+        print(f"night decisions: not verified: {unread}")
+        return False
+    before = f"; {checked.unsealed_before:,} rows written before nights were sealed (not checked)" if checked.unsealed_before else ""
+    print(f"night decisions: {checked.rows:,} rows of {checked.runs} sealed runs{before}")
+    for problem in checked.problems[:10]:
+        print(f"  BROKEN {problem}")
+    return not checked.problems
 
 
 def _decision(args: argparse.Namespace) -> int:
@@ -775,7 +795,8 @@ def _parser() -> argparse.ArgumentParser:
     subject.add_argument("id", type=int, help="the applicant's SK_ID_CURR")
     subject.add_argument("--out", help="the file to write (default CREDIT_HOME/exports/subject_<id>_<time>.json), readable by its owner only")
     subject.set_defaults(func=_subject)
-    audit_cmd = command("audit", help="check that no journal line was edited, deleted or moved (their hash chains)", formatter_class=fmt,
+    audit_cmd = command("audit", help="check that no journal line was edited, deleted or moved (their hash chains), nor any "
+                        "night's decision (their seals)", formatter_class=fmt,
                         epilog="example: credit-dagster audit verify --head \"review journal=<the head the night's check published>\"")
     audit_cmd.add_argument("action", choices=["verify"])
     audit_cmd.add_argument("--head", action="append", help="NAME=HASH: the head a journal must end with (from the Dagster check's metadata)")

@@ -30,6 +30,7 @@ READS_PREFIX = "reads_"  # beside them: every read of a person's decision or let
 REVIEW_PREFIX = "review_"  # the review journal
 SWITCH_PREFIX = "switch_"  # beside it: the "refer everything" switch
 ACCESS_PREFIX = "access_"  # the dashboard's access log
+SEALS_PREFIX = "seals_"  # beside the API's: each night's decisions sealed (core/seals.py)
 
 
 def audit_dir() -> Path:
@@ -48,7 +49,7 @@ def journals() -> dict[str, tuple[Path, str]]:
     """Every journal of the platform: what it is -> (its folder, its files' prefix)."""
     return {"review journal": (review_dir(), REVIEW_PREFIX), "refer-everything switch": (review_dir(), SWITCH_PREFIX),
             "on-demand decisions": (audit_dir(), PREFIX), "API reads": (audit_dir(), READS_PREFIX),
-            "dashboard access log": (access_dir(), ACCESS_PREFIX)}
+            "dashboard access log": (access_dir(), ACCESS_PREFIX), "night seals": (audit_dir(), SEALS_PREFIX)}
 
 
 class AuditLog:

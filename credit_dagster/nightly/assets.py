@@ -10,7 +10,7 @@ from contextlib import closing, contextmanager
 import dagster as dg
 import duckdb
 
-from credit_dagster.core import datasets, settings
+from credit_dagster.core import datasets, seals, settings
 from credit_dagster.core.keys import CHAMPION, DAILY_FEATURES, DICTIONARY, DROP, POOL, SCORED, WAREHOUSE_QUEUE
 from credit_dagster.core.resources import Warehouse
 from credit_dagster.core.sources import SOURCE_TABLES
@@ -115,8 +115,22 @@ def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse,
     with warehouse.connect() as con:
         dictionary = con.execute("select * from features.feature_dictionary").df()
         scored = night.score(con, schema, model, dictionary, day, context.run.run_id, context.log.info, context.log.warning)
-        night.write_warehouse(con, scored, day)
-    return dg.MaterializeResult(metadata=scored.metadata(model))
+        sealed = night.write_warehouse(con, scored, day)
+    # the seal's head outside the warehouse, where the night's check and `audit verify` can compare it
+    return dg.MaterializeResult(metadata={**scored.metadata(model), "decision_audit_head": sealed["head"],
+                                          "decision_audit_rows_sealed": sealed["rows"]})
+
+
+@dg.asset_check(asset=SCORED, description="Every night's decisions as sealed: their audit rows chained again and compared with "
+                "each run's seal (core/seals.py); fails naming the first place a row was edited, deleted or inserted.")
+def decisions_untouched(warehouse: Warehouse) -> dg.AssetCheckResult:
+    with warehouse.connect(read_only=True) as con:
+        checked = seals.verify(con)
+    return dg.AssetCheckResult(passed=not checked.problems, severity=dg.AssetCheckSeverity.ERROR,
+                               description="; ".join(checked.problems[:5]) if checked.problems else
+                               f"{checked.rows:,} decisions of {checked.runs} runs as sealed",
+                               metadata={"problems": checked.problems[:20], "runs_sealed": checked.runs, "rows_sealed": checked.rows,
+                                         "rows_before_seals": checked.unsealed_before})
 
 
 @dg.asset_check(asset=SCORED, description="Warns when the night has category values the model never saw (scored as missing).")
@@ -131,4 +145,4 @@ def known_category_values(context: dg.AssetCheckExecutionContext, warehouse: War
 
 
 nightly_assets = [daily_drop, daily_features, scored_applications]
-nightly_checks = [drop_quality, drop_nothing_quarantined, drop_plausible, known_category_values]
+nightly_checks = [drop_quality, drop_nothing_quarantined, drop_plausible, known_category_values, decisions_untouched]

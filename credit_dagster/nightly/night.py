@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import duckdb
 import pandas as pd
 
-from credit_dagster.core import refer_all
+from credit_dagster.core import refer_all, seals
 from credit_dagster.decision import counterfactuals, scoring
 from credit_dagster.model.registry import RegisteredModel
 from credit_dagster.nightly import partitions
@@ -76,9 +76,9 @@ def score(con: duckdb.DuckDBPyConnection, schema: str, model: RegisteredModel, d
     return ScoredNight(tables, unknown, len(to_search), int(cf["cf_amount"].notna().sum()) if len(cf) else 0)
 
 
-def write_warehouse(con: duckdb.DuckDBPyConnection, night: ScoredNight, day: str) -> None:
+def write_warehouse(con: duckdb.DuckDBPyConnection, night: ScoredNight, day: str) -> dict:
     """The night's rows into the warehouse in one transaction: each table's rows of the day
-    replaced whole, the audit trail only grows."""
+    replaced whole, the audit trail only grows; then the run's audit rows sealed (`seals`): the seal."""
     views = [r[0] for r in con.execute("select table_name from information_schema.tables where table_schema = 'scoring' "
                                        "and table_type = 'VIEW' order by 1").fetchall()]
     if views:  # published from the datasets (shards.publish): its nights live there
@@ -95,3 +95,4 @@ def write_warehouse(con: duckdb.DuckDBPyConnection, night: ScoredNight, day: str
                                      in_transaction=True)
     con.execute("insert into scoring.decision_audit by name select * from scored_df")
     con.execute("commit")
+    return seals.seal(con, day, str(night.scored["run_id"].iloc[0]))

@@ -1,0 +1,82 @@
+"""Each night's decisions sealed (core/seals.py): an edited, deleted or inserted audit row, or a
+forged run, is found by the night's check and by `credit-dagster audit verify`, saying where."""
+
+import shutil
+
+import duckdb
+
+from credit_dagster import cli
+from credit_dagster.core import audit, seals
+from credit_dagster_tests.conftest import SCORED_DAYS, score_night
+
+
+def check_of(result) -> tuple[bool, str]:
+    [evaluation] = [e.event_specific_data for e in result.all_events
+                    if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.event_specific_data.check_name == "decisions_untouched"]
+    return evaluation.passed, evaluation.description or ""
+
+
+def test_a_night_s_decisions_are_sealed_and_a_changed_row_is_found_where_it_is(scored_home, tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    shutil.copytree(scored_home, home, ignore=shutil.ignore_patterns("*.lock"))
+    monkeypatch.setenv("CREDIT_HOME", str(home))
+    first, second = SCORED_DAYS
+    result = score_night(second)
+    passed, said = check_of(result)
+    assert passed and "2 runs as sealed" in said
+    head = result.asset_materializations_for_node("scoring__scored_applications")[0].metadata["decision_audit_head"].value
+    warehouse = home / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        checked = seals.verify(con)
+        rows = con.execute("select count(*) from scoring.decision_audit").fetchone()[0]
+        night = con.execute("select SK_ID_CURR, run_id from scoring.decision_audit where partition_date = ? order by 1",
+                            [first]).fetchall()
+    assert checked.problems == [] and checked.runs == 2 and checked.rows == rows and checked.unsealed_before == 0
+    journal = [audit.record_of(line) for p in sorted(audit.audit_dir().glob("seals_*.jsonl")) for line in p.read_bytes().splitlines()]
+    assert journal[-1]["head"] == head and journal[-1]["night"] == second  # the head in Dagster's metadata is the journal's
+    assert cli.main(["audit", "verify"]) == 0
+    assert f"night decisions: {rows:,} rows of 2 sealed runs" in capsys.readouterr().out
+    pristine = warehouse.read_bytes()
+    sealed = next(r for r in journal if r["night"] == first)
+    block, full = sealed["block"], len(sealed["blocks"]) * sealed["block"]
+    assert full >= block and len(night) > full  # a whole block and a tail after it
+    (target, run_id), (neighbour, _) = night[block // 2], night[block // 2 + 1]
+    where = f"rows 1 to {block} (SK_ID_CURR {night[0][0]} to {night[block - 1][0]})"
+    moved = f"a row among rows 1 to {block} (SK_ID_CURR {night[0][0]} to "  # the block's rows as they are after the change
+
+    def found(change: str, *params) -> list[str]:
+        """What verify says once `change` is made to the warehouse, which is put back after."""
+        with duckdb.connect(str(warehouse)) as con:
+            con.execute(change, list(params))
+        try:
+            with duckdb.connect(str(warehouse), read_only=True) as con:
+                return seals.verify(con).problems
+        finally:
+            warehouse.write_bytes(pristine)
+
+    edited = found("update scoring.decision_audit set decision = 'granted', probability_of_default = 0.01 where SK_ID_CURR = ? "
+                   "and run_id = ?", target, run_id)
+    assert edited == [f"night {first} (run {run_id}): a row among {where} was edited, deleted or inserted"]
+    tail = found("update scoring.decision_audit set points = points + 1 where SK_ID_CURR = ? and run_id = ?", night[full + 1][0], run_id)
+    assert tail == [f"night {first} (run {run_id}): a row among its last rows (from row {full + 1:,}) was edited"]
+    deleted = found("delete from scoring.decision_audit where SK_ID_CURR = ? and run_id = ?", target, run_id)
+    assert len(deleted) == 1 and moved in deleted[0]
+    # a row slipped in between two, and the one after the last: both said
+    inserted = found("insert into scoring.decision_audit select * replace (SK_ID_CURR + 1 as SK_ID_CURR) from scoring.decision_audit "
+                     "where SK_ID_CURR = ? and run_id = ?", target, run_id)
+    assert len(inserted) == 1 and f"night {first} (run {run_id}): {moved}" in inserted[0]
+    last = found("insert into scoring.decision_audit select * replace (SK_ID_CURR + 10000000 as SK_ID_CURR) from scoring.decision_audit "
+                 "where SK_ID_CURR = ? and run_id = ?", night[-1][0], run_id)
+    assert last and "rows deleted or inserted after row" in last[0]
+    # a whole night forged under a run of its own: rows no seal names
+    forged = found("insert into scoring.decision_audit select * replace ('forged' as run_id) from scoring.decision_audit "
+                   "where partition_date = ?", first)
+    assert forged == [f"night {first} (run forged): {len(night):,} rows that no seal names (inserted into the audit table, "
+                      "or the night was stopped between writing and sealing: its run's log says which)"]
+    # the night's check and the command say it too
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("update scoring.decision_audit set reason_1 = 'edited' where SK_ID_CURR = ? and run_id = ?", [neighbour, run_id])
+    assert cli.main(["audit", "verify"]) == 1
+    assert f"BROKEN night {first} (run {run_id}): a row among {where}" in capsys.readouterr().out
+    passed, description = check_of(score_night(second))
+    assert not passed and f"night {first} (run {run_id}): a row among {where}" in description
