@@ -19,6 +19,9 @@ def test_the_export_finds_every_row_held_about_one_applicant_and_nobody_else_s(s
     home = tmp_path / "home"
     shutil.copytree(scored_home, home, ignore=shutil.ignore_patterns("*.lock"))
     monkeypatch.setenv("CREDIT_HOME", str(home))
+    monkeypatch.delenv("CREDIT_DATA_DIR", raising=False)  # a fixture home remembers no data folder: said below
+    # a file of the inbox that cannot be read: said, and the search goes on
+    next((home / "inbox").iterdir()).joinpath("notes.csv.gz").write_bytes(b"not a gzip stream")
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         # an applicant of the scored night with bureau credits (their months are found by SK_ID_BUREAU)
         applicant = con.execute("""select s.SK_ID_CURR from scoring.scored_applications s join raw.bureau b using (SK_ID_CURR)
@@ -88,6 +91,7 @@ def test_the_export_finds_every_row_held_about_one_applicant_and_nobody_else_s(s
     assert f"SK_ID_CURR: {applicant * 10}" not in text
     # a fixture home remembers no data folder: said, not silently skipped
     assert any("source data" in gap for gap in exported["not_searched"])
+    assert any("notes.csv.gz: not readable" in gap for gap in exported["not_searched"])
     # the export itself is on record, with the OS account that asked
     reads, _ = audit.read(audit.audit_dir(), audit.READS_PREFIX)
     assert reads.iloc[-1][["caller", "read", "SK_ID_CURR"]].tolist() == [f"cli:{getpass.getuser()}", "subject export", applicant]

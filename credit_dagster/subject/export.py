@@ -69,11 +69,12 @@ def export(sk_id_curr: int) -> Export:
         catalogs = {settings.warehouse_path().stem: ("warehouse", settings.warehouse_path())}
         catalogs |= {f"snapshot_{i}": ("snapshot", p) for i, p in enumerate(snapshots)}
         # store by store: the bureau months found are those of the bureau credits found in the same store
+        gaps = result.not_searched
         for catalog, (store, path) in catalogs.items():
-            result.found += _search(con, _tables(con, catalog, store, _shown(path, home)), key)
+            result.found += _search(con, _tables(con, catalog, store, _shown(path, home)), key, gaps)
         for folder in _csv_folders(result):
-            result.found += _search(con, _csvs(con, folder, home), key)
-        result.found += _search(con, _parquet(con, result), key)
+            result.found += _search(con, _csvs(con, folder, home, gaps), key, gaps)
+        result.found += _search(con, _parquet(con, result), key, gaps)
     for path in _journal_files(home):
         rows = [record for record in _records(path) if _names(record, key)]
         if rows:
@@ -143,9 +144,10 @@ class _Source:
     table: str
 
 
-def _search(con: duckdb.DuckDBPyConnection, sources: list[_Source], key: str) -> list[Found]:
+def _search(con: duckdb.DuckDBPyConnection, sources: list[_Source], key: str, gaps: list[str]) -> list[Found]:
     """The rows of each source that are the applicant's (their key, as text), then the bureau
-    months of their bureau credits (sources without the key, by SK_ID_BUREAU)."""
+    months of their bureau credits (sources without the key, by SK_ID_BUREAU); a source DuckDB
+    cannot read to its end is added to `gaps`, and the search goes on."""
     found, bureaus = [], set()
     for keyed in (True, False):
         for source in sources:
@@ -157,7 +159,11 @@ def _search(con: duckdb.DuckDBPyConnection, sources: list[_Source], key: str) ->
                 column, values = upper[BUREAU_KEY], sorted(bureaus)
             else:
                 continue
-            rows = _rows(con, f'select * from {source.relation} where trim(cast("{column}" as varchar)) in (select unnest(?))', [values])
+            try:
+                rows = _rows(con, f'select * from {source.relation} where trim(cast("{column}" as varchar)) in (select unnest(?))', [values])
+            except duckdb.Error as unread:
+                gaps.append(f"{source.where}: not readable to its end ({str(unread).splitlines()[0]})")
+                continue
             if rows:
                 if keyed and BUREAU_KEY in upper:
                     bureaus |= {str(r[upper[BUREAU_KEY]]).strip() for r in rows if r[upper[BUREAU_KEY]] is not None}
@@ -171,12 +177,17 @@ def _tables(con: duckdb.DuckDBPyConnection, catalog: str, store: str, where: str
     return [_Source(f'"{catalog}"."{schema}"."{table}"', names, store, where, f"{schema}.{table}") for schema, table, names in columns]
 
 
-def _csvs(con: duckdb.DuckDBPyConnection, folder: tuple[str, Path], home: Path) -> list[_Source]:
+def _csvs(con: duckdb.DuckDBPyConnection, folder: tuple[str, Path], home: Path, gaps: list[str]) -> list[_Source]:
     store, path = folder
     sources = []
     for file in sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith((".csv", ".csv.gz"))):
         relation = f"read_csv({_literal(file)}, all_varchar = true, header = true)"
-        sources.append(_Source(relation, _rows(con, f"select * from {relation} limit 0", [], names=True), store, _shown(file, home), file.name))
+        try:
+            columns = _rows(con, f"select * from {relation} limit 0", [], names=True)
+        except duckdb.Error as unread:
+            gaps.append(f"{_shown(file, home)}: not readable as CSV ({str(unread).splitlines()[0]})")
+            continue
+        sources.append(_Source(relation, columns, store, _shown(file, home), file.name))
     return sources
 
 
