@@ -102,6 +102,10 @@ def production_services(env: dict, logs: Path) -> Iterator[tuple[list[subprocess
     code_port, web_port = free_port(), free_port()
     env = {**env, "CREDIT_CODE_SERVER_HOST": "127.0.0.1", "CREDIT_CODE_SERVER_PORT": str(code_port)}
     workspace = str(DEPLOY / "workspace.yaml")
+    # the storage created once, as docs/scaling.md says: the daemon and the webserver starting together on
+    # an empty database race to create its tables, and one dies ("type "snapshots" already exists")
+    subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, cwd=PROJECT_ROOT, check=True,
+                   stdout=(logs / "migrate.log").open("ab"), stderr=subprocess.STDOUT)
     services = [start(code_server_args(code_port), env, logs / "code_server.log"),
                 start([str(BIN / "dagster-daemon"), "run", "-w", workspace], env, logs / "daemon.log"),
                 start([str(BIN / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(web_port)], env,
