@@ -610,6 +610,36 @@ def _decision(args: argparse.Namespace) -> int:
 
 
 def _subject(args: argparse.Namespace) -> int:
+    if args.action == "erase":
+        return _erase(args)
+    return _export(args)
+
+
+def _erase(args: argparse.Namespace) -> int:
+    """The applicant's data erased from every store, the retained facts pseudonymised (subject/erase.py)."""
+    from credit_dagster.core import warehouse
+    from credit_dagster.subject import erase
+
+    if not args.reason:
+        raise CliError("say why with --reason (the request's reference): the erasures journal keeps it")
+    try:
+        done = erase.erase(args.id, args.reason, f"cli:{getpass.getuser()}")
+    except warehouse.WarehouseBusy as busy:
+        raise CliError(f"{busy}: try again when the night has written") from busy
+    for where, rows in done.deleted.items():
+        print(f"deleted {rows:,} rows: {where}")
+    for where, rows in done.pseudonymised.items():
+        print(f"kept under pseudonym {done.pseudonym}: {rows:,} rows: {where}")
+    for path in done.files:
+        print(f"removed {path}")
+    for gap in done.left:
+        print(f"NOT ERASED {gap}")
+    print(f"applicant {args.id}: {sum(done.deleted.values()):,} rows deleted, {sum(done.pseudonymised.values()):,} decisions and "
+          f"journal lines kept under pseudonym {done.pseudonym}; recorded in the erasures journal")
+    return 1 if done.left else 0
+
+
+def _export(args: argparse.Namespace) -> int:
     """Everything held about one applicant, from every store, as one JSON file and a readable PDF
     (0600); the export itself is journaled with the OS account that asked (the API reads journal)."""
     from datetime import UTC, datetime
@@ -789,11 +819,14 @@ def _parser() -> argparse.ArgumentParser:
     decision_cmd.add_argument("id", type=int, nargs="?", help="the applicant's SK_ID_CURR; without it, every decision of --at's night")
     decision_cmd.add_argument("--at", metavar="NIGHT", help="the night (YYYY-MM-DD) of the decision; default: the applicant's latest")
     decision_cmd.set_defaults(func=_decision)
-    subject = command("subject", help="everything held about one applicant, from every store, as one JSON file and a readable PDF (GDPR Art. 15)",
-                      formatter_class=fmt, epilog="example: credit-dagster subject export 100042 --out /secure/100042.json")
-    subject.add_argument("action", choices=["export"])
+    subject = command("subject", help="a person's data: `export` everything held about one applicant as one JSON file and a readable PDF "
+                      "(GDPR Art. 15); `erase` it from every store, the decisions and their evidence kept under a pseudonym (Art. 17)",
+                      formatter_class=fmt, epilog="examples: credit-dagster subject export 100042 --out /secure/100042.json\n"
+                      "  credit-dagster subject erase 100042 --reason 'DPO request 2026-118'")
+    subject.add_argument("action", choices=["export", "erase"])
     subject.add_argument("id", type=int, help="the applicant's SK_ID_CURR")
-    subject.add_argument("--out", help="the file to write (default CREDIT_HOME/exports/subject_<id>_<time>.json), readable by its owner only")
+    subject.add_argument("--out", help="export: the file to write (default CREDIT_HOME/exports/subject_<id>_<time>.json), readable by its owner only")
+    subject.add_argument("--reason", help="erase: the request's reference, kept in the erasures journal")
     subject.set_defaults(func=_subject)
     audit_cmd = command("audit", help="check that no journal line was edited, deleted or moved (their hash chains), nor any "
                         "night's decision (their seals)", formatter_class=fmt,

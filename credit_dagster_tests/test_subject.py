@@ -2,7 +2,9 @@
 applicant, in every store, and nobody else's."""
 
 import getpass
+import gzip
 import json
+import re
 import shutil
 import stat
 
@@ -10,9 +12,12 @@ import duckdb
 import pypdf
 
 from credit_dagster import cli
-from credit_dagster.core import audit
+from credit_dagster.core import audit, pseudonyms, seals
 from credit_dagster.review import cases as review
 from credit_dagster.review.journal import ReviewJournal
+from credit_dagster.subject import export
+from credit_dagster_tests.conftest import SCORED_DAYS, score_night
+from credit_dagster_tests.test_seals import check_of
 
 
 def test_the_export_finds_every_row_held_about_one_applicant_and_nobody_else_s(scored_home, tmp_path, monkeypatch):
@@ -107,3 +112,75 @@ def lines_about(folder, prefix: str, key: str, applicant: int) -> list[dict]:
             if record.get(key) == applicant:
                 records.append(record)
     return records
+
+
+def test_an_erased_applicant_is_found_nowhere_but_in_the_decisions_kept_under_a_pseudonym(scored_home, tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    shutil.copytree(scored_home, home, ignore=shutil.ignore_patterns("*.lock"))
+    monkeypatch.setenv("CREDIT_HOME", str(home))
+    monkeypatch.delenv("CREDIT_DATA_DIR", raising=False)
+    first, second = SCORED_DAYS
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        applicant, decision = con.execute("""select s.SK_ID_CURR, s.decision from scoring.scored_applications s
+                                             join raw.bureau b using (SK_ID_CURR) order by 1 limit 1""").fetchone()
+        audited = con.execute("select count(*) from scoring.decision_audit where SK_ID_CURR = ?", [applicant]).fetchone()[0]
+    neighbour = applicant + 1
+    words = "My late husband's debts were settled in March"
+    # what people and systems did about them, and about a neighbour, in each journal; an export made for them
+    audit.AuditLog(audit.audit_dir()).append([{"SK_ID_CURR": i, "decision": "granted", "caller": "branch"} for i in (applicant, neighbour)])
+    ReviewJournal().record(applicant, review.CONTEST, user="api:front", role="", model_version="v", model_decision="refused",
+                           revision=None, note=words, channel="branch", received_on="2026-11-02")
+    audit.AuditLog(audit.access_dir(), prefix=audit.ACCESS_PREFIX).append(
+        [{"at": "2026-11-02T10:00:00", "user": "advisor1", "event": "opened", "SK_ID_CURR": i} for i in (applicant, neighbour)])
+    assert cli.main(["subject", "export", str(applicant)]) == 0
+    assert list((home / "exports").glob(f"subject_{applicant}_*.pdf"))
+
+    assert cli.main(["subject", "erase", str(applicant)]) == 1  # the request's reference is required
+    # done everywhere it can be; what it cannot reach (this home remembers no source folder) is said, and the exit says so
+    assert cli.main(["subject", "erase", str(applicant), "--reason", "DPO request 2026-118"]) == 1
+    said = capsys.readouterr().out
+    assert "NOT ERASED the source data: no data folder known" in said
+    alias = pseudonyms.known(applicant)
+    assert alias is not None and alias < 0 and f"under pseudonym {alias}" in said
+
+    # nothing about them is found any more, in any store, nor any file naming them or holding their words
+    assert export.export(applicant).found == []
+    number = re.compile(rf"(?<![0-9]){applicant}(?![0-9])".encode())
+    for path in (p for p in home.rglob("*") if p.is_file() and p.suffix != ".duckdb" and "dagster" not in p.parts):
+        data = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+        assert words.encode() not in data, path
+        if path.suffix in (".csv", ".jsonl", ".json"):
+            assert not number.search(data), path
+    # what the law makes the lender keep: the decision and its audit rows under the pseudonym, the review
+    # action without what the client wrote, each journal's line; the neighbour's untouched
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select decision from scoring.scored_applications where SK_ID_CURR = ?", [alias]).fetchone()[0] == decision
+        assert con.execute("select count(*) from scoring.decision_audit where SK_ID_CURR = ?", [alias]).fetchone()[0] == audited
+        assert con.execute("select count(*) from raw.bureau where SK_ID_CURR = ?", [alias]).fetchone()[0] == 0
+    contest = [r for r in lines_about(audit.review_dir(), "review_", "sk_id", alias)]
+    assert [(r["action"], r["note"], r["channel"]) for r in contest] == [(review.CONTEST, "[erased]", "branch")]
+    assert len(lines_about(audit.access_dir(), "access_", "SK_ID_CURR", neighbour)) == 1
+    assert len(lines_about(audit.audit_dir(), "ondemand_", "SK_ID_CURR", alias)) == 1
+    # the person's number still finds the kept decision
+    assert cli.main(["decision", "show", str(applicant)]) == 0
+    assert decision in capsys.readouterr().out
+    # every chain still verifies, and still finds a change made after the erasure
+    assert cli.main(["audit", "verify"]) == 0
+    erasures = [audit.record_of(line) for p in sorted(audit.audit_dir().glob("erasures_*.jsonl")) for line in p.read_bytes().splitlines()]
+    assert [e["reason"] for e in erasures if "reason" in e] == ["DPO request 2026-118"] and erasures[-1]["completed"]
+    assert not number.search(json.dumps(erasures).encode())
+    review_file = next(audit.review_dir().glob("review_*.jsonl"))
+    pristine = review_file.read_bytes()
+    review_file.write_bytes(pristine.replace(b'"[erased]"', b'"[erased] and more"'))
+    assert cli.main(["audit", "verify"]) == 1
+    assert "marked as rewritten by an erasure that the erasures journal does not name" in capsys.readouterr().out
+    review_file.write_bytes(pristine)
+    with duckdb.connect(str(home / "warehouse.duckdb")) as con:
+        con.execute("update scoring.decision_audit set points = points + 1 where SK_ID_CURR = ?", [alias])
+        assert seals.verify(con).problems == [f"night {first} (run {run}): the row a person's erasure pseudonymised as {alias} was changed since"
+                                              for (run,) in con.execute("select distinct run_id from scoring.decision_audit "
+                                                                        "where SK_ID_CURR = ? and partition_date = ?", [alias, first]).fetchall()]
+        con.execute("update scoring.decision_audit set points = points - 1 where SK_ID_CURR = ?", [alias])
+    # and the next night runs, its check finding every sealed night as it was
+    passed, description = check_of(score_night(second))
+    assert passed, description

@@ -31,6 +31,7 @@ REVIEW_PREFIX = "review_"  # the review journal
 SWITCH_PREFIX = "switch_"  # beside it: the "refer everything" switch
 ACCESS_PREFIX = "access_"  # the dashboard's access log
 SEALS_PREFIX = "seals_"  # beside the API's: each night's decisions sealed (core/seals.py)
+ERASURES_PREFIX = "erasures_"  # beside them: each person's data erased, and what changed (subject/erase.py)
 
 
 def audit_dir() -> Path:
@@ -49,7 +50,8 @@ def journals() -> dict[str, tuple[Path, str]]:
     """Every journal of the platform: what it is -> (its folder, its files' prefix)."""
     return {"review journal": (review_dir(), REVIEW_PREFIX), "refer-everything switch": (review_dir(), SWITCH_PREFIX),
             "on-demand decisions": (audit_dir(), PREFIX), "API reads": (audit_dir(), READS_PREFIX),
-            "dashboard access log": (access_dir(), ACCESS_PREFIX), "night seals": (audit_dir(), SEALS_PREFIX)}
+            "dashboard access log": (access_dir(), ACCESS_PREFIX), "night seals": (audit_dir(), SEALS_PREFIX),
+            "erasures": (audit_dir(), ERASURES_PREFIX)}
 
 
 class AuditLog:
@@ -120,14 +122,26 @@ class AuditLog:
 # day's first line names the previous day's last), so an edited, deleted or reordered line breaks
 # the chain at the next one; `verify` finds the first break. The head (the last line's hash) is
 # published elsewhere (the nightly check `journals_untouched` keeps it in Dagster's metadata), so a
-# change to the last lines shows too.
+# change to the last lines shows too. A line a person's erasure rewrote (subject/erase.py) keeps in
+# REDACTED the hash it had, which the chain goes on with; `verify` accepts it only if the erasures
+# journal names the line as it now is.
 PREV = "_prev"
+REDACTED = "_redacted"
 GENESIS = "0" * 64
 _heads: dict[Path, tuple[int, str]] = {}  # file -> (its size, its last line's hash) as this process last wrote it
 
 
 def line_hash(line: bytes) -> str:
     return hashlib.sha256(line.rstrip(b"\n")).hexdigest()
+
+
+def chained_hash(line: bytes) -> str:
+    """What the next line names: the line's hash, or for a line an erasure rewrote, the hash it had."""
+    if REDACTED.encode() in line:
+        was = json.loads(line).get(REDACTED)
+        if was:
+            return was
+    return line_hash(line)
 
 
 def _last_line(path: Path) -> bytes | None:
@@ -149,7 +163,7 @@ def _head(folder: Path, prefix: str, path: Path) -> str:
     for candidate in [path] * (size > 0) + sorted((p for p in folder.glob(f"{prefix}*.jsonl") if p.name < path.name), reverse=True):
         last = _last_line(candidate)
         if last:
-            return line_hash(last)
+            return chained_hash(last)
     return GENESIS
 
 
@@ -178,32 +192,44 @@ def record_of(line: bytes) -> dict:
     """A journal line's record, without its chain link."""
     record = json.loads(line)
     record.pop(PREV, None)
+    record.pop(REDACTED, None)
     return record
 
 
-def verify(folder: Path, prefix: str) -> tuple[int, str, list[str]]:
+def verify(folder: Path, prefix: str, erased: set[str] | None = None) -> tuple[int, str, list[str]]:
     """Walk the chain of `folder`'s `prefix` files: (lines checked, the head, where it breaks).
-    Lines written before the chain existed (no link) are counted but cannot be checked."""
+    Lines written before the chain existed (no link) are counted but cannot be checked. `erased`:
+    the hashes of the lines erasures rewrote, as the erasures journal names them (read when None)."""
+    if erased is None:
+        erased = {line["hash"] for record in records(audit_dir(), ERASURES_PREFIX)[0] for line in record.get("lines") or []}
     prev, checked, broken = GENESIS, 0, []
     for path in sorted(folder.glob(f"{prefix}*.jsonl")):
         data = path.read_bytes()
         for number, line in enumerate(data[: data.rfind(b"\n") + 1].split(b"\n")[:-1], start=1):
             try:
-                link = json.loads(line).get(PREV)
+                record = json.loads(line)
             except json.JSONDecodeError:
                 broken.append(f"{path.name} line {number}: not a complete record")
                 continue
+            link = record.get(PREV)
             if link is not None and link != prev:
                 broken.append(f"{path.name} line {number}: does not follow the line before it (edited, deleted or moved)")
-            prev, checked = line_hash(line), checked + 1
+            if record.get(REDACTED) and line_hash(line) not in erased:
+                broken.append(f"{path.name} line {number}: marked as rewritten by an erasure that the erasures journal does not name")
+            prev, checked = record.get(REDACTED) or line_hash(line), checked + 1
     return checked, prev, broken
 
 
 def read(folder: Path | None = None, prefix: str = PREFIX) -> tuple[pd.DataFrame, list[str]]:
-    """Every complete record of the audit files, and where an unreadable line was (a process
-    killed in the middle of a write leaves at most its last line unfinished; that decision was
-    never answered, since the answer waits for the write)."""
-    folder = folder or audit_dir()
+    """Every complete record of the audit files as a frame, and where an unreadable line was."""
+    found, problems = records(folder or audit_dir(), prefix)
+    return pd.DataFrame(found), problems
+
+
+def records(folder: Path, prefix: str) -> tuple[list[dict], list[str]]:
+    """Every complete record of the journal, and where an unreadable line was (a process killed
+    in the middle of a write leaves at most its last line unfinished; that decision was never
+    answered, since the answer waits for the write)."""
     records, problems = [], []
     for path in sorted(folder.glob(f"{prefix}*.jsonl")):
         lines = path.read_bytes().split(b"\n")
@@ -214,4 +240,4 @@ def read(folder: Path | None = None, prefix: str = PREFIX) -> tuple[pd.DataFrame
                 records.append(record_of(line))
             except json.JSONDecodeError as exc:
                 problems.append(f"{path.name} line {number}: {exc.msg}")
-    return pd.DataFrame(records), problems
+    return records, problems

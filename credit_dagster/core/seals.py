@@ -8,6 +8,11 @@ a hash chain, fsync'ed, walked by `credit-dagster audit verify`), and the head g
 Dagster metadata: two copies outside the warehouse. `verify` chains the rows again: an edited,
 deleted or inserted row changes every link after it, so the first block whose link differs says
 where (its SK_ID_CURR range), and rows of a run that has no seal are named too.
+
+A link covers a row through its digest (the SHA-256 of the row as JSON), so a row a person's
+erasure pseudonymised (subject/erase.py) still verifies: the erasure journal keeps, for each such
+row, its place in the night, its digest as sealed and its digest as it now is; `verify` puts the
+sealed digest in that place only while the row is exactly as the erasure left it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from credit_dagster.core import audit
 AUDIT = "scoring.decision_audit"
 BLOCK = 100  # rows between two links kept in the seal: where a change is located to
 ORDER = "SK_ID_CURR"
+SCHEME = 2  # links over row digests (1: over the rows' JSON, before erasures existed)
 
 
 @dataclass
@@ -37,9 +43,9 @@ class Checked:
 
 def seal(con: duckdb.DuckDBPyConnection, night: str, run_id: str, folder: Path | None = None) -> dict:
     """Chain the rows run `run_id` wrote and append its seal (fsync'ed); the seal."""
-    columns = sorted(r[0] for r in con.execute(f"describe {AUDIT}").fetchall())
-    links = _links(_rows(con, columns, run_id))
-    record = {"night": night, "run_id": run_id, "rows": len(links), "columns": columns, "block": BLOCK,
+    columns, rows = ordered(con, run_id)
+    links = _links([digest(row) for row in rows])
+    record = {"night": night, "run_id": run_id, "scheme": SCHEME, "rows": len(links), "columns": columns, "block": BLOCK,
               "blocks": links[BLOCK - 1 :: BLOCK], "head": links[-1] if links else audit.GENESIS,
               "at": datetime.now(UTC).isoformat(timespec="seconds")}
     audit.AuditLog(folder or audit.audit_dir(), prefix=audit.SEALS_PREFIX).append([record])
@@ -49,11 +55,14 @@ def seal(con: duckdb.DuckDBPyConnection, night: str, run_id: str, folder: Path |
 def verify(con: duckdb.DuckDBPyConnection, folder: Path | None = None) -> Checked:
     """Every sealed run's rows chained again and compared with its seal; runs without one named."""
     folder = folder or audit.audit_dir()
-    seals = [audit.record_of(line) for path in sorted(folder.glob(f"{audit.SEALS_PREFIX}*.jsonl"))
-             for line in path.read_bytes().splitlines() if line.strip()]
+    seals = audit.records(folder, audit.SEALS_PREFIX)[0]
+    erased: dict[str, dict[int, dict]] = {}  # run -> pseudonym -> the erased row's place and digests
+    for record in audit.records(folder, audit.ERASURES_PREFIX)[0]:
+        for row in record.get("sealed_rows") or []:
+            erased.setdefault(row["run_id"], {})[int(row["pseudonym"])] = row
     problems, rows = [], 0
     for found in seals:
-        problem = _check(con, found)
+        problem = _check(con, found, erased.get(found["run_id"], {}))
         rows += found["rows"]
         if problem:
             problems.append(f"night {found['night']} (run {found['run_id']}): {problem}")
@@ -73,9 +82,25 @@ def verify(con: duckdb.DuckDBPyConnection, folder: Path | None = None) -> Checke
     return Checked(len(seals), rows, problems, before)
 
 
-def _check(con: duckdb.DuckDBPyConnection, found: dict) -> str | None:
+def _check(con: duckdb.DuckDBPyConnection, found: dict, erased: dict[int, dict]) -> str | None:
     rows = _rows(con, found["columns"], found["run_id"])
-    links, block = _links(rows), found["block"]
+    key = found["columns"].index(ORDER)
+    if found.get("scheme", 1) == 1:
+        if any(r[key] in erased for r in rows):
+            return "rows of a night sealed before erasures kept their digests were pseudonymised: it cannot be checked"
+        links = _chain(json.dumps(row, default=str, separators=(",", ":")).encode() for row in rows)
+    else:
+        pseudonymised = sorted((r for r in rows if r[key] in erased), key=lambda r: erased[r[key]]["index"])
+        rows = [r for r in rows if r[key] not in erased]
+        digests = [digest(r) for r in rows]
+        for row in pseudonymised:  # back in the place it was sealed in, with the digest it was sealed with
+            was = erased[row[key]]
+            if digest(row) != was["now"]:
+                return f"the row a person's erasure pseudonymised as {row[key]} was changed since"
+            digests.insert(was["index"], was["digest"])
+            rows.insert(was["index"], row)
+        links = _links(digests)
+    block = found["block"]
     for i, kept in enumerate(found["blocks"]):
         end = (i + 1) * block
         if len(links) < end or links[end - 1] != kept:
@@ -95,12 +120,27 @@ def _rows(con: duckdb.DuckDBPyConnection, columns: list[str], run_id: str) -> li
     return con.execute(f"select {listed} from {AUDIT} where run_id = ? order by {ORDER}", [run_id]).fetchall()
 
 
-def _links(rows: list[tuple]) -> list[str]:
-    """The chain over `rows`: each link the SHA-256 of the previous link and the row as JSON
-    (Python's float repr and ISO dates: the same text from any release reading the same values)."""
+def digest(row: tuple) -> str:
+    """A row's SHA-256 as JSON (Python's float repr and ISO dates: the same text from any release
+    reading the same values)."""
+    return hashlib.sha256(json.dumps(row, default=str, separators=(",", ":")).encode()).hexdigest()
+
+
+def ordered(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[list[str], list[tuple]]:
+    """A run's audit rows as its seal chains them: (the columns, the rows in their order)."""
+    columns = sorted(r[0] for r in con.execute(f"describe {AUDIT}").fetchall())
+    return columns, _rows(con, columns, run_id)
+
+
+def _links(digests: list[str]) -> list[str]:
+    return _chain(d.encode() for d in digests)
+
+
+def _chain(parts) -> list[str]:
+    """Each link the SHA-256 of the previous link and the next part."""
     link, links = audit.GENESIS, []
-    for row in rows:
-        link = hashlib.sha256(link.encode() + json.dumps(row, default=str, separators=(",", ":")).encode()).hexdigest()
+    for part in parts:
+        link = hashlib.sha256(link.encode() + part).hexdigest()
         links.append(link)
     return links
 

@@ -16,7 +16,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from credit_dagster.core import refer_all
+from credit_dagster.core import pseudonyms, refer_all
 from credit_dagster.decision import counterfactuals, scoring
 from credit_dagster.decision.reasons import N_REASONS
 from credit_dagster.model.registry import Registry
@@ -81,6 +81,9 @@ def stored_records(con: duckdb.DuckDBPyConnection, sk_id: int | None = None, nig
                            order by partition_date desc, SK_ID_CURR""", params).df()
     if sk_id is not None:
         rows = rows.head(1)
+        alias = pseudonyms.known(sk_id) if rows.empty else None
+        if alias is not None and sk_id >= 0:  # their data erased: the decision kept under their pseudonym
+            return stored_records(con, alias, night)
     if rows.empty:
         raise NotReplayable("no decision" + (f" for applicant {sk_id}" if sk_id is not None else "")
                             + (f" on night {night}" if night else "") + " in scoring.decision_audit")
