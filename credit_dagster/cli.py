@@ -573,7 +573,8 @@ def _decisions_sealed() -> bool:
         print(f"night decisions: not verified: {unread}")
         return False
     before = f"; {checked.unsealed_before:,} rows written before nights were sealed (not checked)" if checked.unsealed_before else ""
-    print(f"night decisions: {checked.rows:,} rows of {checked.runs} sealed runs{before}")
+    retired = f"; {checked.retired} runs past their retention, removed (recorded in the retention journal)" if checked.retired else ""
+    print(f"night decisions: {checked.rows:,} rows of {checked.runs} sealed runs{before}{retired}")
     for problem in checked.problems[:10]:
         print(f"  BROKEN {problem}")
     return not checked.problems

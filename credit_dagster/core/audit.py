@@ -32,6 +32,7 @@ SWITCH_PREFIX = "switch_"  # beside it: the "refer everything" switch
 ACCESS_PREFIX = "access_"  # the dashboard's access log
 SEALS_PREFIX = "seals_"  # beside the API's: each night's decisions sealed (core/seals.py)
 ERASURES_PREFIX = "erasures_"  # beside them: each person's data erased, and what changed (subject/erase.py)
+RETENTION_PREFIX = "retention_"  # and what each day's retention removed (retention/policy.py)
 
 
 def audit_dir() -> Path:
@@ -51,7 +52,7 @@ def journals() -> dict[str, tuple[Path, str]]:
     return {"review journal": (review_dir(), REVIEW_PREFIX), "refer-everything switch": (review_dir(), SWITCH_PREFIX),
             "on-demand decisions": (audit_dir(), PREFIX), "API reads": (audit_dir(), READS_PREFIX),
             "dashboard access log": (access_dir(), ACCESS_PREFIX), "night seals": (audit_dir(), SEALS_PREFIX),
-            "erasures": (audit_dir(), ERASURES_PREFIX)}
+            "erasures": (audit_dir(), ERASURES_PREFIX), "retention": (audit_dir(), RETENTION_PREFIX)}
 
 
 class AuditLog:
@@ -124,7 +125,8 @@ class AuditLog:
 # published elsewhere (the nightly check `journals_untouched` keeps it in Dagster's metadata), so a
 # change to the last lines shows too. A line a person's erasure rewrote (subject/erase.py) keeps in
 # REDACTED the hash it had, which the chain goes on with; `verify` accepts it only if the erasures
-# journal names the line as it now is.
+# journal names the line as it now is. When retention removes a journal's oldest day files, the
+# retention journal keeps the hash the first remaining line names: the chain's start (`anchor`).
 PREV = "_prev"
 REDACTED = "_redacted"
 GENESIS = "0" * 64
@@ -164,7 +166,16 @@ def _head(folder: Path, prefix: str, path: Path) -> str:
         last = _last_line(candidate)
         if last:
             return chained_hash(last)
-    return GENESIS
+    return anchor(prefix)
+
+
+def anchor(prefix: str) -> str:
+    """Where the journal's chain starts: GENESIS, or after the day files retention removed."""
+    start = GENESIS
+    if prefix != RETENTION_PREFIX:
+        for record in records(audit_dir(), RETENTION_PREFIX)[0]:
+            start = next((j["anchor"] for j in record.get("journals") or [] if j["journal"] == prefix), start)
+    return start
 
 
 def _write_chained(folder: Path, prefix: str, path: Path, records: list[dict]) -> None:
@@ -202,7 +213,7 @@ def verify(folder: Path, prefix: str, erased: set[str] | None = None) -> tuple[i
     the hashes of the lines erasures rewrote, as the erasures journal names them (read when None)."""
     if erased is None:
         erased = {line["hash"] for record in records(audit_dir(), ERASURES_PREFIX)[0] for line in record.get("lines") or []}
-    prev, checked, broken = GENESIS, 0, []
+    prev, checked, broken = anchor(prefix), 0, []
     for path in sorted(folder.glob(f"{prefix}*.jsonl")):
         data = path.read_bytes()
         for number, line in enumerate(data[: data.rfind(b"\n") + 1].split(b"\n")[:-1], start=1):

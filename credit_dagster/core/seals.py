@@ -39,6 +39,7 @@ class Checked:
     rows: int
     problems: list[str]
     unsealed_before: int  # rows of runs written before seals existed: counted, not checked
+    retired: int = 0  # runs whose rows retention removed (retention/policy.py): their seals no longer checked
 
 
 def seal(con: duckdb.DuckDBPyConnection, night: str, run_id: str, folder: Path | None = None) -> dict:
@@ -60,8 +61,12 @@ def verify(con: duckdb.DuckDBPyConnection, folder: Path | None = None) -> Checke
     for record in audit.records(folder, audit.ERASURES_PREFIX)[0]:
         for row in record.get("sealed_rows") or []:
             erased.setdefault(row["run_id"], {})[int(row["pseudonym"])] = row
+    retired = {run for record in audit.records(folder, audit.RETENTION_PREFIX)[0] for night in record.get("nights") or []
+               for run in night["run_ids"]}
     problems, rows = [], 0
     for found in seals:
+        if found["run_id"] in retired:
+            continue
         problem = _check(con, found, erased.get(found["run_id"], {}))
         rows += found["rows"]
         if problem:
@@ -79,7 +84,7 @@ def verify(con: duckdb.DuckDBPyConnection, folder: Path | None = None) -> Checke
         else:
             problems.append(f"night {night} (run {run_id}): {n:,} rows that no seal names (inserted into the audit table, "
                             "or the night was stopped between writing and sealing: its run's log says which)")
-    return Checked(len(seals), rows, problems, before)
+    return Checked(len(seals) - len(sealed & retired), rows, problems, before, len(sealed & retired))
 
 
 def _check(con: duckdb.DuckDBPyConnection, found: dict, erased: dict[int, dict]) -> str | None:

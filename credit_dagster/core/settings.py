@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     backtest_auc_tolerance: float = Field(0.05, ge=0, description="a realized AUC this far under development's interval fails (less: warns)")
     outcome_final_months: int = Field(12, ge=1, description="months on book after which an outcome without difficulties is final (a label)")
     retrain_min_outcomes: int = Field(1000, ge=1, description="outcomes judged before failing back-test checks ask for a retrain")
+    # retention (retention/policy.py; 0 keeps forever)
+    retention_drop_days: int = Field(730, ge=0, description="days a night's drop (inbox folder, warehouse tables and features) is kept: "
+                                                           "its decisions can be replayed until then")
+    retention_decision_days: int = Field(1826, ge=0, description="days decisions and their audit (nights' and on-demand) are kept")
+    retention_access_days: int = Field(365, ge=0, description="days the access logs (dashboard access, API reads) are kept")
+    retention_cron: str = Field("30 5 * * *", description="when the daily retention job runs (cron, Europe/Paris)")
     # the night
     nightly_cron: str = Field("0 2 * * *", description="when the nightly schedule scores the day that ended (cron, Europe/Paris); "
                               "the late-drop sensor still waits until 03:00")

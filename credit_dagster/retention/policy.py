@@ -1,0 +1,146 @@
+"""What each store keeps, and for how long: applied once a day by the `retention` asset.
+
+Periods (settings, in days; 0 keeps forever):
+- CREDIT_RETENTION_DROP_DAYS: a night's drop — its inbox folder, its tables and features in the
+  warehouse (`drop_<day>`, `drop_<day>_features`). A decision can be replayed until then
+  (`decision replay` recomputes from the night's features); it can still be shown after.
+- CREDIT_RETENTION_DECISION_DAYS: the decisions and their audit — the nights' rows of
+  `scoring.decision_audit` and `scoring.scored_applications`, the on-demand decisions (the API's
+  day files and `scoring.ondemand_audit`).
+- CREDIT_RETENTION_ACCESS_DAYS: the access logs — the dashboard's, and the API's reads.
+
+Not removed by age: the night seals, the erasures and this retention's own journal (no personal
+data; they prove the rest), the review journal (cases are folded from all of it), outcomes and
+back-tests (they judge models for their whole life), the registry.
+
+The chains still verify: each run is recorded first (fsync'ed) in the retention journal — the
+nights whose decisions went (their seals are then not checked, and counted as retired) and, for
+each journal whose oldest day files went, the hash the first remaining line names (the chain's
+new start, core/audit.py). A kill between the record and the removal leaves records of more than
+was removed, which verifies; the next day's run removes the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+
+from credit_dagster.core import audit, settings
+from credit_dagster.core.seals import AUDIT
+
+
+@dataclass
+class Applied:
+    cutoffs: dict[str, str]  # store -> the oldest day kept
+    removed: dict[str, int] = field(default_factory=dict)  # where -> rows, files or folders removed
+    nights_retired: list[str] = field(default_factory=list)
+
+
+def cutoffs(today: date) -> dict[str, date | None]:
+    """Per store, the oldest day kept (None: kept forever)."""
+    now = settings.current()
+    days = {"drops": now.retention_drop_days, "decisions": now.retention_decision_days, "access": now.retention_access_days}
+    return {store: today - timedelta(days=n) if n else None for store, n in days.items()}
+
+
+def journals_by_store() -> dict[str, list[tuple[Path, str]]]:
+    """The journals whose day files go with each store's period."""
+    return {"decisions": [(audit.audit_dir(), audit.PREFIX)],
+            "access": [(audit.access_dir(), audit.ACCESS_PREFIX), (audit.audit_dir(), audit.READS_PREFIX)]}
+
+
+def apply(con: duckdb.DuckDBPyConnection, inbox: Path, today: date) -> Applied:
+    """Remove what each store holds past its period: record it, then remove it."""
+    limits = cutoffs(today)
+    applied = Applied({store: day.isoformat() if day else "forever" for store, day in limits.items()})
+    drops = _old_drops(con, inbox, limits["drops"])
+    journals = {(folder, prefix): files for store, listed in journals_by_store().items() for folder, prefix in listed
+                if (files := _old_day_files(folder, prefix, limits[store]))}
+    nights = _old_nights(con, limits["decisions"])
+    if not (drops[0] or drops[1] or journals or nights):
+        return applied
+    record = {"at": today.isoformat(), "cutoffs": applied.cutoffs,
+              "nights": [{"night": night, "run_ids": runs} for night, runs in nights.items()],
+              "journals": [{"journal": prefix, "removed": [f.name for f in files], "anchor": _last_hash(files[-1])}
+                           for (_, prefix), files in journals.items()]}
+    audit.AuditLog(audit.audit_dir(), prefix=audit.RETENTION_PREFIX).append([record])  # fsync'ed before anything goes
+
+    schemas, folders = drops
+    for schema in schemas:
+        tables = con.execute("select count(*) from information_schema.tables where table_schema = ?", [schema]).fetchone()[0]
+        con.execute(f'drop schema "{schema}" cascade')
+        _count(applied.removed, "warehouse drop tables", tables)
+    for folder in folders:
+        _remove_tree(folder)
+        _count(applied.removed, "inbox drop folders", 1)
+    if nights:
+        day = limits["decisions"].isoformat()
+        for table in (AUDIT, "scoring.scored_applications", "scoring.ondemand_audit"):
+            if _table(con, table):
+                column = "cast(scored_at as date)" if table.endswith("ondemand_audit") else "cast(partition_date as date)"
+                _count(applied.removed, f"{table} rows", con.execute(f"delete from {table} where {column} < ?", [day]).fetchone()[0])
+        applied.nights_retired = sorted(nights)
+    for (_, prefix), files in journals.items():
+        for path in files:
+            path.unlink()
+        _count(applied.removed, f"{prefix}*.jsonl day files", len(files))
+    return applied
+
+
+def _old_drops(con: duckdb.DuckDBPyConnection, inbox: Path, before: date | None) -> tuple[list[str], list[Path]]:
+    if before is None:
+        return [], []
+    schemas = [s for (s,) in con.execute("select schema_name from information_schema.schemata where schema_name like 'drop\\_%' escape '\\' "
+                                         "and catalog_name = current_database()").fetchall()
+               if (day := _day(s.removeprefix("drop_").removesuffix("_features"), compact=True)) and day < before]
+    folders = [p for p in sorted(inbox.iterdir()) if p.is_dir() and (day := _day(p.name)) and day < before] if inbox.is_dir() else []
+    return sorted(schemas), folders
+
+
+def _old_nights(con: duckdb.DuckDBPyConnection, before: date | None) -> dict[str, list[str]]:
+    if before is None or not _table(con, AUDIT):  # (a view over the datasets when CREDIT_STORAGE=datasets: not here)
+        return {}
+    rows = con.execute(f"select partition_date, list(distinct run_id order by run_id) from {AUDIT} "
+                       "where cast(partition_date as date) < ? group by 1 order by 1", [before.isoformat()]).fetchall()
+    return {str(night): runs for night, runs in rows}
+
+
+def _old_day_files(folder: Path, prefix: str, before: date | None) -> list[Path]:
+    """The journal's day files older than `before`, oldest first: the chain's oldest part only."""
+    if before is None:
+        return []
+    files = sorted(folder.glob(f"{prefix}*.jsonl"))
+    return [p for p in files if (day := _day(p.stem.removeprefix(prefix))) and day < before]
+
+
+def _last_hash(path: Path) -> str:
+    """What the line after this file's last names: the chain goes on from it."""
+    last = audit._last_line(path)
+    return audit.chained_hash(last) if last else audit.GENESIS
+
+
+def _day(text: str, compact: bool = False) -> date | None:
+    try:
+        return date.fromisoformat(f"{text[:4]}-{text[4:6]}-{text[6:8]}" if compact else text)
+    except ValueError:
+        return None
+
+
+def _table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    schema, table = name.split(".")
+    return bool(con.execute("select count(*) from information_schema.tables where table_schema = ? and table_name = ? "
+                            "and table_catalog = current_database() and table_type = 'BASE TABLE'", [schema, table]).fetchone()[0])
+
+
+def _remove_tree(folder: Path) -> None:
+    for path in sorted(folder.rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    folder.rmdir()
+
+
+def _count(counts: dict[str, int], where: str, n: int) -> None:
+    if n:
+        counts[where] = counts.get(where, 0) + n
