@@ -663,6 +663,9 @@ def test_an_advisor_reads_the_model_card_but_not_a_supervisors_reports(served, s
         with httpx.Client(base_url=base, timeout=60, follow_redirects=False) as client:
             _sign_in(client, user)
             assert client.get("/reports/model_card.html").status_code == 200
+            documentation = client.get("/reports/technical_documentation.html")  # the supervision view links it
+            assert documentation.status_code == 200 and "Technical documentation of model" in documentation.text
+            assert client.get("/reports/technical_documentation.pdf").content.startswith(b"%PDF")
             for report in (f"/reports/drift/{drift}", "/reports/raw_data_profile.html"):
                 assert client.get(report).status_code == (200 if may_read_drift else 403), (user, report)
     log, _ = audit.read(access, prefix="access_")
@@ -959,6 +962,10 @@ def test_dashboard_in_a_real_browser(served, store):
         assert cut <= 0, f"list rows cut by {cut}px at 1440px"
 
         assert page.request.get(f"{base}/reports/model_card.html").ok  # served, behind the same sign-in
+        page.get_by_role("button", name="Supervisor").click()
+        page.get_by_role("link", name="Technical documentation").click()  # from the supervision view
+        page.wait_for_selector("text=Technical documentation of model")
+        page.go_back()
         page.goto(f"{base}/logout")
         page.wait_for_selector("text=You are signed out")
         page.goto(f"{base}/app")

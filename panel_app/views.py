@@ -510,7 +510,9 @@ class Dashboard:
             _html(f"<p class='chart-text'>Chart in words: {len(s.probabilities):,} applications scored, median probability of default "
                   f"{pd.Series(s.probabilities).median():.1%}.</p>"),
             _html(f"<h3>Drift of the latest night</h3><p>{report}</p>" + _scrolling(psi, "Drift of the latest night")),
-            _html("<h3>Fairness of the champion</h3><p><a href='/reports/model_card.html'>Model card</a></p><ul>" + flags + "</ul>"
+            _html("<h3>Fairness of the champion</h3><p><a href='/reports/model_card.html'>Model card</a> · "
+                  "<a href='/reports/technical_documentation.html'>Technical documentation</a> (EU AI Act Annex IV, "
+                  "<a href='/reports/technical_documentation.pdf'>PDF</a>)</p><ul>" + flags + "</ul>"
                   + _scrolling(vm.fairness_table(s.fairness), "Fairness of the champion")),
             _html("<h3>Model history</h3>" + _scrolling(history, "Model history")),
             *self._backtesting(),

@@ -44,4 +44,5 @@ def write(registry, version: str, reports_dir: Path) -> Path:
     latest = Path(reports_dir) / "model_card.html"
     latest.parent.mkdir(parents=True, exist_ok=True)
     latest.write_text(html)
+    technical_doc.publish(registry, version, Path(reports_dir))
     return latest

@@ -70,6 +70,18 @@ def write(registry, version: str) -> Path:
     return folder / f"{NAME}.html"
 
 
+def publish(registry, version: str, reports_dir: Path) -> None:
+    """The version's document as `reports_dir/technical_documentation.html/.pdf` beside its model
+    card: what the dashboard's supervision view links to, behind its sign-in."""
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    for suffix in (".html", ".pdf"):
+        source, target = registry.root / version / f"{NAME}{suffix}", reports_dir / f"{NAME}{suffix}"
+        if source.exists():
+            target.write_bytes(source.read_bytes())
+        else:
+            target.unlink(missing_ok=True)
+
+
 def record_backtest(registry, version: str, vintages: pd.DataFrame) -> Path:
     """Leave a back-test's figures of `version` beside it and write its document again."""
     rows = vintages[vintages["model_version"] == version]

@@ -207,8 +207,11 @@ def backtest_vintages(warehouse: Warehouse, models: ModelStore) -> dg.Materializ
         "development, among the granted", "ROC AUC", "Realized ROC AUC per vintage and model"), "realized AUC per vintage")} if len(judged) else {}
     quality = _evidently_quality(models, rows, judged)
     registry = models.registry()
-    for version in sorted(set(table["model_version"]) & set(registry.versions())) if len(table) else []:
+    recorded = sorted(set(table["model_version"]) & set(registry.versions())) if len(table) else []
+    for version in recorded:
         technical_doc.record_backtest(registry, version, table)  # its technical documentation says how it held up
+    if registry.versions() and registry.versions()[-1] in recorded:  # the one beside the model card in the reports
+        technical_doc.publish(registry, registry.versions()[-1], settings.reports_dir())
     return dg.MaterializeResult(metadata={**plot, **quality,
         "dagster/row_count": len(table), "failing": int((table["verdict"] == backtest.FAIL).sum()) if len(table) else 0,
         "outcomes_judged": int(judged["with_outcome"].sum()) if len(judged) else 0, "vintages": _markdown(table[[
