@@ -28,6 +28,12 @@ def test_a_night_s_decisions_are_sealed_and_a_changed_row_is_found_where_it_is(s
     warehouse = home / "warehouse.duckdb"
     journal = [audit.record_of(line) for p in sorted(audit.audit_dir().glob("seals_*.jsonl")) for line in p.read_bytes().splitlines()]
     assert journal[-1]["head"] == head and journal[-1]["night"] == second  # the head in Dagster's metadata is the journal's
+    # ... and the serving snapshot's, beside each journal's head as the night published it
+    with duckdb.connect(str(home / "serving" / "serving.duckdb"), read_only=True) as con:
+        published = con.execute("select store, night, run_id, head from audit_heads").fetchall()
+    assert ("night decisions", second, journal[-1]["run_id"], head) in published
+    assert {(s, h) for s, n, _, h in published if n is None} == {(name, audit.verify(folder, prefix)[1])
+                                                                 for name, (folder, prefix) in audit.journals().items()}
     sealed = next(r for r in journal if r["night"] == first)  # (the shared fixture's other tests may have scored it again)
     run_id = sealed["run_id"]
     with duckdb.connect(str(warehouse), read_only=True) as con:

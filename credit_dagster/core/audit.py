@@ -162,7 +162,13 @@ def _head(folder: Path, prefix: str, path: Path) -> str:
     cached = _heads.get(path)
     if cached and cached[0] == size:
         return cached[1]
-    for candidate in [path] * (size > 0) + sorted((p for p in folder.glob(f"{prefix}*.jsonl") if p.name < path.name), reverse=True):
+    last = _last_line(path) if size else None
+    return chained_hash(last) if last else head(folder, prefix, before=path.name)
+
+
+def head(folder: Path, prefix: str, before: str | None = None) -> str:
+    """The journal's head: what its next line names (of its day files named before `before`)."""
+    for candidate in sorted((p for p in folder.glob(f"{prefix}*.jsonl") if before is None or p.name < before), reverse=True):
         last = _last_line(candidate)
         if last:
             return chained_hash(last)

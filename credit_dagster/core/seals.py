@@ -87,6 +87,15 @@ def verify(con: duckdb.DuckDBPyConnection, folder: Path | None = None) -> Checke
     return Checked(len(seals) - len(sealed & retired), rows, problems, before, len(sealed & retired))
 
 
+def heads(folder: Path | None = None) -> list[dict]:
+    """Each sealed night's head, and each journal's as it stands: what the serving snapshot publishes."""
+    nights = [{"store": "night decisions", "night": s["night"], "run_id": s["run_id"], "rows": s["rows"], "head": s["head"], "at": s["at"]}
+              for s in audit.records(folder or audit.audit_dir(), audit.SEALS_PREFIX)[0]]
+    journals = [{"store": name, "night": None, "run_id": None, "rows": None, "head": audit.head(where, prefix), "at": None}
+                for name, (where, prefix) in audit.journals().items()]
+    return nights + journals
+
+
 def _check(con: duckdb.DuckDBPyConnection, found: dict, erased: dict[int, dict]) -> str | None:
     rows = _rows(con, found["columns"], found["run_id"])
     key = found["columns"].index(ORDER)

@@ -37,6 +37,7 @@ class Table(StrEnum):
     REFERENCE = "reference_population"  # a seeded sample of the labelled clients
     SIMILAR = "similar_clients"  # each applicant's nearest past clients
     FEATURE_REFERENCE = "feature_reference"  # where the labelled population stands on each compared feature
+    AUDIT_HEADS = "audit_heads"  # each sealed night's chain head and each journal's, as published: a copy outside the warehouse
 
 
 def snapshot_path() -> Path:

@@ -4,7 +4,7 @@ the API's audit journal into the warehouse."""
 import dagster as dg
 import pandas as pd
 
-from credit_dagster.core import audit, snapshot
+from credit_dagster.core import audit, seals, snapshot
 from credit_dagster.core.keys import DRIFT, ONDEMAND_AUDIT, POOL, SCORED, SNAPSHOT, WAREHOUSE_QUEUE
 from credit_dagster.core.resources import Warehouse
 from credit_dagster.core.snapshot import Table
@@ -62,7 +62,7 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, mo
             using sample reservoir({REFERENCE_SAMPLE} rows) repeatable (42)""")
         applicants = scoring.frame(con, "pivot scoring.applicant_features on feature using first(value) group by SK_ID_CURR")
         similar = neighbours.nearest(reference, applicants, [c for c in compared if c in applicants])
-        frames = {"summary_df": summary, "importance_df": pd.DataFrame(model.metadata.importance_top),
+        frames = {"summary_df": summary, "importance_df": pd.DataFrame(model.metadata.importance_top), "heads_df": pd.DataFrame(seals.heads()),
                   "fairness_df": fairness, "history_df": registry.catalogue(), "reference_df": reference, "similar_df": similar}
         for name, frame in frames.items():
             con.register(name, frame)
@@ -77,6 +77,7 @@ def serving_snapshot(context: dg.AssetExecutionContext, warehouse: Warehouse, mo
             Table.MODEL_HISTORY: "select * from history_df",
             Table.REFERENCE: "select * from reference_df",
             Table.SIMILAR: "select * from similar_df",
+            Table.AUDIT_HEADS: "select * from heads_df",
             # what on-demand scoring reuses for an applicant sent without history rows
             **ondemand.history_tables_sql([n for n in nights if f"{n}_features" in schemas]),
             # where the labelled population stands on each compared feature, for the dashboard
