@@ -4,9 +4,14 @@ applicant, in every store, and nobody else's."""
 import getpass
 import gzip
 import json
+import os
 import re
 import shutil
+import signal
 import stat
+import subprocess
+import sys
+import time
 
 import duckdb
 import pypdf
@@ -184,3 +189,31 @@ def test_an_erased_applicant_is_found_nowhere_but_in_the_decisions_kept_under_a_
     # and the next night runs, its check finding every sealed night as it was
     passed, description = check_of(score_night(second))
     assert passed, description
+
+
+def test_an_erasure_killed_once_its_plan_is_recorded_is_finished_by_running_it_again(scored_home, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    shutil.copytree(scored_home, home, ignore=shutil.ignore_patterns("*.lock"))
+    monkeypatch.setenv("CREDIT_HOME", str(home))
+    monkeypatch.delenv("CREDIT_DATA_DIR", raising=False)
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        applicant = con.execute("select max(SK_ID_CURR) from scoring.scored_applications").fetchone()[0]
+    ReviewJournal().record(applicant, review.CONTEST, user="api:front", role="", model_version="v", model_decision="refused",
+                           revision=None, note="words of theirs", channel="branch", received_on="2026-11-02")
+    erasing = subprocess.Popen([sys.executable, "-m", "credit_dagster.cli", "subject", "erase", str(applicant), "--reason", "REF-1"],
+                               env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not any(p.stat().st_size for p in audit.audit_dir().glob("erasures_*.jsonl")) and erasing.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    erasing.send_signal(signal.SIGKILL)  # somewhere after its plan was recorded
+    erasing.wait()
+    assert cli.main(["audit", "verify"]) == 0  # whatever it had done is as its plan says
+    assert cli.main(["subject", "erase", str(applicant), "--reason", "REF-1"]) == 1  # (no source folder known: said)
+    assert export.export(applicant).found == []
+    assert cli.main(["audit", "verify"]) == 0
+    records = [audit.record_of(line) for p in sorted(audit.audit_dir().glob("erasures_*.jsonl")) for line in p.read_bytes().splitlines()]
+    assert records[-1]["completed"] and sum("sealed_rows" in r for r in records) == 2  # the plan killed, then the one that finished
+    alias = pseudonyms.known(applicant)
+    assert [r["note"] for r in lines_about(audit.review_dir(), "review_", "sk_id", alias)] == ["[erased]"]
+    assert not list(home.rglob(".*.erasing"))  # nothing of the killed run's work files left once it is finished

@@ -60,6 +60,9 @@ def erase(sk_id_curr: int, reason: str, by: str) -> Erasure:
     done = Erasure(pseudonyms.pseudonym(sk_id_curr))
     log = audit.AuditLog(audit.audit_dir(), prefix=audit.ERASURES_PREFIX)
     with warehouse.connect(settings.warehouse_path(), wait=False) as con, ExitStack() as locks:
+        for folder in {home, *(folder for folder, _ in audit.journals().values())}:  # a killed erasure's work files (one erasure at a time)
+            for leftover in folder.rglob(".*.erasing") if folder.is_dir() else []:
+                leftover.unlink()
         snapshots = _snapshot_copies(con, home)
         catalogs = [settings.warehouse_path().stem, *snapshots]
         journals = _journal_rewrites(locks, key, done.pseudonym)
