@@ -504,11 +504,22 @@ def _backup(args: argparse.Namespace) -> int:
 
 def _restore(args: argparse.Namespace) -> int:
     from credit_dagster import backup
+    from credit_dagster.subject import erase
 
+    # the erasures made since the backup was taken, kept in the home restore is run from
+    key, plans = erase.erasures() if not args.verify_only and settings.credit_home().is_dir() else (None, [])
     try:
         manifest = backup.verify(Path(args.source)) if args.verify_only else backup.restore(Path(args.source), Path(args.to))
     except backup.BackupError as refused:
         raise CliError(str(refused)) from None
+    if key and plans:
+        kept_in, os.environ["CREDIT_HOME"] = os.environ.get("CREDIT_HOME"), str(Path(args.to).expanduser().resolve())
+        try:
+            again = erase.reapply(key, plans, f"cli:{getpass.getuser()}")
+        finally:
+            os.environ.pop("CREDIT_HOME") if kept_in is None else os.environ.update(CREDIT_HOME=kept_in)
+        print(f"{len({p['pseudonym'] for p in plans})} people erased since (the erasures journal of {settings.credit_home()}): "
+              f"{len(again)} of them were in the backup, erased again in the restored home")
     taken = f"taken {manifest['created_at']} of {manifest['home']} by release {manifest['release']}"
     if args.verify_only:
         print(f"{args.source}: every one of its {len(manifest['files'])} files is as it was when the backup was {taken}")

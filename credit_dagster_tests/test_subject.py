@@ -217,3 +217,26 @@ def test_an_erasure_killed_once_its_plan_is_recorded_is_finished_by_running_it_a
     alias = pseudonyms.known(applicant)
     assert [r["note"] for r in lines_about(audit.review_dir(), "review_", "sk_id", alias)] == ["[erased]"]
     assert not list(home.rglob(".*.erasing"))  # nothing of the killed run's work files left once it is finished
+
+
+def test_a_backup_taken_before_an_erasure_is_restored_with_the_erasure_applied_again(scored_home, tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    shutil.copytree(scored_home, home, ignore=shutil.ignore_patterns("*.lock"))
+    monkeypatch.setenv("CREDIT_HOME", str(home))
+    monkeypatch.delenv("CREDIT_DATA_DIR", raising=False)
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        applicant, other = [r[0] for r in con.execute("select SK_ID_CURR from scoring.scored_applications order by 1 limit 2").fetchall()]
+    assert cli.main(["backup", str(tmp_path / "backup")]) == 0
+    cli.main(["subject", "erase", str(applicant), "--reason", "REF-7"])
+    assert export.export(applicant).found == []
+    restored = tmp_path / "restored"
+    assert cli.main(["restore", str(tmp_path / "backup"), "--to", str(restored)]) == 0
+    said = capsys.readouterr().out
+    assert "1 people erased since" in said and "1 of them were in the backup, erased again in the restored home" in said
+    monkeypatch.setenv("CREDIT_HOME", str(restored))
+    assert export.export(applicant).found == []  # erased again, with the same pseudonym
+    assert export.export(other).found  # nobody else
+    assert pseudonyms.known(applicant) is not None
+    with duckdb.connect(str(restored / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from scoring.decision_audit where SK_ID_CURR = ?", [pseudonyms.known(applicant)]).fetchone()[0]
+    assert cli.main(["audit", "verify"]) == 0

@@ -277,3 +277,48 @@ class _Gaps:
 
     def __init__(self, left: list[str]):
         self.not_searched = left
+
+
+def erasures() -> tuple[bytes | None, list[dict]]:
+    """This home's pseudonym key and the plans of its erasures: what a restore of an older backup
+    must apply again (`reapply`)."""
+    path = pseudonyms.key_path()
+    plans = [r for r in audit.records(audit.audit_dir(), audit.ERASURES_PREFIX)[0] if "sealed_rows" in r]
+    return (path.read_bytes() if path.exists() else None), plans
+
+
+def reapply(key: bytes, plans: list[dict], by: str) -> list[Erasure]:
+    """Erase again, in CREDIT_HOME (a restored backup taken before them), everyone `plans` erased:
+    their numbers are not kept, so every number the home holds is keyed again and matched with the
+    plans' pseudonyms (with the key they were made with, installed here if the backup had none)."""
+    path = pseudonyms.key_path()
+    if path.exists() and path.read_bytes() != key:
+        raise ValueError(f"{path} is not the key the erasures were made with: the backup is of another home")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+            handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+    wanted = {int(p["pseudonym"]): p for p in plans}
+    found = sorted(n for n in _numbers() if pseudonyms.pseudonym(n) in wanted)
+    return [erase(n, f"{wanted[pseudonyms.pseudonym(n)]['reason']} (again, after a restore)", by) for n in found]
+
+
+def _numbers() -> set[int]:
+    """Every applicant number the home's DuckDB files and journals hold."""
+    home, numbers = settings.credit_home(), set()
+    with warehouse.connect(settings.warehouse_path(), scratch=True, wait=False) as con:
+        files = [p for p in sorted(home.rglob("*.duckdb")) if p != settings.warehouse_path() and "duckdb_tmp" not in p.parts]
+        for i, path in enumerate(files):
+            con.execute(f"attach {_literal(path)} as snapshot_{i} (read_only)")
+        for catalog in [settings.warehouse_path().stem] + [f"snapshot_{i}" for i in range(len(files))]:
+            for schema, table, column in con.execute("""select table_schema, table_name, column_name from information_schema.columns
+                                                        where table_catalog = ? and upper(column_name) in (select unnest(?))""",
+                                                     [catalog, list(KEYS)]).fetchall():
+                numbers |= {n for (n,) in con.execute(f'select distinct try_cast("{column}" as bigint) from "{catalog}"."{schema}"."{table}"')
+                            .fetchall() if n is not None and n >= 0}
+    for folder, prefix in set(audit.journals().values()):
+        for record in audit.records(folder, prefix)[0] if folder.is_dir() else []:
+            numbers |= {int(v) for k, v in record.items() if k.upper() in KEYS and isinstance(v, int) and v >= 0}
+    return numbers
