@@ -139,6 +139,12 @@ def test_an_erased_applicant_is_found_nowhere_but_in_the_decisions_kept_under_a_
         [{"at": "2026-11-02T10:00:00", "user": "advisor1", "event": "opened", "SK_ID_CURR": i} for i in (applicant, neighbour)])
     assert cli.main(["subject", "export", str(applicant)]) == 0
     assert list((home / "exports").glob(f"subject_{applicant}_*.pdf"))
+    # the nights' Parquet datasets (CREDIT_STORAGE=datasets): a decision kept, a feature row deleted
+    for table in ("scored_applications", "applicant_features"):
+        folder = home / "datasets" / table / f"partition_date={first}"
+        folder.mkdir(parents=True)
+        duckdb.sql(f"copy (select * from (values ({applicant}, 'refused', 'a'), ({neighbour}, 'granted', 'b')) v(SK_ID_CURR, decision, note)) "
+                   f"to '{folder / 'part-0.parquet'}' (format parquet)")
 
     assert cli.main(["subject", "erase", str(applicant)]) == 1  # the request's reference is required
     # done everywhere it can be; what it cannot reach (this home remembers no source folder) is said, and the exit says so
@@ -162,6 +168,9 @@ def test_an_erased_applicant_is_found_nowhere_but_in_the_decisions_kept_under_a_
         assert con.execute("select decision from scoring.scored_applications where SK_ID_CURR = ?", [alias]).fetchone()[0] == decision
         assert con.execute("select count(*) from scoring.decision_audit where SK_ID_CURR = ?", [alias]).fetchone()[0] == audited
         assert con.execute("select count(*) from raw.bureau where SK_ID_CURR = ?", [alias]).fetchone()[0] == 0
+    parquet = {table: duckdb.sql(f"select SK_ID_CURR, note from read_parquet('{home}/datasets/{table}/*/*.parquet') order by 1").fetchall()
+               for table in ("scored_applications", "applicant_features")}
+    assert parquet == {"scored_applications": [(alias, "[erased]"), (neighbour, "b")], "applicant_features": [(neighbour, "b")]}
     contest = [r for r in lines_about(audit.review_dir(), "review_", "sk_id", alias)]
     assert [(r["action"], r["note"], r["channel"]) for r in contest] == [(review.CONTEST, "[erased]", "branch")]
     assert len(lines_about(audit.access_dir(), "access_", "SK_ID_CURR", neighbour)) == 1
