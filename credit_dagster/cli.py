@@ -513,11 +513,8 @@ def _restore(args: argparse.Namespace) -> int:
     except backup.BackupError as refused:
         raise CliError(str(refused)) from None
     if key and plans:
-        kept_in, os.environ["CREDIT_HOME"] = os.environ.get("CREDIT_HOME"), str(Path(args.to).expanduser().resolve())
-        try:
+        with settings.home_at(Path(args.to).expanduser().resolve()):
             again = erase.reapply(key, plans, f"cli:{getpass.getuser()}")
-        finally:
-            os.environ.pop("CREDIT_HOME") if kept_in is None else os.environ.update(CREDIT_HOME=kept_in)
         print(f"{len({p['pseudonym'] for p in plans})} people erased since (the erasures journal of {settings.credit_home()}): "
               f"{len(again)} of them were in the backup, erased again in the restored home")
     taken = f"taken {manifest['created_at']} of {manifest['home']} by release {manifest['release']}"

@@ -48,7 +48,6 @@ def test_a_night_s_decisions_are_sealed_and_a_changed_row_is_found_where_it_is(s
     assert full >= block and len(night) > full  # a whole block and a tail after it
     target, neighbour = night[block // 2], night[block // 2 + 1]
     where = f"rows 1 to {block} (SK_ID_CURR {night[0]} to {night[block - 1]})"
-    moved = f"a row among rows 1 to {block} (SK_ID_CURR {night[0]} to "  # the block's rows as they are after the change
 
     def found(change: str, *params) -> list[str]:
         """What verify says once `change` is made to the warehouse, which is put back after."""
@@ -62,18 +61,29 @@ def test_a_night_s_decisions_are_sealed_and_a_changed_row_is_found_where_it_is(s
 
     edited = found("update scoring.decision_audit set decision = 'granted', probability_of_default = 0.01 where SK_ID_CURR = ? "
                    "and run_id = ?", target, run_id)
-    assert edited == [f"night {first} (run {run_id}): a row among {where} was edited, deleted or inserted"]
+    at = block // 2 + 1  # the target's row number in the night's chain
+    assert edited == [f"night {first} (run {run_id}): row {at} (SK_ID_CURR {target}) was edited"]
     tail = found("update scoring.decision_audit set points = points + 1 where SK_ID_CURR = ? and run_id = ?", night[full + 1], run_id)
-    assert tail == [f"night {first} (run {run_id}): a row among its last rows (from row {full + 1:,}) was edited"]
+    assert tail == [f"night {first} (run {run_id}): row {full + 2:,} (SK_ID_CURR {night[full + 1]}) was edited"]
     deleted = found("delete from scoring.decision_audit where SK_ID_CURR = ? and run_id = ?", target, run_id)
-    assert len(deleted) == 1 and moved in deleted[0]
+    assert deleted == [f"night {first} (run {run_id}): the row sealed as row {at} was deleted (it came before SK_ID_CURR {neighbour})"]
     # a row slipped in between two, and the one after the last: both said
     inserted = found("insert into scoring.decision_audit select * replace (SK_ID_CURR + 1 as SK_ID_CURR) from scoring.decision_audit "
                      "where SK_ID_CURR = ? and run_id = ?", target, run_id)
-    assert len(inserted) == 1 and f"night {first} (run {run_id}): {moved}" in inserted[0]
+    assert len(inserted) == 1 and f"(SK_ID_CURR {target + 1}) was inserted" in inserted[0]
     last = found("insert into scoring.decision_audit select * replace (SK_ID_CURR + 10000000 as SK_ID_CURR) from scoring.decision_audit "
                  "where SK_ID_CURR = ? and run_id = ?", night[-1], run_id)
-    assert last and "rows deleted or inserted after row" in last[0]
+    assert last == [f"night {first} (run {run_id}): row {len(night) + 1:,} (SK_ID_CURR {night[-1] + 10000000}) and 0 after it were "
+                    "inserted after the last sealed row"]
+    # the rows' digests kept beside the seal changed too: the chain still finds it, to its block
+    digests = audit.audit_dir() / sealed["row_digests"]["file"]
+    kept = digests.read_bytes()
+    digests.write_bytes(b"\0" * len(kept))
+    try:
+        assert found("update scoring.decision_audit set points = points + 1 where SK_ID_CURR = ? and run_id = ?", target, run_id) == [
+            f"night {first} (run {run_id}): a row among {where} was edited, deleted or inserted"]
+    finally:
+        digests.write_bytes(kept)
     # a whole night forged under a run of its own: rows no seal names
     forged = found("insert into scoring.decision_audit select * replace ('forged' as run_id) from scoring.decision_audit "
                    "where run_id = ?", run_id)
@@ -83,6 +93,6 @@ def test_a_night_s_decisions_are_sealed_and_a_changed_row_is_found_where_it_is(s
     with duckdb.connect(str(warehouse)) as con:
         con.execute("update scoring.decision_audit set reason_1 = 'edited' where SK_ID_CURR = ? and run_id = ?", [neighbour, run_id])
     assert cli.main(["audit", "verify"]) == 1
-    assert f"BROKEN night {first} (run {run_id}): a row among {where}" in capsys.readouterr().out
+    assert f"BROKEN night {first} (run {run_id}): row {at + 1} (SK_ID_CURR {neighbour}) was edited" in capsys.readouterr().out
     passed, description = check_of(score_night(second))
-    assert not passed and f"night {first} (run {run_id}): a row among {where}" in description
+    assert not passed and f"night {first} (run {run_id}): row {at + 1} (SK_ID_CURR {neighbour}) was edited" in description

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit_dagster.core import datasets, keys, settings
+from credit_dagster.core import datasets, keys, seals, settings
 from credit_dagster.core.resources import Warehouse
 from credit_dagster.definitions import build
 from credit_dagster.nightly import drops, night, partitions, schedules, shards
@@ -44,9 +44,9 @@ DECISION = ["SK_ID_CURR", "probability_of_default", "points", "grade", "decision
 
 
 def trained_copy(build, tmp_path_factory, name: str):
-    """A copy of the trained home with no night scored yet (the shared build may have some)."""
+    """A copy of the trained home with no night scored yet (the shared build may have some: their decisions, seals and journals left out)."""
     root = tmp_path_factory.mktemp(name)
-    shutil.copytree(build[0], root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("inbox", "serving", "*.lock"))
+    shutil.copytree(build[0], root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("inbox", "serving", "api", "*.lock"))
     con = duckdb.connect(str(root / "warehouse.duckdb"))
     for (schema,) in con.execute("select distinct schema_name from information_schema.schemata "
                                  "where schema_name = 'scoring' or schema_name like 'drop_%'").fetchall():
@@ -222,6 +222,40 @@ def test_drift_and_snapshot_read_the_whole_sharded_night(sharded_in_memory):
             == con2.execute(f"select count(*) from ({datasets.scan(root, 'scored_applications', DAY)})").fetchone()[0])
     psi = result.asset_materializations_for_node("monitoring__drift_report")[0].metadata
     assert psi["score_psi"].value >= 0
+
+
+def test_a_sharded_night_s_decisions_are_sealed_shard_by_shard_when_published(sharded_in_memory):
+    home, root, results = sharded_in_memory
+    publish = results[-1]
+    heads = publish.asset_materializations_for_node("scoring__scored_applications")[0].metadata["decision_audit_heads"].value
+    shard_runs = {r.run_id for r in results[1:-1]}
+    assert set(heads) == shard_runs  # each shard's run, sealed once the night is whole
+    [check] = [e.event_specific_data for e in publish.all_events
+               if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.event_specific_data.check_name == "decisions_untouched"]
+    assert check.passed
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CREDIT_HOME", str(home))
+        mp.setenv("CREDIT_STORAGE", "datasets")
+        mp.setenv("CREDIT_DATASETS", root)
+        with Warehouse().connect(read_only=True) as con:
+            checked = seals.verify(con)
+            rows = con.execute("select count(*) from scoring.decision_audit").fetchone()[0]
+        assert checked.problems == [] and checked.runs == len(shard_runs) and checked.rows == rows > 100
+        # a decision edited in the bucket is found, in its shard's run
+        fs = fsspec.filesystem("memory")
+        path = sorted(fs.find(f"{root}/decision_audit"))[0]
+        con = duckdb.connect()
+        con.register_filesystem(fs)
+        edited = con.execute(f"select * replace ('granted' as decision, 0.001 as probability_of_default) from read_parquet('memory://{path}')").df()
+        pristine = fs.cat_file(path)
+        with fs.open(path, "wb") as f:
+            edited.to_parquet(f)
+        try:
+            with Warehouse().connect(read_only=True) as con:
+                problems = seals.verify(con).problems
+        finally:
+            fs.pipe_file(path, pristine)  # the module's night as it was, for the tests after
+        assert len(problems) == 1 and "was edited" in problems[0]
 
 
 def test_a_missing_or_doubled_applicant_stops_the_publish_and_says_who(tmp_path):

@@ -9,6 +9,8 @@ table is checked against this class by a test.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -167,6 +169,20 @@ def current() -> Settings:
 
 def env_name(field: str) -> str:
     return f"CREDIT_{field.upper()}"
+
+
+@contextmanager
+def home_at(home: Path) -> Iterator[None]:
+    """The settings with CREDIT_HOME at `home` for the block (a restored home worked on before it is used)."""
+    name = env_name("home")
+    kept, os.environ[name] = os.environ.get(name), str(home)
+    try:
+        yield
+    finally:
+        if kept is None:
+            os.environ.pop(name)
+        else:
+            os.environ[name] = kept
 
 
 def credit_home() -> Path:

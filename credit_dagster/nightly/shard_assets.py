@@ -11,7 +11,7 @@ from contextlib import closing
 
 import dagster as dg
 
-from credit_dagster.core import datasets, settings
+from credit_dagster.core import datasets, seals, settings
 from credit_dagster.core.keys import CHAMPION, DROP, POOL, SCORED, SHARDS, WAREHOUSE_QUEUE
 from credit_dagster.core.resources import Warehouse
 from credit_dagster.ingest.assets import IngestConfig
@@ -61,11 +61,14 @@ def sharded_assets(n_shards: int) -> list[dg.AssetsDefinition]:
         day = context.partition_key
         with warehouse.connect() as con:
             counts = shards.publish(con, datasets.root(), day)
+            sealed = [seals.seal(con, day, run) for run in seals.unsealed(con, day)]  # each shard's run, once it is published
             decisions = dict(con.execute("select decision, count(*) from scoring.scored_applications where partition_date = ? "
                                          "group by 1", [day]).fetchall())
         context.log.info(f"night {day}: {counts['scored']:,} applicants scored once each across {n_shards} shards")
         return dg.MaterializeResult(metadata={"dagster/row_count": counts["scored"], "decisions": decisions,
-                                              "landed": counts["landed"], "shards": n_shards, "datasets": datasets.root()})
+                                              "landed": counts["landed"], "shards": n_shards, "datasets": datasets.root(),
+                                              "decision_audit_heads": {s["run_id"]: s["head"] for s in sealed},
+                                              "decision_audit_rows_sealed": sum(s["rows"] for s in sealed)})
 
     return [landed_drop, scored_shards, scored_applications]
 

@@ -82,6 +82,9 @@ def apply(con: duckdb.DuckDBPyConnection, inbox: Path, today: date) -> Applied:
             if _table(con, table):
                 column = "cast(scored_at as date)" if table.endswith("ondemand_audit") else "cast(partition_date as date)"
                 _count(applied.removed, f"{table} rows", con.execute(f"delete from {table} where {column} < ?", [day]).fetchone()[0])
+        for runs in nights.values():  # their rows' digests beside the seals (core/seals.py) go with them
+            for run in runs:
+                (audit.audit_dir() / "seal_rows" / f"{run}.bin").unlink(missing_ok=True)
         applied.nights_retired = sorted(nights)
     for (_, prefix), files in journals.items():
         for path in files:

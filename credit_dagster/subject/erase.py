@@ -125,9 +125,10 @@ def _pseudonymised(column: str, value, alias: int):
 def _erase_tables(con: duckdb.DuckDBPyConnection, catalog: str, key: str, done: Erasure, where: str) -> None:
     """In one DuckDB file: the applicant's retained rows pseudonymised, the rest deleted (their
     bureau credits' months with them), their mentions in other applicants' rows deleted."""
-    tables = con.execute("select table_schema, table_name, list(column_name) from information_schema.columns "
-                         "where table_catalog = ? and table_schema not in ('information_schema', 'pg_catalog') group by all order by 1, 2",
-                         [catalog]).fetchall()
+    # tables only: the scoring views of CREDIT_STORAGE=datasets read the Parquet files, erased as files
+    tables = con.execute("""select c.table_schema, c.table_name, list(c.column_name order by c.ordinal_position)
+                            from information_schema.columns c join information_schema.tables t using (table_catalog, table_schema, table_name)
+                            where c.table_catalog = ? and t.table_type = 'BASE TABLE' group by all order by 1, 2""", [catalog]).fetchall()
     con.execute("begin")
     bureaus: list[str] = []
     for keyed in (True, False):
