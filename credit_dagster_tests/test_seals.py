@@ -63,6 +63,10 @@ def test_a_night_s_decisions_are_sealed_and_a_changed_row_is_found_where_it_is(s
                    "and run_id = ?", target, run_id)
     at = block // 2 + 1  # the target's row number in the night's chain
     assert edited == [f"night {first} (run {run_id}): row {at} (SK_ID_CURR {target}) was edited"]
+    # two decisions swapped between their applicants (the rows "reordered"): the first is named
+    swapped = found("update scoring.decision_audit set SK_ID_CURR = case when SK_ID_CURR = ? then ? else ? end "
+                    "where SK_ID_CURR in (?, ?) and run_id = ?", target, neighbour, target, target, neighbour, run_id)
+    assert swapped == [f"night {first} (run {run_id}): row {at} (SK_ID_CURR {target}) was edited"]
     tail = found("update scoring.decision_audit set points = points + 1 where SK_ID_CURR = ? and run_id = ?", night[full + 1], run_id)
     assert tail == [f"night {first} (run {run_id}): row {full + 2:,} (SK_ID_CURR {night[full + 1]}) was edited"]
     deleted = found("delete from scoring.decision_audit where SK_ID_CURR = ? and run_id = ?", target, run_id)

@@ -15,8 +15,11 @@ import time
 
 import duckdb
 import pypdf
+import pytest
+from fastapi import HTTPException
 
 from credit_dagster import cli
+from credit_dagster.api.runtime import Serving
 from credit_dagster.core import audit, pseudonyms, seals
 from credit_dagster.review import cases as review
 from credit_dagster.review.journal import ReviewJournal
@@ -126,10 +129,12 @@ def test_an_erased_applicant_is_found_nowhere_but_in_the_decisions_kept_under_a_
     monkeypatch.delenv("CREDIT_DATA_DIR", raising=False)
     first, second = SCORED_DAYS
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
-        applicant, decision = con.execute("""select s.SK_ID_CURR, s.decision from scoring.scored_applications s
-                                             join raw.bureau b using (SK_ID_CURR) order by 1 limit 1""").fetchone()
+        # two applicants of the served night with bureau credits: the one erased, and one left as they are
+        con.execute(f"attach '{home / 'serving' / 'serving.duckdb'}' as served (read_only)")
+        (applicant, decision, served), (neighbour, *_) = con.execute("""
+            select s.SK_ID_CURR, s.decision, v.decision from scoring.scored_applications s join served.scored_applications v using (SK_ID_CURR)
+            where SK_ID_CURR in (select SK_ID_CURR from raw.bureau) order by 1 limit 2""").fetchall()
         audited = con.execute("select count(*) from scoring.decision_audit where SK_ID_CURR = ?", [applicant]).fetchone()[0]
-    neighbour = applicant + 1
     words = "My late husband's debts were settled in March"
     # what people and systems did about them, and about a neighbour, in each journal; an export made for them
     audit.AuditLog(audit.audit_dir()).append([{"SK_ID_CURR": i, "decision": "granted", "caller": "branch"} for i in (applicant, neighbour)])
@@ -145,6 +150,9 @@ def test_an_erased_applicant_is_found_nowhere_but_in_the_decisions_kept_under_a_
         folder.mkdir(parents=True)
         duckdb.sql(f"copy (select * from (values ({applicant}, 'refused', 'a'), ({neighbour}, 'granted', 'b')) v(SK_ID_CURR, decision, note)) "
                    f"to '{folder / 'part-0.parquet'}' (format parquet)")
+
+    serving = Serving(home / "models", home / "serving" / "serving.duckdb")  # the API, already serving their decision
+    assert serving.decision(applicant)["decision"] == served
 
     assert cli.main(["subject", "erase", str(applicant)]) == 1  # the request's reference is required
     # done everywhere it can be; what it cannot reach (this home remembers no source folder) is said, and the exit says so
@@ -175,6 +183,9 @@ def test_an_erased_applicant_is_found_nowhere_but_in_the_decisions_kept_under_a_
     assert [(r["action"], r["note"], r["channel"]) for r in contest] == [(review.CONTEST, "[erased]", "branch")]
     assert len(lines_about(audit.access_dir(), "access_", "SK_ID_CURR", neighbour)) == 1
     assert len(lines_about(audit.audit_dir(), "ondemand_", "SK_ID_CURR", alias)) == 1
+    with pytest.raises(HTTPException) as unknown:  # the API answers from the snapshot as erased, without a restart
+        serving.decision(applicant)
+    assert unknown.value.status_code == 404 and serving.decision(neighbour)
     # the person's number still finds the kept decision
     assert cli.main(["decision", "show", str(applicant)]) == 0
     assert decision in capsys.readouterr().out
