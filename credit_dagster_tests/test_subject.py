@@ -166,7 +166,8 @@ def test_an_erased_applicant_is_found_nowhere_but_in_the_decisions_kept_under_a_
     assert export.export(applicant).found == []
     number = re.compile(rf"(?<![0-9]){applicant}(?![0-9])".encode())
     for path in (p for p in home.rglob("*") if p.is_file() and p.suffix != ".duckdb" and "dagster" not in p.parts):
-        data = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+        data = path.read_bytes()
+        data = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data  # (other tests plant files that are not gzip in the shared home)
         assert words.encode() not in data, path
         if path.suffix in (".csv", ".jsonl", ".json"):
             assert not number.search(data), path
