@@ -173,7 +173,7 @@ def _journal_rewrites(locks: ExitStack, key: str, alias: int) -> dict[Path, tupl
         for path in sorted(folder.glob(f"{prefix}*.jsonl")):
             lines, changed = path.read_bytes().split(b"\n"), []
             for i, line in enumerate(lines):
-                record = _record(line)
+                record = _record(line) if key.encode() in line else None  # only lines holding its digits are parsed
                 if record is None or not any(k.upper() in KEYS and str(v).strip() == key for k, v in record.items()):
                     continue
                 was = audit.chained_hash(line)

@@ -76,7 +76,7 @@ def export(sk_id_curr: int) -> Export:
             result.found += _search(con, _csvs(con, folder, home, gaps), key, gaps)
         result.found += _search(con, _parquet(con, result), key, gaps)
     for path in _journal_files(home):
-        rows = [record for record in _records(path) if _names(record, key)]
+        rows = [record for record in _records(path, key) if _names(record, key)]
         if rows:
             result.found.append(Found("journal", _shown(path, home), path.name, rows))
     return result
@@ -244,8 +244,12 @@ def _journal_files(home: Path) -> Iterator[Path]:
                 yield path
 
 
-def _records(path: Path) -> Iterator[dict]:
+def _records(path: Path, key: str) -> Iterator[dict]:
+    """The journal's records whose line holds `key`'s digits (only those are parsed: a journal of
+    reads holds millions of lines)."""
     for line in path.read_bytes().split(b"\n"):
+        if key.encode() not in line:
+            continue
         try:
             record = json.loads(line) if line.strip() else None
         except json.JSONDecodeError:
