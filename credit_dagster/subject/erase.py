@@ -236,11 +236,11 @@ def _rewrite(con: duckdb.DuckDBPyConnection, path: Path, relation: str, key: str
              store: str, table: str) -> None:
     """One file without the applicant's rows, or with them pseudonymised if `table` is retained."""
     try:
-        columns = [d[0] for d in con.execute(f"select * from {relation} limit 0").description]
+        types = dict(con.execute(f"select column_name, column_type from (describe select * from {relation})").fetchall())
     except duckdb.Error as unread:
         done.left.append(f"{_shown(path, home)}: not readable ({str(unread).splitlines()[0]})")
         return
-    upper = {c.upper(): c for c in columns}
+    upper = {c.upper(): c for c in types}
     own = next((upper[k] for k in KEYS if k in upper), None)
     if own is None:
         return
@@ -255,7 +255,7 @@ def _rewrite(con: duckdb.DuckDBPyConnection, path: Path, relation: str, key: str
         return
     temporary = path.with_name(f".{path.name}.erasing")
     if table in RETAINED:
-        shown = ", ".join(f'case when {match} then {_sql_value(c, done.pseudonym)} else "{c}" end as "{c}"' for c in columns)
+        shown = ", ".join(_pseudonymised_sql(c, t, match, done.pseudonym) for c, t in types.items())
         con.execute(f"copy (select {shown} from {relation}) to {_literal(temporary)} {options}")
         _count(done.pseudonymised, where, n)
     else:
@@ -265,11 +265,16 @@ def _rewrite(con: duckdb.DuckDBPyConnection, path: Path, relation: str, key: str
     os.replace(temporary, path)
 
 
-def _sql_value(column: str, alias: int) -> str:
+def _pseudonymised_sql(column: str, kind: str, match: str, alias: int) -> str:
+    """The column, with the applicant's rows (`match`) pseudonymised: each value of the column's
+    type (a CSV is read as text); a key in a narrower integer column widened to BIGINT, the
+    pseudonym's type (the platform's own are BIGINT already)."""
     if column.upper() in KEYS:
-        return str(alias)
+        kind = "VARCHAR" if kind == "VARCHAR" else "BIGINT"
+        return f'case when {match} then cast({alias} as {kind}) else cast("{column}" as {kind}) end as "{column}"'
     if column.lower() in FREE_TEXT:
-        return f"'{ERASED}'"
+        text = f"cast('{ERASED}' as {kind})"
+        return f'case when {match} and "{column}" is not null then {text} else "{column}" end as "{column}"'
     return f'"{column}"'
 
 

@@ -5,7 +5,7 @@ up to date: the search is by the applicant's key wherever it lies. Every table o
 file of the home (the warehouse with its drops, features, decisions, audit and outcomes; the
 serving and review snapshots) whose columns include SK_ID_CURR, and the bureau months of the
 applicant's bureau credits (SK_ID_BUREAU); every journal line naming the applicant (on-demand
-decisions, API reads, review actions, the dashboard's access log; `sk_id` in the review's); every CSV of the inbox's drops,
+decisions, API reads, review actions, the dashboard's access log; `sk_id` in the review's); every CSV of the inbox's drops, of the outcome files,
 of the data folder the home was built from and of the registry (out-of-fold scores); every local
 Parquet dataset. The key is compared as text, so applicant 1234 never brings 12345 along.
 What could not be searched is said (`not_searched`), never silently left out.
@@ -86,6 +86,7 @@ def export(sk_id_curr: int) -> Export:
 STORES = {"warehouse": "Our records (the scoring warehouse)", "snapshot": "What our advisors' screens and our API show",
           "journal": "Logs of decisions, reviews and access to your file", "drop": "Files of applications as we received them",
           "source data": "The data files our system was built from", "registry": "Scores computed when our model was trained",
+          "outcomes": "How your credit was repaid, as reported to us",
           "datasets": "Archives of nightly decisions"}
 
 
@@ -214,10 +215,11 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list, names: bool = 
 
 
 def _csv_folders(result: Export) -> list[tuple[str, Path]]:
-    """The CSV files the platform holds: the inbox's drops, the data it was built from, the registry's."""
+    """The CSV files the platform holds: the inbox's drops, the outcome files, the data it was built from, the registry's."""
     from credit_dagster.nightly import drops  # the inbox's place is the night's to say
+    from credit_dagster.outcomes.assets import inbox as outcomes_inbox  # and the outcome files' the back-test's
 
-    folders = [("drop", drops.inbox_dir()), ("registry", settings.models_dir())]
+    folders = [("drop", drops.inbox_dir()), ("outcomes", outcomes_inbox()), ("registry", settings.models_dir())]
     try:
         folders.insert(1, ("source data", settings.data_dir()))
     except LookupError as unknown:
