@@ -33,15 +33,16 @@ def pseudonym(sk_id_curr: int) -> int:
                 os.fsync(handle.fileno())
         except FileExistsError:
             pass
-    return _of(path.read_bytes(), sk_id_curr)
+    return of(path.read_bytes(), sk_id_curr)
 
 
 def known(sk_id_curr: int) -> int | None:
     """The applicant's pseudonym if this home ever erased anyone (no key is made to look)."""
     path = key_path()
-    return _of(path.read_bytes(), sk_id_curr) if path.exists() else None
+    return of(path.read_bytes(), sk_id_curr) if path.exists() else None
 
 
-def _of(key: bytes, sk_id_curr: int) -> int:
+def of(key: bytes, sk_id_curr: int) -> int:
+    """The pseudonym `key` gives the applicant (many numbers keyed with a key read once)."""
     digest = hmac.new(key, str(int(sk_id_curr)).encode(), hashlib.sha256).digest()
     return -(int.from_bytes(digest[:6], "big") + 1)

@@ -2,12 +2,13 @@
 
 `scoring.decision_audit` only grows, but a file can be edited. When a night's run has written its
 rows, they are chained in SK_ID_CURR order (each row's link is the SHA-256 of the previous link and
-the row, every column as it was written) and the run's seal — its row count, the columns read,
-the link after every `BLOCK` rows and the head — is appended to the night-seals journal (itself
-a hash chain, fsync'ed, walked by `credit-dagster audit verify`), and the head goes to the run's
-Dagster metadata: two copies outside the warehouse. `verify` chains the rows again: an edited,
-deleted or inserted row changes every link after it, so the first block whose link differs says
-where (its SK_ID_CURR range), and rows of a run that has no seal are named too.
+the row's digest, every column as it was written) and the run's seal — its row count, the columns
+read, the link after every `BLOCK` rows, the head, and the SHA-256 of a file of the rows' shortened
+digests — is appended to the night-seals journal (itself a hash chain, fsync'ed, walked by
+`credit-dagster audit verify`), and the head goes to the run's Dagster metadata: two copies outside
+the warehouse. `verify` chains the rows again: an edited, deleted or inserted row changes every link
+after it; the rows' digests then name the first row that differs (the first block whose link
+differs, if that file was changed too), and rows of a run that has no seal are named too.
 
 A link covers a row through its digest (the SHA-256 of the row as JSON), so a row a person's
 erasure pseudonymised (subject/erase.py) still verifies: the erasure journal keeps, for each such
@@ -100,7 +101,7 @@ def verify(con: duckdb.DuckDBPyConnection, folder: Path | None = None) -> Checke
     first = min((datetime.fromisoformat(s["at"]).replace(tzinfo=None) for s in seals), default=None)
     sealed = {s["run_id"] for s in seals}
     runs = con.execute(f"select partition_date, run_id, count(*), min(scored_at) from {AUDIT} group by all order by 4").fetchall() \
-        if _exists(con) else []
+        if exists(con) else []
     before = 0
     for night, run_id, n, scored_at in runs:
         if run_id in sealed:
@@ -213,6 +214,7 @@ def _chain(parts) -> list[str]:
     return links
 
 
-def _exists(con: duckdb.DuckDBPyConnection) -> bool:
+def exists(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the warehouse has the audit table (or, with CREDIT_STORAGE=datasets, its view)."""
     return bool(con.execute("select count(*) from information_schema.tables where table_schema = 'scoring' "
                             "and table_name = 'decision_audit'").fetchone()[0])

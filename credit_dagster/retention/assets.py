@@ -21,7 +21,7 @@ def retention(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Mat
         applied = policy.apply(con, drops.inbox_dir(), datetime.now(UTC).date())
     for where, n in applied.removed.items():
         context.log.info(f"retention: {n:,} removed from {where}")
-    return dg.MaterializeResult(metadata={"oldest_day_kept": applied.cutoffs, "removed": applied.removed,
+    return dg.MaterializeResult(metadata={"oldest_day_kept": applied.cutoffs, "removed": dict(applied.removed),
                                           "removed_total": sum(applied.removed.values()), "nights_retired": applied.nights_retired})
 
 

@@ -22,6 +22,7 @@ was removed, which verifies; the next day's run removes the rest.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -35,7 +36,7 @@ from credit_dagster.core.seals import AUDIT
 @dataclass
 class Applied:
     cutoffs: dict[str, str]  # store -> the oldest day kept
-    removed: dict[str, int] = field(default_factory=dict)  # where -> rows, files or folders removed
+    removed: Counter[str] = field(default_factory=Counter)  # where -> rows, files or folders removed
     nights_retired: list[str] = field(default_factory=list)
 
 
@@ -64,24 +65,24 @@ def apply(con: duckdb.DuckDBPyConnection, inbox: Path, today: date) -> Applied:
         return applied
     record = {"at": today.isoformat(), "cutoffs": applied.cutoffs,
               "nights": [{"night": night, "run_ids": runs} for night, runs in nights.items()],
-              "journals": [{"journal": prefix, "removed": [f.name for f in files], "anchor": _last_hash(files[-1])}
-                           for (_, prefix), files in journals.items()]}
+              "journals": [{"journal": prefix, "removed": [f.name for f in files], "anchor": _anchor(folder, prefix, files)}
+                           for (folder, prefix), files in journals.items()]}
     audit.AuditLog(audit.audit_dir(), prefix=audit.RETENTION_PREFIX).append([record])  # fsync'ed before anything goes
 
     schemas, folders = drops
     for schema in schemas:
         tables = con.execute("select count(*) from information_schema.tables where table_schema = ?", [schema]).fetchone()[0]
         con.execute(f'drop schema "{schema}" cascade')
-        _count(applied.removed, "warehouse drop tables", tables)
+        applied.removed["warehouse drop tables"] += tables
     for folder in folders:
         _remove_tree(folder)
-        _count(applied.removed, "inbox drop folders", 1)
+        applied.removed["inbox drop folders"] += 1
     if nights:
         day = limits["decisions"].isoformat()
         for table in (AUDIT, "scoring.scored_applications", "scoring.ondemand_audit"):
             if _table(con, table):
                 column = "cast(scored_at as date)" if table.endswith("ondemand_audit") else "cast(partition_date as date)"
-                _count(applied.removed, f"{table} rows", con.execute(f"delete from {table} where {column} < ?", [day]).fetchone()[0])
+                applied.removed[f"{table} rows"] += con.execute(f"delete from {table} where {column} < ?", [day]).fetchone()[0]
         for runs in nights.values():  # their rows' digests beside the seals (core/seals.py) go with them
             for run in runs:
                 (audit.audit_dir() / "seal_rows" / f"{run}.bin").unlink(missing_ok=True)
@@ -89,7 +90,8 @@ def apply(con: duckdb.DuckDBPyConnection, inbox: Path, today: date) -> Applied:
     for (_, prefix), files in journals.items():
         for path in files:
             path.unlink()
-        _count(applied.removed, f"{prefix}*.jsonl day files", len(files))
+        applied.removed[f"{prefix}*.jsonl day files"] += len(files)
+    applied.removed = +applied.removed  # what was removed, without the tables that had nothing past its period
     return applied
 
 
@@ -119,10 +121,10 @@ def _old_day_files(folder: Path, prefix: str, before: date | None) -> list[Path]
     return [p for p in files if (day := _day(p.stem.removeprefix(prefix))) and day < before]
 
 
-def _last_hash(path: Path) -> str:
-    """What the line after this file's last names: the chain goes on from it."""
-    last = audit._last_line(path)
-    return audit.chained_hash(last) if last else audit.GENESIS
+def _anchor(folder: Path, prefix: str, removed: list[Path]) -> str:
+    """What the first day file kept names: the head of the files removed, where the chain goes on."""
+    kept = [p.name for p in sorted(folder.glob(f"{prefix}*.jsonl")) if p.name > removed[-1].name]
+    return audit.head(folder, prefix, before=kept[0] if kept else None)
 
 
 def _day(text: str, compact: bool = False) -> date | None:
@@ -143,7 +145,3 @@ def _remove_tree(folder: Path) -> None:
         path.rmdir() if path.is_dir() else path.unlink()
     folder.rmdir()
 
-
-def _count(counts: dict[str, int], where: str, n: int) -> None:
-    if n:
-        counts[where] = counts.get(where, 0) + n

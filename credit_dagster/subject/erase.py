@@ -26,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,8 +49,8 @@ BUREAU_KEY = "SK_ID_BUREAU"
 @dataclass
 class Erasure:
     pseudonym: int
-    deleted: dict[str, int] = field(default_factory=dict)  # where -> rows deleted
-    pseudonymised: dict[str, int] = field(default_factory=dict)  # where -> rows kept under the pseudonym
+    deleted: Counter[str] = field(default_factory=Counter)  # where -> rows deleted
+    pseudonymised: Counter[str] = field(default_factory=Counter)  # where -> rows kept under the pseudonym
     files: list[str] = field(default_factory=list)  # files removed (the person's exports)
     left: list[str] = field(default_factory=list)  # what holds their data and was not changed here, and why
 
@@ -64,7 +65,8 @@ def erase(sk_id_curr: int, reason: str, by: str) -> Erasure:
             for leftover in folder.rglob(".*.erasing") if folder.is_dir() else []:
                 leftover.unlink()
         snapshots = _snapshot_copies(con, home)
-        catalogs = [settings.warehouse_path().stem, *snapshots]
+        # each DuckDB file as the erasure changes it -> where it is reported (the file it replaces)
+        catalogs = {settings.warehouse_path().stem: settings.warehouse_path()} | {c: target for c, (_, target) in snapshots.items()}
         journals = _journal_rewrites(locks, key, done.pseudonym)
         plan = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "by": by, "reason": reason[:500],
                 "pseudonym": done.pseudonym, "sealed_rows": _sealed_rows(con, key, done.pseudonym),
@@ -73,12 +75,13 @@ def erase(sk_id_curr: int, reason: str, by: str) -> Erasure:
         for path, (content, _) in journals.items():
             _replace(path, content)
             done.pseudonymised[_shown(path, home)] = len(journals[path][1])
-        for catalog in catalogs:
-            _erase_tables(con, catalog, key, done, _shown(snapshots.get(catalog, (None, settings.warehouse_path()))[1], home))
+        for catalog, path in catalogs.items():
+            _erase_tables(con, catalog, key, done, _shown(path, home))
         for catalog, (copy, target) in snapshots.items():
             con.execute(f'detach "{catalog}"')
             os.replace(copy, target)  # readers see the old snapshot or the new, never half of one
     _erase_files(key, done, home)
+    done.deleted, done.pseudonymised = +done.deleted, +done.pseudonymised  # the places that held them only
     log.append([{"at": datetime.now(UTC).isoformat(timespec="seconds"), "by": by, "pseudonym": done.pseudonym, "completed": True,
                  "deleted": done.deleted, "pseudonymised": done.pseudonymised, "exports_removed": len(done.files),
                  "left": done.left}])  # no file name: an export's names the person
@@ -100,7 +103,7 @@ def _snapshot_copies(con: duckdb.DuckDBPyConnection, home: Path) -> dict[str, tu
 def _sealed_rows(con: duckdb.DuckDBPyConnection, key: str, alias: int) -> list[dict]:
     """For each of the applicant's sealed decision rows: its run, its place in the run's chain, its
     digest as sealed and as it will be once pseudonymised (core/seals.py checks both)."""
-    if not seals._exists(con):
+    if not seals.exists(con):
         return []
     found = []
     runs = con.execute(f"select distinct run_id from {seals.AUDIT} where cast(SK_ID_CURR as varchar) = ?", [key]).fetchall()
@@ -144,20 +147,15 @@ def _erase_tables(con: duckdb.DuckDBPyConnection, catalog: str, key: str, done: 
                 if table in RETAINED:
                     sets = [f'"{own}" = {done.pseudonym}'] + [f'"{c}" = case when "{c}" is null then null else \'{ERASED}\' end'
                                                              for c in columns if c.lower() in FREE_TEXT]
-                    _count(done.pseudonymised, name, con.execute(f"update {relation} set {', '.join(sets)} where {match}", [key]).fetchone()[0])
+                    done.pseudonymised[name] += con.execute(f"update {relation} set {', '.join(sets)} where {match}", [key]).fetchone()[0]
                 else:
-                    _count(done.deleted, name, con.execute(f"delete from {relation} where {match}", [key]).fetchone()[0])
+                    done.deleted[name] += con.execute(f"delete from {relation} where {match}", [key]).fetchone()[0]
                 for mention in (upper[m.upper()] for m in MENTIONS if m.upper() in upper):
-                    _count(done.deleted, name, con.execute(f'delete from {relation} where cast("{mention}" as varchar) = ?', [key]).fetchone()[0])
+                    done.deleted[name] += con.execute(f'delete from {relation} where cast("{mention}" as varchar) = ?', [key]).fetchone()[0]
             elif not keyed and not own and BUREAU_KEY in upper and bureaus:
                 deleted = con.execute(f'delete from {relation} where cast("{upper[BUREAU_KEY]}" as varchar) in (select unnest(?))', [bureaus])
-                _count(done.deleted, name, deleted.fetchone()[0])
+                done.deleted[name] += deleted.fetchone()[0]
     con.execute("commit")
-
-
-def _count(counts: dict[str, int], where: str, n: int) -> None:
-    if n:
-        counts[where] = counts.get(where, 0) + n
 
 
 def _journal_rewrites(locks: ExitStack, key: str, alias: int) -> dict[Path, tuple[bytes, list[bytes]]]:
@@ -212,7 +210,7 @@ def _erase_files(key: str, done: Erasure, home: Path) -> None:
     """The CSVs and Parquet files holding the applicant, rewritten without them (retained tables
     pseudonymised); their exports removed; what lies outside the home listed, not changed."""
     con = duckdb.connect()
-    for store, folder in _csv_folders(_Gaps(done.left)):
+    for store, folder in _csv_folders(done.left):
         inside = folder.resolve().is_relative_to(home.resolve())
         for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith((".csv", ".csv.gz"))):
             relation = f"read_csv({_literal(path)}, all_varchar = true, header = true)"
@@ -257,10 +255,10 @@ def _rewrite(con: duckdb.DuckDBPyConnection, path: Path, relation: str, key: str
     if table in RETAINED:
         shown = ", ".join(_pseudonymised_sql(c, t, match, done.pseudonym) for c, t in types.items())
         con.execute(f"copy (select {shown} from {relation}) to {_literal(temporary)} {options}")
-        _count(done.pseudonymised, where, n)
+        done.pseudonymised[where] += n
     else:
         con.execute(f"copy (select * from {relation} where not ({match})) to {_literal(temporary)} {options}")
-        _count(done.deleted, where, n)
+        done.deleted[where] += n
     os.chmod(temporary, 0o600)
     os.replace(temporary, path)
 
@@ -276,13 +274,6 @@ def _pseudonymised_sql(column: str, kind: str, match: str, alias: int) -> str:
         text = f"cast('{ERASED}' as {kind})"
         return f'case when {match} and "{column}" is not null then {text} else "{column}" end as "{column}"'
     return f'"{column}"'
-
-
-class _Gaps:
-    """What `export._csv_folders` reports to: the erasure's list of what was left."""
-
-    def __init__(self, left: list[str]):
-        self.not_searched = left
 
 
 def erasures() -> tuple[bytes | None, list[dict]]:
@@ -307,8 +298,8 @@ def reapply(key: bytes, plans: list[dict], by: str) -> list[Erasure]:
             handle.flush()
             os.fsync(handle.fileno())
     wanted = {int(p["pseudonym"]): p for p in plans}
-    found = sorted(n for n in _numbers() if pseudonyms.pseudonym(n) in wanted)
-    return [erase(n, f"{wanted[pseudonyms.pseudonym(n)]['reason']} (again, after a restore)", by) for n in found]
+    found = {n: alias for n in _numbers() if (alias := pseudonyms.of(key, n)) in wanted}
+    return [erase(n, f"{wanted[found[n]]['reason']} (again, after a restore)", by) for n in sorted(found)]
 
 
 def _numbers() -> set[int]:

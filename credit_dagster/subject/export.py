@@ -72,7 +72,7 @@ def export(sk_id_curr: int) -> Export:
         gaps = result.not_searched
         for catalog, (store, path) in catalogs.items():
             result.found += _search(con, _tables(con, catalog, store, _shown(path, home)), key, gaps)
-        for folder in _csv_folders(result):
+        for folder in _csv_folders(gaps):
             result.found += _search(con, _csvs(con, folder, home, gaps), key, gaps)
         result.found += _search(con, _parquet(con, result), key, gaps)
     for path in _journal_files(home):
@@ -214,7 +214,7 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list, names: bool = 
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _csv_folders(result: Export) -> list[tuple[str, Path]]:
+def _csv_folders(not_searched: list[str]) -> list[tuple[str, Path]]:
     """The CSV files the platform holds: the inbox's drops, the outcome files, the data it was built from, the registry's."""
     from credit_dagster.nightly import drops  # the inbox's place is the night's to say
     from credit_dagster.outcomes.assets import inbox as outcomes_inbox  # and the outcome files' the back-test's
@@ -223,7 +223,7 @@ def _csv_folders(result: Export) -> list[tuple[str, Path]]:
     try:
         folders.insert(1, ("source data", settings.data_dir()))
     except LookupError as unknown:
-        result.not_searched.append(f"the source data: {unknown}")
+        not_searched.append(f"the source data: {unknown}")
     seen, kept = set(), []
     for store, folder in folders:
         try:
