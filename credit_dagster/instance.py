@@ -139,9 +139,22 @@ class CodeServerRunLauncher(DefaultRunLauncher):
         from dagster._grpc.types import GetCurrentRunsResult
         from dagster._serdes import deserialize_value
 
+        from credit_dagster.monitoring.recovery import HOST_TAG, PID_TAG, process_gone
+
         client = self._get_grpc_client_for_termination(run.run_id)
         if client is None:
-            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run records no code server")
+            # Not launched through a code server: a `credit-dagster` command running it in its own
+            # process (execute_as_launched), or some other in-process execution. Run monitoring
+            # fails a run on any answer but RUNNING, so an answer this launcher cannot give (a
+            # process on another host, or none recorded) leaves the run to whoever runs it; the
+            # next credit-dagster command on that host fails it if its process died.
+            gone = process_gone(run)
+            where = f"process {run.tags.get(PID_TAG)} on {run.tags.get(HOST_TAG)}"
+            if gone:
+                return CheckRunHealthResult(WorkerStatus.FAILED, f"the credit-dagster {where} that ran it died without finishing it")
+            if gone is None:
+                return CheckRunHealthResult(WorkerStatus.RUNNING, "run outside any code server, in a process this host cannot see")
+            return CheckRunHealthResult(WorkerStatus.RUNNING, f"run by the credit-dagster {where}")
         where = f"{client.host}:{client.port}"
         try:
             current = deserialize_value(client.get_current_runs(), GetCurrentRunsResult).current_runs

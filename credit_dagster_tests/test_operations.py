@@ -566,6 +566,45 @@ def test_ui_serves_the_jobs_and_the_cli_runs_and_stops_on_sigterm(ops_home, monk
             os.killpg(ui.pid, signal.SIGKILL)
 
 
+def test_run_monitoring_leaves_a_command_s_live_run_alone_and_fails_it_once_its_process_died(tmp_path):
+    """On a deployment (deploy/dagster.yaml: CodeServerRunLauncher, run monitoring on), a night run by
+    a `credit-dagster` command executes in that command's process, not in a code server: Dagster's
+    daemon must not fail it while the process lives (it did, mid-night, when the launcher answered
+    "unknown"), and must fail it once the process died. Asked through the daemon's own function."""
+    import logging
+
+    from dagster._daemon.monitoring.run_monitoring import monitor_started_run
+
+    from credit_dagster.monitoring.recovery import HOST_TAG, PID_TAG
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    here = socket.gethostname()
+    runs = {"live command": {PID_TAG: str(live.pid), HOST_TAG: here},
+            "dead command": {PID_TAG: str(dead.pid), HOST_TAG: here},
+            "command on another host": {PID_TAG: str(dead.pid), HOST_TAG: here + "-elsewhere"},
+            "no command, no code server": {}}
+    overrides = {"run_launcher": {"module": "credit_dagster.instance", "class": "CodeServerRunLauncher"},
+                 "run_monitoring": {"enabled": True, "max_resume_run_attempts": 0}}
+    try:
+        with dg.instance_for_test(temp_dir=str(tmp_path), overrides=overrides) as instance:
+            for name, tags in runs.items():
+                instance.add_run(dg.DagsterRun(job_name="nightly_scoring", run_id=name.replace(" ", "-"), tags=tags,
+                                               status=dg.DagsterRunStatus.STARTED))
+            for name in runs:
+                monitor_started_run(instance, None, instance.get_run_record_by_id(name.replace(" ", "-")), logging.getLogger("test"))
+            status = {name: instance.get_run_by_id(name.replace(" ", "-")).status for name in runs}
+            assert status == {"live command": dg.DagsterRunStatus.STARTED, "dead command": dg.DagsterRunStatus.FAILURE,
+                              "command on another host": dg.DagsterRunStatus.STARTED,
+                              "no command, no code server": dg.DagsterRunStatus.STARTED}
+            said = [e.message for e in instance.all_logs("dead-command")]
+            assert any(f"process {dead.pid} on {here} that ran it died without finishing it" in m for m in said), said
+    finally:
+        live.kill()
+        live.wait()
+
+
 def test_the_incident_sensor_never_waits_for_a_busy_warehouse(credit_home):
     """The run-failure sensor runs in the code server: waiting there for a night's run to free the
     warehouse kept the daemon (and `credit-dagster ui` on SIGTERM) from stopping. With the lock

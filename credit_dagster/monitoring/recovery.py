@@ -34,13 +34,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def process_gone(run: dg.DagsterRun) -> bool | None:
+    """Whether the credit-dagster process that runs `run` is gone: None when the run was not
+    started by credit-dagster or its process is on another host (which cannot be asked from here)."""
+    pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
+    if not pid or host != socket.gethostname():
+        return None
+    return int(pid) != os.getpid() and not _alive(int(pid))
+
+
 def recover_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     """Mark failed every active run whose process (on this host) is gone, free the pool slots of
     any run that is not active, and return one line per thing done."""
     said = []
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE)):
-        pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
-        if pid and host == socket.gethostname() and int(pid) != os.getpid() and not _alive(int(pid)):
+        pid = run.tags.get(PID_TAG)
+        if process_gone(run):
             instance.report_run_failed(run, f"process {pid} died without finishing the run (killed or crashed); marked failed")
             said.append(f"run {run.run_id[:8]} ({run.job_name}{' ' + run.tags['dagster/partition'] if 'dagster/partition' in run.tags else ''}) "
                         f"was left running by dead process {pid}: marked failed")
