@@ -60,7 +60,10 @@ def erase(sk_id_curr: int, reason: str, by: str) -> Erasure:
     home, key = settings.credit_home(), str(int(sk_id_curr))
     done = Erasure(pseudonyms.pseudonym(sk_id_curr))
     log = audit.AuditLog(audit.audit_dir(), prefix=audit.ERASURES_PREFIX)
-    with warehouse.connect(settings.warehouse_path(), wait=False) as con, ExitStack() as locks:
+    with ExitStack() as locks:
+        # held until the warehouse is written anew below, its connection closed by then
+        locks.enter_context(warehouse.warehouse_lock(settings.warehouse_path(), wait=False))
+        con = locks.enter_context(warehouse.connect(settings.warehouse_path(), wait=False))
         for folder in {home, *(folder for folder, _ in audit.journals().values())}:  # a killed erasure's work files (one erasure at a time)
             for leftover in folder.rglob(".*.erasing") if folder.is_dir() else []:
                 leftover.unlink()
@@ -79,7 +82,9 @@ def erase(sk_id_curr: int, reason: str, by: str) -> Erasure:
             _erase_tables(con, catalog, key, done, _shown(path, home))
         for catalog, (copy, target) in snapshots.items():
             con.execute(f'detach "{catalog}"')
-            os.replace(copy, target)  # readers see the old snapshot or the new, never half of one
+            _write_anew(copy, target)  # readers see the old snapshot or the new, never half of one
+        con.close()
+        _write_anew(settings.warehouse_path(), settings.warehouse_path())
     _erase_files(key, done, home)
     done.deleted, done.pseudonymised = +done.deleted, +done.pseudonymised  # the places that held them only
     log.append([{"at": datetime.now(UTC).isoformat(timespec="seconds"), "by": by, "pseudonym": done.pseudonym, "completed": True,
@@ -98,6 +103,30 @@ def _snapshot_copies(con: duckdb.DuckDBPyConnection, home: Path) -> dict[str, tu
         con.execute(f"attach {_literal(copy)} as snapshot_{i}")
         copies[f"snapshot_{i}"] = (copy, path)
     return copies
+
+
+def _write_anew(source: Path, target: Path) -> None:
+    """`source`'s database copied into a new file renamed over `target` (and `source` removed if it
+    is another file). DuckDB frees a deleted row's blocks without overwriting them: until the space
+    is reused, the erased client's words and numbers stay readable in the file's bytes; the copy
+    holds only the rows that remain. Under the warehouse lock; a kill leaves the old file, erased."""
+    fresh = target.with_name(f".{target.name}.anew.erasing")
+    fresh.unlink(missing_ok=True)
+    config = {"memory_limit": settings.current().duckdb_memory_limit, "threads": settings.threads(),
+              "temp_directory": str(settings.warehouse_path().parent / "duckdb_tmp")}
+    with duckdb.connect(config=config) as con:
+        con.execute(f"attach {_literal(source)} as old")
+        con.execute(f"attach {_literal(fresh)} as new")
+        con.execute("copy from database old to new")
+        con.execute("detach new")
+        con.execute("detach old")  # checkpointed: no write-ahead log of the old file is left to apply to the new
+    os.chmod(fresh, 0o600)
+    with open(fresh, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(fresh, target)
+    _sync_folder(target.parent)
+    if source != target:
+        source.unlink()
 
 
 def _sealed_rows(con: duckdb.DuckDBPyConnection, key: str, alias: int) -> list[dict]:
@@ -199,7 +228,12 @@ def _replace(path: Path, content: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """A rename in `folder` on disk."""
+    directory = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(directory)
     finally:
