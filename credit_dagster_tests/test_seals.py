@@ -100,3 +100,38 @@ def test_a_night_s_decisions_are_sealed_and_a_changed_row_is_found_where_it_is(s
     assert f"BROKEN night {first} (run {run_id}): row {at + 1} (SK_ID_CURR {neighbour}) was edited" in capsys.readouterr().out
     passed, description = check_of(score_night(second))
     assert not passed and f"night {first} (run {run_id}): row {at + 1} (SK_ID_CURR {neighbour}) was edited" in description
+
+
+def test_the_nightly_check_chains_the_latest_nights_and_each_older_one_in_turn(tmp_path):
+    """Forty sealed nights: each night's check chains the latest ones and a turn of the older ones,
+    so an edit of an old night is found within the rotation (and `audit verify`, chaining all, finds
+    it at once), while rows that no seal names are found every night."""
+    from datetime import date, timedelta
+
+    folder, nights = tmp_path / "audit", [(date(2026, 1, 1) + timedelta(days=i)).isoformat() for i in range(40)]
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        con.execute("create schema scoring")
+        con.execute("create table scoring.decision_audit (SK_ID_CURR bigint, partition_date varchar, run_id varchar, "
+                    "scored_at timestamp, decision varchar)")
+        for i, night in enumerate(nights):
+            con.execute("insert into scoring.decision_audit select 100000 + range, ?, ?, now(), 'granted' from range(5)", [night, f"run-{i}"])
+            seals.seal(con, night, f"run-{i}", folder)
+        every = seals.verify(con, folder)
+        assert (every.runs, every.deferred, every.problems) == (40, 0, [])
+        # nothing changed: 7 latest nights and the older ones' turn each night, all of them within 10 nights
+        days = [date(2026, 3, 1) + timedelta(days=d) for d in range(10)]
+        chained = [seals.due(audit.records(folder, audit.SEALS_PREFIX)[0], day, recent=7, rotation=10) for day in days]
+        assert all({f"run-{i}" for i in range(33, 40)} <= runs for runs in chained)
+        assert set().union(*chained) == {f"run-{i}" for i in range(40)} and all(len(runs) <= 7 + 4 for runs in chained)
+        tonight = seals.verify(con, folder, today=days[0], recent=7, rotation=10)
+        assert tonight.problems == [] and tonight.runs + tonight.deferred == 40 and tonight.runs == len(chained[0])
+        # an old night edited: found the night its turn comes, by the full check at once, never missed for longer
+        old = next(i for i in range(33) if f"run-{i}" not in chained[0])
+        con.execute("update scoring.decision_audit set decision = 'refused' where run_id = ? and SK_ID_CURR = 100002", [f"run-{old}"])
+        found = [bool(seals.verify(con, folder, today=day, recent=7, rotation=10).problems) for day in days]
+        assert found == [f"run-{old}" in runs for runs in chained] and any(found) and not found[0]
+        assert seals.verify(con, folder).problems == [f"night {nights[old]} (run run-{old}): row 3 (SK_ID_CURR 100002) was edited"]
+        # a run no seal names is found every night, whatever the turn
+        con.execute("update scoring.decision_audit set decision = 'granted' where run_id = ?", [f"run-{old}"])
+        con.execute("insert into scoring.decision_audit select 200000, ?, 'forged', now(), 'granted'", [nights[3]])
+        assert all(len(seals.verify(con, folder, today=day, recent=7, rotation=10).problems) == 1 for day in days)

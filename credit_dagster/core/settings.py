@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     retention_decision_days: int = Field(1826, ge=0, description="days decisions and their audit (nights' and on-demand) are kept")
     retention_access_days: int = Field(365, ge=0, description="days the access logs (dashboard access, API reads) are kept")
     retention_cron: str = Field("30 5 * * *", description="when the daily retention job runs (cron, Europe/Paris)")
+    # the nightly check of the sealed decisions (core/seals.py); `credit-dagster audit verify` checks every night
+    seal_check_recent_nights: int = Field(30, ge=0, description="the latest sealed nights whose decisions each night's check "
+                                          "chains again (0: every sealed night, every night)")
+    seal_check_rotation_nights: int = Field(30, ge=1, description="the older sealed nights are chained again in turn, each "
+                                            "at least once in this many nights")
     # the night
     nightly_cron: str = Field("0 2 * * *", description="when the nightly schedule scores the day that ended (cron, Europe/Paris); "
                               "the late-drop sensor still waits until 03:00")

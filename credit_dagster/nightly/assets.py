@@ -6,6 +6,7 @@ reasons and counterfactuals (champion model). Drift and the serving snapshot fol
 
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from datetime import date
 
 import dagster as dg
 import duckdb
@@ -124,13 +125,18 @@ def scored_applications(context: dg.AssetExecutionContext, warehouse: Warehouse,
 @dg.asset_check(asset=SCORED, description="Every night's decisions as sealed: their audit rows chained again and compared with "
                 "each run's seal (core/seals.py); fails naming the first place a row was edited, deleted or inserted.")
 def decisions_untouched(warehouse: Warehouse) -> dg.AssetCheckResult:
+    configured = settings.current()
     with warehouse.connect(read_only=True) as con:
-        checked = seals.verify(con)
+        # the latest nights and the older nights whose turn it is (`credit-dagster audit verify` chains them all)
+        checked = seals.verify(con, today=date.today(), recent=configured.seal_check_recent_nights,
+                               rotation=configured.seal_check_rotation_nights)
+    turn = (f" ({checked.deferred} older runs chained again in turn, each at least once in "
+            f"{configured.seal_check_rotation_nights} nights)" if checked.deferred else "")
     return dg.AssetCheckResult(passed=not checked.problems, severity=dg.AssetCheckSeverity.ERROR,
                                description="; ".join(checked.problems[:5]) if checked.problems else
-                               f"{checked.rows:,} decisions of {checked.runs} runs as sealed",
+                               f"{checked.rows:,} decisions of {checked.runs} runs as sealed{turn}",
                                metadata={"problems": checked.problems[:20], "runs_sealed": checked.runs, "rows_sealed": checked.rows,
-                                         "rows_before_seals": checked.unsealed_before})
+                                         "rows_before_seals": checked.unsealed_before, "runs_deferred": checked.deferred})
 
 
 @dg.asset_check(asset=SCORED, description="Warns when the night has category values the model never saw (scored as missing).")
