@@ -132,6 +132,24 @@ def sweep_staging(location: str, older_than: timedelta = timedelta(days=1), now:
     return removed
 
 
+def nights(location: str) -> dict[str, dict[str, str]]:
+    """Each table's night partitions: table -> night -> the partition's folder."""
+    fs, found = filesystem(location), {}
+    for table in (p.rstrip("/").rsplit("/", 1)[-1] for p in (fs.ls(_path(location), detail=False) if fs.exists(_path(location)) else [])):
+        if table != STAGING and fs.isdir(_path(location, table)):
+            found[table] = {night.removeprefix("night="): partition_path(location, table, night.removeprefix("night="))
+                            for night in (p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(_path(location, table), detail=False))
+                            if night.startswith("night=")}
+    return found
+
+
+def remove_night(location: str, table: str, night: str) -> None:
+    """Delete every partition of `table` for `night`."""
+    fs, folder = filesystem(location), partition_path(location, table, night)
+    if fs.exists(folder):
+        fs.rm(folder, recursive=True)
+
+
 def _files(fs: fsspec.AbstractFileSystem, folder: str) -> list[str]:
     return fs.find(folder) if fs.exists(folder) else []
 

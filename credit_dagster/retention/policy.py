@@ -2,11 +2,15 @@
 
 Periods (settings, in days; 0 keeps forever):
 - CREDIT_RETENTION_DROP_DAYS: a night's drop — its inbox folder, its tables and features in the
-  warehouse (`drop_<day>`, `drop_<day>_features`). A decision can be replayed until then
+  warehouse (`drop_<day>`, `drop_<day>_features`), what the dashboard shows of its applicants
+  (`DETAILS`: the application, features, contributions). A decision can be replayed until then
   (`decision replay` recomputes from the night's features); it can still be shown after.
 - CREDIT_RETENTION_DECISION_DAYS: the decisions and their audit — the nights' rows of
   `scoring.decision_audit` and `scoring.scored_applications`, the on-demand decisions (the API's
   day files and `scoring.ondemand_audit`).
+With CREDIT_STORAGE=datasets, the nights' Parquet partitions the same way: the decisions' and
+their audit's (`scored_applications`, `decision_audit`) with the decisions, every other table's
+(the drop's, the features', the details') with the drop.
 - CREDIT_RETENTION_ACCESS_DAYS: the access logs — the dashboard's, and the API's reads.
 
 Not removed by age: the night seals, the erasures and this retention's own journal (no personal
@@ -29,8 +33,11 @@ from pathlib import Path
 
 import duckdb
 
-from credit_dagster.core import audit, settings
+from credit_dagster.core import audit, datasets, settings
 from credit_dagster.core.seals import AUDIT
+
+DETAILS = ("scoring.applications", "scoring.applicant_details", "scoring.applicant_features", "scoring.applicant_contributions")
+DECISION_DATASETS = ("scored_applications", "decision_audit")  # kept with the decisions; every other dataset with the drop
 
 
 @dataclass
@@ -61,7 +68,12 @@ def apply(con: duckdb.DuckDBPyConnection, inbox: Path, today: date) -> Applied:
     journals = {(folder, prefix): files for store, listed in journals_by_store().items() for folder, prefix in listed
                 if (files := _old_day_files(folder, prefix, limits[store]))}
     nights = _old_nights(con, limits["decisions"])
-    if not (drops[0] or drops[1] or journals or nights):
+    details = {table: n for table in DETAILS if limits["drops"] and _table(con, table) and (n := con.execute(
+        f"select count(*) from {table} where cast(partition_date as date) < ?", [limits["drops"].isoformat()]).fetchone()[0])}
+    partitions = _old_partitions(limits)
+    for night, runs in _dataset_nights(con, partitions).items():
+        nights[night] = sorted({*nights.get(night, []), *runs})
+    if not (drops[0] or drops[1] or journals or nights or details or partitions):
         return applied
     record = {"at": today.isoformat(), "cutoffs": applied.cutoffs,
               "nights": [{"night": night, "run_ids": runs} for night, runs in nights.items()],
@@ -87,6 +99,12 @@ def apply(con: duckdb.DuckDBPyConnection, inbox: Path, today: date) -> Applied:
             for run in runs:
                 (audit.audit_dir() / "seal_rows" / f"{run}.bin").unlink(missing_ok=True)
         applied.nights_retired = sorted(nights)
+    for table in details:
+        applied.removed[f"{table} rows"] += con.execute(f"delete from {table} where cast(partition_date as date) < ?",
+                                                        [limits["drops"].isoformat()]).fetchone()[0]
+    for table, night in partitions:
+        datasets.remove_night(datasets.root(), table, night)
+        applied.removed[f"datasets {table} nights"] += 1
     for (_, prefix), files in journals.items():
         for path in files:
             path.unlink()
@@ -111,6 +129,21 @@ def _old_nights(con: duckdb.DuckDBPyConnection, before: date | None) -> dict[str
     rows = con.execute(f"select partition_date, list(distinct run_id order by run_id) from {AUDIT} "
                        "where cast(partition_date as date) < ? group by 1 order by 1", [before.isoformat()]).fetchall()
     return {str(night): runs for night, runs in rows}
+
+
+def _old_partitions(limits: dict[str, date | None]) -> list[tuple[str, str]]:
+    """The (table, night) partitions of the Parquet datasets past their period (CREDIT_STORAGE=datasets)."""
+    if settings.current().storage != "datasets":
+        return []
+    return [(table, night) for table, by_night in sorted(datasets.nights(datasets.root()).items()) for night in sorted(by_night)
+            if (before := limits["decisions" if table in DECISION_DATASETS else "drops"]) and (day := _day(night)) and day < before]
+
+
+def _dataset_nights(con: duckdb.DuckDBPyConnection, partitions: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """The runs whose sealed decisions go with the audit dataset's partitions in `partitions`."""
+    root, audit_table = datasets.root(), AUDIT.split(".")[1]
+    return {night: [r for (r,) in con.execute(f"select distinct run_id from ({datasets.scan(root, audit_table, night)}) order by 1").fetchall()]
+            for table, night in partitions if table == audit_table}
 
 
 def _old_day_files(folder: Path, prefix: str, before: date | None) -> list[Path]:
