@@ -322,6 +322,24 @@ def test_store_sees_a_new_night_without_restart(snapshot_file, tmp_path):
     assert len(store.decisions()) < before
 
 
+def test_a_decision_kept_after_its_application_went_past_retention_still_shows(snapshot_file, tmp_path):
+    """Retention keeps decisions (5 years) longer than the application, features and contributions
+    shown with them (the drop's 2): the client's page still says the decision, its reasons, and no
+    other client's figures."""
+    path = tmp_path / "serving.duckdb"
+    shutil.copy(snapshot_file, path)
+    sk_id = int(SnapshotStore(path).decisions()["SK_ID_CURR"].iloc[0])
+    with duckdb.connect(str(path)) as con:
+        for table in ("applicant_details", "applicant_features", "applicant_contributions", "applications"):
+            con.execute(f"delete from {table} where SK_ID_CURR = ?", [sk_id])
+    os.utime(path, (time.time() + 5, time.time() + 5))
+    store = SnapshotStore(path)
+    view, row = vm.client_view(store, sk_id), store.applicant(sk_id).row
+    assert view.decision and view.reasons == scoring.reasons_of(row) and view.probability == row["probability_of_default"]
+    assert all(value == "not given" for _, value in view.application["The loan asked for"])
+    assert vm.compare(store, sk_id, store.compared_features()[0], []).client_value is None
+
+
 def test_passwords_are_stored_hashed_and_private(tmp_path):
     users = tmp_path / "users.json"
     auth.set_user("alice", PASSWORD, users)

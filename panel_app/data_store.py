@@ -92,17 +92,25 @@ class SnapshotStore:
         if sk_id not in scored:
             raise KeyError(f"applicant {sk_id} is not in the snapshot")
         row = scored[sk_id].iloc[0]
-        details = self._by_id(Table.DETAILS)[sk_id].iloc[0]
+        # a decision is kept longer than what was shown with it (retention: the drop's period)
+        details = self._row(Table.DETAILS, sk_id)
         values = self._by_id(Table.FEATURES).get(sk_id, pd.DataFrame(columns=["feature", "value"]))[["feature", "value"]]
         comparison = (values.merge(self.table(Table.FEATURE_REFERENCE), on="feature", how="left")
                       .merge(self.table(Table.DICTIONARY)[["feature", "meaning"]], on="feature", how="left"))
         comparison = comparison[["meaning", "value", "p25", "median_all", "p75", "feature"]]
-        applications = self._by_id(Table.APPLICATIONS)
         empty = pd.DataFrame(columns=["rank", "feature", "value", "contribution"])
         return Applicant(row=row, details=details,
-                         application=applications[sk_id].iloc[0] if sk_id in applications else pd.Series(dtype=object),
+                         application=self._row(Table.APPLICATIONS, sk_id),
                          reasons=scoring.reasons_of(row), comparison=comparison,
                          contributions=self._by_id(Table.CONTRIBUTIONS).get(sk_id, empty))
+
+    def _row(self, table: Table, sk_id: int) -> pd.Series:
+        """The applicant's row of `table`; its columns empty if it has none (retention keeps a
+        decision longer than the application and details shown with it)."""
+        rows = self._by_id(table)
+        if sk_id in rows:
+            return rows[sk_id].iloc[0]
+        return self.table(table).head(0).reindex([0]).assign(SK_ID_CURR=sk_id).iloc[0]  # missing values of each column's type
 
     def neighbours(self, sk_id: int, within: pd.DataFrame | None = None) -> pd.DataFrame:
         """The past labelled clients most like this applicant, nearest first, without their ids:
