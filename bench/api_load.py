@@ -23,6 +23,7 @@ import re
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import duckdb
 import httpx
@@ -79,7 +80,9 @@ def summary(latencies: list[float], statuses: list, elapsed: float, late: list[f
     said = {"requests": len(ms), "rate_achieved": round(len(ms) / elapsed, 1), "errors": sum(s != 200 for s in statuses),
             "p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
             "p99_ms": round(float(np.percentile(ms, 99)), 2), "max_ms": round(float(ms.max()), 1)}
-    return said | ({"late_p99_ms": round(float(np.percentile(np.array(late) * 1000, 99)), 2)} if late else {})
+    failed = Counter(str(s) for s in statuses if s != 200)  # each status or exception, to tell a 422 from a 5xx or a reset
+    return said | ({"late_p99_ms": round(float(np.percentile(np.array(late) * 1000, 99)), 2)} if late else {}) \
+        | ({"error_kinds": dict(failed)} if failed else {})
 
 
 async def open_loop_get(port: int, key: str, rate: float, seconds: float, paths: list[str]) -> dict:
