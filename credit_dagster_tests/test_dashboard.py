@@ -817,10 +817,12 @@ def test_oidc_sign_in_is_configured_by_environment(tmp_path):
 def _shown(page) -> tuple[str | None, str | None]:
     """(application highlighted in the list, application the detail shows)."""
     highlighted = page.locator("select[size]").evaluate("e => e.selectedIndex < 0 ? null : e.options[e.selectedIndex].text")
-    heading = page.locator("h2").filter(has_text="Application").or_(page.locator("h2").filter(has_text="No applications match"))
+    # the detail's own heading, not the application tab's "The application" (hidden, and first while the detail is redrawn)
+    heading = page.locator("h2").filter(has_text=re.compile(r"^(Application \d|No applications match)"))
     text = heading.first.inner_text(timeout=30_000)
-    return (highlighted.split(" ")[0] if highlighted else None,
-            None if "No applications match" in text else text.split()[1].rstrip(":?"))
+    number = re.match(r"Application (\d+)", text)
+    shown = None if "No applications match" in text else number.group(1) if number else "(being redrawn)"  # never equal: asked again
+    return highlighted.split(" ")[0] if highlighted else None, shown
 
 
 def _answered(page, frames: list[float], asked: float, quiet: float = 0.5, timeout: float = 20) -> None:
