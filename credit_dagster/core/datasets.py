@@ -132,14 +132,13 @@ def sweep_staging(location: str, older_than: timedelta = timedelta(days=1), now:
     return removed
 
 
-def nights(location: str) -> dict[str, dict[str, str]]:
-    """Each table's night partitions: table -> night -> the partition's folder."""
+def nights(location: str) -> dict[str, list[str]]:
+    """Each table's nights (its `night=` partitions), in order."""
     fs, found = filesystem(location), {}
     for table in (p.rstrip("/").rsplit("/", 1)[-1] for p in (fs.ls(_path(location), detail=False) if fs.exists(_path(location)) else [])):
         if table != STAGING and fs.isdir(_path(location, table)):
-            found[table] = {night.removeprefix("night="): partition_path(location, table, night.removeprefix("night="))
-                            for night in (p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(_path(location, table), detail=False))
-                            if night.startswith("night=")}
+            names = (p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(_path(location, table), detail=False))
+            found[table] = sorted(name.removeprefix("night=") for name in names if name.startswith("night="))
     return found
 
 

@@ -8,10 +8,10 @@ Periods (settings, in days; 0 keeps forever):
 - CREDIT_RETENTION_DECISION_DAYS: the decisions and their audit — the nights' rows of
   `scoring.decision_audit` and `scoring.scored_applications`, the on-demand decisions (the API's
   day files and `scoring.ondemand_audit`).
+- CREDIT_RETENTION_ACCESS_DAYS: the access logs — the dashboard's, and the API's reads.
 With CREDIT_STORAGE=datasets, the nights' Parquet partitions the same way: the decisions' and
 their audit's (`scored_applications`, `decision_audit`) with the decisions, every other table's
 (the drop's, the features', the details') with the drop.
-- CREDIT_RETENTION_ACCESS_DAYS: the access logs — the dashboard's, and the API's reads.
 
 Not removed by age: the night seals, the erasures and this retention's own journal (no personal
 data; they prove the rest), the review journal (cases are folded from all of it), outcomes and
@@ -135,7 +135,7 @@ def _old_partitions(limits: dict[str, date | None]) -> list[tuple[str, str]]:
     """The (table, night) partitions of the Parquet datasets past their period (CREDIT_STORAGE=datasets)."""
     if settings.current().storage != "datasets":
         return []
-    return [(table, night) for table, by_night in sorted(datasets.nights(datasets.root()).items()) for night in sorted(by_night)
+    return [(table, night) for table, listed in sorted(datasets.nights(datasets.root()).items()) for night in listed
             if (before := limits["decisions" if table in DECISION_DATASETS else "drops"]) and (day := _day(night)) and day < before]
 
 
