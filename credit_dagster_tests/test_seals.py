@@ -135,3 +135,37 @@ def test_the_nightly_check_chains_the_latest_nights_and_each_older_one_in_turn(t
         con.execute("update scoring.decision_audit set decision = 'granted' where run_id = ?", [f"run-{old}"])
         con.execute("insert into scoring.decision_audit select 200000, ?, 'forged', now(), 'granted'", [nights[3]])
         assert all(len(seals.verify(con, folder, today=day, recent=7, rotation=10).problems) == 1 for day in days)
+
+
+def test_runs_written_before_nights_were_sealed_are_counted_and_a_forged_copy_of_one_is_named(tmp_path):
+    """The first seal names the runs already written (a release that did not seal nights): they are
+    counted, not checked. A run forged later with those rows' very times is still named, as is a
+    night's run stopped before its seal, however old its times."""
+    folder = tmp_path / "audit"
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        con.execute("create schema scoring")
+        con.execute("create table scoring.decision_audit (SK_ID_CURR bigint, partition_date varchar, run_id varchar, "
+                    "scored_at timestamp, decision varchar)")
+
+        def write(night: str, run: str, at: str, n: int = 4) -> None:
+            con.execute("insert into scoring.decision_audit select 100000 + range, ?, ?, ?::timestamp, 'granted' from range(?)",
+                        [night, run, at, n])
+
+        write("2026-01-01", "old-1", "2026-01-01 02:00")
+        write("2026-01-02", "old-2", "2026-01-02 02:00")
+        write("2026-01-03", "shard-1", "2026-01-03 02:00")
+        write("2026-01-03", "shard-2", "2026-01-03 02:01")
+        first = seals.seal(con, "2026-01-03", "shard-1", folder)
+        assert first["before_seals"] == ["old-1", "old-2"]  # not the night's other shard, sealed next
+        assert "before_seals" not in seals.seal(con, "2026-01-03", "shard-2", folder)  # only the first seal names them
+        checked = seals.verify(con, folder)
+        assert (checked.problems, checked.unsealed_before, checked.runs) == ([], 8, 2)
+        con.execute("insert into scoring.decision_audit select * replace ('forged' as run_id, 'refused' as decision) "
+                    "from scoring.decision_audit where run_id = 'old-1'")
+        write("2026-01-04", "stopped", "2026-01-01 01:00", 3)
+        checked = seals.verify(con, folder)
+        assert checked.unsealed_before == 8 and sorted(checked.problems) == [
+            "night 2026-01-01 (run forged): 4 rows that no seal names (inserted into the audit table, or the night was stopped "
+            "between writing and sealing: its run's log says which)",
+            "night 2026-01-04 (run stopped): 3 rows that no seal names (inserted into the audit table, or the night was stopped "
+            "between writing and sealing: its run's log says which)"]

@@ -8,7 +8,8 @@ digests — is appended to the night-seals journal (itself a hash chain, fsync'e
 `credit-dagster audit verify`), and the head goes to the run's Dagster metadata: two copies outside
 the warehouse. `verify` chains the rows again: an edited, deleted or inserted row changes every link
 after it; the rows' digests then name the first row that differs (the first block whose link
-differs, if that file was changed too), and rows of a run that has no seal are named too.
+differs, if that file was changed too), and rows of a run that has no seal are named too — but for
+the runs written before nights were sealed, which the first seal names (counted, not checked).
 
 A link covers a row through its digest (the SHA-256 of the row as JSON), so a row a person's
 erasure pseudonymised (subject/erase.py) still verifies: the erasure journal keeps, for each such
@@ -54,6 +55,12 @@ def seal(con: duckdb.DuckDBPyConnection, night: str, run_id: str, folder: Path |
     record = {"night": night, "run_id": run_id, "scheme": SCHEME, "rows": len(links), "columns": columns, "block": BLOCK,
               "blocks": links[BLOCK - 1 :: BLOCK], "head": links[-1] if links else audit.GENESIS,
               "row_digests": _write_row_digests(folder, run_id, digests), "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    if not audit.records(folder, audit.SEALS_PREFIX)[0]:
+        # The first seal names the runs written before nights were sealed: verify counts those
+        # without checking them, and names any other run no seal names. (Telling them apart by their
+        # rows' times would let a forged run with copied times pass as one of them.)
+        record["before_seals"] = [r for (r,) in con.execute(
+            f"select distinct run_id from {AUDIT} where partition_date <> ? order by 1", [night]).fetchall()]
     audit.AuditLog(folder, prefix=audit.SEALS_PREFIX).append([record])
     return record
 
@@ -117,16 +124,16 @@ def verify(con: duckdb.DuckDBPyConnection, folder: Path | None = None, today: da
         rows += found["rows"]
         if problem:
             problems.append(f"night {found['night']} (run {found['run_id']}): {problem}")
-    first = min((datetime.fromisoformat(s["at"]).replace(tzinfo=None) for s in seals), default=None)
     sealed = {s["run_id"] for s in seals}
-    runs = con.execute(f"select partition_date, run_id, count(*), min(scored_at) from {AUDIT} group by all order by 4").fetchall() \
+    legacy = set(seals[0].get("before_seals") or []) if seals else None
+    runs = con.execute(f"select partition_date, run_id, count(*) from {AUDIT} group by all order by min(scored_at), 2").fetchall() \
         if exists(con) else []
     before = 0
-    for night, run_id, n, scored_at in runs:
+    for night, run_id, n in runs:
         if run_id in sealed:
             continue
-        if first is None or scored_at < first.replace(microsecond=0):
-            before += n  # written before this release sealed nights
+        if legacy is None or run_id in legacy:
+            before += n  # written before nights were sealed
         else:
             problems.append(f"night {night} (run {run_id}): {n:,} rows that no seal names (inserted into the audit table, "
                             "or the night was stopped between writing and sealing: its run's log says which)")
