@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 import dagster as dg
 import duckdb
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 import schemathesis
@@ -30,8 +31,9 @@ from credit_dagster.api import keys
 from credit_dagster.api.app import create_app
 from credit_dagster.core import audit, snapshot
 from credit_dagster.core import settings as credit_settings
-from credit_dagster.decision import ondemand
+from credit_dagster.decision import ondemand, scoring
 from credit_dagster.definitions import defs
+from credit_dagster.features import application_rows
 from credit_dagster.model.registry import Registry
 from credit_dagster_tests.conftest import SCORED_DAYS, temporary_home
 
@@ -132,6 +134,65 @@ def _scored_in_a_new_thread(*args, **kwargs) -> pd.DataFrame:
     thread.start()
     thread.join()
     return out[0]
+
+
+def _same_bits(a: pd.Series, b: pd.Series) -> bool:
+    """Equal value for value, missing where missing, and numbers to the bit (a -0.0 is not 0.0)."""
+    if a.dtype == object or b.dtype == object:
+        return [None if pd.isna(v) else v for v in a] == [None if pd.isna(v) else v for v in b]
+    x, y = a.to_numpy(dtype=float, na_value=np.nan), b.to_numpy(dtype=float, na_value=np.nan)
+    return bool(np.array_equal(x, y, equal_nan=True) and np.array_equal(np.signbit(x), np.signbit(y)))
+
+
+def test_the_features_of_a_few_rows_are_the_sql_s_on_a_whole_night(home, night):
+    """Applications sent without history are featured in NumPy (features/application_rows.py and
+    the history looked up), not by DuckDB: on every applicant of a night, and every counterfactual
+    variant of each, the same columns in the same order with the same values to the bit as the
+    SQL models give in the same workspace, the same model matrix and fingerprints, and the same
+    answers end to end."""
+    apps, _, _ = night
+    model = Registry(credit_settings.models_dir()).load("champion")
+    with duckdb.connect(str(snapshot.snapshot_path()), read_only=True) as con:
+        dictionary = con.execute("select * from feature_dictionary").df()
+    ws = ondemand.workspace()
+    assert ws.mirror is not None  # the SQL as it stands is mirrored: the fast path is the one taken
+    key = ["SK_ID_CURR", "cf_amount", "cf_term"]
+    for searched in (False, True):
+        mirrored, found = ws.features_with_stored_history(apps, snapshot.snapshot_path(), searched)
+        ws.load_history({})
+        stored = ws.add_stored_history(apps["SK_ID_CURR"].tolist(), snapshot.snapshot_path())
+        by_sql = ws.features(apps, searched)
+        assert found == stored and 0 < len(found) < len(apps)  # applicants with and without a history
+        assert list(mirrored.columns) == list(by_sql.columns) and len(mirrored) == len(by_sql) == len(apps) * (36 if searched else 1)
+        mirrored, by_sql = (f.sort_values(key).reset_index(drop=True) for f in (mirrored, by_sql))
+        assert [c for c in by_sql.columns if not _same_bits(mirrored[c], by_sql[c])] == []
+        assert model.matrix(mirrored).equals(model.matrix(by_sql))
+        assert scoring.fingerprints(model.matrix(mirrored)) == scoring.fingerprints(model.matrix(by_sql))
+    fast = ondemand.score(ondemand.Batch(apps), model, dictionary, snapshot.snapshot_path())
+    mirror, ws.mirror = ws.mirror, None
+    try:
+        pd.testing.assert_frame_equal(fast, ondemand.score(ondemand.Batch(apps), model, dictionary, snapshot.snapshot_path()))
+    finally:
+        ws.mirror = mirror
+    assert set(fast["history_source"]) == {"stored", "none"}
+
+
+def test_sql_the_mirror_does_not_make_is_left_to_duckdb(home, night, monkeypatch):
+    """When application_clean.sql has a column `application_rows.clean` does not make (here, the
+    mirror made to forget one), the workspace says so and every call takes the SQL: same answers."""
+    apps, _, _ = night
+    model = Registry(credit_settings.models_dir()).load("champion")
+    with duckdb.connect(str(snapshot.snapshot_path()), read_only=True) as con:
+        dictionary = con.execute("select * from feature_dictionary").df()
+    expected = ondemand.score(ondemand.Batch(apps.head(3)), model, dictionary, snapshot.snapshot_path())
+    clean = application_rows.clean
+    monkeypatch.setattr(application_rows, "clean", lambda columns: {k: v for k, v in clean(columns).items() if k != "APP_PAYMENT_RATE"})
+    workspaces = []
+    thread = threading.Thread(target=lambda: workspaces.append(ondemand.workspace()))
+    thread.start()
+    thread.join()
+    assert workspaces[0].mirror is None
+    pd.testing.assert_frame_equal(_scored_in_a_new_thread(ondemand.Batch(apps.head(3)), model, dictionary, snapshot.snapshot_path()), expected)
 
 
 def test_a_scoring_call_leaves_nothing_behind_for_the_next(home, night):
