@@ -1,8 +1,11 @@
 """What would change a refusal: the smallest change of what the client can act on (amount asked,
 repayment term) that the same model would grant.
 
-Counterfactuals are searched by changing the raw application and re-running the same SQL feature
-models and the same model, so every suggestion is a real re-score, not an estimate.
+Counterfactuals are searched by changing the raw application and re-running the same feature
+definitions and the same model, so every suggestion is a real re-score, not an estimate: the SQL
+models, or, where the on-demand workspace has read application_features.sql's join (a `Mirror`),
+application_clean in NumPy (features/application_rows.py) beside the night's own history features,
+to the bit the same.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pandas as pd
 from credit_dagster.core import settings, wording
 from credit_dagster.core.sources import SOURCE_TABLES
 from credit_dagster.decision import scoring
-from credit_dagster.features import sql_models
+from credit_dagster.features import application_rows, sql_models
 from credit_dagster.model.registry import RegisteredModel
 
 AMOUNT_STEPS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)  # share of the requested amount
@@ -40,9 +43,14 @@ def variants_sql(application: str, ids: str, steps: str, per_applicant: bool = F
                from {application} a join {ids} using (SK_ID_CURR) {steps_join}"""
 
 
-def variant_columns(model: RegisteredModel) -> str:
+def variant_names(model: RegisteredModel) -> list[str]:
     """What the search reads of the re-scored variants."""
-    return ", ".join(f'"{c}"' for c in dict.fromkeys(["SK_ID_CURR", "cf_amount", "cf_term", "AMT_CREDIT", "AMT_ANNUITY", *model.features]))
+    return list(dict.fromkeys(["SK_ID_CURR", "cf_amount", "cf_term", "AMT_CREDIT", "AMT_ANNUITY", *model.features]))
+
+
+def variant_columns(model: RegisteredModel) -> str:
+    """`variant_names`, as SQL selects them."""
+    return ", ".join(f'"{c}"' for c in variant_names(model))
 
 
 def closest_granted(model: RegisteredModel, variants: pd.DataFrame, matrix: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -73,6 +81,7 @@ def search(
     work_schema: str = "cf",
     chunk: int = 5_000,
     progress: Callable[[str], None] | None = None,
+    mirror: application_rows.Mirror | None = None,
 ) -> pd.DataFrame:
     """For each applicant id, the smallest change of amount and term that makes it granted: the
     answer of the whole grid of `steps()` (`closest_granted`), found by bisection.
@@ -80,12 +89,37 @@ def search(
     The model is monotone in the amount asked (its constraints; `test_the_bisection_finds_what_the_grid_finds`
     checks every refused applicant of a night, synthetic and real): for each term, the largest
     share of the amount that is granted is found in at most five rounds instead of trying all nine, all
-    applicants and terms of a chunk at once. Variants of the raw application go through the same
-    SQL models and model; only the models that read the application are rebuilt, the history
-    features are the night's own tables (changing the amount asked changes no history). Chunks
-    bound the memory on a large night; `progress` hears of each chunk done."""
+    applicants and terms of a chunk at once. Changing the amount asked changes no history: a
+    variant keeps the night's history features (`{drop_schema}_features`) and only what reads the
+    application is computed again, by `mirror` in NumPy when given, else by the SQL models rebuilt
+    in `work_schema`. Chunks bound the memory on a large night; `progress` hears of each chunk done."""
     if not ids:
         return pd.DataFrame(columns=COLUMNS)
+    by_sql = _by_sql(con, model, drop_schema, work_schema) if mirror is None else None
+    best, started = [], time.perf_counter()
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        best.append(_bisect(part, by_sql or _in_numpy(con, model, drop_schema, part, mirror)))
+        if progress:
+            done = min(start + chunk, len(ids))
+            progress(f"counterfactual search: {done:,} of {len(ids):,} applicants, {sum(map(len, best)):,} with a change found "
+                     f"({time.perf_counter() - started:.0f} s)")
+    if by_sql:
+        con.execute(f"drop schema {work_schema}_raw cascade")
+        con.execute(f"drop schema {work_schema}_features cascade")
+    return describe(ids, best, model)
+
+
+def _scored(model: RegisteredModel, variants: pd.DataFrame) -> pd.DataFrame:
+    """The variants' columns with their cf_pd and whether they are granted."""
+    cf_pd = model.calibrator(model.ensemble.raw_score(model.matrix(variants)))
+    return variants.assign(cf_pd=cf_pd, granted=scoring.policy_of(model).decide(cf_pd) == scoring.GRANTED)
+
+
+def _by_sql(con: duckdb.DuckDBPyConnection, model: RegisteredModel, drop_schema: str,
+            work_schema: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Variants re-scored through the SQL models that read the application, rebuilt in
+    `work_schema`_raw and _features over the drop's other tables and the night's history features."""
     raw, feats = f"{work_schema}_raw", f"{work_schema}_features"
     models = sql_models.discover()
     rebuilt = [m for m in models if m.name in scoring.models_reading(models, "application_test")]
@@ -105,20 +139,39 @@ def search(
                                    per_applicant=True))
         for m in rebuilt:
             sql_models.build_model(con, m, schemas={"raw": raw, "features": feats})
-        variants = scoring.frame(con, f"select {variant_columns(model)} from {feats}.application_features")
-        cf_pd = model.calibrator(model.ensemble.raw_score(model.matrix(variants)))
-        return variants.assign(cf_pd=cf_pd, granted=scoring.policy_of(model).decide(cf_pd) == scoring.GRANTED)
+        return _scored(model, scoring.frame(con, f"select {variant_columns(model)} from {feats}.application_features"))
 
-    best, started = [], time.perf_counter()
-    for start in range(0, len(ids), chunk):
-        best.append(_bisect(ids[start : start + chunk], granted_variants))
-        if progress:
-            done = min(start + chunk, len(ids))
-            progress(f"counterfactual search: {done:,} of {len(ids):,} applicants, {sum(map(len, best)):,} with a change found "
-                     f"({time.perf_counter() - started:.0f} s)")
-    con.execute(f"drop schema {raw} cascade")
-    con.execute(f"drop schema {feats} cascade")
-    return describe(ids, best, model)
+    return granted_variants
+
+
+def _in_numpy(con: duckdb.DuckDBPyConnection, model: RegisteredModel, drop_schema: str, ids: list[int],
+              mirror: application_rows.Mirror) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Variants of applicants `ids` re-scored with application_clean in NumPy and the night's
+    history features of each applicant, read once: the rebuilt SQL models' answers to the bit
+    (`test_the_bisection_finds_what_the_grid_finds_*` compares them with the SQL grid's)."""
+    names = variant_names(model)
+    joined = [c for c in names if c in mirror.joined]
+    con.register("cf_ids", pd.DataFrame({"SK_ID_CURR": ids}))
+    try:
+        raw = con.execute(f"select * from {drop_schema}.application_test where SK_ID_CURR in (select SK_ID_CURR from cf_ids) "
+                          "order by SK_ID_CURR").to_arrow_table()
+        listed = ", ".join(f'"{c}"' for c in ["SK_ID_CURR", *joined])
+        held = con.execute(f"select {listed} from {drop_schema}_features.application_features "
+                           "where SK_ID_CURR in (select SK_ID_CURR from cf_ids) order by SK_ID_CURR").to_arrow_table()
+    finally:
+        con.unregister("cf_ids")
+    applications = {name: column.to_numpy() for name, column in zip(raw.column_names, raw.columns, strict=True)}
+    history = {name: column.to_numpy() for name, column in zip(held.column_names, held.columns, strict=True)}
+    if not np.array_equal(applications["SK_ID_CURR"], np.unique(ids)) or not np.array_equal(history["SK_ID_CURR"], np.unique(ids)):
+        raise ValueError(f"{drop_schema}: the applicants searched are not each once in the drop and its features")
+
+    def granted_variants(pairs: pd.DataFrame) -> pd.DataFrame:
+        at = np.searchsorted(applications["SK_ID_CURR"], pairs["SK_ID_CURR"].to_numpy())
+        columns = application_rows.variants(applications, at, pairs["amount"].to_numpy(dtype=float), pairs["term"].to_numpy(dtype=float))
+        columns |= {c: history[c][at] for c in joined}
+        return _scored(model, pd.DataFrame({c: columns[c] for c in names}))
+
+    return granted_variants
 
 
 def _bisect(ids: list[int], granted_variants: Callable[[pd.DataFrame], pd.DataFrame]) -> pd.DataFrame:

@@ -183,12 +183,9 @@ class Workspace:
         made a frame once: pandas would spend more time than the rest on a frame per step."""
         mirror, table = self.mirror, arrow_rows(APPLICATION, applications)
         steps = pd.concat([self.UNCHANGED, counterfactuals.steps()], ignore_index=True) if searched else self.UNCHANGED
-        at = np.repeat(np.arange(table.num_rows), len(steps))  # each application once per step, as variants_sql
-        columns = {name: column.to_numpy()[at] for name, column in zip(table.column_names, table.columns, strict=True)}
-        columns["cf_amount"], columns["cf_term"] = (np.tile(steps[c].to_numpy(), table.num_rows) for c in ("amount", "term"))
-        columns["AMT_CREDIT"] = np.asarray(columns["AMT_CREDIT"], dtype=float) * columns["cf_amount"]
-        columns["AMT_ANNUITY"] = np.asarray(columns["AMT_ANNUITY"], dtype=float) * columns["cf_amount"] / columns["cf_term"]
-        columns |= application_rows.clean(columns)
+        at = np.repeat(np.arange(table.num_rows), len(steps))  # each application once per step
+        columns = application_rows.variants({name: column.to_numpy() for name, column in zip(table.column_names, table.columns, strict=True)},
+                                            at, *(np.tile(steps[c].to_numpy(), table.num_rows) for c in ("amount", "term")))
         ids = table.column("SK_ID_CURR").to_numpy()  # an application's, before its steps
         found: set[int] = set()
         for name, held in self._stored_history(sorted({int(i) for i in ids}), snapshot).items():
@@ -217,7 +214,7 @@ class Workspace:
                 held[name] = {r[0]: r[1:] for r in rows}
         return held
 
-    def _read_mirror(self, features_model: sql_models.SqlModel) -> Mirror | None:
+    def _read_mirror(self, features_model: sql_models.SqlModel) -> application_rows.Mirror | None:
         """What application_features.sql does with the history features, read from the SQL
         itself by running it on one application of missing values: once without any history
         (each column's value for an applicant without that history), then once per history
@@ -256,7 +253,7 @@ class Workspace:
         if set(columns) != set(clean_columns) | {c for cs in history.values() for c in cs} | {c for cs in presence.values() for c in cs}:
             log.warning("application_features.sql has columns the mirror does not make: on-demand features by DuckDB only")
             return None
-        return Mirror(columns, history, presence, defaults, numeric)
+        return application_rows.Mirror(columns, history, presence, defaults, numeric)
 
     def _probe_row(self) -> pd.Series:
         return scoring.frame(self.con, "execute features_query").iloc[0]
@@ -287,19 +284,6 @@ class Workspace:
         return "stored"
 
 
-@dataclass(frozen=True)
-class Mirror:
-    """application_features.sql's join, as `Workspace._read_mirror` read it from the SQL: the
-    result's columns in order, each history model's columns, the flags saying a model has a row
-    for the applicant, the values a missing one takes, and which are numbers."""
-
-    columns: list[str]
-    history: dict[str, list[str]]
-    presence: dict[str, list[str]]
-    defaults: dict[str, object]
-    numeric: dict[str, bool]  # a history column's values are numbers (else text)
-
-
 _workspaces = threading.local()
 _opened: weakref.WeakSet[Workspace] = weakref.WeakSet()  # a thread's workspace goes with the thread
 
@@ -310,6 +294,12 @@ def workspace(threads: int | None = None) -> Workspace:
         _workspaces.current = Workspace(threads)
         _opened.add(_workspaces.current)
     return _workspaces.current
+
+
+def mirror() -> application_rows.Mirror | None:
+    """This thread's workspace's reading of the features SQL (None: the SQL models only), for
+    the night's counterfactual search."""
+    return workspace().mirror
 
 
 @atexit.register

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from credit_dagster.core import pseudonyms, refer_all
-from credit_dagster.decision import counterfactuals, scoring
+from credit_dagster.decision import counterfactuals, ondemand, scoring
 from credit_dagster.decision.reasons import N_REASONS
 from credit_dagster.model.registry import Registry
 
@@ -134,7 +134,7 @@ def _search(con: duckdb.DuckDBPyConnection, model, drop_schema: str, scored: pd.
     con.execute("attach if not exists ':memory:' as replay_work")
     con.execute("use replay_work")
     try:
-        return counterfactuals.search(con, model, f"{catalog}.{drop_schema}", ids, work_schema="cf_replay")
+        return counterfactuals.search(con, model, f"{catalog}.{drop_schema}", ids, work_schema="cf_replay", mirror=ondemand.mirror())
     finally:
         con.execute(f"use {catalog}")
 

@@ -1,4 +1,5 @@
-"""`application_clean.sql` computed on a frame of a few applications, for on-demand scoring.
+"""`application_clean.sql` computed on a few applications in NumPy, and `application_features.sql`'s
+join as a `Mirror`: for on-demand scoring and the counterfactual variants.
 
 The SQL stays the one definition: the night builds every applicant's features with it, and this
 mirror exists only because DuckDB spends 25-35 ms binding and running the 330-column features
@@ -11,6 +12,8 @@ bit (the features' fingerprint hashes the bits).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,3 +64,33 @@ def clean(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "APP_EXT_SOURCE_COUNT": count.astype(float),
         "APP_DOCUMENT_COUNT": np.where(np.isnan(documents).all(axis=1), np.nan, np.nansum(documents, axis=1)),
     }
+
+
+def variants(columns: dict[str, np.ndarray], at: np.ndarray, amount: np.ndarray, term: np.ndarray) -> dict[str, np.ndarray]:
+    """`application_clean` for rows `at` of `columns` (the application_test layout) with the
+    amount asked times `amount` and the term times `term`: the repayment times amount / term, as
+    counterfactuals.variants_sql changes them, and the steps kept as cf_amount and cf_term."""
+    rows = {name: values[at] for name, values in columns.items()}
+    rows["AMT_CREDIT"] = np.asarray(rows["AMT_CREDIT"], dtype=float) * amount
+    rows["AMT_ANNUITY"] = np.asarray(rows["AMT_ANNUITY"], dtype=float) * amount / term
+    rows["cf_amount"], rows["cf_term"] = amount, term
+    return rows | clean(rows)
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """application_features.sql's join, as the on-demand workspace read it from the SQL
+    (decision/ondemand.py, `Workspace._read_mirror`): the result's columns in order, each history
+    model's columns, the flags saying a model has a row for the applicant, the values a missing
+    one takes, and which are numbers. Every other column is application_clean's."""
+
+    columns: list[str]
+    history: dict[str, list[str]]
+    presence: dict[str, list[str]]
+    defaults: dict[str, object]
+    numeric: dict[str, bool]  # a history column's values are numbers (else text)
+
+    @property
+    def joined(self) -> set[str]:
+        """The columns an applicant's history gives, the same for every variant of an application."""
+        return {c for columns in (*self.history.values(), *self.presence.values()) for c in columns}

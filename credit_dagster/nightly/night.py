@@ -13,7 +13,7 @@ import duckdb
 import pandas as pd
 
 from credit_dagster.core import refer_all, seals
-from credit_dagster.decision import counterfactuals, scoring
+from credit_dagster.decision import counterfactuals, ondemand, scoring
 from credit_dagster.model.registry import RegisteredModel
 from credit_dagster.nightly import partitions
 
@@ -60,7 +60,7 @@ def score(con: duckdb.DuckDBPyConnection, schema: str, model: RegisteredModel, d
         warn(f"category values unseen in training, scored as missing: {unknown}")
     to_search = scored.loc[(scored["decision"] != scoring.GRANTED) & ~scored["held_back"], "SK_ID_CURR"].tolist()
     log(f"scored {len(scored):,} applications; searching a counterfactual for the {len(to_search):,} not granted")
-    cf = counterfactuals.search(con, model, schema, to_search, work_schema=f"cf_{schema}", progress=log)
+    cf = counterfactuals.search(con, model, schema, to_search, work_schema=f"cf_{schema}", progress=log, mirror=ondemand.mirror())
     scored = counterfactuals.attach(scored, cf).assign(
         partition_date=day, **scoring.policy_columns(model), scored_at=datetime.now(UTC).replace(tzinfo=None), run_id=run_id)
     top = [r["feature"] for r in model.metadata.importance_top[:15] if r["feature"] in model.metadata.feature_medians]
