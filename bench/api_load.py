@@ -91,16 +91,25 @@ async def open_loop_get(port: int, key: str, rate: float, seconds: float, paths:
 
     async def one(i: int, due: float):
         late.append(time.perf_counter() - due)
-        reader, writer = idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
-        try:
-            writer.write(f"GET {paths[i % len(paths)]} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {key}\r\n\r\n".encode())
-            head = await reader.readuntil(b"\r\n\r\n")
-            await reader.readexactly(int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1)))
-            statuses.append(int(head.split(b" ", 2)[1]))
-            idle.append((reader, writer))
-        except (OSError, asyncio.IncompleteReadError, AttributeError) as exc:
-            statuses.append(type(exc).__name__)
-            writer.close()
+        reused = bool(idle)
+        while True:
+            reader, writer = idle.pop() if reused else await asyncio.open_connection("127.0.0.1", port)
+            try:
+                writer.write(f"GET {paths[i % len(paths)]} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {key}\r\n\r\n".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1)))
+                statuses.append(int(head.split(b" ", 2)[1]))
+                idle.append((reader, writer))
+            except asyncio.IncompleteReadError as exc:
+                writer.close()
+                if reused and not exc.partial:  # the server closed a connection idle past its keep-alive: asked again, as any client does
+                    reused = False
+                    continue
+                statuses.append(type(exc).__name__)
+            except (OSError, AttributeError) as exc:
+                statuses.append(type(exc).__name__)
+                writer.close()
+            break
         latencies.append(time.perf_counter() - due)
 
     started = time.perf_counter()
