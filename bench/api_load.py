@@ -24,11 +24,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import duckdb
 import httpx
 import numpy as np
 
+import credit_dagster
 from credit_dagster.api import keys
 from credit_dagster.core import settings, snapshot
 from credit_dagster.core.sources import SOURCE_TABLES
@@ -128,8 +130,10 @@ async def open_loop_get(port: int, key: str, rate: float, seconds: float, paths:
 async def main(args: argparse.Namespace) -> None:
     key = keys.create(f"bench-{os.getpid()}", rate_per_second=10_000, scopes=keys.SCOPES)
     env = {**os.environ, "CREDIT_API_MAX_BATCH": str(max(1000, args.batch))}
+    # started in the checkout this script imports from: `python -m` puts the working directory
+    # first on the path, so a server started elsewhere could run other code than PYTHONPATH names
     server = subprocess.Popen([sys.executable, "-m", "credit_dagster.cli", "api", "--port", str(args.port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              cwd=Path(credit_dagster.__file__).parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{args.port}"
     try:
         async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=60,
