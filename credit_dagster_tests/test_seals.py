@@ -140,7 +140,8 @@ def test_the_nightly_check_chains_the_latest_nights_and_each_older_one_in_turn(t
 def test_runs_written_before_nights_were_sealed_are_counted_and_a_forged_copy_of_one_is_named(tmp_path):
     """The first seal names the runs already written (a release that did not seal nights): they are
     counted, not checked. A run forged later with those rows' very times is still named, as is a
-    night's run stopped before its seal, however old its times."""
+    night's run stopped before its seal, however old its times. A journal an earlier release began
+    is read as that release did (it stays valid on upgrade)."""
     folder = tmp_path / "audit"
     with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
         con.execute("create schema scoring")
@@ -160,6 +161,12 @@ def test_runs_written_before_nights_were_sealed_are_counted_and_a_forged_copy_of
         assert "before_seals" not in seals.seal(con, "2026-01-03", "shard-2", folder)  # only the first seal names them
         checked = seals.verify(con, folder)
         assert (checked.problems, checked.unsealed_before, checked.runs) == ([], 8, 2)
+        # a journal an earlier release began (its first seal names no runs) keeps that release's rule: by the rows' times
+        earlier = tmp_path / "earlier"
+        shutil.copytree(folder / "seal_rows", earlier / "seal_rows")
+        audit.AuditLog(earlier, prefix=audit.SEALS_PREFIX).append(
+            [{k: v for k, v in r.items() if k != "before_seals"} for r in audit.records(folder, audit.SEALS_PREFIX)[0]])
+        assert (seals.verify(con, earlier).problems, seals.verify(con, earlier).unsealed_before) == ([], 8)
         con.execute("insert into scoring.decision_audit select * replace ('forged' as run_id, 'refused' as decision) "
                     "from scoring.decision_audit where run_id = 'old-1'")
         write("2026-01-04", "stopped", "2026-01-01 01:00", 3)

@@ -125,19 +125,30 @@ def verify(con: duckdb.DuckDBPyConnection, folder: Path | None = None, today: da
         if problem:
             problems.append(f"night {found['night']} (run {found['run_id']}): {problem}")
     sealed = {s["run_id"] for s in seals}
-    legacy = set(seals[0].get("before_seals") or []) if seals else None
-    runs = con.execute(f"select partition_date, run_id, count(*) from {AUDIT} group by all order by min(scored_at), 2").fetchall() \
+    runs = con.execute(f"select partition_date, run_id, count(*), min(scored_at) from {AUDIT} group by all order by 4, 2").fetchall() \
         if exists(con) else []
     before = 0
-    for night, run_id, n in runs:
+    for night, run_id, n, scored_at in runs:
         if run_id in sealed:
             continue
-        if legacy is None or run_id in legacy:
-            before += n  # written before nights were sealed
+        if _before_seals(seals, run_id, scored_at):
+            before += n
         else:
             problems.append(f"night {night} (run {run_id}): {n:,} rows that no seal names (inserted into the audit table, "
                             "or the night was stopped between writing and sealing: its run's log says which)")
     return Checked(len(seals) - len(sealed & retired) - deferred, rows, problems, before, len(sealed & retired), deferred)
+
+
+def _before_seals(seals: list[dict], run_id: str, scored_at: datetime) -> bool:
+    """Whether an unsealed run was written before nights were sealed: named by the first seal; in
+    a journal an earlier release began (its first seal names none), written before that seal by
+    its rows' times (which a forged copy could share: `credit-dagster audit verify` on such a home
+    says how many rows it counts so)."""
+    if not seals:
+        return True
+    if "before_seals" in seals[0]:
+        return run_id in seals[0]["before_seals"]
+    return scored_at < datetime.fromisoformat(seals[0]["at"]).replace(tzinfo=None, microsecond=0)
 
 
 def heads(folder: Path | None = None) -> list[dict]:
