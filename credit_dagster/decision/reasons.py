@@ -101,31 +101,46 @@ class Explainer:
         g = len(self.group_names)
         contrib = contributions[:, : len(self.features)]
         candidates = {j: None for j in range(len(self.features))}
+        said: dict[tuple[int, object], str | None] = {}  # `_worded_key` -> its sentence: values repeat across rows
         texts, names, notes = [], [], []
         orders = np.argsort(-sums[:, :g], axis=1, kind="stable")  # every row's groups, the one that raised the risk most first
+        # every row's members of each group, the one that raised the risk most first: sorted once for all rows
+        ranked = [members[np.argsort(-contrib[:, members], axis=1, kind="stable")] for members in self.members]
+        # what the loop reads, as Python values (a NumPy scalar per lookup costs more than the rest of the loop)
+        sayable, kind_of = self.sayable.tolist(), self.kind_of.tolist()
+        raised = sums[:, g:] > 0
+        noted: dict[tuple[bool, ...], str | None] = {}  # the facts that raised the risk -> the note saying them
         for r in range(len(sums)):
             row_texts, row_names = [], []
-            for group in orders[r]:
-                if sums[r, group] <= 0 or len(row_texts) == k:
+            row_sums, row_contrib, row_absent = sums[r].tolist(), contrib[r].tolist(), absent[r].tolist()
+            for group in orders[r].tolist():
+                if row_sums[group] <= 0 or len(row_texts) == k:
                     break
-                members = self.members[group]
-                for j in members[np.argsort(-contrib[r, members], kind="stable")]:
-                    if contrib[r, j] <= 0:
+                for j in ranked[group][r].tolist():
+                    if row_contrib[j] <= 0:
                         break
-                    if not self.sayable[j] or (self.kind_of[j] >= 0 and absent[r, self.kind_of[j]]):
+                    if not sayable[j] or (kind_of[j] >= 0 and row_absent[kind_of[j]]):
                         continue
                     if candidates[j] is None:
                         candidates[j] = matrix.iloc[:, j].to_numpy(dtype=object)
-                    sentence = wording.reason_sentence(self.meanings[j], self.units[j], self.directions[j],
-                                                       candidates[j][r], self.medians[j], self.currency)
+                    value = candidates[j][r]
+                    key = _worded_key(j, value)  # a missing value's sentence is None, kept like any other
+                    if key not in said:
+                        said[key] = wording.reason_sentence(self.meanings[j], self.units[j], self.directions[j], value,
+                                                            self.medians[j], self.currency)
+                    sentence = said[key]
                     if sentence:
                         row_texts.append(sentence)
                         row_names.append(self.features[j])
                         break
-            facts = [self.facts[i] for i in range(len(self.facts)) if sums[r, g + i] > 0]
+            facts = tuple(raised[r].tolist())
+            if facts not in noted:
+                said_facts = [fact for fact, up in zip(self.facts, facts, strict=True) if up]
+                noted[facts] = (said_facts[0] + "".join(f"; {f[:1].lower()}{f[1:]}" for f in said_facts[1:]) + "."
+                                if said_facts else None)
             texts.append(row_texts)
             names.append(row_names)
-            notes.append(facts[0] + "".join(f"; {f[:1].lower()}{f[1:]}" for f in facts[1:]) + "." if facts else None)
+            notes.append(noted[facts])
         return texts, names, notes
 
     def bars(self, ids: np.ndarray, contributions: np.ndarray, matrix: pd.DataFrame, rows: pd.DataFrame,
@@ -145,16 +160,30 @@ class Explainer:
             strongest[:, group] = members[np.argmax(np.sign(sums[:, group, None]) * contrib[:, members], axis=1)]
         other = contrib.sum(axis=1) - np.take_along_axis(sums, top, axis=1).sum(axis=1)
         values = matrix.to_numpy(dtype=object)
-        out = []
-        for r, (row_top, row_sums, row_strongest) in enumerate(zip(top.tolist(), sums.tolist(), strongest.tolist(), strict=True)):
-            out.append((ids[r], 0, BASE, None, BASE, float(contributions[r, p])))
-            for rank, column in enumerate(row_top, start=1):
+        shown_as: dict[tuple[int, object], tuple[str | None, str]] = {}  # `_worded_key` -> its bar's texts
+        n = len(sums)
+        # the bars of every row, rank by rank: the base, the k groups, the rest
+        feature, shown, label = (np.empty((n, k + 2), dtype=object) for _ in range(3))
+        feature[:, 0] = label[:, 0] = BASE
+        feature[:, k + 1] = label[:, k + 1] = OTHER
+        for rank in range(1, k + 1):
+            for r, (column, j) in enumerate(zip(top[:, rank - 1].tolist(),
+                                                strongest[np.arange(n), np.minimum(top[:, rank - 1], g - 1)].tolist(), strict=True)):
                 if column >= g:
-                    fact = self.facts[column - g]
-                    out.append((ids[r], rank, fact, None, fact, row_sums[column]))
+                    feature[r, rank] = label[r, rank] = self.facts[column - g]
                     continue
-                j = row_strongest[column]
-                shown, label = wording.bar_texts(self.meanings[j], self.units[j], values[r, j], self.currency)
-                out.append((ids[r], rank, self.features[j], shown, label, row_sums[column]))
-            out.append((ids[r], k + 1, OTHER, None, OTHER, float(other[r])))
-        return pd.DataFrame(out, columns=["SK_ID_CURR", "rank", "feature", "value", "label", "contribution"])
+                value = values[r, j]
+                if (texts := shown_as.get(key := _worded_key(j, value))) is None:
+                    texts = shown_as[key] = wording.bar_texts(self.meanings[j], self.units[j], value, self.currency)
+                feature[r, rank] = self.features[j]
+                shown[r, rank], label[r, rank] = texts
+        contribution = np.column_stack([contributions[:, p], np.take_along_axis(sums, top, axis=1), other])
+        return pd.DataFrame({"SK_ID_CURR": np.repeat(ids, k + 2), "rank": np.tile(np.arange(k + 2), n), "feature": feature.ravel(),
+                             "value": shown.ravel(), "label": label.ravel(), "contribution": contribution.ravel()})
+
+
+def _worded_key(j: int, value) -> tuple[int, object]:
+    """Feature `j` and a value it takes, as the key of its wording within one call: a float by its
+    exact bits (-0.0 is written "-0" where 0.0 is "0"; every NaN is "nan", missing), anything
+    else as itself."""
+    return (j, value.hex()) if isinstance(value, float) else (j, value)
