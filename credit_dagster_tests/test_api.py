@@ -1,6 +1,7 @@
 """The scoring API: same answer as the night, keys, bad input, audit that survives a kill, fuzzing."""
 
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -177,22 +178,35 @@ def test_the_features_of_a_few_rows_are_the_sql_s_on_a_whole_night(home, night):
     assert set(fast["history_source"]) == {"stored", "none"}
 
 
-def test_sql_the_mirror_does_not_make_is_left_to_duckdb(home, night, monkeypatch):
+@pytest.mark.parametrize("change", ["a column application_rows.clean forgets", "a history column mixed with the application"])
+def test_sql_the_mirror_does_not_make_is_left_to_duckdb(home, night, monkeypatch, change):
     """When application_clean.sql has a column `application_rows.clean` does not make (here, the
-    mirror made to forget one), the workspace says so and every call takes the SQL: same answers."""
+    mirror made to forget one), or application_features.sql computes a history column from the
+    application's values, the workspace says so and every call takes the SQL: same answers."""
     apps, _, _ = night
     model = Registry(credit_settings.models_dir()).load("champion")
     with duckdb.connect(str(snapshot.snapshot_path()), read_only=True) as con:
         dictionary = con.execute("select * from feature_dictionary").df()
-    expected = ondemand.score(ondemand.Batch(apps.head(3)), model, dictionary, snapshot.snapshot_path())
-    clean = application_rows.clean
-    monkeypatch.setattr(application_rows, "clean", lambda columns: {k: v for k, v in clean(columns).items() if k != "APP_PAYMENT_RATE"})
+    if change == "a column application_rows.clean forgets":
+        clean = application_rows.clean
+        monkeypatch.setattr(application_rows, "clean", lambda columns: {k: v for k, v in clean(columns).items() if k != "APP_PAYMENT_RATE"})
+    else:
+        models, reading = ondemand._models()
+        mixed = [dataclasses.replace(m, sql=m.sql.replace(
+            "coalesce(BUR_CREDIT_COUNT, 0) as BUR_CREDIT_COUNT",
+            "coalesce(BUR_CREDIT_COUNT, 0) + coalesce(applications.CNT_CHILDREN, 0) as BUR_CREDIT_COUNT"))
+            if m.name == "application_features" else m for m in models]
+        assert mixed != models
+        monkeypatch.setattr(ondemand, "_models", lambda: (mixed, reading))
     workspaces = []
     thread = threading.Thread(target=lambda: workspaces.append(ondemand.workspace()))
     thread.start()
     thread.join()
     assert workspaces[0].mirror is None
-    pd.testing.assert_frame_equal(_scored_in_a_new_thread(ondemand.Batch(apps.head(3)), model, dictionary, snapshot.snapshot_path()), expected)
+    by_sql = _scored_in_a_new_thread(ondemand.Batch(apps.head(3)), model, dictionary, snapshot.snapshot_path())
+    monkeypatch.undo()
+    if change == "a column application_rows.clean forgets":  # the same SQL: the same answers as the mirror's
+        pd.testing.assert_frame_equal(by_sql, ondemand.score(ondemand.Batch(apps.head(3)), model, dictionary, snapshot.snapshot_path()))
 
 
 def test_a_scoring_call_leaves_nothing_behind_for_the_next(home, night):

@@ -216,13 +216,16 @@ class Workspace:
 
     def _read_mirror(self, features_model: sql_models.SqlModel) -> application_rows.Mirror | None:
         """What application_features.sql does with the history features, read from the SQL
-        itself by running it on one application of missing values: once without any history
+        itself by running it on one application: once without any history
         (each column's value for an applicant without that history), then once per history
         model with a row of missing values (a column the SQL fills is coalesced; a column 0
-        without the row and 1 with it says the row exists). None, and the DuckDB path for
-        every call, when the SQL does something else, or application_clean has columns
+        without the row and 1 with it says the row exists), and once with a row of values (each
+        must come out unchanged: no expression over it). None, and the DuckDB path for every
+        call, when the SQL does something else, or application_clean has columns
         `application_rows.clean` does not make."""
-        probe = pd.DataFrame({"SK_ID_CURR": [0]})
+        # an application of values (2 in a number, 'probe' in a text): an expression that mixes
+        # its values into a history column changes that column
+        probe = pd.DataFrame({c: [2 if t != "VARCHAR" else "probe"] for c, t in SOURCE_TABLES[APPLICATION].columns.items()}).assign(SK_ID_CURR=0)
         self.features(probe, searched=False)
         clean_columns = [d[0] for d in self.con.execute(f"select * from {self.FEATURES}.application_clean limit 0").description]
         base = self._probe_row()
@@ -238,16 +241,18 @@ class Workspace:
             described = self.con.execute(f"describe {self.FEATURES}.{name}").fetchall()
             history[name] = [c for c, *_ in described if c != "SK_ID_CURR"]
             numeric |= {c: t.split("(")[0] in NUMERIC_TYPES for c, t, *_ in described}
-            self.con.execute(f"insert into {self.FEATURES}.{name} (SK_ID_CURR) values (0)")
-            try:
-                found = self._probe_row()
-            finally:
-                self.con.execute(f"delete from {self.FEATURES}.{name}")
+            found = self._probe_with(name, "0 as SK_ID_CURR")  # a row of missing values
+            # and a row of values (3 in a number, 'probe' in a text): each must come out as it went in
+            probed = {c: 3 if numeric[c] else "probe" for c, t, *_ in described
+                      if c != "SK_ID_CURR" and ((numeric[c] and t != "BOOLEAN") or t == "VARCHAR")}
+            valued = self._probe_with(name, ", ".join(["0 as SK_ID_CURR", *(f'{v!r} as "{c}"' for c, v in probed.items())]))
             changed = [c for c in columns if not (pd.isna(base[c]) and pd.isna(found[c])) and base[c] != found[c]]
             presence[name] = [c for c in changed if base[c] == 0 and found[c] == 1 and c not in clean_columns
                               and all(c not in h for h in history.values())]
             defaults |= {c: base[c] for c in history[name] if pd.notna(base[c])}
-            if set(changed) != set(presence[name]) or any(pd.notna(found[c]) and found[c] != base[c] for c in history[name]):
+            as_given = all(valued[c] == v for c, v in probed.items())
+            if set(changed) != set(presence[name]) or any(pd.notna(found[c]) and found[c] != base[c] for c in history[name]) \
+                    or not as_given or any(valued[c] != 1 for c in presence[name]):
                 log.warning("application_features.sql does more than join %s: on-demand features by DuckDB only", name)
                 return None
         if set(columns) != set(clean_columns) | {c for cs in history.values() for c in cs} | {c for cs in presence.values() for c in cs}:
@@ -257,6 +262,15 @@ class Workspace:
 
     def _probe_row(self) -> pd.Series:
         return scoring.frame(self.con, "execute features_query").iloc[0]
+
+    def _probe_with(self, model: str, row: str) -> pd.Series:
+        """The probe application's features with history model `model` holding the one row `row`
+        (a select list), which goes again after."""
+        self.con.execute(f"insert into {self.FEATURES}.{model} by name select {row}")
+        try:
+            return self._probe_row()
+        finally:
+            self.con.execute(f"delete from {self.FEATURES}.{model}")
 
     def _insert(self, target: str, table: str, rows: pd.DataFrame) -> None:
         """Append `rows`, in the declared layout of source `table`, to table `target`."""
