@@ -160,8 +160,7 @@ def _in_numpy(con: duckdb.DuckDBPyConnection, model: RegisteredModel, drop_schem
                            "where SK_ID_CURR in (select SK_ID_CURR from cf_ids) order by SK_ID_CURR").to_arrow_table()
     finally:
         con.unregister("cf_ids")
-    applications = {name: column.to_numpy() for name, column in zip(raw.column_names, raw.columns, strict=True)}
-    history = {name: column.to_numpy() for name, column in zip(held.column_names, held.columns, strict=True)}
+    applications, history = application_rows.arrays(raw), application_rows.arrays(held)
     if not np.array_equal(applications["SK_ID_CURR"], np.unique(ids)) or not np.array_equal(history["SK_ID_CURR"], np.unique(ids)):
         raise ValueError(f"{drop_schema}: the applicants searched are not each once in the drop and its features")
 

@@ -184,7 +184,7 @@ class Workspace:
         mirror, table = self.mirror, arrow_rows(APPLICATION, applications)
         steps = pd.concat([self.UNCHANGED, counterfactuals.steps()], ignore_index=True) if searched else self.UNCHANGED
         at = np.repeat(np.arange(table.num_rows), len(steps))  # each application once per step
-        columns = application_rows.variants({name: column.to_numpy() for name, column in zip(table.column_names, table.columns, strict=True)},
+        columns = application_rows.variants(application_rows.arrays(table),
                                             at, *(np.tile(steps[c].to_numpy(), table.num_rows) for c in ("amount", "term")))
         ids = table.column("SK_ID_CURR").to_numpy()  # an application's, before its steps
         found: set[int] = set()
@@ -232,7 +232,7 @@ class Workspace:
         columns = list(base.index)
         table = arrow_rows(APPLICATION, probe)
         made = {*table.column_names, "cf_amount", "cf_term",
-                *application_rows.clean({name: column.to_numpy() for name, column in zip(table.column_names, table.columns, strict=True)})}
+                *application_rows.clean(application_rows.arrays(table))}
         if made != set(clean_columns):
             log.warning("application_rows.clean does not make application_clean's columns: on-demand features by DuckDB only")
             return None

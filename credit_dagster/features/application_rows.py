@@ -16,11 +16,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 NOT_EMPLOYED = 365243  # Kaggle's DAYS_EMPLOYED for the retired and the unemployed
 UNKNOWN = "XNA"
 EXT_SOURCES = ("EXT_SOURCE_1", "EXT_SOURCE_2", "EXT_SOURCE_3")
 DOCUMENTS = tuple(f"FLAG_DOCUMENT_{n}" for n in range(2, 22))
+
+
+def arrays(table: pa.Table) -> dict[str, np.ndarray]:
+    """`table`'s columns as NumPy arrays, the layout `clean` and `variants` take (a whole number
+    column with a missing value as floats with NaN, text as objects with None)."""
+    return {name: column.to_numpy() for name, column in zip(table.column_names, table.columns, strict=True)}
 
 
 def clean(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -68,8 +68,8 @@ def apply(con: duckdb.DuckDBPyConnection, inbox: Path, today: date) -> Applied:
     journals = {(folder, prefix): files for store, listed in journals_by_store().items() for folder, prefix in listed
                 if (files := _old_day_files(folder, prefix, limits[store]))}
     nights = _old_nights(con, limits["decisions"])
-    details = {table: n for table in DETAILS if limits["drops"] and _table(con, table) and (n := con.execute(
-        f"select count(*) from {table} where cast(partition_date as date) < ?", [limits["drops"].isoformat()]).fetchone()[0])}
+    details = [table for table in DETAILS if limits["drops"] and _table(con, table) and con.execute(
+        f"select 1 from {table} where cast(partition_date as date) < ? limit 1", [limits["drops"].isoformat()]).fetchone()]
     partitions = _old_partitions(limits)
     for night, runs in _dataset_nights(con, partitions).items():
         nights[night] = sorted({*nights.get(night, []), *runs})
