@@ -78,6 +78,22 @@ def test_values_are_written_in_the_clients_units(value, unit, expected):
     assert expected is None or not SCIENTIFIC.search(expected)
 
 
+def test_a_column_s_values_that_may_be_reasons_are_those_a_sentence_is_made_for():
+    """`may_be_reason` (a night asks it of whole columns) against `reason_sentence`, value by value."""
+    numbers = np.array([np.nan, -np.nan, -1.5, -0.0, 0.0, 0.5, 1.0, 2.0, 1e12, -1e-300])
+    texts = np.array(["Y", "N", None, np.nan, "Working", "1"], dtype=object)
+    for unit in wording.UNITS:
+        for direction in ("+", "-", "?"):
+            for median in (None, 0.0, 0.5, 1.0):
+                said = [wording.reason_sentence("m", unit, direction, v, median, "EUR") is not None for v in numbers.tolist()]
+                assert wording.may_be_reason(unit, direction, numbers, median).tolist() == said, (unit, direction, median)
+                # texts: never False where a sentence is made (a text in a numeric field is left to the sentence)
+                may = wording.may_be_reason(unit, direction, texts, median).tolist()
+                for value, maybe in zip(texts.tolist(), may, strict=True):
+                    if not maybe:
+                        assert wording.reason_sentence("m", unit, direction, value, median, "EUR") is None, (unit, median, value)
+
+
 def test_every_header_unit_is_known(tmp_path):
     assert all(doc.unit in wording.UNITS for m in sql_models.discover() for doc in m.columns)
     path = tmp_path / "m.sql"
@@ -219,19 +235,21 @@ def check_night(home, day: str, kaggle_descriptions: set[str]) -> None:
             if direction in "+-" and unit not in ("flag", "text"):
                 words = wording.UNITS[unit][1 if direction == "+" else 2]
                 assert f"({words} for most applicants)" in text, (name, text)
-        # four reasons whenever four groups raised the risk and could honestly be worded
+        # the oracle, row by row: the groups that raised the risk, most first, each worded by its
+        # member that raised it most among those with a sentence; four whenever four such groups exist
         sums: dict[str, float] = {}
         for f, j in column.items():
             if kind[f] is None or not absent[kind[f]][r]:
                 sums[groups[f]] = sums.get(groups[f], 0.0) + contributions[r, j]
-        sayable = 0
-        for group, total in sums.items():
-            members = [f for f in column if groups[f] == group and contributions[r, column[f]] > 0 and not info.at[f, "protected"]]
-            if total > 0 and any(wording.reason_sentence(info.at[f, "meaning"], info.at[f, "unit"], info.at[f, "direction"],
-                                                         matrix.iat[r, column[f]], medians.get(f), settings.current().currency)
-                                 for f in members):
-                sayable += 1
-        assert len(names) == min(sayable, 4 - (row["reason_features"] or "").startswith("application")), (row["SK_ID_CURR"], names)
+        expected = []
+        for group, total in sorted(sums.items(), key=lambda item: -item[1]):
+            members = [f for f in column if groups[f] == group and contributions[r, column[f]] > 0 and not info.at[f, "protected"]
+                       and (kind[f] is None or not absent[kind[f]][r])
+                       and wording.reason_sentence(info.at[f, "meaning"], info.at[f, "unit"], info.at[f, "direction"],
+                                                   matrix.iat[r, column[f]], medians.get(f), settings.current().currency)]
+            if total > 0 and members:
+                expected.append(max(members, key=lambda f: contributions[r, column[f]]))
+        assert names == expected[: 4 - (row["reason_features"] or "").startswith("application")], (row["SK_ID_CURR"], names)
         full += len(names) == 4
     assert full > 0
 

@@ -158,26 +158,51 @@ def reason_sentence(meaning: str, unit: str, direction: str, value, median: floa
     """What a feature says against an application, or None when it cannot honestly be a reason:
     the value is missing or typical, or its comparison with most applicants contradicts the
     feature's direction of risk (a `(-)` feature above most applicants' did not weigh against it)."""
-    if missing(value):
-        return None
+    return reason_sentences(meaning, unit, direction, [value], median, currency)[0]
+
+
+def reason_sentences(meaning: str, unit: str, direction: str, values: list, median: float | None, currency: str) -> list[str | None]:
+    """`reason_sentence` of each of a feature's values (a night words a feature's values together:
+    what depends on the feature alone is decided once)."""
     if unit == "text":
-        return f"{meaning}: {category_text(value)}"
-    if unit == "flag":
-        if median is not None and not isinstance(value, str) and float(value) == median:
-            return None  # what most applicants answer is no fault
-        return f"{meaning}: {_flag(value)}"
+        return [None if missing(v) else f"{meaning}: {category_text(v)}" for v in values]
+    if unit == "flag":  # what most applicants answer is no fault
+        return [None if missing(v) or (median is not None and not isinstance(v, str) and float(v) == median)
+                else f"{meaning}: {_flag(v)}" for v in values]
     if median is None or unit == "none":
-        return None  # nothing to say how it compares, or a figure the client cannot be shown: too vague to act on
-    value = float(value)
-    if value == median:
-        return None
-    higher = value > median
-    if (direction == "+" and not higher) or (direction == "-" and higher):
-        return None
-    words = UNITS.get(unit, UNITS["number"])[1 if higher else 2]
-    shown = value_text(value, unit, currency)
-    compared = f"{words} for most applicants"
-    return f"{meaning}: {shown} ({compared})" if shown else f"{meaning} ({compared})"
+        return [None] * len(values)  # nothing to say how it compares, or a figure the client cannot be shown: too vague to act on
+    above, below = UNITS.get(unit, UNITS["number"])[1:]
+    said: list[str | None] = []
+    for v in values:
+        value = None if missing(v) else float(v)
+        if value is None or value == median or (direction == "+" and value < median) or (direction == "-" and value > median):
+            said.append(None)
+            continue
+        compared = f"{above if value > median else below} for most applicants"
+        shown = value_text(value, unit, currency)
+        said.append(f"{meaning}: {shown} ({compared})" if shown else f"{meaning} ({compared})")
+    return said
+
+
+def may_be_reason(unit: str, direction: str, values: np.ndarray, median: float | None) -> np.ndarray:
+    """Whether `reason_sentence` may word each of a column's values (a night asks it of whole
+    columns before wording any): its rules above, for arrays; True where only the sentence can
+    tell (a text in a numeric field)."""
+    said = ~pd.isna(values)
+    if unit == "text" or (unit == "flag" and median is None):
+        return said
+    if median is None or unit == "none":
+        return np.zeros(len(values), dtype=bool)
+    if values.dtype != np.float64:
+        return said
+    said &= values != median
+    if unit == "flag":
+        return said
+    if direction == "+":
+        said &= values > median
+    elif direction == "-":
+        said &= values < median
+    return said
 
 
 def bar_texts(meaning: str, unit: str, value, currency: str) -> tuple[str | None, str]:

@@ -11,6 +11,7 @@ the application (`wording.reason_sentence`); up to four, whenever four such grou
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,59 +90,69 @@ class Explainer:
             moved = np.where(absent[:, k, None], contrib[:, of_kind], 0.0)
             sums[:, g + self.facts.index(history.fact)] += moved.sum(axis=1)
             contrib[:, of_kind] -= moved
-        np.add.at(sums.T, self.group_of, contrib.T)
+        totals, columns = sums.T, contrib.T  # a group's members added in their order, as np.add.at would, but faster
+        for j, group in enumerate(self.group_of.tolist()):
+            totals[group] += columns[j]
         return sums
 
     def reasons(self, contributions: np.ndarray, matrix: pd.DataFrame, rows: pd.DataFrame,
-                k: int = N_REASONS) -> tuple[list[list[str]], list[list[str]], list[str | None]]:
+                k: int = N_REASONS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For each row: up to k reasons (the groups that raised the risk most, worded), the
-        features that worded them, and the missing-history facts that raised it (or None)."""
+        features that worded them (each a row of k, None after the last), and the missing-history
+        facts that raised it (or None).
+
+        A group's reason is worded by its member that raised the risk most among those that can
+        say it (sayable, of a history the applicant has, a sentence for the value); the groups
+        that raised the risk, most first, give the reasons until k are said. Every row at once:
+        the members that can speak are found by `wording.may_be_reason` on whole columns, then
+        the sentences of the members chosen are made (once per distinct value) and any member
+        whose value has none after all is struck out and the choice made again."""
         absent = self._absent(rows)
         sums = self._sums(contributions, absent)
-        g = len(self.group_names)
-        contrib = contributions[:, : len(self.features)]
-        candidates = {j: None for j in range(len(self.features))}
-        said: dict[tuple[int, object], str | None] = {}  # `_worded_key` -> its sentence: values repeat across rows
-        texts, names, notes = [], [], []
+        n, p, g = len(sums), len(self.features), len(self.group_names)
+        contrib = contributions[:, :p]
+        may = (contrib > 0) & self.sayable & ~self._absent_cells(absent)
+        for j in np.flatnonzero(may.any(axis=0)).tolist():  # the wording's rules on whole columns
+            may[:, j] &= wording.may_be_reason(self.units[j], self.directions[j], _column(matrix, j), self.medians[j])
         orders = np.argsort(-sums[:, :g], axis=1, kind="stable")  # every row's groups, the one that raised the risk most first
-        # every row's members of each group, the one that raised the risk most first: sorted once for all rows
-        ranked = [members[np.argsort(-contrib[:, members], axis=1, kind="stable")] for members in self.members]
-        # what the loop reads, as Python values (a NumPy scalar per lookup costs more than the rest of the loop)
-        sayable, kind_of = self.sayable.tolist(), self.kind_of.tolist()
-        raised = sums[:, g:] > 0
-        noted: dict[tuple[bool, ...], str | None] = {}  # the facts that raised the risk -> the note saying them
-        for r in range(len(sums)):
-            row_texts, row_names = [], []
-            row_sums, row_contrib, row_absent = sums[r].tolist(), contrib[r].tolist(), absent[r].tolist()
-            for group in orders[r].tolist():
-                if row_sums[group] <= 0 or len(row_texts) == k:
-                    break
-                for j in ranked[group][r].tolist():
-                    if row_contrib[j] <= 0:
-                        break
-                    if not sayable[j] or (kind_of[j] >= 0 and row_absent[kind_of[j]]):
-                        continue
-                    if candidates[j] is None:
-                        candidates[j] = matrix.iloc[:, j].to_numpy(dtype=object)
-                    value = candidates[j][r]
-                    key = _worded_key(j, value)  # a missing value's sentence is None, kept like any other
-                    if key not in said:
-                        said[key] = wording.reason_sentence(self.meanings[j], self.units[j], self.directions[j], value,
-                                                            self.medians[j], self.currency)
-                    sentence = said[key]
-                    if sentence:
-                        row_texts.append(sentence)
-                        row_names.append(self.features[j])
-                        break
-            facts = tuple(raised[r].tolist())
-            if facts not in noted:
-                said_facts = [fact for fact, up in zip(self.facts, facts, strict=True) if up]
-                noted[facts] = (said_facts[0] + "".join(f"; {f[:1].lower()}{f[1:]}" for f in said_facts[1:]) + "."
-                                if said_facts else None)
-            texts.append(row_texts)
-            names.append(row_names)
-            notes.append(noted[facts])
-        return texts, names, notes
+        while True:
+            # each group's member that raised the risk most among those that may word it (the first on a tie)
+            weight = np.where(may, contrib, -np.inf)
+            chosen = np.column_stack([members[np.argmax(weight[:, members], axis=1)] for members in self.members])
+            worded = np.take_along_axis(weight, chosen, axis=1) > -np.inf
+            # the groups that raised the risk and have a member to word them, most first, up to k a row
+            speaks = np.take_along_axis(worded & (sums[:, :g] > 0), orders, axis=1)
+            slot = np.cumsum(speaks, axis=1) - 1
+            r, at = np.nonzero(speaks & (slot < k))
+            j = chosen[r, orders[r, at]]
+            sentences = np.empty(len(r), dtype=object)
+            for feature in np.unique(j).tolist():
+                cells = np.flatnonzero(j == feature)
+                sentences[cells] = _each_value(_column(matrix, feature)[r[cells]], lambda values, f=feature: wording.reason_sentences(
+                    self.meanings[f], self.units[f], self.directions[f], values, self.medians[f], self.currency))
+            unsaid = np.array([s is None for s in sentences.tolist()], dtype=bool)
+            if not unsaid.any():
+                break
+            may[r[unsaid], j[unsaid]] = False  # no sentence for that value after all: the next member, or none, speaks
+        texts, names = np.full((n, k), None, dtype=object), np.full((n, k), None, dtype=object)
+        texts[r, slot[r, at]] = sentences
+        names[r, slot[r, at]] = np.asarray(self.features, dtype=object)[j]
+        # the missing-history facts that raised the risk, said once per combination
+        combinations, which = np.unique(sums[:, g:] > 0, axis=0, return_inverse=True)
+        said = np.array([self._note(c) for c in combinations.tolist()] + [None], dtype=object)[:-1]
+        return texts, names, said[which.ravel()]
+
+    def _note(self, raised: list[bool]) -> str | None:
+        """The missing-history facts that raised the risk, in one sentence."""
+        facts = [fact for fact, up in zip(self.facts, raised, strict=True) if up]
+        return facts[0] + "".join(f"; {f[:1].lower()}{f[1:]}" for f in facts[1:]) + "." if facts else None
+
+    def _absent_cells(self, absent: np.ndarray) -> np.ndarray:
+        """Per row and feature, whether it is of a kind of history the applicant lacks."""
+        cells = np.zeros((len(absent), len(self.features)), dtype=bool)
+        for kind in range(len(HISTORIES)):
+            cells[:, self.kind_of == kind] = absent[:, kind, None]
+        return cells
 
     def bars(self, ids: np.ndarray, contributions: np.ndarray, matrix: pd.DataFrame, rows: pd.DataFrame,
              k: int = TOP_BARS) -> pd.DataFrame:
@@ -159,31 +170,44 @@ class Explainer:
         for group, members in enumerate(self.members):
             strongest[:, group] = members[np.argmax(np.sign(sums[:, group, None]) * contrib[:, members], axis=1)]
         other = contrib.sum(axis=1) - np.take_along_axis(sums, top, axis=1).sum(axis=1)
-        values = matrix.to_numpy(dtype=object)
-        shown_as: dict[tuple[int, object], tuple[str | None, str]] = {}  # `_worded_key` -> its bar's texts
         n = len(sums)
         # the bars of every row, rank by rank: the base, the k groups, the rest
         feature, shown, label = (np.empty((n, k + 2), dtype=object) for _ in range(3))
         feature[:, 0] = label[:, 0] = BASE
         feature[:, k + 1] = label[:, k + 1] = OTHER
-        for rank in range(1, k + 1):
-            for r, (column, j) in enumerate(zip(top[:, rank - 1].tolist(),
-                                                strongest[np.arange(n), np.minimum(top[:, rank - 1], g - 1)].tolist(), strict=True)):
-                if column >= g:
-                    feature[r, rank] = label[r, rank] = self.facts[column - g]
-                    continue
-                value = values[r, j]
-                if (texts := shown_as.get(key := _worded_key(j, value))) is None:
-                    texts = shown_as[key] = wording.bar_texts(self.meanings[j], self.units[j], value, self.currency)
-                feature[r, rank] = self.features[j]
-                shown[r, rank], label[r, rank] = texts
+        facts = top >= g
+        r, rank = np.nonzero(facts)
+        feature[r, rank + 1] = label[r, rank + 1] = np.asarray(self.facts, dtype=object)[top[r, rank] - g]
+        r, rank = np.nonzero(~facts)
+        j = strongest[r, top[r, rank]]
+        feature[r, rank + 1] = np.asarray(self.features, dtype=object)[j]
+        for member in np.unique(j).tolist():
+            cells = np.flatnonzero(j == member)
+            texts = _each_value(_column(matrix, member)[r[cells]], lambda values, f=member: [
+                wording.bar_texts(self.meanings[f], self.units[f], value, self.currency) for value in values])
+            shown[r[cells], rank[cells] + 1] = [t[0] for t in texts]
+            label[r[cells], rank[cells] + 1] = [t[1] for t in texts]
         contribution = np.column_stack([contributions[:, p], np.take_along_axis(sums, top, axis=1), other])
         return pd.DataFrame({"SK_ID_CURR": np.repeat(ids, k + 2), "rank": np.tile(np.arange(k + 2), n), "feature": feature.ravel(),
                              "value": shown.ravel(), "label": label.ravel(), "contribution": contribution.ravel()})
 
 
-def _worded_key(j: int, value) -> tuple[int, object]:
-    """Feature `j` and a value it takes, as the key of its wording within one call: a float by its
-    exact bits (-0.0 is written "-0" where 0.0 is "0"; every NaN is "nan", missing), anything
-    else as itself."""
-    return (j, value.hex()) if isinstance(value, float) else (j, value)
+def _column(matrix: pd.DataFrame, j: int) -> np.ndarray:
+    """Column `j` of the model's matrix: floats as float64, anything else as Python objects."""
+    column = matrix.iloc[:, j]
+    return column.to_numpy() if column.dtype == np.float64 else column.to_numpy(dtype=object)
+
+
+def _each_value(values: np.ndarray, word: Callable[[list], list]) -> np.ndarray:
+    """What `word` says of each value, asked once of the distinct values: floats told apart by their exact bits
+    (-0.0 is written "-0" where 0.0 is "0"; any NaN is missing), as the Python float the
+    matrix's row would give; other values by pandas' factorize (its missing values are one)."""
+    if values.dtype == np.float64:
+        _, first, inverse = np.unique(values.view(np.int64), return_index=True, return_inverse=True)
+        said = word(values[first].tolist())
+    else:
+        inverse, distinct = pd.factorize(values, use_na_sentinel=False)
+        said = word(distinct.tolist())
+    out = np.empty(len(said), dtype=object)
+    out[:] = said
+    return out[inverse.ravel()]

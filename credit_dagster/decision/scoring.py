@@ -164,11 +164,12 @@ def _score(model: RegisteredModel, features: pd.DataFrame, matrix: pd.DataFrame,
     card = Scorecard(**{k: tuple(v) if isinstance(v, list) else v for k, v in model.metadata.scorecard.items()})
     texts, names, notes = explainer(model, dictionary).reasons(contributions, matrix, features)
     switch = refer_all.state() if switch is None else switch  # read at every scoring: it takes effect on the next round or night
-    held = held_back(features, switch)
+    held = np.array(held_back(features, switch), dtype=object)
     # held back: referred, with why first, then what weighed most
-    decision = np.where([h is not None for h in held], REFER, policy_of(model).decide(pd_)).astype(object)
-    texts = [[h, *t[: N_REASONS - 1]] if h else t for h, t in zip(held, texts, strict=True)]
-    names = [["application", *n[: N_REASONS - 1]] if h else n for h, n in zip(held, names, strict=True)]
+    is_held = np.not_equal(held, None)
+    decision = np.where(is_held, REFER, policy_of(model).decide(pd_)).astype(object)
+    texts[is_held] = np.column_stack([held[is_held], texts[is_held, :-1]])
+    names[is_held] = np.column_stack([np.full(is_held.sum(), "application", dtype=object), names[is_held, :-1]])
     out = pd.DataFrame({
         "SK_ID_CURR": features["SK_ID_CURR"].to_numpy(),
         "raw_score": raw, "probability_of_default": pd_,
@@ -176,10 +177,10 @@ def _score(model: RegisteredModel, features: pd.DataFrame, matrix: pd.DataFrame,
         "features_fingerprint": fingerprints(matrix),
     })
     for i in range(N_REASONS):
-        out[f"reason_{i + 1}"] = [t[i] if len(t) > i else None for t in texts]
-    out["reason_features"] = [",".join(n) for n in names]
+        out[f"reason_{i + 1}"] = texts[:, i]
+    out["reason_features"] = [",".join(n for n in row if n is not None) for row in names.tolist()]
     out["history_note"] = notes
-    out["held_back"] = [h is not None for h in held]
+    out["held_back"] = is_held
     out["refer_everything"] = switch.on
     return out, contributions
 
