@@ -21,7 +21,9 @@ from credit_dagster.core import settings, wording
 from credit_dagster.core.sources import SOURCE_TABLES
 from credit_dagster.decision import scoring
 from credit_dagster.features import application_rows, sql_models
+from credit_dagster.model.ensemble import as_float
 from credit_dagster.model.registry import RegisteredModel
+from credit_dagster.model.training import to_model_frame
 
 AMOUNT_STEPS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5)  # share of the requested amount
 TERM_STEPS = (1.0, 1.25, 1.5, 2.0)  # repayment term stretched by this factor (annuity divided by it)
@@ -146,29 +148,35 @@ def _by_sql(con: duckdb.DuckDBPyConnection, model: RegisteredModel, drop_schema:
 
 def _in_numpy(con: duckdb.DuckDBPyConnection, model: RegisteredModel, drop_schema: str, ids: list[int],
               mirror: application_rows.Mirror) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """Variants of applicants `ids` re-scored with application_clean in NumPy and the night's
-    history features of each applicant, read once: the rebuilt SQL models' answers to the bit
-    (`test_the_bisection_finds_what_the_grid_finds_*` compares them with the SQL grid's)."""
-    names = variant_names(model)
-    joined = [c for c in names if c in mirror.joined]
+    """Variants of applicants `ids` re-scored with application_clean in NumPy: the model's matrix
+    of each applicant's night features, read once, with only the numbers the application gives
+    made again (its history, and the categories, no change of amount touches). The rebuilt SQL
+    models' answers to the bit (`test_the_bisection_finds_what_the_grid_finds_*` compares them
+    with the SQL grid's)."""
     con.register("cf_ids", pd.DataFrame({"SK_ID_CURR": ids}))
     try:
         raw = con.execute(f"select * from {drop_schema}.application_test where SK_ID_CURR in (select SK_ID_CURR from cf_ids) "
                           "order by SK_ID_CURR").to_arrow_table()
-        listed = ", ".join(f'"{c}"' for c in ["SK_ID_CURR", *joined])
-        held = con.execute(f"select {listed} from {drop_schema}_features.application_features "
-                           "where SK_ID_CURR in (select SK_ID_CURR from cf_ids) order by SK_ID_CURR").to_arrow_table()
+        night = scoring.frame(con, f"select * from {drop_schema}_features.application_features "
+                                   "where SK_ID_CURR in (select SK_ID_CURR from cf_ids) order by SK_ID_CURR")
     finally:
         con.unregister("cf_ids")
-    applications, history = application_rows.arrays(raw), application_rows.arrays(held)
-    if not np.array_equal(applications["SK_ID_CURR"], np.unique(ids)) or not np.array_equal(history["SK_ID_CURR"], np.unique(ids)):
+    applications = application_rows.arrays(raw)
+    if not np.array_equal(applications["SK_ID_CURR"], np.unique(ids)) or not np.array_equal(night["SK_ID_CURR"], np.unique(ids)):
         raise ValueError(f"{drop_schema}: the applicants searched are not each once in the drop and its features")
+    matrix = as_float(model.matrix(night))
+    made = [c for c in model.features if c not in mirror.joined and c not in model.metadata.categories]
+    at_made = [model.features.index(c) for c in made]
 
     def granted_variants(pairs: pd.DataFrame) -> pd.DataFrame:
         at = np.searchsorted(applications["SK_ID_CURR"], pairs["SK_ID_CURR"].to_numpy())
         columns = application_rows.variants(applications, at, pairs["amount"].to_numpy(dtype=float), pairs["term"].to_numpy(dtype=float))
-        columns |= {c: history[c][at] for c in joined}
-        return _scored(model, pd.DataFrame({c: columns[c] for c in names}))
+        values = matrix[at]
+        values[:, at_made] = as_float(to_model_frame(pd.DataFrame({c: columns[c] for c in made}), made, {}))
+        cf_pd = model.calibrator(model.ensemble.raw_score(pd.DataFrame(values, columns=model.features, copy=False)))
+        return pd.DataFrame({"SK_ID_CURR": columns["SK_ID_CURR"], "cf_amount": columns["cf_amount"], "cf_term": columns["cf_term"],
+                             "AMT_CREDIT": columns["AMT_CREDIT"], "AMT_ANNUITY": columns["AMT_ANNUITY"], "cf_pd": cf_pd,
+                             "granted": scoring.policy_of(model).decide(cf_pd) == scoring.GRANTED})
 
     return granted_variants
 
