@@ -49,7 +49,7 @@ def score(con: duckdb.DuckDBPyConnection, schema: str, model: RegisteredModel, d
           run_id: str, log: Callable[[str], None], warn: Callable[[str], None]) -> ScoredNight:
     """Score the applications of `<schema>_features.application_features` (the drop `schema`
     holds their raw rows, for the counterfactual search)."""
-    features = con.execute(f"select * from {schema}_features.application_features").df()
+    features = scoring.frame(con, f"select * from {schema}_features.application_features")
     if features.empty:
         raise ValueError(f"drop {day} has no application left to score (empty, or all quarantined): see {schema}.quarantine")
     scored, contributions = scoring.score_and_explain(model, features, dictionary)
