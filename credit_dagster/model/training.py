@@ -85,15 +85,16 @@ def _category_type(levels: tuple[str, ...]) -> pd.CategoricalDtype:
 
 def to_model_frame(frame: pd.DataFrame, features: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
     """The exact matrix the model reads: same columns, same category levels (unknown -> missing)."""
-    X = frame.reindex(columns=features)
     numeric = [c for c in features if c not in categories]
+    X = frame.reindex(columns=numeric)  # the one copy of the numbers before their conversion
     try:  # one conversion for the numeric block: column by column it costs more than predicting a few rows
-        values = X[numeric].to_numpy(dtype=float, na_value=np.nan)
+        values = X.to_numpy(dtype=float, na_value=np.nan)
     except (TypeError, ValueError):  # text in a numeric column: unparsable values become missing
-        values = X[numeric].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    block = pd.DataFrame(values, columns=numeric, index=X.index)
-    coded = pd.DataFrame({c: pd.Categorical(X[c].astype("object"), dtype=_category_type(tuple(categories[c])))
-                          for c in features if c in categories}, index=X.index)
+        values = X.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    block = pd.DataFrame(values, columns=numeric, index=frame.index)
+    absent = pd.Series(np.nan, index=frame.index, dtype=object)
+    coded = pd.DataFrame({c: pd.Categorical((frame[c] if c in frame else absent).astype("object"), dtype=_category_type(tuple(categories[c])))
+                          for c in features if c in categories}, index=frame.index)
     return pd.concat([block, coded], axis=1, copy=False)[features]
 
 
