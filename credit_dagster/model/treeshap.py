@@ -235,18 +235,21 @@ def _ways(columns, start, stop, t, feature, threshold, missing, default_left, ca
                     if 0 <= code < categories.shape[2] * 64 and (categories[t, s, code >> 6] >> np.uint64(code & 63)) & np.uint64(1):
                         ways[r - start] |= bit
             continue
-        kind, limit, default = missing[t, s], threshold[t, s], default_left[t, s]
+        # LightGBM's predictor keeps a row's values sparse: one within ZERO of 0 is read as 0, and so
+        # is a missing one unless the split has missing values of its own; where each then goes is
+        # the same for every row, so it is settled once a split
+        limit, kind = threshold[t, s], missing[t, s]
+        zero = default_left[t, s] if kind == MISSING_ZERO else 0.0 <= limit
+        nan = default_left[t, s] if kind == MISSING_NAN else zero
         for r in range(start, stop):
             value = column[r]
-            # LightGBM's predictor keeps a row's values sparse: one within ZERO of 0 is read as 0
-            if -ZERO <= value <= ZERO or (np.isnan(value) and kind != MISSING_NAN):
-                value = 0.0
-            if (kind == MISSING_ZERO and value == 0.0) or (kind == MISSING_NAN and np.isnan(value)):
-                left = default
+            if np.isnan(value):
+                left = nan
+            elif -ZERO <= value <= ZERO:
+                left = zero
             else:
                 left = value <= limit
-            if left:
-                ways[r - start] |= bit
+            ways[r - start] |= bit * left
 
 
 @_compiled(nogil=True)
