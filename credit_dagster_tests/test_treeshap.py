@@ -129,3 +129,41 @@ def _splits(node: dict):
         yield node
         yield from _splits(node["left_child"])
         yield from _splits(node["right_child"])
+
+
+def test_the_registry_keeps_the_tables_and_reads_them_only_when_they_are_the_ones_it_kept(scored_home, tmp_path, caplog):
+    """Saved at registration beside the fold models, read back identical; a changed or missing
+    file is never read: the tables are built again from the fold models (the same numbers)."""
+    import json
+    import shutil
+
+    from credit_dagster.model.registry import TABLES, Registry
+
+    registry = Registry(tmp_path / "models")
+    shutil.copytree(scored_home / "models", registry.root)
+    version = registry.alias("champion")
+    folder = registry.root / version
+    assert json.loads((folder / "metadata.json").read_text())["tables"]["file"] == TABLES
+    boosters = registry.load(version).ensemble.boosters
+    built = treeshap.Forest.of(boosters, [1 / len(boosters)] * len(boosters))
+    saved = registry.load(version).ensemble.tables
+    assert isinstance(saved, treeshap.Forest)
+
+    def same(a: treeshap.Forest, b: treeshap.Forest) -> bool:
+        return a.names == b.names and a.base == b.base and all(
+            np.array_equal(getattr(a, f), getattr(b, f)) for f in ("feature", "threshold", "missing", "default_left", "categories",
+                                                                   "categorical", "splits", "slot_feature", "slots", "phi", "leaf"))
+
+    assert same(saved, built)
+    data = bytearray((folder / TABLES).read_bytes())
+    data[-200] ^= 1  # one bit of the file changed
+    (folder / TABLES).write_bytes(bytes(data))
+    with caplog.at_level("WARNING"):
+        model = registry.load(version)
+    assert "not the file registered with it" in caplog.text
+    assert same(model.ensemble.forest(), built)
+    (folder / TABLES).unlink()
+    metadata = json.loads((folder / "metadata.json").read_text())
+    del metadata["tables"]  # a version an earlier release registered
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    assert same(registry.load(version).ensemble.forest(), built)

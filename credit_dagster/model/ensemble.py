@@ -23,14 +23,17 @@ _UNBUILT = object()
 @dataclass
 class Ensemble:
     boosters: list[lgb.Booster]
-    _forest: object = field(default=_UNBUILT, init=False, repr=False, compare=False)
+    # the fold models' trees as lookup tables: as the registry saved them, else built on first use;
+    # None for LightGBM's own scoring (cross-validation's throw-away fold models, where building
+    # the tables costs more than the few thousand rows they score)
+    tables: treeshap.Forest | None | object = field(default=_UNBUILT, repr=False, compare=False)
 
     def forest(self) -> treeshap.Forest | None:
-        """The fold models' trees as lookup tables (`treeshap`), built on first use; None when
-        its trees are too big for them (LightGBM then scores and explains)."""
-        if self._forest is _UNBUILT:
-            self._forest = treeshap.Forest.of(self.boosters, [1 / len(self.boosters)] * len(self.boosters))
-        return self._forest
+        """The tables (`treeshap`); None when its trees are too big for them or it was made
+        without (LightGBM then scores and explains)."""
+        if self.tables is _UNBUILT:
+            self.tables = treeshap.Forest.of(self.boosters, [1 / len(self.boosters)] * len(self.boosters))
+        return self.tables
 
     def warm_up(self) -> None:
         """Build the tables and load the compiled kernels now, not in the first request that scores."""

@@ -3,13 +3,15 @@
 Layout under `root` (CREDIT_HOME/models): `<version>/model_<k>.txt` (the fold models of the
 deployed ensemble, in LightGBM's own text format, no pickle), `<version>/oof.csv.gz` (its
 out-of-fold scores, to compare a challenger on the same applicants), `<version>/metadata.json` (features, categories, parameters, data fingerprint,
-metrics, threshold, calibration, code version) and `registry.json` (aliases and the history
+metrics, threshold, calibration, code version), `<version>/treeshap.npz` (the fold models' trees as lookup
+tables, NumPy arrays without pickle, read only when its SHA-256 is the one metadata.json keeps) and `registry.json` (aliases and the history
 of promotions). Artefacts stay out of git: CREDIT_HOME is ignored.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 from dataclasses import dataclass
@@ -21,10 +23,14 @@ import numpy as np
 import pandas as pd
 
 from credit_dagster.core import formats
+from credit_dagster.model import treeshap
 from credit_dagster.model.calibration import Calibrator
 from credit_dagster.model.ensemble import Ensemble
 from credit_dagster.model.metadata import ModelMetadata
 from credit_dagster.model.training import to_model_frame
+
+log = logging.getLogger(__name__)
+TABLES = "treeshap.npz"  # the fold models' trees as TreeSHAP lookup tables (model/treeshap.py), its SHA-256 in metadata.json
 
 
 @dataclass
@@ -100,6 +106,8 @@ class Registry:
             oof.to_csv(folder / "oof.csv.gz", index=False)
         written = {**metadata.to_json(), "version": version, "created_at": now.isoformat(), "code_version": code_version(),
                    "format_stamp": formats.stamp("registry")}
+        if (forest := model.forest()) is not None:  # built once here, not by every process that scores
+            written["tables"] = {"file": TABLES, "sha256": forest.save(folder / TABLES)}
         (folder / "metadata.json").write_text(json.dumps(written, indent=2, default=_json_default))
         state = self._read()
         state["history"].append({"version": version, "event": "registered", "at": now.isoformat()})
@@ -113,7 +121,15 @@ class Registry:
             raise LookupError(f"no model {version_or_alias!r} in {self.root} (versions: {self.versions()})")
         # metadata.json is written last: a version with it is complete
         boosters = [lgb.Booster(model_file=str(f)) for f in sorted(folder.glob("model*.txt"))]
-        return RegisteredModel(version, Ensemble(boosters), self.metadata(version))
+        ensemble = Ensemble(boosters)
+        saved = json.loads((folder / "metadata.json").read_text()).get("tables")
+        if saved:  # the tables registration saved (a version of an earlier release has none: built when first used)
+            tables = treeshap.Forest.read(folder / saved["file"], saved["sha256"])
+            if tables is None:
+                log.warning("model %s: its lookup tables are not the file registered with it; built again from its fold models", version)
+            else:
+                ensemble = Ensemble(boosters, tables=tables)
+        return RegisteredModel(version, ensemble, self.metadata(version))
 
     def metadata(self, version: str) -> ModelMetadata:
         written = json.loads((self.root / version / "metadata.json").read_text())

@@ -290,7 +290,7 @@ def cross_validate(data: Dataset, params: TrainingParams, progress: Progress | N
                 boosters[name].extend(fitted)
                 selections[name].append(selection)
                 rounds[name].append(n_rounds)
-                oof[name][test] = Ensemble(fitted).raw_score(X_test)
+                oof[name][test] = Ensemble(fitted, tables=None).raw_score(X_test)
             seconds[name] += time.perf_counter() - started
             say(f"fold {k + 1}/{len(folds)}: {name} done in {time.perf_counter() - started:.1f}s "
                 f"({time.perf_counter() - started_all:.0f}s elapsed)")

@@ -17,9 +17,13 @@ A model of bigger trees (more than `MAX_SPLITS` splits in a tree) is left to Lig
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import lightgbm as lgb
 import numba
@@ -76,6 +80,24 @@ class Forest:
                     return None
                 trees.append(tree)
         return _tabulate(names, trees)
+
+    def save(self, path: Path) -> str:
+        """The tables in one NumPy file (no pickle), written whole or not at all; its SHA-256."""
+        arrays = {f.name: getattr(self, f.name) for f in fields(self)} | {"names": np.array(self.names), "base": np.array(self.base)}
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(tmp, path)
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    @staticmethod
+    def read(path: Path, sha256: str) -> Forest | None:
+        """The tables `save` wrote, or None when the file is not the one whose SHA-256 was kept."""
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            return None
+        with np.load(io.BytesIO(data), allow_pickle=False) as saved:
+            return Forest(**{f.name: saved[f.name] for f in fields(Forest)} | {"names": saved["names"].tolist(), "base": float(saved["base"])})
 
     def raw_score(self, values: np.ndarray, threads: int) -> np.ndarray:
         """The ensemble's score of each row of `values` (columns in `names` order)."""
