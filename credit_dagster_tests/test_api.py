@@ -178,6 +178,28 @@ def test_the_features_of_a_few_rows_are_the_sql_s_on_a_whole_night(home, night):
     assert set(fast["history_source"]) == {"stored", "none"}
 
 
+def test_a_process_reads_the_features_sql_once_for_all_its_workspaces(home, monkeypatch):
+    """The mirror depends on the SQL alone: a thread's new workspace takes the process's reading;
+    SQL of another text is read anew."""
+    def in_a_new_thread() -> ondemand.Workspace:
+        made = []
+        thread = threading.Thread(target=lambda: made.append(ondemand.workspace()))
+        thread.start()
+        thread.join()
+        return made[0]
+
+    monkeypatch.setattr(ondemand, "_MIRRORS", {})
+    first = in_a_new_thread()
+    assert first.mirror is not None
+    read = []
+    monkeypatch.setattr(ondemand.Workspace, "_read_mirror", lambda self, model: read.append(model) or None)
+    assert in_a_new_thread().mirror is first.mirror and not read
+    models, reading = ondemand._models()
+    changed = [dataclasses.replace(m, sql=m.sql + "\n") if m.name == "application_features" else m for m in models]
+    monkeypatch.setattr(ondemand, "_models", lambda: (changed, reading))
+    assert in_a_new_thread().mirror is None and len(read) == 1
+
+
 @pytest.mark.parametrize("change", ["a column application_rows.clean forgets", "a history column mixed with the application"])
 def test_sql_the_mirror_does_not_make_is_left_to_duckdb(home, night, monkeypatch, change):
     """When application_clean.sql has a column `application_rows.clean` does not make (here, the
@@ -190,6 +212,7 @@ def test_sql_the_mirror_does_not_make_is_left_to_duckdb(home, night, monkeypatch
     if change == "a column application_rows.clean forgets":
         clean = application_rows.clean
         monkeypatch.setattr(application_rows, "clean", lambda columns: {k: v for k, v in clean(columns).items() if k != "APP_PAYMENT_RATE"})
+        monkeypatch.setattr(ondemand, "_MIRRORS", {})  # the same SQL: the process's reading of it is set aside
     else:
         models, reading = ondemand._models()
         mixed = [dataclasses.replace(m, sql=m.sql.replace(

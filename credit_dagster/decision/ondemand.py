@@ -130,7 +130,11 @@ class Workspace:
         self.con.execute("pragma disable_optimizer")
         self.con.execute(f"prepare features_query as {self.QUERY}")
         self.con.execute("pragma enable_optimizer")
-        self.mirror = self._read_mirror(next(m for m in models if m.name == "application_features"))
+        # the reading depends on the SQL alone: made by the process's first workspace (0.25 s of probe queries), kept for the others
+        key = tuple((m.name, m.sql) for m in models)
+        if key not in _MIRRORS:
+            _MIRRORS[key] = self._read_mirror(next(m for m in models if m.name == "application_features"))
+        self.mirror = _MIRRORS[key]
 
     def load_history(self, history: dict[str, pd.DataFrame]) -> None:
         """Replace the history rows by `history` (tables not given are left empty) and build
@@ -299,6 +303,7 @@ class Workspace:
 
 
 _workspaces = threading.local()
+_MIRRORS: dict[tuple, application_rows.Mirror | None] = {}  # the SQL models' (name, text) -> the workspaces' reading of them
 _opened: weakref.WeakSet[Workspace] = weakref.WeakSet()  # a thread's workspace goes with the thread
 
 
