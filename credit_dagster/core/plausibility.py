@@ -58,8 +58,8 @@ def missing_required(frame: pd.DataFrame) -> pd.Series:
     absent = {c: (frame[c].isna() if c in frame else pd.Series(True, index=frame.index)) for c in REQUIRED}
     if "APP_NOT_EMPLOYED" in frame:  # the feature tables make Kaggle's "not employed" code missing and say it here
         absent["DAYS_EMPLOYED"] = absent["DAYS_EMPLOYED"] & (frame["APP_NOT_EMPLOYED"] != 1).fillna(True)
-    lacking = np.column_stack([absent[c].to_numpy(dtype=bool) for c in REQUIRED]).tolist()
-    return pd.Series([[c for c, a in zip(REQUIRED, row, strict=True) if a] for row in lacking], index=frame.index, dtype=object)
+    lacking = np.column_stack([absent[c].to_numpy(dtype=bool) for c in REQUIRED]) if len(frame) else np.zeros((0, len(REQUIRED)), bool)
+    return _named(lacking, list(REQUIRED), frame.index)
 
 
 def problems(frame: pd.DataFrame, product: Product = PRODUCT) -> pd.Series:
@@ -94,8 +94,17 @@ def problems(frame: pd.DataFrame, product: Product = PRODUCT) -> pd.Series:
         ((children >= 0) & (members >= 1) & (children >= members),
          "CNT_CHILDREN: the household must count more people than the children"),
     ]
-    hits = np.column_stack([mask for mask, _ in rules]).tolist() if len(frame) else []
-    return pd.Series([[text for (_, text), hit in zip(rules, row, strict=True) if hit] for row in hits], index=frame.index, dtype=object)
+    hits = np.column_stack([mask for mask, _ in rules]) if len(frame) else np.zeros((0, len(rules)), bool)
+    return _named(hits, [text for _, text in rules], frame.index)
+
+
+def _named(hits: np.ndarray, names: list[str], index: pd.Index) -> pd.Series:
+    """Per row, the names of its columns of `hits` that are true (a list of its own, empty for
+    most rows: a night's rows are not gone through one by one)."""
+    named: list[list[str]] = [[] for _ in range(len(hits))]
+    for r in np.flatnonzero(hits.any(axis=1)).tolist():
+        named[r] = [name for name, hit in zip(names, hits[r].tolist(), strict=True) if hit]
+    return pd.Series(named, index=index, dtype=object)
 
 
 def referral_reason(missing: list[str], broken: list[str]) -> str | None:
