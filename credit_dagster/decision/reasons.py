@@ -139,7 +139,7 @@ class Explainer:
         names[r, slot[r, at]] = np.asarray(self.features, dtype=object)[j]
         # the missing-history facts that raised the risk, said once per combination
         combinations, which = np.unique(sums[:, g:] > 0, axis=0, return_inverse=True)
-        said = np.array([self._note(c) for c in combinations.tolist()] + [None], dtype=object)[:-1]
+        said = np.array([self._note(c) for c in combinations.tolist()], dtype=object)
         return texts, names, said[which.ravel()]
 
     def _note(self, raised: list[bool]) -> str | None:
