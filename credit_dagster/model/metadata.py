@@ -53,6 +53,7 @@ class ModelMetadata:
     version: str = ""
     created_at: str = ""
     code_version: str = ""
+    tables: dict = field(default_factory=dict)  # the TreeSHAP tables' file and SHA-256 (none from an earlier release)
 
     @classmethod
     def from_json(cls, values: dict) -> ModelMetadata:

@@ -121,15 +121,14 @@ class Registry:
             raise LookupError(f"no model {version_or_alias!r} in {self.root} (versions: {self.versions()})")
         # metadata.json is written last: a version with it is complete
         boosters = [lgb.Booster(model_file=str(f)) for f in sorted(folder.glob("model*.txt"))]
-        ensemble = Ensemble(boosters)
-        saved = json.loads((folder / "metadata.json").read_text()).get("tables")
-        if saved:  # the tables registration saved (a version of an earlier release has none: built when first used)
+        ensemble, metadata = Ensemble(boosters), self.metadata(version)
+        if saved := metadata.tables:  # the tables registration saved (a version of an earlier release has none: built when first used)
             tables = treeshap.Forest.read(folder / saved["file"], saved["sha256"])
             if tables is None:
                 log.warning("model %s: its lookup tables are not the file registered with it; built again from its fold models", version)
             else:
                 ensemble = Ensemble(boosters, tables=tables)
-        return RegisteredModel(version, ensemble, self.metadata(version))
+        return RegisteredModel(version, ensemble, metadata)
 
     def metadata(self, version: str) -> ModelMetadata:
         written = json.loads((self.root / version / "metadata.json").read_text())
