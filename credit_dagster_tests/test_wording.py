@@ -222,6 +222,17 @@ def check_night(home, day: str, kaggle_descriptions: set[str]) -> None:
     absent = {k: (pd.to_numeric(features[h.present_column], errors="coerce").fillna(0) == 0).to_numpy()
               for k, h in enumerate(reasons.HISTORIES)}
     kind = {f: next((k for k, h in enumerate(reasons.HISTORIES) if f.startswith(h.prefixes)), None) for f in matrix.columns}
+    members_of = {g: [f for f in column if groups[f] == g] for g in dict.fromkeys(groups[f] for f in column)}
+    protected = {f: bool(info.at[f, "protected"]) for f in column}
+    values, said = matrix.to_numpy(dtype=object), {}
+
+    def sentence(f: str, value) -> str | None:  # made once per feature and value (floats by their bits)
+        key = (f, value.hex() if isinstance(value, float) else value)
+        if key not in said:
+            said[key] = wording.reason_sentence(info.at[f, "meaning"], info.at[f, "unit"], info.at[f, "direction"], value,
+                                                medians.get(f), settings.current().currency)
+        return said[key]
+
     full = 0
     for r, row in enumerate(scored.to_dict("records")):
         names = [n for n in (row["reason_features"] or "").split(",") if n and n != "application"]
@@ -241,14 +252,16 @@ def check_night(home, day: str, kaggle_descriptions: set[str]) -> None:
         for f, j in column.items():
             if kind[f] is None or not absent[kind[f]][r]:
                 sums[groups[f]] = sums.get(groups[f], 0.0) + contributions[r, j]
-        expected = []
+        expected: list[str] = []
         for group, total in sorted(sums.items(), key=lambda item: -item[1]):
-            members = [f for f in column if groups[f] == group and contributions[r, column[f]] > 0 and not info.at[f, "protected"]
-                       and (kind[f] is None or not absent[kind[f]][r])
-                       and wording.reason_sentence(info.at[f, "meaning"], info.at[f, "unit"], info.at[f, "direction"],
-                                                   matrix.iat[r, column[f]], medians.get(f), settings.current().currency)]
-            if total > 0 and members:
-                expected.append(max(members, key=lambda f: contributions[r, column[f]]))
+            if total <= 0 or len(expected) == 4:
+                break
+            members = [f for f in members_of[group] if contributions[r, column[f]] > 0 and not protected[f]
+                       and (kind[f] is None or not absent[kind[f]][r])]
+            # the strongest first (sorted is stable: on a tie, the first column), the first with a sentence speaks
+            speaker = next((f for f in sorted(members, key=lambda f: -contributions[r, column[f]]) if sentence(f, values[r, column[f]])), None)
+            if speaker:
+                expected.append(speaker)
         assert names == expected[: 4 - (row["reason_features"] or "").startswith("application")], (row["SK_ID_CURR"], names)
         full += len(names) == 4
     assert full > 0
