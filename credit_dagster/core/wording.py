@@ -188,7 +188,7 @@ def may_be_reason(unit: str, direction: str, values: np.ndarray, median: float |
     """Whether `reason_sentence` may word each of a column's values (a night asks it of whole
     columns before wording any): its rules above, for arrays; True where only the sentence can
     tell (a text in a numeric field)."""
-    said = ~pd.isna(values)
+    said = ~np.isnan(values) if values.dtype == np.float64 else ~pd.isna(values)
     if unit == "text" or (unit == "flag" and median is None):
         return said
     if median is None or unit == "none":

@@ -112,8 +112,9 @@ class Explainer:
         n, p, g = len(sums), len(self.features), len(self.group_names)
         contrib = contributions[:, :p]
         may = (contrib > 0) & self.sayable & ~self._absent_cells(absent)
+        column = _columns(matrix)
         for j in np.flatnonzero(may.any(axis=0)).tolist():  # the wording's rules on whole columns
-            may[:, j] &= wording.may_be_reason(self.units[j], self.directions[j], _column(matrix, j), self.medians[j])
+            may[:, j] &= wording.may_be_reason(self.units[j], self.directions[j], column(j), self.medians[j])
         orders = np.argsort(-sums[:, :g], axis=1, kind="stable")  # every row's groups, the one that raised the risk most first
         while True:
             # each group's member that raised the risk most among those that may word it (the first on a tie)
@@ -128,7 +129,7 @@ class Explainer:
             sentences = np.empty(len(r), dtype=object)
             for feature in np.unique(j).tolist():
                 cells = np.flatnonzero(j == feature)
-                sentences[cells] = _each_value(_column(matrix, feature)[r[cells]], lambda values, f=feature: wording.reason_sentences(
+                sentences[cells] = _each_value(column(feature)[r[cells]], lambda values, f=feature: wording.reason_sentences(
                     self.meanings[f], self.units[f], self.directions[f], values, self.medians[f], self.currency))
             unsaid = np.array([s is None for s in sentences.tolist()], dtype=bool)
             if not unsaid.any():
@@ -181,9 +182,10 @@ class Explainer:
         r, rank = np.nonzero(~facts)
         j = strongest[r, top[r, rank]]
         feature[r, rank + 1] = np.asarray(self.features, dtype=object)[j]
+        column = _columns(matrix)
         for member in np.unique(j).tolist():
             cells = np.flatnonzero(j == member)
-            texts = _each_value(_column(matrix, member)[r[cells]], lambda values, f=member: [
+            texts = _each_value(column(member)[r[cells]], lambda values, f=member: [
                 wording.bar_texts(self.meanings[f], self.units[f], value, self.currency) for value in values])
             shown[r[cells], rank[cells] + 1] = [t[0] for t in texts]
             label[r[cells], rank[cells] + 1] = [t[1] for t in texts]
@@ -192,10 +194,13 @@ class Explainer:
                              "value": shown.ravel(), "label": label.ravel(), "contribution": contribution.ravel()})
 
 
-def _column(matrix: pd.DataFrame, j: int) -> np.ndarray:
-    """Column `j` of the model's matrix: floats as float64, anything else as Python objects."""
-    column = matrix.iloc[:, j]
-    return column.to_numpy() if column.dtype == np.float64 else column.to_numpy(dtype=object)
+def _columns(matrix: pd.DataFrame) -> Callable[[int], np.ndarray]:
+    """Column `j` of the model's matrix: floats as float64, taken from one copy of them all (a
+    column at a time, pandas' access cost more than a one-row call's reasons), anything else
+    as Python objects."""
+    is_float = (matrix.dtypes == np.float64).to_numpy()
+    block, at = matrix.loc[:, is_float].to_numpy(), np.cumsum(is_float) - 1
+    return lambda j: block[:, at[j]] if is_float[j] else matrix.iloc[:, j].to_numpy(dtype=object)
 
 
 def _each_value(values: np.ndarray, word: Callable[[list], list]) -> np.ndarray:
