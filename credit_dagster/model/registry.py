@@ -125,7 +125,7 @@ class Registry:
         if saved := metadata.tables:  # the tables registration saved (a version of an earlier release has none: built when first used)
             tables = treeshap.Forest.read(folder / saved["file"], saved["sha256"])
             if tables is None:
-                log.warning("model %s: its lookup tables are not the file registered with it; built again from its fold models", version)
+                log.warning("model %s: its lookup tables are missing or not the file registered with it; built again from its fold models", version)
             else:
                 ensemble = Ensemble(boosters, tables=tables)
         return RegisteredModel(version, ensemble, metadata)

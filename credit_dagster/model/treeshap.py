@@ -92,8 +92,11 @@ class Forest:
 
     @staticmethod
     def read(path: Path, sha256: str) -> Forest | None:
-        """The tables `save` wrote, or None when the file is not the one whose SHA-256 was kept."""
-        data = path.read_bytes()
+        """The tables `save` wrote, or None when the file is gone or not the one whose SHA-256 was kept."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
         if hashlib.sha256(data).hexdigest() != sha256:
             return None
         with np.load(io.BytesIO(data), allow_pickle=False) as saved:
